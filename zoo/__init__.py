@@ -1,0 +1,63 @@
+"""zoo: a model-zoo manager for PaddleSeg segmentation models.
+
+Public API (everything else is internal)::
+
+    zoo.list_models()        -> list[ModelEntry]     every merged registry entry
+    zoo.get("fcn")           -> ModelEntry           one entry (UnknownModelError if absent)
+    zoo.list_plugins()       -> list[Plugin]         discovered architecture plugins, loaded or broken
+    zoo.architecture("fcn")  -> Architecture         a loaded plugin's spec
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from zoo.errors import ZooError
+from zoo.registry import Artifact, ModelEntry
+from zoo.spec import Architecture, InputSpec
+
+try:
+    __version__ = version("zoo")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "Architecture",
+    "Artifact",
+    "InputSpec",
+    "ModelEntry",
+    "ZooError",
+    "__version__",
+    "architecture",
+    "get",
+    "list_models",
+    "list_plugins",
+]
+
+
+def list_models() -> list[ModelEntry]:
+    """Every model of the merged registries, sorted by name."""
+    from zoo import registry
+
+    return sorted(registry.load().values(), key=lambda e: e.name)
+
+
+def get(name: str) -> ModelEntry:
+    """The registry entry ``name`` (frozen)."""
+    from zoo import registry
+
+    return registry.get(name)
+
+
+def list_plugins():
+    """Every discovered plugin, loaded or broken."""
+    from zoo import plugins as _plugins
+
+    return _plugins.discover()
+
+
+def architecture(name: str) -> Architecture:
+    """The loaded architecture plugin ``name``."""
+    from zoo import plugins as _plugins
+
+    return _plugins.get_architecture(name)

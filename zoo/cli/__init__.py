@@ -1,0 +1,38 @@
+"""zoo's command line. Commands are thin: parse, call the library, print. Errors are handled once, in :func:`main`."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from zoo.cli._app import app
+from zoo.cli import cmd_bench, cmd_convert, cmd_export, cmd_models, cmd_run, cmd_store, cmd_verify  # noqa: F401
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; map every error to a one-line message and an exit code (1 error, 2 usage, 130 Ctrl-C)."""
+    from typer.exceptions import Abort, Exit, TyperException
+
+    from zoo import config
+    from zoo.errors import ZooError
+
+    try:
+        result = app(args=argv, prog_name="zoo", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except ZooError as exc:
+        if config.debug():
+            traceback.print_exc()
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        code = 1
+    except Exit as exc:
+        code = exc.exit_code
+    except TyperException as exc:  # usage errors: typer's own message, exit 2
+        exc.show()
+        code = exc.exit_code
+    except (KeyboardInterrupt, Abort):
+        print("zoo: interrupted", file=sys.stderr)
+        code = 130
+    sys.stdout.flush()
+    return code

@@ -1,0 +1,35 @@
+"""zoo export: build a network from its plugin, load weights, save a Paddle inference model into the cache."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from zoo.cli._app import State, app, info, print_json
+
+
+@app.command()
+def export(
+    name: str = typer.Argument(..., help="Model name (see 'zoo list')."),
+    weights: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--weights", metavar="PATH|URL|random", help="Weights to load (default: the entry's [weights] artifact)."
+    ),
+    output_op: str = typer.Option("argmax", "--output-op", help="argmax (int32 labels), softmax or none (logits)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --weights random."),
+    legacy: bool = typer.Option(False, "--legacy", help="Write a legacy model.pdmodel program instead of PIR."),
+    json_: bool = typer.Option(False, "--json", help="Print a JSON object."),
+) -> None:
+    """Export NAME's network with trained (or seeded random) weights into the cache."""
+    from zoo import cache, export as export_mod
+
+    folder = export_mod.export_model(
+        name, weights=weights, output_op=output_op, seed=seed, legacy=legacy, registries=State.registries
+    )
+    provenance = cache.read_manifest(folder)["provenance"]
+    if json_:
+        print_json({"name": name, "path": str(folder), **provenance})
+        return
+    if provenance["weights"] == "random":
+        info(f"note: {name} has UNTRAINED random weights (seed {seed}); its masks are noise, fine for testing only")
+    typer.echo(f"exported {name} ({provenance['format']}, output {output_op}) to {folder}")

@@ -1,0 +1,94 @@
+"""zoo verify: prove ONNX Runtime agrees with Paddle Inference on a model, or show how much and where it does not."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from zoo.cli._app import State, app, info, print_json
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HxW such as 512x1024, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise typer.BadParameter(f"height and width must be positive, got {text!r}")
+    return h, w
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send fd 1 to stderr for a while: native libraries print there, and --json must be alone on stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@app.command()
+def verify(
+    name: str = typer.Argument(..., help="Model name (see 'zoo list')."),
+    image: Optional[list[str]] = typer.Option(  # noqa: UP007 - typer needs Optional here
+        None, "--image", "-i", metavar="PATH", help="Image, folder or glob to compare on (repeatable)."
+    ),
+    size: str = typer.Option("512x1024", "--size", metavar="HxW", help="Size of the synthetic inputs (no --image)."),
+    count: int = typer.Option(2, "--count", min=1, help="Number of synthetic inputs (no --image)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic inputs."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per backend."),  # noqa: UP007
+    min_agreement: float = typer.Option(0.9999, "--min-agreement", min=0.0, max=1.0,
+                                        help="Label outputs: share of pixels that must agree."),  # fmt: skip
+    rtol: float = typer.Option(1e-3, "--rtol", min=0.0, help="Logits outputs: relative tolerance."),
+    atol_rel: float = typer.Option(1e-4, "--atol-rel", min=0.0,
+                                   help="Logits outputs: absolute tolerance as a fraction of max|paddle|."),  # fmt: skip
+    report: Optional[Path] = typer.Option(  # noqa: UP007
+        None, "--report", metavar="DIR", help="Write verify.json and a PNG per image marking disagreeing pixels."
+    ),
+    json_: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Compare ONNX Runtime with Paddle Inference on the same inputs; exit 1 if they disagree beyond tolerance."""
+    from zoo import cache, verify as verify_mod
+
+    hw = _parse_size(size)
+    images = None
+    if image:
+        from zoo.images import expand_inputs
+
+        images = expand_inputs(image)
+    tolerance = verify_mod.Tolerance(min_agreement=min_agreement, rtol=rtol, atol_rel=atol_rel)
+    if "onnx" not in cache.cached_formats(name) and "paddle" in cache.cached_formats(name):
+        info(f"no ONNX model of '{name}' in the cache; converting it first")
+    what = f"{len(images)} image(s)" if images else f"{count} synthetic {hw[0]}x{hw[1]} image(s)"
+    info(f"verifying {name}: Paddle Inference vs ONNX Runtime on {what}")
+    with _stdout_to_stderr() if json_ else contextlib.nullcontext():
+        result = verify_mod.verify_model(
+            name, images=images, size=hw, count=count, seed=seed, threads=threads, tolerance=tolerance,
+            report_dir=report, registries=State.registries,
+        )  # fmt: skip
+    if json_:
+        print_json(result.as_dict())
+        info(result.summary())
+    else:
+        lines = []
+        if len(result.images) > 1:
+            lines += [f"  {check.image}: {check.comparison.summary(tolerance)}" for check in result.images]
+        lines.append(result.summary())
+        if result.weights == "random":
+            lines.append("note: this Paddle model has random weights (an untrained export)")
+        if result.report:
+            lines.append(f"report: {result.report}")
+        typer.echo("\n".join(lines))
+    if not result.passed:
+        raise typer.Exit(1)

@@ -1,0 +1,83 @@
+"""Every error zoo raises on purpose.
+
+``str(error)`` is the message a user sees: what happened, what was expected, and what to run next. The CLI prints it
+on one line and exits 1 (``ZOO_DEBUG=1`` adds the traceback). Each class also inherits the matching builtin, so
+callers of the Python API can catch ``KeyError``, ``ValueError``, ``OSError`` ... as usual::
+
+    ZooError
+    ├── RegistryError          (ValueError)        a registry file is malformed; lists every problem
+    ├── UnknownModelError      (KeyError)          no registry entry by that name
+    ├── PluginError            (ImportError)       a plugin failed to load, or no plugin has that architecture
+    ├── NotCachedError         (FileNotFoundError) the model (or format) is not in the local cache
+    ├── OfflineError           (ConnectionError)   offline mode forbids the download that is needed
+    ├── DownloadError          (OSError)           every source failed (4xx, 5xx after retries, timeouts, DNS)
+    ├── IntegrityError         (ValueError)        sha256 or size does not match what was pinned or recorded
+    ├── ArchiveError           (ValueError)        an archive is corrupt or unsafe to extract
+    ├── WeightsError           (ValueError)        a .pdparams file is unsafe, or does not fit the network
+    ├── ConversionError        (RuntimeError)      paddle2onnx failed or produced an unusable model
+    ├── BackendError           (RuntimeError)      an inference backend or device is unavailable or failed
+    └── ImageError             (ValueError)        an input is not an image zoo can segment
+"""
+
+from __future__ import annotations
+
+
+class ZooError(Exception):
+    """Base of every error zoo raises on purpose."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class RegistryError(ZooError, ValueError):
+    """A registry file is malformed."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        head = self.problems[0] if len(self.problems) == 1 else f"{len(self.problems)} registry problems: "
+        message = head if len(self.problems) == 1 else head + "; ".join(self.problems)
+        super().__init__(message + " — fix the file, or see 'zoo --help' and the README's registry format")
+
+
+class UnknownModelError(ZooError, KeyError):
+    """No registry entry has that name."""
+
+
+class PluginError(ZooError, ImportError):
+    """A plugin failed to load, or no loaded plugin provides an architecture."""
+
+
+class NotCachedError(ZooError, FileNotFoundError):
+    """The model is not in the local cache."""
+
+
+class OfflineError(ZooError, ConnectionError):
+    """Offline mode forbids a needed download."""
+
+
+class DownloadError(ZooError, OSError):
+    """No source could deliver the artifact."""
+
+
+class IntegrityError(ZooError, ValueError):
+    """Content does not match its pinned or recorded sha256/size."""
+
+
+class ArchiveError(ZooError, ValueError):
+    """An archive is corrupt or unsafe."""
+
+
+class WeightsError(ZooError, ValueError):
+    """A .pdparams file is unsafe to read or does not fit the network."""
+
+
+class ConversionError(ZooError, RuntimeError):
+    """Paddle to ONNX conversion failed."""
+
+
+class BackendError(ZooError, RuntimeError):
+    """An inference backend or device is unavailable or failed."""
+
+
+class ImageError(ZooError, ValueError):
+    """An input file is not an image zoo can segment."""

@@ -1,0 +1,633 @@
+"""The download engine: one artifact, from a mirror, its URLs or a local path, into ``<cache>/blobs/<hex>``.
+
+Sources, in order: the mirror (``mirror=`` or ZOO_MIRROR: an HTTP base URL or a folder holding ``blobs/<hex>`` and
+``zoo.lock``, the layout of an extracted bundle), then ``artifact.urls`` (https, http, ``file://`` or a plain path).
+The expected content is the registry's sha256, else the local pin (``zoo/pins.py``); a mirror is also asked for
+what its own ``zoo.lock`` pins. Bytes that do not match are never kept, so no source can substitute content.
+An artifact with no hash anywhere is pinned on its first download (trust on first use).
+
+Files in ``<cache>/blobs/`` (every temporary name starts with "."):
+
+    <hex>                        a verified blob, fsynced and renamed into place
+    .<hex>.<random>.incomplete   a download in progress (``.<random>.incomplete`` while the hash is unknown); removed
+                                 on every failure and on Ctrl-C. One left by SIGKILL is ignored ('zoo cache prune').
+    .<hex>.partial (+ .json)     the valid prefix of an interrupted download whose hash and size are known, with the
+                                 server's ETag/Last-Modified; the next fetch claims it by rename and resumes with Range.
+
+Per source: 4xx, an unknown host and wrong content (HTML, size, hash) move on to the next source at once; 5xx,
+408/429, dropped connections and timeouts are retried with exponential backoff (ZOO_RETRIES, ZOO_BACKOFF), each read
+limited by ZOO_TIMEOUT and each source by ZOO_DEADLINE. When every source fails the error lists each one:
+IntegrityError if some source delivered wrong bytes, else OfflineError if offline mode skipped one, else DownloadError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo import cache, config, pins
+from zoo.errors import DownloadError, IntegrityError, OfflineError
+from zoo.registry import Artifact
+
+CHUNK = 1 << 16
+HEAD = 512  # bytes kept from the start of a download to recognise an HTML page
+MAX_DELAY = 30.0  # cap of one backoff sleep, seconds
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+_NEXT_STEPS = (
+    "check your network connection, pass --mirror DIR|URL (or set ZOO_MIRROR), or run 'zoo bundle import FILE' "
+    "with a bundle made on a machine that has it"
+)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A verified blob in the cache."""
+
+    path: Path  # cache.blob_path(sha256), i.e. <cache>/blobs/<hex>
+    sha256: str  # "sha256:<hex>"
+    size: int  # bytes
+    url: str  # where the bytes came from (URL, mirror URL or path; the blob's path when reused)
+    reused: bool  # already in the cache: nothing was transferred
+
+
+@dataclass(frozen=True)
+class _Expected:
+    sha256: str | None  # what the bytes must hash to
+    size: int | None  # how many bytes there must be
+    origin: str  # where that came from, for messages
+    pinned: bool = False  # it came from the local zoo.lock (so re-pinning is the user's call)
+
+
+@dataclass(frozen=True)
+class _Source:
+    label: str  # URL or path, as shown in messages and Fetched.url
+    target: str | Path  # URL to GET, or a local file to copy
+    expected: _Expected
+
+
+class _Failed(Exception):
+    """One attempt on one source failed."""
+
+    def __init__(self, reason: str, *, retry: bool = False, keep: bool = True, integrity: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry = retry  # another attempt on the same source may succeed
+        self.keep = keep  # the bytes received so far are still a valid prefix
+        self.integrity = integrity  # the source delivered wrong bytes
+
+
+def fetch(
+    artifact: Artifact,
+    *,
+    pin_id: str,
+    mirror: str | None = None,
+    force: bool = False,
+    offline: bool | None = None,
+    require_hash: bool | None = None,
+    progress: bool | None = None,
+) -> Fetched:
+    """Put ``artifact`` in the cache (or find it there) and return the verified blob."""
+    offline = config.offline() if offline is None else offline
+    require_hash = config.require_hash() if require_hash is None else require_hash
+    mirror = config.mirror() if mirror is None else (mirror or None)
+    progress = _stderr_is_terminal() if progress is None else progress
+    expected = _expected(artifact, pin_id)
+    if require_hash and expected.sha256 is None:
+        raise IntegrityError(
+            f"'{pin_id}' has no sha256 in the registry and no pin in {cache.lock_file()}, and ZOO_REQUIRE_HASH "
+            "refuses unpinned artifacts; add 'sha256 = \"sha256:<hex>\"' to its registry entry, import a bundle "
+            "that pins it ('zoo bundle import FILE'), or unset ZOO_REQUIRE_HASH"
+        )
+    if not force and (hit := _cached(expected)):
+        return hit
+    cache.blobs_dir().mkdir(parents=True, exist_ok=True)
+    with _artifact_lock(pin_id, config.deadline()):
+        expected = _expected(artifact, pin_id)  # another process may have pinned it while we waited
+        if not force and (hit := _cached(expected)):
+            return hit
+        with _Session() as session:
+            fetched = _fetch_from_sources(artifact, pin_id, expected, mirror, force, offline, progress, session)
+        if artifact.sha256 is None:
+            pins.record(pin_id, fetched.sha256, fetched.size, fetched.url)
+        return fetched
+
+
+# ---- sources --------------------------------------------------------------------------------------------------------
+
+
+def _fetch_from_sources(
+    artifact: Artifact, pin_id: str, expected: _Expected, mirror: str | None, force: bool, offline: bool,
+    progress: bool, session: _Session,
+) -> Fetched:  # fmt: skip
+    notes: list[str] = []
+    integrity = skipped = False
+    sources: list[_Source] = []
+    if mirror:
+        source, note = _mirror_source(mirror, pin_id, expected, offline, session)
+        sources += [source] if source else []
+        notes += [note] if note else []
+        skipped = skipped or (offline and _is_remote(mirror))
+    for url in artifact.urls:
+        sources.append(_Source(url, _target(url), expected))
+    for source in sources:
+        if offline and isinstance(source.target, str):
+            notes.append(f"{source.label}: skipped, offline mode forbids network access")
+            skipped = True
+            continue
+        try:
+            return _from_source(source, pin_id, force, progress, session)
+        except _Failed as failure:
+            notes.append(f"{source.label}: {failure.reason}")
+            integrity = integrity or failure.integrity
+    tried = "; ".join(notes) if notes else "no sources"
+    if integrity:
+        raise IntegrityError(f"'{pin_id}': no source delivered the expected content; nothing was kept ({tried}). "
+                             + _integrity_hint(pin_id, expected))  # fmt: skip
+    if skipped:
+        what = expected.sha256 or "its first download"
+        raise OfflineError(
+            f"'{pin_id}' ({what}) is not in the cache ({cache.blobs_dir()}) and offline mode (ZOO_OFFLINE) forbids "
+            f"downloading it ({tried}); run 'zoo bundle import FILE' with a bundle that holds it, pass --mirror DIR "
+            "(a folder with blobs/<hex>), or unset ZOO_OFFLINE"
+        )
+    raise DownloadError(f"could not download '{pin_id}' ({tried}); {_NEXT_STEPS}")
+
+
+def _mirror_source(
+    mirror: str, pin_id: str, expected: _Expected, offline: bool, session: _Session
+) -> tuple[_Source | None, str | None]:
+    """The mirror's blob for this artifact, or a note saying why the mirror cannot serve it."""
+    remote = _is_remote(mirror)
+    if remote and offline:
+        return None, f"mirror {mirror}: skipped, offline mode forbids network access"
+    if expected.sha256 is None:
+        try:
+            entry = _mirror_lock(mirror, session).get(pin_id)
+        except (_Failed, IntegrityError) as exc:
+            return None, f"mirror {mirror}: cannot read its zoo.lock ({exc})"
+        if entry is None:
+            return None, f"mirror {mirror}: its zoo.lock has no entry for '{pin_id}'"
+        expected = _Expected(entry["sha256"], entry["size"], f"pinned in the mirror's zoo.lock ({mirror})")
+    hex_ = cache.hex_of(expected.sha256)
+    if remote:
+        url = f"{mirror.rstrip('/')}/blobs/{hex_}"
+        return _Source(url, url, expected), None
+    path = _local_path(mirror) / "blobs" / hex_
+    return _Source(str(path), path, expected), None
+
+
+def _mirror_lock(mirror: str, session: _Session) -> dict[str, dict[str, Any]]:
+    if not _is_remote(mirror):
+        return pins.load_file(_local_path(mirror) / "zoo.lock")
+    url = f"{mirror.rstrip('/')}/zoo.lock"
+    try:
+        response = session.client.get(url)
+    except Exception as exc:  # noqa: BLE001 — any transport problem just means "no lock from this mirror"
+        raise _Failed(_transport_reason(exc, 0)) from None
+    if response.status_code == 404:
+        return {}
+    if response.status_code != 200:
+        raise _Failed(f"HTTP {response.status_code} {response.reason_phrase}")
+    return pins.parse(response.text, url)
+
+
+def _from_source(source: _Source, pin_id: str, force: bool, progress: bool, session: _Session) -> Fetched:
+    """Download or copy one source into a temp file, verify it and rename it into the cache."""
+    expected = source.expected
+    temp = _Temp(expected)
+    try:
+        remote = isinstance(source.target, str)
+        if remote and not force:
+            temp.claim_partial()
+        with _progress_bar(progress, pin_id, expected.size) as bar:
+            for _ in range(2):  # a second pass only if a resumed download turns out wrong as a whole
+                if remote:
+                    _http(session, source.label, temp, expected, bar)
+                else:
+                    _copy(source.target, temp, bar)
+                digest = temp.finish()
+                try:
+                    _verify(temp, digest, expected)
+                    break
+                except _Failed as failure:
+                    if not (temp.resumed and failure.integrity):
+                        raise
+                    temp.reset()  # the old prefix was stale; fetch it all again
+                    bar.reset(total=expected.size)
+        path = temp.commit(cache.blob_path(digest))
+        return Fetched(path, digest, temp.size, source.label, reused=False)
+    except _Failed as failure:
+        if not failure.keep:
+            temp.reset()
+        raise
+    finally:
+        temp.close()
+
+
+def _http(session: _Session, url: str, temp: _Temp, expected: _Expected, bar: Any) -> None:
+    """GET ``url`` into ``temp`` with retries, resuming from what ``temp`` already holds."""
+    deadline = time.monotonic() + config.deadline()
+    attempts = 1 + config.retries()
+    last: _Failed | None = None
+    for attempt in range(attempts):
+        if attempt:
+            delay = min(config.backoff() * 2 ** (attempt - 1), MAX_DELAY, deadline - time.monotonic())
+            time.sleep(max(delay, 0))
+        if time.monotonic() >= deadline:
+            break
+        try:
+            _request(session, url, temp, expected, bar, deadline)
+            return
+        except _Failed as failure:
+            if not failure.keep:
+                temp.reset()
+                bar.reset(total=expected.size)
+            if not failure.retry:
+                raise
+            last = failure
+    reason = last.reason if last else "no attempt was made"
+    if time.monotonic() >= deadline:
+        raise _Failed(f"{reason}; gave up after ZOO_DEADLINE={config.deadline():g}s")
+    raise _Failed(f"{reason} (gave up after {attempts} attempts)")
+
+
+def _request(session: _Session, url: str, temp: _Temp, expected: _Expected, bar: Any, deadline: float) -> None:
+    """One GET; appends to ``temp`` on 206, restarts it on 200. Raises _Failed."""
+    offset = temp.size
+    headers = {}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        if temp.validator and temp.validator_url == url:
+            headers["If-Range"] = temp.validator
+    received = 0
+    try:
+        with session.client.stream("GET", url, headers=headers) as response:
+            _check_status(response)
+            if response.status_code == 206:
+                _check_content_range(response.headers.get("content-range"), offset, expected)
+                temp.resumed = True
+            elif offset:  # the server ignored Range, or the file changed (If-Range): start over
+                temp.reset()
+                bar.reset(total=expected.size)
+            temp.validator_url = url
+            temp.validator = _validator(response.headers)
+            temp.html_type = "text/html" in response.headers.get("content-type", "").lower()
+            length = _content_length(response.headers)
+            if response.status_code == 200 and length is not None and expected.size not in (None, length):
+                raise _Failed(_size_reason(expected, length, temp.html_type), keep=False, integrity=True)
+            if bar.total is None and length is not None:
+                bar.total = temp.size + length
+            for chunk in response.iter_raw(CHUNK):
+                temp.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+                if expected.size is not None and temp.size > expected.size:
+                    raise _Failed(_size_reason(expected, temp.size, temp.looks_html()), keep=False, integrity=True)
+                if time.monotonic() > deadline:
+                    raise _Failed(f"still downloading after ZOO_DEADLINE={config.deadline():g}s")
+    except _Failed:
+        raise
+    except Exception as exc:  # noqa: BLE001 — every httpx transport error is one failed attempt
+        import httpx
+
+        if not isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
+            raise
+        raise _Failed(_transport_reason(exc, received), retry=_retryable(exc)) from None
+    if length is not None and received != length:  # some servers close early without a protocol error
+        raise _Failed(f"connection closed after {received} of {length} bytes", retry=True)
+
+
+def _copy(path: Path, temp: _Temp, bar: Any) -> None:
+    if not path.is_file():
+        raise _Failed("no such file")
+    temp.reset()
+    try:
+        with open(path, "rb") as src:
+            while chunk := src.read(CHUNK):
+                temp.write(chunk)
+                bar.update(len(chunk))
+    except OSError as exc:
+        raise _Failed(f"cannot read it ({exc.strerror or exc})", keep=False) from None
+
+
+def _verify(temp: _Temp, digest: str, expected: _Expected) -> None:
+    html = temp.looks_html()
+    page = "; it is an HTML page (usually a login, error or 'download' page), not the artifact" if html else ""
+    if expected.sha256 is not None:
+        if digest != expected.sha256:
+            raise _Failed(f"sha256 mismatch: expected {expected.sha256} ({expected.origin}), got {digest}{page}",
+                          keep=False, integrity=True)  # fmt: skip
+    elif html:
+        raise _Failed(
+            "the server returned an HTML page (usually a login, error or 'download' page), not the artifact; "
+            "open the URL in a browser, or fix the URL in the registry",
+            keep=False,
+        )
+    if expected.size is not None and temp.size != expected.size:
+        raise _Failed(_size_reason(expected, temp.size, html), keep=False, integrity=True)
+
+
+# ---- HTTP details ---------------------------------------------------------------------------------------------------
+
+
+def _check_status(response: Any) -> None:
+    code = response.status_code
+    if code in (200, 206):
+        return
+    reason = f"HTTP {code} {response.reason_phrase}".rstrip()
+    if code == 416:  # our prefix is not a prefix of this file: start over
+        raise _Failed(reason, retry=True, keep=False)
+    raise _Failed(reason, retry=code >= 500 or code in (408, 429))
+
+
+def _check_content_range(value: str | None, offset: int, expected: _Expected) -> None:
+    match = _CONTENT_RANGE.match(value or "")
+    if match is None or int(match.group(1)) != offset:
+        raise _Failed(f"asked for bytes {offset}- but the server answered Content-Range {value!r}; "
+                      "the partial download was dropped", keep=False)  # fmt: skip
+    total = match.group(3)
+    if total != "*" and expected.size is not None and int(total) != expected.size:
+        raise _Failed(_size_reason(expected, int(total), False), keep=False, integrity=True)
+
+
+def _validator(headers: Any) -> str | None:
+    """A strong ETag, else Last-Modified: what If-Range may carry."""
+    etag = headers.get("etag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("last-modified")
+
+
+def _content_length(headers: Any) -> int | None:
+    value = headers.get("content-length")
+    return int(value) if value and value.strip().isdigit() else None
+
+
+def _retryable(exc: Exception) -> bool:
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError) and _unknown_host(exc):
+        return False  # the source is gone, like a 4xx
+    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol)
+
+
+def _unknown_host(exc: BaseException) -> bool:
+    import socket
+
+    seen = 0
+    node: BaseException | None = exc
+    while node is not None and seen < 10:
+        if isinstance(node, socket.gaierror):
+            return True
+        node, seen = node.__cause__ or node.__context__, seen + 1
+    return False
+
+
+def _transport_reason(exc: Exception, received: int) -> str:
+    import httpx
+
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError) and _unknown_host(exc):
+        return f"unknown host ({detail})"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out after ZOO_TIMEOUT={config.timeout():g}s ({type(exc).__name__})"
+    if received:
+        return f"connection lost after {received} bytes ({detail})"
+    return f"{type(exc).__name__}: {detail}"
+
+
+def _size_reason(expected: _Expected, got: int, html: bool) -> str:
+    page = "; it is an HTML page (usually a login, error or 'download' page), not the artifact" if html else ""
+    return f"size mismatch: expected {expected.size} bytes ({expected.origin}), got {got}{page}"
+
+
+# ---- expected content, cache hits, hints ----------------------------------------------------------------------------
+
+
+def _expected(artifact: Artifact, pin_id: str) -> _Expected:
+    if artifact.sha256 is not None:
+        return _Expected(artifact.sha256, artifact.size, "from the registry")
+    pin = pins.get(pin_id)
+    if pin is not None:
+        return _Expected(pin["sha256"], artifact.size or pin["size"], f"pinned in {cache.lock_file()}", pinned=True)
+    return _Expected(None, artifact.size, "from the registry")
+
+
+def _cached(expected: _Expected) -> Fetched | None:
+    if expected.sha256 is None:
+        return None
+    path = cache.blob_path(expected.sha256)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if expected.size is not None and size != expected.size:
+        return None  # truncated or replaced: download it again
+    return Fetched(path, expected.sha256, size, str(path), reused=True)
+
+
+def _integrity_hint(pin_id: str, expected: _Expected) -> str:
+    if expected.pinned:
+        return (f"If the change is legitimate, delete the '{pin_id}' entry from {cache.lock_file()} "
+                "and pull again to re-pin it")  # fmt: skip
+    return "The server's file differs from what the registry pins: try another source (--mirror, 'zoo bundle " \
+           "import FILE') or report it to whoever maintains the registry entry"  # fmt: skip
+
+
+@contextlib.contextmanager
+def _artifact_lock(pin_id: str, wait: float) -> Iterator[None]:
+    """Serialise fetches of one artifact. Only saves work: temp names, rename and hash check keep it correct."""
+    from filelock import FileLock, Timeout
+
+    cache.locks_dir().mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(cache.locks_dir() / f"fetch-{re.sub(r'[^A-Za-z0-9._-]', '_', pin_id)}.lock"))
+    try:
+        lock.acquire(timeout=wait)
+        held = True
+    except Timeout:
+        held = False  # a stuck holder must not stop us
+    try:
+        yield
+    finally:
+        if held:
+            lock.release()
+
+
+# ---- URLs, paths, progress ------------------------------------------------------------------------------------------
+
+
+def _is_remote(location: str) -> bool:
+    return urllib.parse.urlsplit(location).scheme.lower() in ("http", "https")
+
+
+def _target(url: str) -> str | Path:
+    """A URL to GET, or the local file a ``file://`` URL or plain path names."""
+    return url if _is_remote(url) else _local_path(url)
+
+
+def _local_path(location: str) -> Path:
+    parts = urllib.parse.urlsplit(location)
+    if parts.scheme.lower() == "file":
+        return Path(urllib.request.url2pathname(parts.path)).expanduser()
+    return Path(location).expanduser()
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _progress_bar(enabled: bool, desc: str, total: int | None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                disable=not enabled, leave=False, dynamic_ncols=True)  # fmt: skip
+
+
+class _Session:
+    """An httpx client, created only when a source needs the network."""
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import httpx
+
+            from zoo import __version__
+
+            self._client = httpx.Client(
+                follow_redirects=True,
+                timeout=httpx.Timeout(config.timeout()),
+                headers={"User-Agent": f"zoo/{__version__}", "Accept-Encoding": "identity"},
+            )
+        return self._client
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+# ---- the temp file --------------------------------------------------------------------------------------------------
+
+
+class _Temp:
+    """A unique ``.incomplete`` file in blobs/; left behind as ``.<hex>.partial`` only when it can be resumed."""
+
+    def __init__(self, expected: _Expected):
+        self.expected = expected
+        self.hex = cache.hex_of(expected.sha256) if expected.sha256 else None
+        self.resumable = self.hex is not None and expected.size is not None
+        prefix = f".{self.hex}." if self.hex else "."
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".incomplete", dir=cache.blobs_dir())
+        self.path = Path(name)
+        self.file = os.fdopen(fd, "r+b")
+        self.validator: str | None = None  # ETag or Last-Modified of the bytes we hold
+        self.validator_url: str | None = None  # ... as given by this URL
+        self.html_type = False  # the last response said text/html
+        self.resumed = False  # the bytes came from more than one response
+        self.committed = False
+        self._start()
+
+    def _start(self) -> None:
+        self.size = 0
+        self.head = b""
+        self._hash = hashlib.sha256()
+
+    @property
+    def partial(self) -> Path:
+        return cache.blobs_dir() / f".{self.hex}.partial"
+
+    @property
+    def partial_meta(self) -> Path:
+        return cache.blobs_dir() / f".{self.hex}.partial.json"
+
+    def claim_partial(self) -> None:
+        """Take over a previous run's partial download (an atomic rename, so only one process gets it)."""
+        if not self.resumable:
+            return
+        try:
+            meta = json.loads(self.partial_meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        self.file.close()
+        try:
+            os.replace(self.partial, self.path)
+        except FileNotFoundError:
+            pass
+        with contextlib.suppress(OSError):
+            self.partial_meta.unlink()
+        self.file = open(self.path, "r+b")  # noqa: SIM115 — closed by close()/commit()
+        while chunk := self.file.read(CHUNK):
+            self._add(chunk)
+        if self.size >= (self.expected.size or 0):
+            self.reset()  # cannot be a proper prefix
+        elif isinstance(meta, dict):
+            self.validator, self.validator_url = meta.get("validator"), meta.get("url")
+
+    def write(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+        self._add(chunk)
+
+    def _add(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        if len(self.head) < HEAD:
+            self.head += chunk[: HEAD - len(self.head)]
+        self.size += len(chunk)
+
+    def reset(self) -> None:
+        self.file.seek(0)
+        self.file.truncate()
+        self.validator = self.validator_url = None
+        self.resumed = self.html_type = False
+        self._start()
+
+    def looks_html(self) -> bool:
+        start = self.head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+        return self.html_type or start.startswith((b"<!doctype html", b"<html"))
+
+    def finish(self) -> str:
+        """Flush and fsync; the sha256 of everything written."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        return "sha256:" + self._hash.hexdigest()
+
+    def commit(self, dest: Path) -> Path:
+        self.file.close()
+        os.replace(self.path, dest)  # an identical blob from a concurrent fetch may be replaced: same bytes
+        self.committed = True
+        cache.fsync_dir(dest.parent)
+        return dest
+
+    def close(self) -> None:
+        """Remove the temp file, or keep it as the resumable partial if it holds a useful prefix."""
+        if self.committed:
+            return
+        with contextlib.suppress(OSError):
+            self.file.close()
+        if self.resumable and 0 < self.size < (self.expected.size or 0):
+            with contextlib.suppress(OSError):
+                meta = {"url": self.validator_url, "validator": self.validator}
+                self.partial_meta.write_text(json.dumps(meta), encoding="utf-8")
+                os.replace(self.path, self.partial)
+                return
+        with contextlib.suppress(OSError):
+            self.path.unlink()

@@ -1,0 +1,122 @@
+"""Architecture plugins, discovered through the ``zoo.architectures`` entry-point group.
+
+The built-in architectures are registered exactly like third-party ones (see pyproject.toml). A plugin that fails to
+import, is not an :class:`~zoo.spec.Architecture`, or reuses a name is recorded as broken — reported by
+``zoo plugins`` — and never stops other commands. ``ZOO_PLUGINS`` restricts which plugins load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from zoo import config
+from zoo.errors import PluginError
+from zoo.spec import Architecture
+
+GROUP = "zoo.architectures"
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """One entry point of the group, loaded or not."""
+
+    name: str  # entry-point name (== Architecture.name when loaded)
+    value: str  # "module:attribute" the entry point names
+    distribution: str | None  # the installed distribution providing it
+    version: str | None  # that distribution's version
+    architecture: Architecture | None  # None when it failed to load
+    error: str | None = None  # why it failed to load
+
+    def as_dict(self) -> dict[str, Any]:
+        arch = self.architecture
+        return {
+            "name": self.name,
+            "entry_point": self.value,
+            "distribution": self.distribution,
+            "version": self.version,
+            "loaded": arch is not None,
+            "error": self.error,
+            "summary": arch.summary if arch else None,
+            "builder": arch.builder if arch else None,
+            "num_labels": len(arch.labels) if arch else None,
+        }
+
+
+def _load_one(ep: Any) -> Architecture:
+    obj = ep.load()
+    if callable(obj) and not isinstance(obj, Architecture):
+        obj = obj()
+    if not isinstance(obj, Architecture):
+        raise TypeError(f"{ep.value} is a {type(obj).__name__}, not a zoo.spec.Architecture")
+    if obj.name != ep.name:
+        raise ValueError(f"entry point '{ep.name}' names architecture '{obj.name}'; they must match")
+    return obj
+
+
+def discover() -> list[Plugin]:
+    """Load every allowed plugin of the group; failures become records with an error."""
+    allow = config.plugin_allowlist()
+    found: list[Plugin] = []
+    seen: dict[str, Plugin] = {}
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        if allow is not None and ep.name not in allow:
+            continue
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        dist_version = dist.version if dist is not None else None
+        if ep.name in seen:
+            first = seen[ep.name]
+            error = (
+                f"duplicate architecture name '{ep.name}': {ep.value} ({dist_name}) and "
+                f"{first.value} ({first.distribution}); uninstall one of them"
+            )
+            found.append(Plugin(ep.name, ep.value, dist_name, dist_version, None, error))
+            continue
+        try:
+            arch = _load_one(ep)
+            plugin = Plugin(ep.name, ep.value, dist_name, dist_version, arch)
+        except Exception as exc:  # a broken plugin must never break zoo
+            hint = f"reinstall or upgrade {dist_name}" if dist_name else "reinstall the plugin"
+            error = f"{type(exc).__name__}: {exc} — {hint}"
+            plugin = Plugin(ep.name, ep.value, dist_name, dist_version, None, error)
+        seen[ep.name] = plugin
+        found.append(plugin)
+    return found
+
+
+def architectures() -> dict[str, Architecture]:
+    """Loaded architectures by name."""
+    return {p.name: p.architecture for p in discover() if p.architecture is not None}
+
+
+def get_architecture(name: str) -> Architecture:
+    """The loaded architecture ``name``, or a PluginError saying why it is not available."""
+    plugins = discover()
+    for plugin in plugins:
+        if plugin.name == name and plugin.architecture is not None:
+            return plugin.architecture
+    for plugin in plugins:
+        if plugin.name == name:
+            raise PluginError(f"plugin '{name}' failed to load: {plugin.error}")
+    allow = config.plugin_allowlist()
+    if allow is not None and name not in allow:
+        raise PluginError(f"architecture '{name}' is excluded by ZOO_PLUGINS={','.join(sorted(allow))}; add it there")
+    known = ", ".join(sorted(p.name for p in plugins)) or "none"
+    raise PluginError(
+        f"no plugin provides architecture '{name}' (installed: {known}); "
+        f"install one (e.g. pip install zoo-{name}) and check with 'zoo plugins'"
+    )
+
+
+def load_builder(arch: Architecture):
+    """Import the architecture's network builder (this imports paddle)."""
+    if not arch.builder:
+        raise PluginError(f"architecture '{arch.name}' has no network builder; it can only use published models")
+    module_name, _, attr = arch.builder.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise PluginError(f"cannot import builder {arch.builder} of '{arch.name}': {exc}; reinstall the plugin") from exc

@@ -1,0 +1,33 @@
+"""Label maps into pictures and summaries (numpy, vectorised)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def colorize(labels: np.ndarray, colors: Sequence[Sequence[int]]) -> np.ndarray:
+    """Look up each pixel's class colour; ids past the palette wrap around it."""
+    lut = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+    return lut[np.asarray(labels).astype(np.int64) % len(lut)]
+
+
+def overlay(rgb: np.ndarray, mask: np.ndarray, alpha: float) -> np.ndarray:
+    """``(1 - alpha) * image + alpha * mask``, rounded to uint8."""
+    if rgb.shape[:2] != mask.shape[:2]:
+        raise ValueError(f"image {rgb.shape[:2]} and mask {mask.shape[:2]} differ in size")
+    blended = rgb.astype(np.float32) * (1.0 - alpha) + mask.astype(np.float32) * alpha
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def class_shares(labels: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """Share of pixels per class present in the map, largest first."""
+    counts = np.bincount(np.asarray(labels).reshape(-1).astype(np.int64), minlength=len(names))
+    total = max(int(counts.sum()), 1)
+    shares = {
+        (names[i] if i < len(names) else f"class_{i}"): round(float(c) / total, 6)
+        for i, c in enumerate(counts)
+        if c
+    }
+    return dict(sorted(shares.items(), key=lambda kv: -kv[1]))

@@ -1,0 +1,258 @@
+"""``zoo pull``: bring a model's published files into the cache, so everything after works offline.
+
+The Paddle model comes from the entry's ``inference`` archive. If that archive is gone (every URL answers 4xx or its
+host does not exist — not a 5xx, a timeout or a bad hash), the entry's ``weights`` are fetched instead and exported
+with :func:`zoo.export.export_model`. ``fmt="onnx"`` fetches the published ``onnx`` artifact (a .onnx file or a tar
+holding one). A model already cached and intact is returned at once, without touching the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from zoo import archive, cache, pins, registry
+from zoo.errors import ArchiveError, ConversionError, DownloadError, NotCachedError, ZooError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("paddle", "onnx", "all")
+SOURCES = ("inference", "weights")
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What one pull put in (or found in) the cache."""
+
+    name: str  # the model's registry name
+    fmt: str  # "paddle" or "onnx"
+    source: str  # the artifact used: "inference", "weights" or "onnx"
+    url: str | None  # where it came from
+    sha256: str | None  # "sha256:<hex>" of the downloaded artifact
+    path: Path  # folder of the Paddle model files, or the .onnx file
+    reused: bool  # True: it was already cached, nothing was fetched
+    note: str = ""  # why another source was used, if one was
+
+
+@dataclass(frozen=True)
+class _Options:
+    mirror: str | None
+    force: bool
+    offline: bool | None
+    require_hash: bool | None
+    progress: Any
+
+
+def pull(
+    name: str,
+    *,
+    fmt: str = "paddle",
+    source: str | None = None,
+    mirror: str | None = None,
+    force: bool = False,
+    offline: bool | None = None,
+    require_hash: bool | None = None,
+    progress: Any = None,
+    registries: list[Path] | None = None,
+) -> list[PullResult]:
+    """Fetch ``name`` into the cache (``fmt`` "paddle", "onnx" or "all"); one result per format."""
+    if fmt not in FORMATS:
+        raise ZooError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if source is not None and source not in SOURCES:
+        raise ZooError(f"unknown source '{source}'; choose one of {', '.join(SOURCES)}")
+    if source is not None and fmt == "onnx":
+        raise ZooError("--from picks the source of the Paddle model; drop it, or use --format paddle|all")
+    entry = registry.get(name, registries)
+    opts = _Options(mirror, force, offline, require_hash, progress)
+    results = []
+    if fmt in ("paddle", "all"):
+        results.append(_pull_paddle(entry, source, opts))
+    if fmt in ("onnx", "all"):
+        results.append(_pull_onnx(entry, opts))
+    return results
+
+
+# ---- Paddle model ---------------------------------------------------------------------------------------------------
+
+
+def _pull_paddle(entry: registry.ModelEntry, source: str | None, opts: _Options) -> PullResult:
+    name = entry.name
+    if source is not None and source not in entry.artifacts:
+        other = "weights" if source == "inference" else "inference"
+        raise NotCachedError(
+            f"model '{name}' has no [{source}] artifact in its registry entry ({entry.source}); "
+            f"run 'zoo pull {name} --from {other}'"
+        )
+    sources = [source] if source else [s for s in SOURCES if s in entry.artifacts]
+    if not sources:
+        raise NotCachedError(
+            f"model '{name}' publishes neither an inference archive nor weights; run 'zoo pull {name} --format onnx'"
+        )
+    with _pull_lock(name, "paddle"):
+        if not opts.force and (cached := _cached_paddle(name, source)) is not None:
+            return cached
+        if sources[0] == "inference":
+            try:
+                return _from_inference(entry, opts)
+            except DownloadError as exc:
+                if len(sources) == 1 or not is_gone(exc):
+                    raise
+                log.warning("%s: the inference archive is gone (%s); exporting from the weights instead", name, exc)
+                note = f"the inference archive is gone ({_first_line(exc)}); exported from the trained weights"
+                return _from_weights(entry, opts, note)
+        return _from_weights(entry, opts, "")
+
+
+def _cached_paddle(name: str, source: str | None) -> PullResult | None:
+    """The cached Paddle model, if it is there, complete and from an acceptable source (untrained never is)."""
+    rec = cache.get_ref(name).get("paddle")
+    if not rec or rec.get("weights") == "random":
+        return None
+    if source is not None and rec.get("source") != source:
+        return None
+    folder = cache.models_dir() / str(rec.get("key"))
+    if not _looks_intact(folder):
+        return None
+    return PullResult(name, "paddle", rec.get("source", "?"), rec.get("url"), rec.get("sha256"), folder, True)
+
+
+def _from_inference(entry: registry.ModelEntry, opts: _Options) -> PullResult:
+    with _undo_on_reject(f"{entry.name}/inference") as fetched_box:
+        fetched = _fetch(entry, "inference", opts)
+        fetched_box.append(fetched)
+        provenance = _provenance(entry.name, "inference", fetched)
+        folder = archive.extract_paddle_model(fetched.path, provenance)
+    cache.set_ref(entry.name, "paddle", {"key": folder.name, **_record(provenance)})
+    return PullResult(entry.name, "paddle", "inference", fetched.url, fetched.sha256, folder, False)
+
+
+def _from_weights(entry: registry.ModelEntry, opts: _Options, note: str) -> PullResult:
+    from zoo.export import export_model
+
+    fetched = _fetch(entry, "weights", opts)
+    folder = export_model(entry.name, weights=fetched.path)
+    exported = {k: v for k, v in cache.get_ref(entry.name).get("paddle", {}).items() if k != "updated"}
+    record = {**exported, "key": folder.name, **_record(_provenance(entry.name, "weights", fetched))}
+    cache.set_ref(entry.name, "paddle", {**record, "weights_url": fetched.url})
+    return PullResult(entry.name, "paddle", "weights", fetched.url, fetched.sha256, folder, False, note)
+
+
+# ---- ONNX model -----------------------------------------------------------------------------------------------------
+
+
+def _pull_onnx(entry: registry.ModelEntry, opts: _Options) -> PullResult:
+    name = entry.name
+    if "onnx" not in entry.artifacts:
+        raise NotCachedError(
+            f"model '{name}' publishes no ONNX file; run 'zoo pull {name}' then 'zoo convert {name}' to make one"
+        )
+    with _pull_lock(name, "onnx"):
+        rec = cache.get_ref(name).get("onnx")
+        if not opts.force and rec and rec.get("source") == "onnx":
+            folder = cache.onnx_dir() / str(rec.get("key"))
+            if _looks_intact(folder):
+                path = folder / rec.get("file", archive.ONNX_FILE)
+                return PullResult(name, "onnx", "onnx", rec.get("url"), rec.get("sha256"), path, True)
+        with _undo_on_reject(f"{name}/onnx") as fetched_box:
+            fetched = _fetch(entry, "onnx", opts)
+            fetched_box.append(fetched)
+            provenance = _provenance(name, "onnx", fetched)
+            if _is_tar(fetched.path, fetched.url):
+                path = archive.extract_onnx_model(fetched.path, provenance)
+            else:
+                with cache.staging(cache.onnx_dir()) as stage:
+                    shutil.copyfile(fetched.path, stage / archive.ONNX_FILE)
+                    archive.check_onnx(stage / archive.ONNX_FILE)
+                    path = archive.commit(stage, cache.onnx_dir(), provenance) / archive.ONNX_FILE
+        cache.set_ref(name, "onnx", {"key": path.parent.name, **_record(provenance), "file": path.name})
+        return PullResult(name, "onnx", "onnx", fetched.url, fetched.sha256, path, False)
+
+
+def _is_tar(path: Path, url: str) -> bool:
+    if urlsplit(url).path.lower().endswith(".onnx"):
+        return False
+    return tarfile.is_tarfile(path)
+
+
+# ---- shared ---------------------------------------------------------------------------------------------------------
+
+
+def is_gone(exc: DownloadError) -> bool:
+    """True when every URL failed for good (HTTP 4xx, unknown host): retrying later would not help."""
+    failures = getattr(exc, "failures", None)
+    if failures:
+        return all(getattr(f, "gone", False) for f in failures)
+    return bool(getattr(exc, "gone", False))
+
+
+def _fetch(entry: registry.ModelEntry, kind: str, opts: _Options):
+    from zoo import fetch
+
+    return fetch.fetch(
+        entry.artifacts[kind], pin_id=f"{entry.name}/{kind}", mirror=opts.mirror, force=opts.force,
+        offline=opts.offline, require_hash=opts.require_hash, progress=opts.progress,
+    )  # fmt: skip
+
+
+def _provenance(name: str, source: str, fetched: Any) -> dict[str, Any]:
+    return {"name": name, "source": source, "url": fetched.url, "sha256": fetched.sha256, "size": fetched.size}
+
+
+def _record(provenance: dict[str, Any]) -> dict[str, Any]:
+    return {k: provenance[k] for k in ("source", "url", "sha256", "size")}
+
+
+def _looks_intact(folder: Path) -> bool:
+    """Manifest present and every file there at its recorded size (a full re-hash is 'zoo cache verify')."""
+    try:
+        files = cache.read_json(folder / cache.MANIFEST)["files"]
+        return all((folder / n).stat().st_size == rec["size"] for n, rec in files.items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+@contextlib.contextmanager
+def _pull_lock(name: str, fmt: str) -> Iterator[None]:
+    """One pull of a model's format at a time; a second process waits, then finds it cached."""
+    from filelock import FileLock
+
+    cache.locks_dir().mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache.locks_dir() / f"pull-{name}-{fmt}.lock")):
+        yield
+
+
+@contextlib.contextmanager
+def _undo_on_reject(pin_id: str) -> Iterator[list[Any]]:
+    """If the fetched artifact is rejected (unsafe archive, bad ONNX), drop the blob and pin this pull added.
+
+    A rejected artifact must not stay trusted: a later, fixed download would otherwise clash with its pin.
+    """
+    blobs_before = set(os.listdir(cache.blobs_dir())) if cache.blobs_dir().is_dir() else set()
+    pinned_before = pins.get(pin_id) is not None
+    box: list[Any] = []
+    try:
+        yield box
+    except (ArchiveError, ConversionError):
+        if box:
+            fetched = box[0]
+            if Path(fetched.path).name not in blobs_before:
+                Path(fetched.path).unlink(missing_ok=True)
+            if not pinned_before:
+                pins.remove(pin_id)
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def progress_callback(factory: Callable[..., Any] | None) -> Any:  # pragma: no cover - placeholder until fetch lands
+    return factory

@@ -1,0 +1,90 @@
+"""The plugin contract: what an architecture plugin tells zoo.
+
+A plugin is a module-level :class:`Architecture` instance published under the ``zoo.architectures`` entry-point group.
+Everything a runner needs to turn an image into a tensor and a label map back into pictures is here; the network
+builder is a dotted path so that paddle is imported only when a model is actually built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # numpy stays out of `zoo list`
+    import numpy as np
+
+CITYSCAPES_LABELS: tuple[str, ...] = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)  # fmt: skip
+
+
+def pseudo_color_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+    """PaddleSeg's pseudo-colour map: class ``c`` gets the bit-interleaved colour of index ``c + 1``."""
+    colours = []
+    for index in range(1, n + 1):
+        rgb = [0, 0, 0]
+        bit, value = 7, index
+        while value:
+            for channel in range(3):
+                rgb[channel] |= ((value >> channel) & 1) << bit
+            bit, value = bit - 1, value >> 3
+        colours.append((rgb[0], rgb[1], rgb[2]))
+    return tuple(colours)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How an image becomes the network's input tensor."""
+
+    name: str = "x"  # input tensor name in exported models
+    layout: str = "NCHW"  # tensor layout the network takes
+    color: str = "RGB"  # channel order the network expects (images are decoded as BGR, then converted)
+    dtype: str = "float32"  # tensor dtype
+    scale: float = 1.0 / 255.0  # pixels are multiplied by this first
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # then this is subtracted, per channel
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)  # then the result is divided by this
+    size_policy: str = "keep"  # "keep": run at the image's own size; "resize": resize to `size` first
+    size: tuple[int, int] | None = None  # (H, W) for size_policy "resize"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "layout": self.layout, "color": self.color, "dtype": self.dtype,
+            "scale": self.scale, "mean": list(self.mean), "std": list(self.std),
+            "size_policy": self.size_policy, "size": list(self.size) if self.size else None,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One segmentation architecture, as a plugin describes it."""
+
+    name: str  # the id registry entries use in `architecture = "..."`
+    summary: str  # one line shown by `zoo plugins`
+    input: InputSpec = field(default_factory=InputSpec)  # preprocessing the network was trained with
+    labels: tuple[str, ...] = CITYSCAPES_LABELS  # class names; index = class id
+    palette: tuple[tuple[int, int, int], ...] | None = None  # RGB per class; None: PaddleSeg's pseudo-colour map
+    builder: str | None = None  # "module:function"; function(num_classes=...) returns a paddle.nn.Layer giving logits
+    registries: tuple[str, ...] = ()  # paths of registry.toml files the plugin ships
+    overlay_alpha: float = 0.5  # weight of the colour mask when blended over the image
+
+    def colors(self, num_classes: int | None = None) -> tuple[tuple[int, int, int], ...]:
+        """The RGB colour of each class id (at least ``num_classes`` of them)."""
+        n = max(num_classes or 0, len(self.labels), 1)
+        if self.palette is not None and len(self.palette) >= n:
+            return tuple(tuple(c) for c in self.palette)  # type: ignore[misc]
+        base = pseudo_color_palette(max(n, 256))
+        custom = tuple(tuple(c) for c in (self.palette or ()))
+        return custom + base[len(custom) :]  # type: ignore[return-value]
+
+    def colorize(self, labels: np.ndarray) -> np.ndarray:
+        """Label map ``[H, W]`` → RGB colour mask ``[H, W, 3]`` uint8."""
+        from zoo import postprocess
+
+        return postprocess.colorize(labels, self.colors())
+
+    def overlay(self, rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Blend the colour mask over an RGB image of the same size."""
+        from zoo import postprocess
+
+        return postprocess.overlay(rgb, self.colorize(labels), self.overlay_alpha)
