@@ -33,3 +33,6 @@ def run_zoo(*args: str, env: dict[str, str] | None = None, check: bool = False, 
     if check and proc.returncode != 0:
         raise AssertionError(f"zoo {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
+
+
+from tests.models import model_store, models  # noqa: E402,F401  (fixtures for every test module)

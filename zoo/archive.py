@@ -53,15 +53,18 @@ def extract(
     *,
     allow: Callable[[str], bool],
     flatten: bool = False,
-    max_members: int = MAX_MEMBERS,
-    max_bytes: int = MAX_BYTES,
+    max_members: int | None = None,
+    max_bytes: int | None = None,
     hint: str = _REFETCH,
 ) -> list[str]:
     """Check every member of ``archive``, then write its regular files under ``dest`` (an empty folder).
 
-    ``allow`` decides which (flattened) names may exist; ``flatten`` strips a single top folder. Returns the names
-    written. Raises ArchiveError, naming the member and the problem, before writing anything if a check fails.
+    ``allow`` decides which (flattened) names may exist; ``flatten`` strips a single top folder; the limits default to
+    MAX_MEMBERS and MAX_BYTES. Returns the names written. Raises ArchiveError, naming the member and the problem,
+    before writing anything if a check fails.
     """
+    max_members = MAX_MEMBERS if max_members is None else max_members
+    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
     try:
         with tarfile.open(archive, "r:*") as tf:
             plan = _plan(tf, archive, allow, flatten, max_members, max_bytes, hint)

@@ -292,7 +292,7 @@ def _now() -> str:
 # ---- scan, verify, remove, prune ------------------------------------------------------------------------------------
 
 TEMP_PREFIX = ".staging-"
-TEMP_SUFFIXES = (".incomplete", ".partial")
+TEMP_SUFFIXES = (".incomplete", ".partial", ".partial.json")
 PRUNE_GRACE = 60.0  # seconds: younger temp files and unreferenced items may belong to a zoo still running
 _ENTRY_DIRS = (("paddle", "models"), ("onnx", "onnx"))  # ref format → folder under the cache root
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -416,14 +416,14 @@ def _refs() -> dict[str, dict[str, Any]]:
     return refs
 
 
-def _digests(obj: Any) -> set[str]:
+def digests(obj: Any) -> set[str]:
     """Every 'sha256:<hex>' string inside a JSON value (refs and provenance cite blobs under various keys)."""
     if isinstance(obj, str):
         return {obj} if _DIGEST.match(obj) else set()
     if isinstance(obj, dict):
-        return set().union(*(_digests(v) for v in obj.values())) if obj else set()
+        return set().union(*(digests(v) for v in obj.values())) if obj else set()
     if isinstance(obj, list):
-        return set().union(*(_digests(v) for v in obj)) if obj else set()
+        return set().union(*(digests(v) for v in obj)) if obj else set()
     return set()
 
 
@@ -475,7 +475,7 @@ def scan() -> CacheInfo:
         for fmt, _ in _ENTRY_DIRS:
             if isinstance(ref.get(fmt), dict) and "key" in ref[fmt]:
                 pointing.setdefault((fmt, ref[fmt]["key"]), []).append(name)
-        for digest in _digests(ref):
+        for digest in digests(ref):
             citing.setdefault(digest, []).append(name)
 
     entries = []
@@ -487,7 +487,7 @@ def scan() -> CacheInfo:
         except (OSError, ValueError):
             manifest = {}
         names = tuple(pointing.get((fmt, path.name), ()))
-        for digest in _digests(manifest.get("provenance", {})) if names else ():
+        for digest in digests(manifest.get("provenance", {})) if names else ():
             citing.setdefault(digest, []).extend(n for n in names if n not in citing.get(digest, []))
         entries.append(
             EntryInfo(
@@ -580,7 +580,7 @@ def verify(name: str | None = None) -> VerifyReport:
         ref = refs[name]
         folders = [root() / sub / ref[fmt]["key"] for fmt, sub in _ENTRY_DIRS if isinstance(ref.get(fmt), dict)]
         folders = [f for f in folders if f.is_dir()]
-        blobs = [blob_path(d) for d in sorted(_digests(ref)) if blob_path(d).is_file()]
+        blobs = [blob_path(d) for d in sorted(digests(ref)) if blob_path(d).is_file()]
     for folder in folders:
         count, found = _check_entry(folder)
         checked += count
@@ -603,7 +603,7 @@ def remove(name: str) -> list[Path]:
         raise NotCachedError(f"model '{name}' is not in the cache; run 'zoo cache ls' to see what is")
     ref = refs.pop(name, {})
     still_used = {(fmt, r[fmt]["key"]) for r in refs.values() for fmt, _ in _ENTRY_DIRS if isinstance(r.get(fmt), dict)}
-    still_cited = set().union(*(_digests(r) for r in refs.values())) if refs else set()
+    still_cited = set().union(*(digests(r) for r in refs.values())) if refs else set()
     doomed: list[Path] = []
     for fmt, sub in _ENTRY_DIRS:
         rec = ref.get(fmt)
@@ -611,7 +611,7 @@ def remove(name: str) -> list[Path]:
             folder = root() / sub / str(rec.get("key"))
             if folder.is_dir():
                 doomed.append(folder)
-    for digest in sorted(_digests(ref) - still_cited):
+    for digest in sorted(digests(ref) - still_cited):
         if blob_path(digest).is_file():
             doomed.append(blob_path(digest))
     drop_ref(name)  # first, so no reader follows the ref into a folder being deleted

@@ -140,6 +140,10 @@ def _fetch_from_sources(
         notes += [note] if note else []
         skipped = skipped or (offline and _is_remote(mirror))
     for url in artifact.urls:
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+        if len(scheme) > 1 and scheme not in ("http", "https", "file"):  # one letter: a Windows drive
+            notes.append(f"{url}: unsupported URL scheme '{scheme}' (zoo fetches https, http, file:// and paths)")
+            continue
         sources.append(_Source(url, _target(url), expected))
     for source in sources:
         if offline and isinstance(source.target, str):
@@ -153,16 +157,19 @@ def _fetch_from_sources(
             integrity = integrity or failure.integrity
     tried = "; ".join(notes) if notes else "no sources"
     if integrity:
-        raise IntegrityError(f"'{pin_id}': no source delivered the expected content; nothing was kept ({tried}). "
+        raise IntegrityError(f"'{pin_id}': no source delivered the expected content, and wrong bytes are never kept ({tried}). "
                              + _integrity_hint(pin_id, expected))  # fmt: skip
     if skipped:
-        what = expected.sha256 or "its first download"
+        what = expected.sha256 or "no hash pinned yet"
         raise OfflineError(
             f"'{pin_id}' ({what}) is not in the cache ({cache.blobs_dir()}) and offline mode (ZOO_OFFLINE) forbids "
             f"downloading it ({tried}); run 'zoo bundle import FILE' with a bundle that holds it, pass --mirror DIR "
             "(a folder with blobs/<hex>), or unset ZOO_OFFLINE"
         )
-    raise DownloadError(f"could not download '{pin_id}' ({tried}); {_NEXT_STEPS}")
+    kept = ""
+    if expected.sha256 and (partial := cache.blobs_dir() / f".{cache.hex_of(expected.sha256)}.partial").is_file():
+        kept = f"; the {partial.stat().st_size} bytes received are kept and the next attempt resumes from there"
+    raise DownloadError(f"could not download '{pin_id}' ({tried}){kept}; {_NEXT_STEPS}")
 
 
 def _mirror_source(
@@ -251,7 +258,7 @@ def _http(session: _Session, url: str, temp: _Temp, expected: _Expected, bar: An
             _request(session, url, temp, expected, bar, deadline)
             return
         except _Failed as failure:
-            if not failure.keep:
+            if not (failure.keep and temp.resumable):  # resume only what a known hash will check as a whole
                 temp.reset()
                 bar.reset(total=expected.size)
             if not failure.retry:
@@ -271,7 +278,7 @@ def _request(session: _Session, url: str, temp: _Temp, expected: _Expected, bar:
         headers["Range"] = f"bytes={offset}-"
         if temp.validator and temp.validator_url == url:
             headers["If-Range"] = temp.validator
-    received = 0
+    received, length = 0, None
     try:
         with session.client.stream("GET", url, headers=headers) as response:
             _check_status(response)
@@ -289,7 +296,7 @@ def _request(session: _Session, url: str, temp: _Temp, expected: _Expected, bar:
                 raise _Failed(_size_reason(expected, length, temp.html_type), keep=False, integrity=True)
             if bar.total is None and length is not None:
                 bar.total = temp.size + length
-            for chunk in response.iter_raw(CHUNK):
+            for chunk in response.iter_raw():  # no chunk_size: httpx would hold bytes back to fill one
                 temp.write(chunk)
                 received += len(chunk)
                 bar.update(len(chunk))
@@ -304,7 +311,7 @@ def _request(session: _Session, url: str, temp: _Temp, expected: _Expected, bar:
 
         if not isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
             raise
-        raise _Failed(_transport_reason(exc, received), retry=_retryable(exc)) from None
+        raise _Failed(_transport_reason(exc, received, length), retry=_retryable(exc)) from None
     if length is not None and received != length:  # some servers close early without a protocol error
         raise _Failed(f"connection closed after {received} of {length} bytes", retry=True)
 
@@ -395,7 +402,7 @@ def _unknown_host(exc: BaseException) -> bool:
     return False
 
 
-def _transport_reason(exc: Exception, received: int) -> str:
+def _transport_reason(exc: Exception, received: int, length: int | None = None) -> str:
     import httpx
 
     detail = str(exc) or type(exc).__name__
@@ -403,8 +410,9 @@ def _transport_reason(exc: Exception, received: int) -> str:
         return f"unknown host ({detail})"
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out after ZOO_TIMEOUT={config.timeout():g}s ({type(exc).__name__})"
-    if received:
-        return f"connection lost after {received} bytes ({detail})"
+    if received or length:
+        of = f" of {length}" if length is not None else ""
+        return f"connection lost after {received}{of} bytes ({detail})"
     return f"{type(exc).__name__}: {detail}"
 
 

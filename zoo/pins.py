@@ -51,7 +51,9 @@ def parse(text: str, where: str) -> dict[str, dict[str, Any]]:
     try:
         doc = json.loads(text)
     except ValueError as exc:
-        raise IntegrityError(f"{where} is not valid JSON ({exc}); fix it or delete it to re-pin every artifact") from None
+        raise IntegrityError(
+            f"{where} is not valid JSON ({exc}); fix it, or delete it to re-pin every artifact"
+        ) from None
     if not isinstance(doc, dict):
         raise IntegrityError(f"{where} must hold a JSON object of pin entries; fix it or delete it")
     return {pin_id: _checked(entry, f"{where}: {pin_id!r}") for pin_id, entry in doc.items()}

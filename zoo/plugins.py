@@ -56,12 +56,19 @@ def _load_one(ep: Any) -> Architecture:
     return obj
 
 
+def _precedence(ep: Any) -> tuple[str, bool, str]:
+    """Sort by name; for a name given twice, zoo's own built-in comes first, then distributions alphabetically."""
+    dist = getattr(ep, "dist", None)
+    dist_name = dist.metadata["Name"] if dist is not None else ""
+    return (ep.name, dist_name != "zoo", dist_name)
+
+
 def discover() -> list[Plugin]:
     """Load every allowed plugin of the group; failures become records with an error."""
     allow = config.plugin_allowlist()
     found: list[Plugin] = []
     seen: dict[str, Plugin] = {}
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+    for ep in sorted(entry_points(group=GROUP), key=_precedence):
         if allow is not None and ep.name not in allow:
             continue
         dist = getattr(ep, "dist", None)

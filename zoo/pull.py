@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,8 @@ class _Options:
     force: bool
     offline: bool | None
     require_hash: bool | None
-    progress: Any
+    progress: bool | None  # fetch's progress bar: None = when stderr is a terminal
+    registries: list[Path] | None
 
 
 def pull(
@@ -60,7 +62,7 @@ def pull(
     force: bool = False,
     offline: bool | None = None,
     require_hash: bool | None = None,
-    progress: Any = None,
+    progress: bool | None = None,
     registries: list[Path] | None = None,
 ) -> list[PullResult]:
     """Fetch ``name`` into the cache (``fmt`` "paddle", "onnx" or "all"); one result per format."""
@@ -71,7 +73,7 @@ def pull(
     if source is not None and fmt == "onnx":
         raise ZooError("--from picks the source of the Paddle model; drop it, or use --format paddle|all")
     entry = registry.get(name, registries)
-    opts = _Options(mirror, force, offline, require_hash, progress)
+    opts = _Options(mirror, force, offline, require_hash, progress, registries)
     results = []
     if fmt in ("paddle", "all"):
         results.append(_pull_paddle(entry, source, opts))
@@ -103,7 +105,7 @@ def _pull_paddle(entry: registry.ModelEntry, source: str | None, opts: _Options)
             try:
                 return _from_inference(entry, opts)
             except DownloadError as exc:
-                if len(sources) == 1 or not is_gone(exc):
+                if len(sources) == 1 or not is_gone(exc, entry.artifacts["inference"].urls):
                     raise
                 log.warning("%s: the inference archive is gone (%s); exporting from the weights instead", name, exc)
                 note = f"the inference archive is gone ({_first_line(exc)}); exported from the trained weights"
@@ -125,24 +127,29 @@ def _cached_paddle(name: str, source: str | None) -> PullResult | None:
 
 
 def _from_inference(entry: registry.ModelEntry, opts: _Options) -> PullResult:
-    with _undo_on_reject(f"{entry.name}/inference") as fetched_box:
-        fetched = _fetch(entry, "inference", opts)
-        fetched_box.append(fetched)
-        provenance = _provenance(entry.name, "inference", fetched)
+    pin_id = f"{entry.name}/inference"
+    before = _snapshot(pin_id)
+    fetched = _fetch(entry, "inference", opts)
+    provenance = _provenance(entry.name, "inference", fetched, entry.artifacts["inference"])
+    try:
         folder = archive.extract_paddle_model(fetched.path, provenance)
+    except ArchiveError:
+        _forget(fetched, pin_id, before)
+        raise
     cache.set_ref(entry.name, "paddle", {"key": folder.name, **_record(provenance)})
-    return PullResult(entry.name, "paddle", "inference", fetched.url, fetched.sha256, folder, False)
+    return PullResult(entry.name, "paddle", "inference", provenance["url"], fetched.sha256, folder, False)
 
 
 def _from_weights(entry: registry.ModelEntry, opts: _Options, note: str) -> PullResult:
     from zoo.export import export_model
 
     fetched = _fetch(entry, "weights", opts)
-    folder = export_model(entry.name, weights=fetched.path)
+    provenance = _provenance(entry.name, "weights", fetched, entry.artifacts["weights"])
+    folder = export_model(entry.name, weights=fetched.path, registries=opts.registries)
     exported = {k: v for k, v in cache.get_ref(entry.name).get("paddle", {}).items() if k != "updated"}
-    record = {**exported, "key": folder.name, **_record(_provenance(entry.name, "weights", fetched))}
-    cache.set_ref(entry.name, "paddle", {**record, "weights_url": fetched.url})
-    return PullResult(entry.name, "paddle", "weights", fetched.url, fetched.sha256, folder, False, note)
+    record = {**exported, "key": folder.name, **_record(provenance), "weights_url": provenance["url"]}
+    cache.set_ref(entry.name, "paddle", record)
+    return PullResult(entry.name, "paddle", "weights", provenance["url"], fetched.sha256, folder, False, note)
 
 
 # ---- ONNX model -----------------------------------------------------------------------------------------------------
@@ -161,19 +168,27 @@ def _pull_onnx(entry: registry.ModelEntry, opts: _Options) -> PullResult:
             if _looks_intact(folder):
                 path = folder / rec.get("file", archive.ONNX_FILE)
                 return PullResult(name, "onnx", "onnx", rec.get("url"), rec.get("sha256"), path, True)
-        with _undo_on_reject(f"{name}/onnx") as fetched_box:
-            fetched = _fetch(entry, "onnx", opts)
-            fetched_box.append(fetched)
-            provenance = _provenance(name, "onnx", fetched)
-            if _is_tar(fetched.path, fetched.url):
-                path = archive.extract_onnx_model(fetched.path, provenance)
-            else:
-                with cache.staging(cache.onnx_dir()) as stage:
-                    shutil.copyfile(fetched.path, stage / archive.ONNX_FILE)
-                    archive.check_onnx(stage / archive.ONNX_FILE)
-                    path = archive.commit(stage, cache.onnx_dir(), provenance) / archive.ONNX_FILE
+        pin_id = f"{name}/onnx"
+        before = _snapshot(pin_id)
+        fetched = _fetch(entry, "onnx", opts)
+        provenance = _provenance(name, "onnx", fetched, entry.artifacts["onnx"])
+        try:
+            path = _store_onnx(fetched.path, provenance)
+        except (ArchiveError, ConversionError):
+            _forget(fetched, pin_id, before)
+            raise
         cache.set_ref(name, "onnx", {"key": path.parent.name, **_record(provenance), "file": path.name})
-        return PullResult(name, "onnx", "onnx", fetched.url, fetched.sha256, path, False)
+        return PullResult(name, "onnx", "onnx", provenance["url"], fetched.sha256, path, False)
+
+
+def _store_onnx(blob: Path, provenance: dict[str, Any]) -> Path:
+    """The published .onnx (bare, or the one file of a tar) as ``onnx/<key>/model.onnx``, checked before commit."""
+    if _is_tar(blob, provenance["url"]):
+        return archive.extract_onnx_model(blob, provenance)
+    with cache.staging(cache.onnx_dir()) as stage:
+        shutil.copyfile(blob, stage / archive.ONNX_FILE)
+        archive.check_onnx(stage / archive.ONNX_FILE)
+        return archive.commit(stage, cache.onnx_dir(), provenance) / archive.ONNX_FILE
 
 
 def _is_tar(path: Path, url: str) -> bool:
@@ -185,12 +200,29 @@ def _is_tar(path: Path, url: str) -> bool:
 # ---- shared ---------------------------------------------------------------------------------------------------------
 
 
-def is_gone(exc: DownloadError) -> bool:
-    """True when every URL failed for good (HTTP 4xx, unknown host): retrying later would not help."""
-    failures = getattr(exc, "failures", None)
-    if failures:
-        return all(getattr(f, "gone", False) for f in failures)
-    return bool(getattr(exc, "gone", False))
+def is_gone(exc: DownloadError, urls: tuple[str, ...]) -> bool:
+    """True when every URL failed for good (HTTP 4xx, unknown host): retrying later would not help.
+
+    fetch reports each source as '<url>: <reason>' in its message; 5xx, 408/429, timeouts, dropped connections
+    and wrong content are not "gone".
+    """
+    flag = getattr(exc, "gone", None)
+    if isinstance(flag, bool):
+        return flag
+    text = str(exc)
+    for url in urls:
+        at = text.find(f"{url}: ")
+        if at < 0:
+            return False
+        reason = text[at + len(url) + 2 :]
+        status = re.match(r"HTTP (\d{3})\b", reason)
+        if status:
+            code = int(status.group(1))
+            if not (400 <= code < 500 and code not in (408, 429)):
+                return False
+        elif not reason.startswith("unknown host"):
+            return False
+    return bool(urls)
 
 
 def _fetch(entry: registry.ModelEntry, kind: str, opts: _Options):
@@ -202,8 +234,11 @@ def _fetch(entry: registry.ModelEntry, kind: str, opts: _Options):
     )  # fmt: skip
 
 
-def _provenance(name: str, source: str, fetched: Any) -> dict[str, Any]:
-    return {"name": name, "source": source, "url": fetched.url, "sha256": fetched.sha256, "size": fetched.size}
+def _provenance(name: str, source: str, fetched: Any, artifact: registry.Artifact) -> dict[str, Any]:
+    url = fetched.url
+    if fetched.reused:  # fetch names the blob itself; say where it originally came from
+        url = (pins.get(f"{name}/{source}") or {}).get("url") or artifact.urls[0]
+    return {"name": name, "source": source, "url": url, "sha256": fetched.sha256, "size": fetched.size}
 
 
 def _record(provenance: dict[str, Any]) -> dict[str, Any]:
@@ -229,30 +264,25 @@ def _pull_lock(name: str, fmt: str) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def _undo_on_reject(pin_id: str) -> Iterator[list[Any]]:
-    """If the fetched artifact is rejected (unsafe archive, bad ONNX), drop the blob and pin this pull added.
+@dataclass(frozen=True)
+class _Before:
+    blobs: frozenset[str]  # blob file names before the fetch
+    pinned: bool  # the pin id had a pin before the fetch
 
-    A rejected artifact must not stay trusted: a later, fixed download would otherwise clash with its pin.
-    """
-    blobs_before = set(os.listdir(cache.blobs_dir())) if cache.blobs_dir().is_dir() else set()
-    pinned_before = pins.get(pin_id) is not None
-    box: list[Any] = []
-    try:
-        yield box
-    except (ArchiveError, ConversionError):
-        if box:
-            fetched = box[0]
-            if Path(fetched.path).name not in blobs_before:
-                Path(fetched.path).unlink(missing_ok=True)
-            if not pinned_before:
-                pins.remove(pin_id)
-        raise
+
+def _snapshot(pin_id: str) -> _Before:
+    names = frozenset(os.listdir(cache.blobs_dir())) if cache.blobs_dir().is_dir() else frozenset()
+    return _Before(names, pins.get(pin_id) is not None)
+
+
+def _forget(fetched: Any, pin_id: str, before: _Before) -> None:
+    """Drop the blob and pin a rejected artifact brought (a later, fixed download must not clash with the pin)."""
+    if Path(fetched.path).name not in before.blobs:
+        Path(fetched.path).unlink(missing_ok=True)
+    if not before.pinned:
+        pins.remove(pin_id)
 
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
-
-def progress_callback(factory: Callable[..., Any] | None) -> Any:  # pragma: no cover - placeholder until fetch lands
-    return factory

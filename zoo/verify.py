@@ -50,6 +50,7 @@ class Tolerance:
 class Where:
     """Where two outputs disagree, in pixel coordinates of the network input (x: column, y: row, inclusive)."""
 
+    size: tuple[int, int]  # height, width of the map located in
     bbox: tuple[int, int, int, int] | None  # x0, x1, y0, y1 of all disagreeing pixels; None when they agree
     cell: tuple[int, int]  # height, width of one grid cell in pixels
     grid: np.ndarray  # [rows, cols] disagreeing pixels per cell
@@ -59,6 +60,7 @@ class Where:
         bbox = None if self.bbox is None else {"x": list(self.bbox[:2]), "y": list(self.bbox[2:])}
         rows, cols = self.grid.shape
         return {
+            "size": list(self.size),
             "bbox": bbox,
             "grid": {"rows": rows, "cols": cols, "cell": list(self.cell), "counts": self.grid.tolist()},
             "regions": [dict(r) for r in self.regions],
@@ -68,11 +70,12 @@ class Where:
         if self.bbox is None:
             return "nowhere"
         x0, x1, y0, y1 = self.bbox
-        text = f"in x {x0}..{x1}, y {y0}..{y1}"
-        if self.regions:
+        hit, cells = int(np.count_nonzero(self.grid)), int(self.grid.size)
+        text = f"in x {x0}..{x1}, y {y0}..{y1} ({hit} of {cells} grid cells"
+        if self.regions and hit < cells:
             r = self.regions[0]
-            text += f" (most in x {r['x'][0]}..{r['x'][1]}, y {r['y'][0]}..{r['y'][1]}: {r['pixels']} px)"
-        return text
+            text += f"; most in x {r['x'][0]}..{r['x'][1]}, y {r['y'][0]}..{r['y'][1]}: {r['pixels']} px"
+        return text + ")"
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class Comparison:
     where: Where | None = None  # where they disagree (None for the overall result)
     problem: str | None = None  # why they could not be compared ("mismatch")
     # logits only
+    values: int | None = None  # values compared (N × C × H × W)
     mean_abs_diff: float | None = None
     cosine: float | None = None  # cosine similarity of the flattened outputs (overall: the worst image)
     allclose: bool | None = None  # |onnx - paddle| <= atol + rtol × |paddle| everywhere
@@ -117,7 +121,7 @@ class Comparison:
         }  # fmt: skip
         if self.kind == "logits":
             data.update({
-                "mean_abs_diff": _finite(self.mean_abs_diff), "cosine": _finite(self.cosine),
+                "values": self.values, "mean_abs_diff": _finite(self.mean_abs_diff), "cosine": _finite(self.cosine),
                 "allclose": self.allclose, "rtol": self.rtol, "atol": self.atol,
                 "max_abs_reference": _finite(self.max_abs_reference),
                 "out_of_tolerance": self.out_of_tolerance, "ties": self.ties, "real_flips": self.real_flips,
@@ -156,12 +160,11 @@ class Comparison:
             lead = f"non-finite values (paddle {self.nonfinite[0]}, onnx {self.nonfinite[1]}); "
         else:
             lead = ""
-        total = int(np.prod(self.shape)) if self.shape else 0
         bound = f"rtol {_g(self.rtol)}, atol {_g(self.atol)} (max|paddle| {_g(self.max_abs_reference)})"
         if self.out_of_tolerance:
-            head = f"{self.out_of_tolerance} of {total} values outside {bound}"
+            head = f"{self.out_of_tolerance} of {self.values} values outside {bound}"
         else:
-            head = f"all {total} values within {bound}"
+            head = f"all {self.values} values within {bound}"
         diffs = f"max_abs_diff {_g(self.max_abs_diff)}, mean {_g(self.mean_abs_diff)}, cosine {_g(self.cosine, 6)}"
         text = f"{lead}{head}; {diffs}"
         if self.where is not None and self.where.bbox is not None:
@@ -170,7 +173,6 @@ class Comparison:
             text += f"; argmax flips {self.flipped} of {self.pixels} ({self.ties} ties, {self.real_flips} real)"
             text += self._class_text()
         return text
-
 
 
 # ---- pure numpy comparisons ------------------------------------------------------------------------------------
@@ -230,17 +232,20 @@ def compare_logits(paddle: np.ndarray, onnx: np.ndarray, tolerance: Tolerance | 
     # float64: the bound must not round away when logits are ~1e-12
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     bad = ~np.isclose(b64, a64, rtol=tol.rtol, atol=atol, equal_nan=True)
-    absdiff = np.abs(np.where(both, a64 - b64, 0.0))
     mismatched_nonfinite = bool((~both & bad).any())
+    if not both.all():  # the numbers below are over values finite in both; the rest is counted in `nonfinite`
+        a64[~both] = 0.0
+        b64[~both] = 0.0
+    absdiff = np.abs(a64 - b64)
     max_abs = math.inf if mismatched_nonfinite else float(absdiff.max(initial=0.0))
     mean_abs = float(absdiff.sum() / max(int(both.sum()), 1))
-    fa, fb = np.where(both, a64, 0.0).ravel(), np.where(both, b64, 0.0).ravel()
-    na, nb = float(np.linalg.norm(fa)), float(np.linalg.norm(fb))
-    cosine = 1.0 if na == nb == 0.0 else (float(fa @ fb) / (na * nb) if na and nb else 0.0)
+    del absdiff
+    na, nb = float(np.linalg.norm(a64.ravel())), float(np.linalg.norm(b64.ravel()))
+    cosine = 1.0 if na == nb == 0.0 else (float(a64.ravel() @ b64.ravel()) / (na * nb) if na and nb else 0.0)
     out_of_tol = int(bad.sum())
 
     # argmax flips; a flip is a tie when Paddle's margin between the two classes is within what the tolerance allows
-    arg_a, arg_b = np.argmax(np.nan_to_num(a64, nan=-np.inf), axis=1), np.argmax(np.nan_to_num(b64, nan=-np.inf), axis=1)
+    arg_a, arg_b = np.argmax(a64, axis=1), np.argmax(b64, axis=1)
     flips = arg_a != arg_b
     top_a = np.take_along_axis(a64, arg_a[:, None], axis=1)[:, 0]
     at_b = np.take_along_axis(a64, arg_b[:, None], axis=1)[:, 0]
@@ -254,9 +259,10 @@ def compare_logits(paddle: np.ndarray, onnx: np.ndarray, tolerance: Tolerance | 
     return Comparison(
         kind="logits", passed=allclose, shape=tuple(np.asarray(paddle).shape), dtypes=dtypes, pixels=pixels,
         flipped=flipped, agreement=1.0 - flipped / pixels if pixels else 1.0, max_abs_diff=max_abs,
-        class_iou=iou, class_pixels=counts, confusions=confusions, where=locate(mask), mean_abs_diff=mean_abs,
-        cosine=cosine, allclose=allclose, atol=atol, max_abs_reference=max_ref, out_of_tolerance=out_of_tol,
-        ties=ties, real_flips=flipped - ties, nonfinite=nonfinite, mask=mask.any(axis=0), rtol=tol.rtol,
+        class_iou=iou, class_pixels=counts, confusions=confusions, where=locate(mask), values=int(a.size),
+        mean_abs_diff=mean_abs, cosine=cosine, allclose=allclose, atol=atol, max_abs_reference=max_ref,
+        out_of_tolerance=out_of_tol, ties=ties, real_flips=flipped - ties, nonfinite=nonfinite, rtol=tol.rtol,
+        mask=mask.any(axis=0),
     )  # fmt: skip
 
 
@@ -271,7 +277,7 @@ def locate(mask: np.ndarray, grid: tuple[int, int] = GRID) -> Where:
     padded[:h, :w] = counts2d
     cells = padded.reshape(rows, ch, cols, cw).sum(axis=(1, 3))
     if not cells.any():
-        return Where(None, (ch, cw), cells, ())
+        return Where((h, w), None, (ch, cw), cells, ())
     ys, xs = np.nonzero(counts2d)
     bbox = (int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max()))
     order = np.argsort(-cells, axis=None, kind="stable")[:MAX_REGIONS]
@@ -288,7 +294,7 @@ def locate(mask: np.ndarray, grid: tuple[int, int] = GRID) -> Where:
             "y": [r * ch + int(sy.min()), r * ch + int(sy.max())], "pixels": int(cells[r, c]),
             "share": round(int(cells[r, c]) / area, 6),
         })  # fmt: skip
-    return Where(bbox, (ch, cw), cells, tuple(regions))
+    return Where((h, w), bbox, (ch, cw), cells, tuple(regions))
 
 
 def combine(comparisons: Sequence[Comparison], tolerance: Tolerance | None = None) -> Comparison:
@@ -327,9 +333,10 @@ def combine(comparisons: Sequence[Comparison], tolerance: Tolerance | None = Non
     )  # fmt: skip
     if first.kind == "labels":
         return Comparison(**common)
-    values = [int(np.prod(c.shape)) for c in comparisons]
+    values = [c.values or 0 for c in comparisons]
     return Comparison(
         **common,
+        values=sum(values),
         mean_abs_diff=sum((c.mean_abs_diff or 0.0) * n for c, n in zip(comparisons, values)) / max(sum(values), 1),
         cosine=min(c.cosine for c in comparisons if c.cosine is not None),
         allclose=all(c.allclose for c in comparisons), atol=max(c.atol or 0.0 for c in comparisons),
@@ -386,7 +393,9 @@ def _class_stats(a: np.ndarray, b: np.ndarray, labels: Sequence[str] | None):
     np.fill_diagonal(off, 0)
     worst = np.argsort(-off, axis=None, kind="stable")[:MAX_CONFUSIONS]
     confusions = tuple(
-        {"paddle": names[f // k], "onnx": names[f % k], "pixels": int(off.flat[f])} for f in map(int, worst) if off.flat[f]
+        {"paddle": names[f // k], "onnx": names[f % k], "pixels": int(off.flat[f])}
+        for f in map(int, worst)
+        if off.flat[f]
     )
     return iou, counts, confusions
 
@@ -487,19 +496,33 @@ def verify_model(
     ``images``: files to use; without them, ``count`` seeded synthetic images of ``size`` (H, W). The ONNX model is
     the cached conversion; if there is none it is converted first (``convert=False``: NotCachedError instead).
     """
-    from zoo import cache, plugins, registry, runtime
+    from zoo import cache, plugins, registry
 
     tol = tolerance or Tolerance()
-    entry = registry.get(name, list(registries or []))
+    extra = list(registries or [])
+    entry = registry.get(name, extra)
     arch = plugins.get_architecture(entry.architecture)
     labels = arch.labels
     paddle_dir = cache.paddle_model_dir(name)
-    onnx_path = _onnx_path(name, convert)
+    onnx_path = _onnx_path(name, convert, extra)
     ref = cache.get_ref(name).get("paddle", {})
+
+    from zoo import runtime  # paddle and onnxruntime: only once there is something to run
 
     started = time.perf_counter()
     paddle_runner = runtime.PaddleRunner(paddle_dir, "cpu", threads)
     onnx_runner = runtime.OnnxRunner(onnx_path, "cpu", threads)
+    source_key = (getattr(onnx_runner, "metadata", None) or {}).get("zoo.paddle_key")
+    if source_key and source_key != paddle_dir.name:
+        # converted from an earlier Paddle model of this name (re-exported or re-pulled since): comparing them
+        # would blame ONNX for a change of weights
+        if not convert:
+            raise NotCachedError(
+                f"the cached ONNX model of '{name}' was converted from another Paddle model ({source_key[:12]}) "
+                f"than the cached one ({paddle_dir.name[:12]}); run 'zoo convert {name}', then 'zoo verify {name}'"
+            )
+        onnx_path = _convert(name, extra)
+        onnx_runner = runtime.OnnxRunner(onnx_path, "cpu", threads)
     report = Path(report_dir) if report_dir is not None else None
     if report is not None:
         report.mkdir(parents=True, exist_ok=True)
@@ -525,7 +548,7 @@ def verify_model(
     return result
 
 
-def _onnx_path(name: str, convert: bool) -> Path:
+def _onnx_path(name: str, convert: bool, registries: list[Path]) -> Path:
     from zoo import cache
 
     try:
@@ -533,13 +556,13 @@ def _onnx_path(name: str, convert: bool) -> Path:
     except NotCachedError:
         if not convert:
             raise
-    try:
-        from zoo.convert import convert as convert_model
-    except ImportError:  # conversion not available in this build: say what to run
-        raise NotCachedError(
-            f"model '{name}' has no ONNX model in the cache; run 'zoo convert {name}', then 'zoo verify {name}'"
-        ) from None
-    return Path(convert_model(name).path)
+    return _convert(name, registries)
+
+
+def _convert(name: str, registries: list[Path]) -> Path:
+    from zoo.convert import convert
+
+    return Path(convert(name, registries=registries).path)
 
 
 def _backends(paddle_runner: Any, onnx_runner: Any) -> dict[str, Any]:

@@ -18,6 +18,13 @@ NAME_MAP_KEY = "StructuredToParameterName@@"
 MAX_BYTES = 4 << 30
 
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What protocol-2 pickles call (as ``_codecs.encode``) to rebuild bytes; any other codec is refused."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise WeightsError(f"refusing a .pdparams file: it asks to encode with {encoding!r}; only latin1 rebuilds bytes")
+    return text.encode("latin1")
+
+
 def _allowed() -> dict[tuple[str, str], Any]:
     import numpy as np
     from numpy._core import multiarray
@@ -30,6 +37,7 @@ def _allowed() -> dict[tuple[str, str], Any]:
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("collections", "OrderedDict"): dict,
+        ("_codecs", "encode"): _latin1_bytes,
     }
 
 

@@ -13,7 +13,14 @@ __all__ = ["app", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map every error to a one-line message and an exit code (1 error, 2 usage, 130 Ctrl-C)."""
+    import os
+    import warnings
+
     from typer.exceptions import Abort, Exit, TyperException
+
+    # paddle, when a command needs it, should not bury zoo's output under its build and glog chatter
+    warnings.filterwarnings("ignore", message="No ccache found")
+    os.environ.setdefault("GLOG_minloglevel", "2")
 
     from zoo import config
     from zoo.errors import ZooError

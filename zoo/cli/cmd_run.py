@@ -1,1 +1,286 @@
-"""(commands are added here by the issue that owns them)"""
+"""zoo run: segment images with a cached model or an .onnx file, writing label maps, colour masks and overlays.
+
+For each input ``<stem>``, into --out: ``<stem>.labels.png`` (class ids: 8-bit, 16-bit past 255 classes),
+``<stem>.color.png`` (the plugin's palette), ``<stem>.overlay.jpg`` (the mask blended over the image) and
+``<stem>.json`` (pixel share per class, size, model, backend, providers, timings).
+
+Folder runs are a three-stage pipeline so that inference never waits on files: reader threads decode and preprocess
+the next images while the main thread runs the model (ONNX Runtime and Paddle release the GIL), and a writer thread
+colours, encodes and writes the previous results. A bad input is reported on stderr and skipped; the run exits 1 at
+the end with a count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import warnings
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+
+from zoo.cli._app import State, app, info, print_json
+from zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from zoo.runtime import Model
+
+READERS = 2  # decode + preprocess threads
+PREFETCH = 3  # images decoded ahead of the one being inferred
+WRITE_BACKLOG = 2  # finished inferences waiting for the writer before the main thread waits too
+
+
+class Backend(str, Enum):
+    onnx = "onnx"
+    paddle = "paddle"
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+
+
+@app.command()
+def run(
+    model: str = typer.Argument(..., metavar="NAME|MODEL.onnx", help="Registry name (see 'zoo list'), an .onnx file, "
+                                "or (with --backend paddle) a Paddle model folder."),  # fmt: skip
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders of images, glob patterns."),
+    out: Path = typer.Option(Path("zoo-out"), "--out", "-o", metavar="DIR", help="Where to write the results."),
+    backend: Backend = typer.Option(Backend.onnx, "--backend", help="Inference backend."),
+    device: Device = typer.Option(Device.cpu, "--device", help="gpu fails unless the model really runs on CUDA."),
+    threads: Optional[int] = typer.Option(  # noqa: UP007 - typer needs Optional here
+        None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
+    ),
+    json_: bool = typer.Option(False, "--json", help="Print the per-image summaries as one JSON array on stdout."),
+) -> None:
+    """Segment images; write a label map, colour mask, overlay and JSON summary per image."""
+    from zoo import images, runtime
+
+    paths = images.expand_inputs(inputs)
+    with _stdout_to_stderr() if json_ else contextlib.nullcontext():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loaded = runtime.load(model, backend=backend.value, device=device.value, threads=threads,
+                                  registries=State.registries)  # fmt: skip
+        for warning in caught:
+            info(f"zoo: warning: {warning.message}")
+        info(
+            f"{loaded.name} ({loaded.architecture.name}, {loaded.num_classes} classes) on {loaded.backend}: "
+            f"providers {', '.join(loaded.providers)}, {loaded.runner.threads} threads; "
+            f"{len(paths)} input(s) → {out}"
+        )
+        started = time.perf_counter()
+        summaries, failures = [], []
+        for result in segment_files(loaded, paths, out):
+            if result.error is not None:
+                failures.append(result)
+                info(f"zoo: error: {result.error}")
+                continue
+            summaries.append(result.summary)
+            for note in result.summary["warnings"]:
+                info(f"zoo: warning: {result.path}: {note}")
+            if not json_:
+                typer.echo(_line(result.summary))
+        seconds = time.perf_counter() - started
+    if json_:
+        print_json(summaries)
+    done = f"{len(summaries)} image(s) in {seconds:.1f} s"
+    if failures:
+        info(f"{done}; {len(failures)} of {len(paths)} inputs failed")
+        raise typer.Exit(1)
+    info(f"{done} → {out}")
+
+
+# ---- the pipeline ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """One input's outcome: a summary (also written as ``<stem>.json``), or the error message."""
+
+    path: Path
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Prepared:
+    path: Path
+    rgb: np.ndarray
+    x: np.ndarray
+    notes: list[str]
+    ms: dict[str, float]
+
+
+def segment_files(model: Model, paths: Sequence[Path], out: Path) -> Iterator[Result]:
+    """Segment every path into ``out``; yields a Result per input, in input order, as each is written."""
+    stems = output_stems(paths)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZooError(f"cannot create the output folder {out}: {exc.strerror or exc}; choose another with --out") from None
+    readers = ThreadPoolExecutor(READERS, thread_name_prefix="zoo-read")
+    writer = ThreadPoolExecutor(1, thread_name_prefix="zoo-write")
+    try:
+        queue = iter(paths)
+        reading: deque[tuple[Path, Future[_Prepared]]] = deque()
+        writing: deque[tuple[Path, Future[dict[str, Any]]]] = deque()
+
+        def read_more() -> None:
+            while len(reading) < PREFETCH:
+                path = next(queue, None)
+                if path is None:
+                    return
+                reading.append((path, readers.submit(_prepare, model, path)))
+
+        read_more()
+        while reading:
+            path, future = reading.popleft()
+            read_more()
+            try:
+                prepared = future.result()
+                started = time.perf_counter()
+                output = model.infer(prepared.x)
+                prepared.ms["inference"] = _ms(started)
+                writing.append((path, writer.submit(_write, model, prepared, output, out, stems[path])))
+            except ZooError as exc:  # queued behind earlier images so results stay in input order
+                failed: Future[dict[str, Any]] = Future()
+                failed.set_exception(exc)
+                writing.append((path, failed))
+            while len(writing) > WRITE_BACKLOG or (writing and writing[0][1].done()):
+                yield _written(*writing.popleft())
+        while writing:
+            yield _written(*writing.popleft())
+    finally:
+        readers.shutdown(wait=True, cancel_futures=True)
+        writer.shutdown(wait=True, cancel_futures=True)
+
+
+def _written(path: Path, future: Future[dict[str, Any]]) -> Result:
+    try:
+        return Result(path, summary=future.result())
+    except (ZooError, OSError) as exc:
+        return Result(path, error=f"{path}: cannot write the results: {exc}" if isinstance(exc, OSError) else str(exc))
+
+
+def _prepare(model: Model, path: Path) -> _Prepared:
+    from zoo import images
+
+    started = time.perf_counter()
+    decoded = images.decode(path)
+    read_ms = _ms(started)
+    started = time.perf_counter()
+    x = model.prepare(decoded.rgb)
+    return _Prepared(path, decoded.rgb, x, decoded.notes, {"read": read_ms, "preprocess": _ms(started)})
+
+
+def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: str) -> dict[str, Any]:
+    import cv2
+    import numpy as np
+
+    from zoo import postprocess
+
+    started = time.perf_counter()
+    h, w = item.rgb.shape[:2]
+    labels = model.to_labels(output, (h, w))
+    arch = model.architecture
+    mask = arch.colorize(labels)
+    overlay = postprocess.overlay(item.rgb, mask, arch.overlay_alpha)  # == arch.overlay, without colouring twice
+    shares = postprocess.class_shares(labels, model.labels)
+    item.ms["postprocess"] = _ms(started)
+
+    started = time.perf_counter()
+    files = {
+        "labels": out / f"{stem}.labels.png",
+        "color": out / f"{stem}.color.png",
+        "overlay": out / f"{stem}.overlay.jpg",
+        "summary": out / f"{stem}.json",
+    }
+    rle = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    ids = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)
+    _encode(files["labels"], ".png", ids, rle)
+    _encode(files["color"], ".png", mask[:, :, ::-1], rle)
+    _encode(files["overlay"], ".jpg", overlay[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    item.ms["write"] = _ms(started)
+    runner = model.runner
+    summary = {
+        "input": str(item.path),
+        "width": w,
+        "height": h,
+        "model": model.name,
+        "architecture": arch.name,
+        "model_path": str(model.source),
+        "backend": model.backend,
+        "device": runner.device,
+        "providers": model.providers,
+        "threads": runner.threads,
+        "num_classes": model.num_classes,
+        "classes": shares,
+        "outputs": {k: str(v) for k, v in files.items()},
+        "timings_ms": {k: round(v, 2) for k, v in item.ms.items()},
+        "warnings": list(item.notes),
+    }
+    files["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def _encode(path: Path, ext: str, image: np.ndarray, params: list[int]) -> None:
+    import cv2
+
+    ok, data = cv2.imencode(ext, image, params)
+    if not ok:
+        raise OSError(f"OpenCV could not encode {path.name}")
+    path.write_bytes(data.tobytes())
+
+
+def output_stems(paths: Sequence[Path]) -> dict[Path, str]:
+    """A distinct output name per input: its stem, with ``-2``, ``-3`` ... when stems repeat."""
+    stems: dict[Path, str] = {}
+    used: set[str] = set()
+    for path in paths:
+        stem, n = path.stem, 1
+        while stem in used:
+            n += 1
+            stem = f"{path.stem}-{n}"
+        used.add(stem)
+        stems[path] = stem
+    return stems
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def _line(summary: dict[str, Any]) -> str:
+    top = ", ".join(f"{name} {share:.0%}" for name, share in list(summary["classes"].items())[:3])
+    t = summary["timings_ms"]
+    return f"{summary['input']}: {top} ({t['inference']:.0f} ms) → {summary['outputs']['color']}"
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send fd 1 to stderr while working: native libraries may print there, and --json must be alone on stdout."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -51,8 +51,9 @@ def verify(
     min_agreement: float = typer.Option(0.9999, "--min-agreement", min=0.0, max=1.0,
                                         help="Label outputs: share of pixels that must agree."),  # fmt: skip
     rtol: float = typer.Option(1e-3, "--rtol", min=0.0, help="Logits outputs: relative tolerance."),
-    atol_rel: float = typer.Option(1e-4, "--atol-rel", min=0.0,
-                                   help="Logits outputs: absolute tolerance as a fraction of max|paddle|."),  # fmt: skip
+    atol_rel: float = typer.Option(
+        1e-4, "--atol-rel", min=0.0, help="Logits outputs: absolute tolerance, as a fraction of max|paddle|."
+    ),
     report: Optional[Path] = typer.Option(  # noqa: UP007
         None, "--report", metavar="DIR", help="Write verify.json and a PNG per image marking disagreeing pixels."
     ),

@@ -1,0 +1,99 @@
+"""zoo list / info / plugins / --version, their --json, the error handler, lazy imports and the Python API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import zoo
+from tests.conftest import run_zoo
+from zoo.errors import UnknownModelError, ZooError
+
+HEAVY = ("paddle", "paddle2onnx", "onnxruntime", "onnx", "cv2", "numpy")
+
+
+def test_version():
+    proc = run_zoo("--version", check=True)
+    assert proc.stdout.strip() == f"zoo {zoo.__version__}" and zoo.__version__ != "0.0.0+unknown"
+
+
+def test_list_table_and_json():
+    table = run_zoo("list", check=True).stdout.splitlines()
+    assert table[0].split() == ["NAME", "ARCHITECTURE", "DATASET", "MIOU", "CACHED"]
+    assert any(line.split()[:5] == ["fcn", "fcn", "cityscapes", "78.97", "-"] for line in table)
+    rows = json.loads(run_zoo("list", "--json", check=True).stdout)
+    assert [r["name"] for r in rows] == ["bisenet", "danet", "deeplabv3", "deeplabv3p", "fcn"]
+    fcn = next(r for r in rows if r["name"] == "fcn")
+    assert fcn["architecture"] == "fcn" and fcn["miou"] == 78.97 and fcn["cached"] == [] and not fcn["untrained"]
+
+
+def test_list_marks_cached_and_untrained(models):
+    models.install("unet-tiny")
+    rows = {r["name"]: r for r in json.loads(run_zoo("list", "--json", check=True).stdout)}
+    assert rows["unet-tiny"]["cached"] == ["paddle"] and rows["unet-tiny"]["untrained"] is True
+    assert rows["fcn"]["cached"] == []
+    line = next(x for x in run_zoo("list", check=True).stdout.splitlines() if x.startswith("unet-tiny"))
+    assert line.endswith("paddle (untrained)")
+    info = json.loads(run_zoo("info", "unet-tiny", "--json", check=True).stdout)
+    assert info["untrained"] is True and info["provenance"]["weights"] == "random"
+
+
+def test_info_text_and_json():
+    text = run_zoo("info", "deeplabv3p", check=True).stdout
+    assert "config: deeplabv3p_resnet50_os8_cityscapes_1024x512_80k" in text and "sha256: unpinned" in text
+    data = json.loads(run_zoo("info", "deeplabv3p", "--json", check=True).stdout)
+    assert data["name"] == "deeplabv3p" and data["num_classes"] == 19 and data["train_size"] == [1024, 512]
+    assert data["input"]["mean"] == [0.5, 0.5, 0.5] and data["labels"][0] == "road"
+    assert set(data["artifacts"]) == {"inference", "onnx", "weights"}
+
+
+def test_plugins_table():
+    lines = run_zoo("plugins", check=True).stdout.splitlines()
+    assert lines[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "STATUS"]
+    assert any(line.split()[:2] == ["fcn", "zoo"] and line.endswith("ok") for line in lines)
+
+
+@pytest.mark.parametrize("command", [["info", "fcm"], ["info", "fcm", "--json"]])
+def test_unknown_name_exits_non_zero_with_suggestion(command):
+    proc = run_zoo(*command)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip() == (
+        "zoo: error: unknown model 'fcm'; did you mean 'fcn'? run 'zoo list' to see the available models"
+    )
+
+
+def test_usage_error_exits_2():
+    proc = run_zoo("list", "--no-such-option")
+    assert proc.returncode == 2 and "No such option" in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "--json"], ["info", "fcn"], ["plugins"]])
+def test_light_commands_import_no_heavy_library(argv):
+    code = (
+        "import sys\nfrom zoo.cli import main\ncode = main(sys.argv[1:])\n"
+        f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\nsys.exit(code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY=\n" in proc.stderr, proc.stderr
+
+
+def test_python_api():
+    names = [m.name for m in zoo.list_models()]
+    assert names == sorted(names) and {"fcn", "danet"} <= set(names)
+    entry = zoo.get("fcn")
+    assert isinstance(entry, zoo.ModelEntry) and entry.config == "fcn_hrnetw18_cityscapes_1024x512_80k"
+    with pytest.raises(AttributeError):
+        entry.miou = 1.0  # type: ignore[misc]
+    with pytest.raises(UnknownModelError):
+        zoo.get("nope")
+    with pytest.raises(KeyError):  # the builtin it also is
+        zoo.get("nope")
+    assert zoo.architecture("fcn").name == "fcn"
+    assert {p.name for p in zoo.list_plugins()} >= {"fcn", "bisenet"}
+    assert issubclass(UnknownModelError, ZooError)
+    assert set(zoo.__all__) >= {"get", "list_models", "list_plugins", "architecture", "ZooError"}

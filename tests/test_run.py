@@ -1,0 +1,404 @@
+"""zoo.runtime and `zoo run`: preprocessing, both runners, load(), and the CLI on real tiny exported models.
+
+The models are unet-tiny (the zoo-unet test plugin, seeded random weights) exported by tests/models.py — PIR with an
+argmax output, and a legacy model.pdmodel with a logits output — and converted to ONNX by zoo.convert, once per
+session. Tolerances: preprocessing 1e-6 absolute; labels exactly equal.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import run_zoo
+from tests.models import ModelStore, model_store, models  # noqa: F401 - fixtures
+from tests.test_images import street, write
+from zoo import runtime
+from zoo.errors import BackendError, ImageError, NotCachedError, UnknownModelError
+from zoo.images import Decoded, read_image
+from zoo.runtime import OnnxRunner, PaddleRunner, output_to_labels, preprocess
+from zoo.spec import CITYSCAPES_LABELS, Architecture, InputSpec
+
+NAME = "unet-tiny"
+UNET_LABELS = ("background", "road", "vehicle", "sky")
+UNET_PALETTE = ((0, 0, 0), (128, 64, 128), (0, 0, 142), (70, 130, 180))
+IMAGENET = InputSpec(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+_CONVERTED: dict[tuple[str, bool], tuple[Path, dict]] = {}  # (output_op, legacy) → (session copy of onnx entry, ref)
+
+
+@pytest.fixture
+def unet(models: ModelStore, tmp_path_factory: pytest.TempPathFactory):
+    """install(output_op, legacy) puts unet-tiny's Paddle model and its ONNX conversion into this test's ZOO_HOME."""
+    from zoo import cache
+
+    def install(output_op: str = "argmax", legacy: bool = False) -> Path:
+        models.install(NAME, output_op=output_op, legacy=legacy)
+        key = (output_op, legacy)
+        if key not in _CONVERTED:  # convert once per session, then copy the entry in like a cache hit
+            from zoo.convert import convert
+
+            result = convert(NAME)
+            keep = tmp_path_factory.mktemp("onnx") / result.path.parent.name
+            shutil.copytree(result.path.parent, keep)
+            _CONVERTED[key] = (keep, cache.get_ref(NAME)["onnx"])
+            return result.path
+        entry, record = _CONVERTED[key]
+        shutil.copytree(entry, cache.onnx_dir() / entry.name)
+        cache.set_ref(NAME, "onnx", record)
+        return cache.onnx_model_path(NAME)
+
+    return install
+
+
+def reference_preprocess(bgr: np.ndarray, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> np.ndarray:
+    """PaddleSeg's steps, written out plainly: BGR→RGB, /255, (x - mean) / std per channel, HWC→CHW, batch of 1."""
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    chw = np.zeros((3,) + rgb.shape[:2], np.float32)
+    for c in range(3):
+        chw[c] = (rgb[:, :, c] - np.float32(mean[c])) / np.float32(std[c])
+    return chw[None]
+
+
+def strip_metadata(src: Path, dest: Path) -> Path:
+    import onnx
+
+    model = onnx.load(str(src))
+    del model.metadata_props[:]
+    onnx.save(model, str(dest))
+    return dest
+
+
+# ---- preprocessing --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", [InputSpec(), IMAGENET], ids=["paddleseg", "imagenet"])
+def test_preprocess_equals_paddleseg_reference(spec: InputSpec):
+    rgb = street(97, 163)  # odd sizes: no layout assumptions
+    x = preprocess(rgb, spec)
+    assert x.dtype == np.float32 and x.shape == (1, 3, 97, 163) and x.flags.c_contiguous
+    ref = reference_preprocess(np.ascontiguousarray(rgb[..., ::-1]), spec.mean, spec.std)
+    np.testing.assert_allclose(x, ref, rtol=0, atol=1e-6)
+
+
+def test_preprocess_bgr_networks_and_resize_policy():
+    rgb = street(60, 90)
+    bgr_spec = InputSpec(color="BGR")
+    np.testing.assert_allclose(preprocess(rgb, bgr_spec), preprocess(rgb, InputSpec())[:, ::-1], atol=1e-6)
+    resized = preprocess(rgb, InputSpec(size_policy="resize", size=(32, 48)))
+    assert resized.shape == (1, 3, 32, 48)
+    expected = preprocess(cv2.resize(rgb, (48, 32), interpolation=cv2.INTER_LINEAR), InputSpec())
+    np.testing.assert_allclose(resized, expected, atol=1e-6)
+
+
+# ---- outputs → label maps -------------------------------------------------------------------------------------------
+
+
+def test_output_to_labels_handles_every_export_kind():
+    ids = np.random.default_rng(0).integers(0, 19, (1, 12, 20))
+    for out in (ids.astype(np.int32), ids.astype(np.int64), ids[:, None].astype(np.int32)):  # [N,H,W], [N,1,H,W]
+        labels = output_to_labels(out, (12, 20))
+        assert labels.dtype == np.uint8
+        np.testing.assert_array_equal(labels, ids[0])
+    logits = np.random.default_rng(1).normal(size=(1, 5, 12, 20)).astype(np.float32)
+    np.testing.assert_array_equal(output_to_labels(logits, (12, 20)), logits[0].argmax(0))
+    small = logits[:, :, ::2, ::2].copy()  # scores at half size: bilinear up, then argmax
+    up = cv2.resize(small[0].transpose(1, 2, 0), (20, 12), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(output_to_labels(small, (12, 20)), up.argmax(2))
+    many = np.full((1, 4, 4), 300, np.int64)
+    assert output_to_labels(many, (4, 4)).dtype == np.int32  # ids past 255 are not squeezed into uint8
+    with pytest.raises(BackendError, match="expects class ids"):
+        output_to_labels(np.zeros((1, 4, 4), np.float32), (4, 4))
+
+
+# ---- runners --------------------------------------------------------------------------------------------------------
+
+
+def test_onnx_and_paddle_runners_read_names_and_agree_exactly(unet):
+    import onnx
+
+    from zoo import cache
+
+    onnx_path = unet("argmax")
+    ort_runner = OnnxRunner(onnx_path)
+    pd_runner = PaddleRunner(cache.paddle_model_dir(NAME))
+    graph = onnx.load(str(onnx_path)).graph
+    assert ort_runner.input_name == graph.input[0].name == "x"
+    assert ort_runner.output_names == [o.name for o in graph.output]  # read, never hard-coded
+    assert pd_runner.input_name == "x" and pd_runner.output_names  # e.g. fetch_name_0
+    assert ort_runner.providers == ["CPUExecutionProvider"] and ort_runner.threads == (__import__("os").cpu_count())
+    assert pd_runner.mkldnn is False and pd_runner.providers == ["paddle-cpu"]  # PIR program: oneDNN off
+    x = preprocess(street(72, 120), IMAGENET)
+    a, b = ort_runner.run(x), pd_runner.run(x)
+    assert a.dtype == b.dtype == np.int32 and a.shape == b.shape == (1, 72, 120)
+    np.testing.assert_array_equal(a, b)
+    assert len(np.unique(a)) > 1  # the comparison means something
+
+
+def test_legacy_program_runs_with_onednn_and_logits_are_argmaxed(unet):
+    unet("none", legacy=True)
+    rgb = street(64, 96)
+    paddle_model = runtime.load(NAME, backend="paddle", threads=1)
+    onnx_model = runtime.load(NAME, threads=1)
+    assert paddle_model.runner.mkldnn is True and paddle_model.providers == ["paddle-cpu-onednn"]
+    assert paddle_model.runner.threads == 1 and onnx_model.runner.threads == 1
+    raw = onnx_model.infer(onnx_model.prepare(rgb))
+    assert raw.dtype == np.float32 and raw.shape == (1, 4, 64, 96)  # logits
+    labels = onnx_model.predict(rgb)
+    np.testing.assert_array_equal(labels, raw[0].argmax(0))
+    np.testing.assert_array_equal(paddle_model.predict(rgb), labels)
+
+
+def test_gpu_fails_clearly_and_never_falls_back(unet, monkeypatch: pytest.MonkeyPatch):
+    import onnxruntime as ort
+
+    from zoo import cache
+
+    onnx_path = unet("argmax")
+    with pytest.raises(BackendError, match="needs ONNX Runtime's CUDAExecutionProvider.*--device cpu"):
+        OnnxRunner(onnx_path, device="gpu")
+    with pytest.raises(BackendError, match="--device gpu needs a CUDA build of paddlepaddle"):
+        PaddleRunner(cache.paddle_model_dir(NAME), device="gpu")
+    # an onnxruntime that lists CUDA but silently starts the session on the CPU must fail too
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", lambda path, opts, providers: real(path, opts, providers=providers[1:]))
+    with pytest.raises(BackendError, match="did not start CUDAExecutionProvider.*runs on CPUExecutionProvider"):
+        OnnxRunner(onnx_path, device="gpu")
+
+
+def test_int64_labels_and_other_names_from_a_handmade_onnx(tmp_path: Path):
+    """release/2.4-style exports: int64 ids, [N, 1, H, W], output named save_infer_model/scale_0.tmp_0."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(5, 3, 1, 1)).astype(np.float32)
+    out_name = "save_infer_model/scale_0.tmp_0"
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["logits"]),
+         helper.make_node("ArgMax", ["logits"], [out_name], axis=1, keepdims=1)],
+        "ids", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info(out_name, TensorProto.INT64, ["n", 1, "h", "w"])],
+        initializer=[numpy_helper.from_array(w, "w")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    path = tmp_path / "ids.onnx"
+    onnx.save(model, str(path))
+    with pytest.warns(UserWarning, match="carries no zoo metadata"):
+        m = runtime.load(path)
+    assert (m.runner.input_name, m.runner.output_names) == ("image", [out_name])
+    rgb = street(40, 64)
+    raw = m.infer(m.prepare(rgb))
+    assert raw.dtype == np.int64 and raw.shape == (1, 1, 40, 64)
+    x = reference_preprocess(np.ascontiguousarray(rgb[..., ::-1]))
+    expected = np.einsum("kc,nchw->nkhw", w[:, :, 0, 0], x)[0].argmax(0)
+    labels = m.predict(rgb)
+    assert labels.dtype == np.uint8 and labels.shape == (40, 64)
+    np.testing.assert_array_equal(labels, expected)
+
+
+# ---- load() ---------------------------------------------------------------------------------------------------------
+
+
+def test_load_by_name_then_predict(unet):
+    unet("argmax")
+    rgb = street()
+    m = runtime.load(NAME)
+    assert m.architecture.name == "unet" and m.num_classes == 4
+    assert m.labels == UNET_LABELS and m.colors == UNET_PALETTE
+    labels = m.predict(rgb)
+    assert labels.dtype == np.uint8 and labels.shape == rgb.shape[:2]
+    np.testing.assert_array_equal(labels, m.runner.run(preprocess(rgb, IMAGENET))[0])  # the plugin's ImageNet stats
+    np.testing.assert_array_equal(runtime.load(NAME, backend="paddle").predict(rgb), labels)
+    import zoo
+
+    if hasattr(zoo, "load"):  # the public alias, once zoo/__init__.py exports it
+        np.testing.assert_array_equal(zoo.load(NAME).predict(rgb), labels)
+    with pytest.raises(ImageError, match=r"RGB uint8 array of shape \(H, W, 3\)"):
+        m.predict(rgb.astype(np.float32))
+
+
+def test_load_errors_say_what_to_do(unet, tmp_path: Path):
+    with pytest.raises(UnknownModelError, match="unknown model 'unet-tinyy'; did you mean 'unet-tiny'"):
+        runtime.load("unet-tinyy")
+    with pytest.raises(NotCachedError, match="zoo convert unet-tiny"):
+        runtime.load(NAME)  # nothing installed yet in this test's ZOO_HOME
+    with pytest.raises(BackendError, match="no such ONNX model file"):
+        runtime.load(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_text("not a model")
+    with pytest.raises(BackendError, match="ONNX Runtime cannot load"):
+        runtime.load(tmp_path / "junk.onnx")
+    with pytest.raises(BackendError, match="unknown backend 'tensorrt'"):
+        runtime.load(NAME, backend="tensorrt")
+
+
+def test_bare_onnx_with_metadata_uses_its_preprocessing_and_labels(unet, tmp_path: Path, recwarn):
+    cached = unet("argmax")
+    bare = Path(shutil.copy(cached, tmp_path / "street-model.onnx"))
+    m = runtime.load(bare)
+    assert not [w for w in recwarn if "metadata" in str(w.message)]
+    assert m.name == "street-model" and m.source == bare
+    assert m.architecture.input == IMAGENET and m.labels == UNET_LABELS and m.colors == UNET_PALETTE
+    rgb = street()
+    np.testing.assert_array_equal(m.predict(rgb), runtime.load(NAME).predict(rgb))
+
+
+def test_bare_onnx_without_metadata_warns_and_uses_defaults(unet, tmp_path: Path):
+    plain = strip_metadata(unet("argmax"), tmp_path / "plain.onnx")
+    with pytest.warns(UserWarning, match="carries no zoo metadata.*PaddleSeg's preprocessing.*Cityscapes"):
+        m = runtime.load(plain)
+    assert m.architecture.input == InputSpec() and m.labels == CITYSCAPES_LABELS and len(m.colors) == 19
+    rgb = street()
+    np.testing.assert_array_equal(m.predict(rgb), m.runner.run(preprocess(rgb, InputSpec()))[0])
+
+
+# ---- zoo run --------------------------------------------------------------------------------------------------------
+
+
+def _folder_with_good_and_bad(root: Path) -> Path:
+    folder = root / "shots"
+    folder.mkdir()
+    write(folder / "a-street.png", street())
+    write(folder / "b-street.jpg", street(80, 120), cv2.IMWRITE_JPEG_QUALITY, 95)
+    write(folder / "c-gray.png", street()[..., 1])
+    (folder / "d-notes.png").write_text("a text file named .png\n")
+    jpg = write(folder / "e-cut.jpg", street()).read_bytes()
+    (folder / "e-cut.jpg").write_bytes(jpg[: len(jpg) // 2])
+    (folder / "readme.txt").write_text("not an image name: skipped")
+    return folder
+
+
+def test_cli_folder_run_goes_past_bad_files_and_counts_them(unet, tmp_path: Path):
+    unet("argmax")
+    folder = _folder_with_good_and_bad(tmp_path)
+    out = tmp_path / "out"
+    proc = run_zoo("run", NAME, str(folder), "--out", str(out), "--threads", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert "2 of 5 inputs failed" in proc.stderr
+    assert f"zoo: error: {folder / 'd-notes.png'}: this is a text file" in proc.stderr
+    assert f"zoo: error: {folder / 'e-cut.jpg'}: the JPEG file is truncated" in proc.stderr
+    assert f"warning: {folder / 'c-gray.png'}: grayscale image converted" in proc.stderr
+    assert "providers CPUExecutionProvider, 1 threads" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{stem}.{kind}" for stem in ("a-street", "b-street", "c-gray")
+        for kind in ("labels.png", "color.png", "overlay.jpg", "json")
+    )  # fmt: skip
+    m = runtime.load(NAME)
+    for stem, ext in (("a-street", "png"), ("b-street", "jpg"), ("c-gray", "png")):
+        rgb = read_image(folder / f"{stem}.{ext}") if stem != "c-gray" else _quiet_read(folder / "c-gray.png")
+        labels = cv2.imread(str(out / f"{stem}.labels.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(labels, m.predict(rgb))
+        color = cv2.imread(str(out / f"{stem}.color.png"), cv2.IMREAD_COLOR)[..., ::-1]
+        np.testing.assert_array_equal(color, m.architecture.colorize(labels))
+        overlay = cv2.imread(str(out / f"{stem}.overlay.jpg"), cv2.IMREAD_COLOR)
+        assert overlay.shape == rgb.shape
+        summary = json.loads((out / f"{stem}.json").read_text())
+        assert (summary["width"], summary["height"]) == (rgb.shape[1], rgb.shape[0])
+        assert summary["model"] == NAME and summary["backend"] == "onnx"
+        assert summary["providers"] == ["CPUExecutionProvider"] and summary["threads"] == 1
+        assert set(summary["classes"]) <= set(UNET_LABELS) and sum(summary["classes"].values()) == pytest.approx(1, abs=1e-5)
+        assert set(summary["timings_ms"]) == {"read", "preprocess", "inference", "postprocess", "write"}
+
+
+def _quiet_read(path: Path) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return read_image(path)
+
+
+def test_cli_json_stdout_is_exactly_one_json_array(unet, tmp_path: Path):
+    unet("argmax")
+    images = [write(tmp_path / f"s{i}.png", street(64 + 8 * i, 96)) for i in range(2)]
+    for backend in ("onnx", "paddle"):  # paddle prints from C++; none of it may reach stdout
+        proc = run_zoo("run", NAME, *map(str, images), "--out", str(tmp_path / backend), "--backend", backend, "--json")
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)  # the whole of stdout
+        assert proc.stdout.lstrip().startswith("[") and proc.stdout.rstrip().endswith("]")
+        assert [d["input"] for d in data] == [str(p) for p in images]
+        assert [d["height"] for d in data] == [64, 72] and data[0]["backend"] == backend
+        assert data[0]["providers"] == (["CPUExecutionProvider"] if backend == "onnx" else ["paddle-cpu"])
+
+
+def test_cli_gpu_fails_clearly_without_writing(unet, tmp_path: Path):
+    unet("argmax")
+    image = write(tmp_path / "s.png", street())
+    proc = run_zoo("run", NAME, str(image), "--out", str(tmp_path / "out"), "--device", "gpu")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("zoo: error: --device gpu needs ONNX Runtime's CUDAExecutionProvider")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_cli_bare_onnx_without_metadata_warns_once(unet, tmp_path: Path, capfd: pytest.CaptureFixture[str]):
+    from zoo.cli import main
+
+    plain = strip_metadata(unet("argmax"), tmp_path / "plain.onnx")
+    image = write(tmp_path / "s.png", street())
+    assert main(["run", str(plain), str(image), "--out", str(tmp_path / "out"), "--json"]) == 0
+    captured = capfd.readouterr()
+    assert json.loads(captured.out)[0]["classes"]  # Cityscapes names
+    assert set(json.loads(captured.out)[0]["classes"]) <= set(CITYSCAPES_LABELS)
+    assert captured.err.count("zoo: warning:") == 1 and "carries no zoo metadata" in captured.err
+
+
+# ---- the pipeline ---------------------------------------------------------------------------------------------------
+
+DELAY = 0.06  # seconds each of read, inference and label post-processing take in the fake model below
+
+
+class SlowModel:
+    """A stand-in Model whose stages sleep (releasing the GIL, as ORT and cv2 do)."""
+
+    name, source, backend, providers, num_classes = "slow", Path("slow.onnx"), "onnx", ["CPUExecutionProvider"], 2
+    labels = ("sky", "road")
+    architecture = Architecture("slow", "fake", labels=labels)
+    runner = SimpleNamespace(device="cpu", threads=1)
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        return rgb
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        time.sleep(DELAY)
+        return (x[None, :, :, 0] > 128).astype(np.int32)
+
+    def to_labels(self, output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        time.sleep(DELAY)
+        return output[0].astype(np.uint8)
+
+
+def test_folder_runs_overlap_reading_inference_and_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from zoo import images
+    from zoo.cli.cmd_run import segment_files
+
+    def slow_decode(path: Path) -> Decoded:
+        time.sleep(DELAY)
+        if "bad" in path.name:
+            raise ImageError(f"{path}: broken")
+        return Decoded(street(48, 64), "PNG", [])
+
+    monkeypatch.setattr(images, "decode", slow_decode)
+    paths = [tmp_path / f"{i}{'-bad' if i in (2, 5) else ''}.png" for i in range(10)]
+    started = time.perf_counter()
+    results = list(segment_files(SlowModel(), paths, tmp_path / "out"))
+    elapsed = time.perf_counter() - started
+    assert [r.path for r in results] == paths  # input order, failures included
+    assert [r.error is not None for r in results] == [p.name.endswith("-bad.png") for p in paths]
+    # back to back this is 10 reads + 8 inferences + 8 post-processings = 26 x DELAY = 1.56 s; overlapped, the
+    # inference thread is the bottleneck (8 x DELAY plus the pipeline filling and draining)
+    assert elapsed < 16 * DELAY, f"took {elapsed:.2f} s: the stages do not overlap"
+    assert (tmp_path / "out" / "9.labels.png").is_file()
+
+
+def test_output_names_are_distinct_for_repeated_stems():
+    from zoo.cli.cmd_run import output_stems
+
+    paths = [Path("a/x.png"), Path("b/x.png"), Path("x.jpg"), Path("y.png")]
+    assert list(output_stems(paths).values()) == ["x", "x-2", "x-3", "y"]

@@ -1,0 +1,509 @@
+"""Paddle inference model → ONNX, offline, checked before and after, stamped with what a runner needs.
+
+``convert(name)`` takes the cached Paddle model of a registry entry (legacy ``model.pdmodel`` or PIR ``model.json``,
+plus ``model.pdiparams``) and:
+
+1. re-hashes program and params against the entry's manifest, and walks the params file's tensor records — paddle2onnx
+   turns a missing or truncated params file into a model without those weights and reports success;
+2. runs paddle2onnx in a child process (``zoo/_p2o_worker.py``): it prints from C++ to fd 1, calls ``sys.exit`` on
+   failure and, with its default optimizer, may pip-install; zoo's stdout stays clean and nothing is installed;
+3. names the dynamic axes (batch, height, width) and stamps ``metadata_props`` (keys below, prefix ``zoo.``);
+4. checks the result (:func:`check_onnx`) and commits it to ``onnx/<key>/model.onnx`` with a ref to it.
+
+The result is cached by (Paddle model key, opset, paddle2onnx and paddle versions, :data:`RECIPE`); a repeat convert
+reads two small JSON files and imports neither paddle nor onnx. paddle2onnx 2.1 output is byte-identical across runs,
+and nothing zoo adds varies (no paths, no times), so ``--force`` reproduces the same sha256.
+
+Metadata keys (values are strings; JSON where marked, see :func:`decode_metadata`)::
+
+    zoo.format              "1", the layout of these keys
+    zoo.name                registry entry name (a folder converted by path: the manifest's name, if any)
+    zoo.paddle_key          cache key of the Paddle model converted
+    zoo.paddle_files        JSON {file name: "sha256:<hex>"} of program and params
+    zoo.architecture        plugin name
+    zoo.input               JSON InputSpec.as_dict(): color, scale, mean, std, size policy, ...
+    zoo.output_op           "argmax" (int32 [N, H, W]), "softmax", "none" (logits [N, C, H, W]), or "unknown"
+    zoo.num_classes         JSON int
+    zoo.labels              JSON [str], class names by id
+    zoo.palette             JSON [[r, g, b]], colour by class id
+    zoo.opset               JSON int, the model's ai.onnx opset
+    zoo.zoo_version, zoo.paddle_version, zoo.paddle2onnx_version
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from zoo import cache, config, plugins, registry
+from zoo.errors import ConversionError, IntegrityError, NotCachedError
+
+DEFAULT_OPSET = 11
+ONNX_FILE = "model.onnx"
+PREFIX = "zoo."
+METADATA_FORMAT = "1"
+RECIPE = 1  # bump when zoo's own processing of paddle2onnx's output changes: it invalidates cached conversions
+JSON_KEYS = frozenset({"paddle_files", "input", "num_classes", "labels", "palette", "opset"})
+WORKER = Path(__file__).with_name("_p2o_worker.py")
+OUTPUT_OPS = ("argmax", "softmax", "none")
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What :func:`convert` produced or found."""
+
+    name: str  # registry entry
+    path: Path  # the .onnx file in the cache
+    sha256: str  # "sha256:<hex>" of that file
+    cached: bool  # True: an earlier conversion was reused
+    seconds: float  # wall time of this call
+    opset: int = DEFAULT_OPSET  # opset asked for (part of the cache key)
+    source: str = ""  # cache key of the Paddle model it came from
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "path": str(self.path), "sha256": self.sha256, "cached": self.cached,
+            "seconds": round(self.seconds, 3), "opset": self.opset, "from": self.source,
+        }  # fmt: skip
+
+
+# ---- public API ------------------------------------------------------------------------------------------------------
+
+
+def convert(name: str, *, opset: int = DEFAULT_OPSET, force: bool = False,
+            registries: list[Path] | None = None) -> ConvertResult:  # fmt: skip
+    """Convert the cached Paddle model of ``name`` to ONNX (or reuse an earlier conversion); point its ref at it."""
+    start = time.perf_counter()
+    entry = registry.get(name, registries)
+    folder = cache.paddle_model_dir(name)
+    wanted = {"source": "converted", "from": folder.name, "opset": opset, "converter": _converter(), "recipe": RECIPE}
+    if not force and (hit := _find_cached(name, wanted)) is not None:
+        return _result(name, hit, wanted, cached=True, start=start)
+
+    from filelock import FileLock
+
+    cache.locks_dir().mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache.locks_dir() / f"onnx-{folder.name}.lock")):
+        if not force and (hit := _find_cached(name, wanted)) is not None:  # another process just did it
+            return _result(name, hit, wanted, cached=True, start=start)
+        program, params = _check_source(folder, f"run 'zoo pull {name} --force' (or 'zoo export {name}')")
+        arch = plugins.get_architecture(entry.architecture)
+        manifest = cache.read_manifest(folder)
+        provenance = {**manifest.get("provenance", {}), **cache.get_ref(name).get("paddle", {})}
+        num_classes = entry.num_classes or provenance.get("num_classes")
+        meta = _source_metadata(manifest, program, params)
+        meta.update(name=name, **_arch_metadata(arch, num_classes))
+        meta["output_op"] = provenance.get("output_op")
+        if num_classes:
+            meta["num_classes"] = num_classes
+        with cache.staging(cache.onnx_dir()) as stage:
+            data = _finish(_run_paddle2onnx(program, params, opset), meta)
+            (stage / ONNX_FILE).write_bytes(data)
+            check_onnx(stage / ONNX_FILE)
+            record = {**wanted, "name": name, "output_op": meta["output_op"], "zoo": _zoo_version()}
+            final = cache.commit_tree(stage, cache.onnx_dir(), record)
+        return _result(name, final, wanted, cached=False, start=start)
+
+
+def convert_model_dir(folder: Path, out: Path, *, opset: int = DEFAULT_OPSET, architecture: str | None = None) -> None:
+    """Convert the Paddle model in a plain folder to the file ``out`` (written atomically; the cache is untouched).
+
+    The folder's ``manifest.json`` (a cache entry) is checked if present and supplies name, architecture and output
+    op; else zoo's ``deploy.yaml`` (``Deploy.output_op``, ``Deploy.input``) does. ``architecture`` names the plugin
+    whose input spec, labels and palette are stamped.
+    """
+    folder, out = Path(folder), Path(out)
+    if not folder.is_dir():
+        raise NotCachedError(f"{folder} is not a folder; pass a folder holding model.json|model.pdmodel and model.pdiparams")
+    manifest: dict[str, Any] = {}
+    if (folder / cache.MANIFEST).is_file():
+        manifest = cache.read_manifest(folder)
+    program, params = _check_source(folder, "copy or download the model again", verify=bool(manifest))
+    provenance = manifest.get("provenance", {})
+    arch_name = architecture or provenance.get("architecture")
+    num_classes = provenance.get("num_classes")
+    meta = _source_metadata(manifest, program, params)
+    if provenance.get("name"):
+        meta["name"] = provenance["name"]
+    deploy = _deploy(folder)
+    if arch_name:
+        meta.update(_arch_metadata(plugins.get_architecture(arch_name), num_classes))
+    elif isinstance(deploy.get("input"), dict):
+        meta["input"] = deploy["input"]
+    meta["output_op"] = provenance.get("output_op") or deploy.get("output_op")
+    if num_classes:
+        meta["num_classes"] = num_classes
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = _finish(_run_paddle2onnx(program, params, opset, out.parent), meta)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".incomplete", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        check_onnx(Path(tmp))
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def check_onnx(path: Path) -> None:
+    """Raise ConversionError unless ``path`` is a self-contained ONNX model that passes onnx.checker and opens in ORT."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ConversionError(f"{path} is not a readable ONNX model ({exc}); convert or download it again") from None
+    external = [t.name or "(unnamed)" for t in _all_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        shown = ", ".join(external[:3]) + (f" and {len(external) - 3} more" if len(external) > 3 else "")
+        raise ConversionError(
+            f"{path} keeps {len(external)} tensor(s) as external data ({shown}); zoo only uses self-contained .onnx "
+            "files — save the model with all weights inside the file"
+        )
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise ConversionError(
+            f"{path} fails onnx.checker: {_first_line(exc)}; if it was just converted, its model.pdiparams is "
+            "probably incomplete — run 'zoo cache verify'"
+        ) from None
+    del model
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ConversionError(f"ONNX Runtime cannot load {path}: {_first_line(exc)}") from None
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The ``zoo.*`` metadata of an .onnx file, prefix removed and JSON values decoded ({} if none)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return decode_metadata({p.key: p.value for p in model.metadata_props})
+
+
+def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
+    """``zoo.*`` entries of a metadata map (e.g. ORT's ``get_modelmeta().custom_metadata_map``), decoded."""
+    out: dict[str, Any] = {}
+    for key, value in props.items():
+        if key.startswith(PREFIX):
+            short = key[len(PREFIX) :]
+            out[short] = json.loads(value) if short in JSON_KEYS else value
+    return out
+
+
+def check_params(path: Path, hint: str = "fetch the model again") -> int:
+    """Walk the tensor records of a combined ``.pdiparams`` file; IntegrityError if one is cut short. Returns the count.
+
+    Each record is: uint32 version, uint64 LoD levels (each a uint64 size and bytes), uint32 version, int32 size of a
+    TensorDesc protobuf, the TensorDesc (dtype, dims), then the raw data.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise IntegrityError(f"{path} is empty; {hint}")
+    count = 0
+    with open(path, "rb") as f:
+        while f.tell() < size:
+            offset = f.tell()
+            try:
+                version_, levels = struct.unpack("<IQ", _read(f, 12))
+                if version_ != 0 or levels > 16:
+                    raise IntegrityError(f"{path} is not a Paddle params file (bad record at byte {offset}); {hint}")
+                for _ in range(levels):
+                    f.seek(struct.unpack("<Q", _read(f, 8))[0], os.SEEK_CUR)
+                _, desc_size = struct.unpack("<Ii", _read(f, 8))
+                dtype, dims = _tensor_desc(_read(f, desc_size))
+            except (EOFError, ValueError, struct.error):
+                raise IntegrityError(
+                    f"{path} is truncated or corrupt: tensor #{count + 1} (at byte {offset}) is incomplete; {hint}"
+                ) from None
+            itemsize = _DTYPE_SIZES.get(dtype)
+            if itemsize is None:  # a dtype this walker does not know: stop checking rather than guess
+                return count
+            end = f.seek(math.prod(dims) * itemsize, os.SEEK_CUR)
+            if end > size:
+                raise IntegrityError(
+                    f"{path} is truncated: tensor #{count + 1} needs bytes up to {end}, the file has {size}; {hint}"
+                )
+            count += 1
+    return count
+
+
+# ---- steps -----------------------------------------------------------------------------------------------------------
+
+
+def _check_source(folder: Path, hint: str, *, verify: bool = True) -> tuple[Path, Path]:
+    """Program and params of a model folder, hashed against its manifest (if ``verify``) and walked."""
+    program = cache.program_file(folder)
+    params = folder / cache.PARAMS_FILE
+    if verify:
+        try:
+            cache.verify_files(folder, [program.name, params.name])
+        except IntegrityError as exc:
+            raise IntegrityError(f"refusing to convert: {exc}") from None
+    if not params.is_file():
+        raise IntegrityError(f"refusing to convert: {folder} has no {params.name}; {hint}")
+    check_params(params, hint)
+    return program, params
+
+
+def _run_paddle2onnx(program: Path, params: Path, opset: int, scratch_parent: Path | None = None) -> bytes:
+    """paddle2onnx's model bytes, from a child process whose output is captured (shown on failure).
+
+    Its files go to a ``.staging-*`` folder in ``scratch_parent`` (default: the cache's onnx/), removed afterwards.
+    """
+    with cache.staging(scratch_parent or cache.onnx_dir()) as scratch:
+        out = scratch / "raw.onnx"
+        (scratch / "tmp").mkdir()
+        argv = [str(program), str(params), str(out), str(opset), str(scratch / "tmp")]
+        proc = subprocess.run(
+            [sys.executable, "-P", str(WORKER), *argv],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", cwd=scratch,
+        )  # fmt: skip
+        log = _strip_ansi(proc.stdout + proc.stderr)
+        if config.debug():
+            print(log, file=sys.stderr)
+        if proc.returncode != 0 or not out.is_file():
+            raise ConversionError(
+                f"paddle2onnx failed on {program} (exit {proc.returncode}): {_log_tail(log)}; "
+                "run with ZOO_DEBUG=1 for its full output"
+            )
+        return out.read_bytes()
+
+
+def _finish(raw: bytes, meta: dict[str, Any]) -> bytes:
+    """Name dynamic axes, fill in the output op if unknown, stamp ``zoo.*`` metadata; deterministic bytes."""
+    import onnx
+
+    model = onnx.load_from_string(raw)
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [v for v in graph.input if v.name not in initializers]
+    for value in inputs:
+        _name_axes(value, {0: "batch", 2: "height", 3: "width"})
+    for value in graph.output:
+        rank = len(value.type.tensor_type.shape.dim)
+        _name_axes(value, {0: "batch", 1: "height", 2: "width"} if rank == 3 else {0: "batch", 2: "height", 3: "width"})
+    if meta.get("output_op") not in OUTPUT_OPS:
+        meta["output_op"] = _infer_output_op(model)
+    if not meta.get("num_classes") and meta["output_op"] != "argmax":
+        dims = graph.output[0].type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].dim_value > 0:
+            meta["num_classes"] = dims[1].dim_value
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    meta.update(
+        format=METADATA_FORMAT, opset=opset, zoo_version=_zoo_version(),
+        paddle_version=_dist_version("paddlepaddle", "paddlepaddle-gpu"), paddle2onnx_version=_dist_version("paddle2onnx"),
+    )  # fmt: skip
+    kept = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key in sorted(meta):
+        value = meta[key]
+        if value is None:
+            continue
+        text = json.dumps(value, separators=(",", ":")) if key in JSON_KEYS else str(value)
+        model.metadata_props.add(key=PREFIX + key, value=text)
+    model.producer_name = "paddle2onnx"
+    model.producer_version = _dist_version("paddle2onnx")
+    return model.SerializeToString()
+
+
+def _name_axes(value: Any, names: dict[int, str]) -> None:
+    dims = value.type.tensor_type.shape.dim
+    for index, name in names.items():
+        if index < len(dims) and dims[index].dim_value <= 0:
+            dims[index].dim_param = name
+
+
+def _infer_output_op(model: Any) -> str:
+    """argmax for an integer output; softmax if a Softmax node makes it; else unknown (logits or probabilities)."""
+    import onnx
+
+    output = model.graph.output[0]
+    if output.type.tensor_type.elem_type in (onnx.TensorProto.INT32, onnx.TensorProto.INT64):
+        return "argmax"
+    producer = next((n for n in model.graph.node if output.name in n.output), None)
+    return "softmax" if producer is not None and producer.op_type == "Softmax" else "unknown"
+
+
+def _source_metadata(manifest: dict[str, Any], program: Path, params: Path) -> dict[str, Any]:
+    files = {p.name: (manifest.get("files", {}).get(p.name) or {}).get("sha256") or cache.sha256_file(p)
+             for p in (program, params)}  # fmt: skip
+    key = manifest.get("key") or cache.tree_key({n: {"sha256": s} for n, s in files.items()})
+    return {"paddle_key": key, "paddle_files": files}
+
+
+def _arch_metadata(arch: Any, num_classes: int | None) -> dict[str, Any]:
+    n = num_classes or len(arch.labels)
+    return {
+        "architecture": arch.name,
+        "input": arch.input.as_dict(),
+        "labels": list(arch.labels),
+        "palette": [list(c) for c in arch.colors(n)[: max(n, len(arch.labels))]],
+    }
+
+
+def _deploy(folder: Path) -> dict[str, Any]:
+    """The ``Deploy`` table of a folder's deploy.yaml ({} if none or unreadable)."""
+    path = folder / "deploy.yaml"
+    if not path.is_file():
+        return {}
+    import yaml
+
+    with contextlib.suppress(Exception):
+        doc = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("Deploy")
+        return doc if isinstance(doc, dict) else {}
+    return {}
+
+
+# ---- the cache -------------------------------------------------------------------------------------------------------
+
+
+def _find_cached(name: str, wanted: dict[str, Any]) -> Path | None:
+    """An onnx/ entry converted from the same source with the same settings: the ref's, or any other."""
+    def matches(record: dict[str, Any]) -> bool:
+        return all(record.get(k) == v for k, v in wanted.items())
+
+    ref = cache.get_ref(name).get("onnx") or {}
+    if matches(ref) and (cache.onnx_dir() / ref["key"] / cache.MANIFEST).is_file():
+        return cache.onnx_dir() / ref["key"]
+    if not cache.onnx_dir().is_dir():
+        return None
+    for folder in sorted(cache.onnx_dir().iterdir()):
+        manifest_path = folder / cache.MANIFEST
+        if folder.name.startswith(".") or not manifest_path.is_file():
+            continue
+        with contextlib.suppress(ValueError, OSError):
+            provenance = cache.read_json(manifest_path).get("provenance", {})
+            if matches(provenance) and provenance.get("name") == name:
+                return folder
+    return None
+
+
+def _result(name: str, folder: Path, wanted: dict[str, Any], *, cached: bool, start: float) -> ConvertResult:
+    """Point the ref at ``folder`` (if it does not already) and describe it."""
+    sha = cache.read_manifest(folder)["files"][ONNX_FILE]["sha256"]
+    ref = cache.get_ref(name).get("onnx") or {}
+    if ref.get("key") != folder.name or ref.get("sha256") != sha:
+        cache.set_ref(name, "onnx", {"key": folder.name, "file": ONNX_FILE, "sha256": sha, **wanted})
+    return ConvertResult(name, folder / ONNX_FILE, sha, cached, time.perf_counter() - start,
+                         opset=wanted["opset"], source=wanted["from"])  # fmt: skip
+
+
+# ---- small helpers ---------------------------------------------------------------------------------------------------
+
+# TensorDesc data types (paddle/fluid/framework/framework.proto) → bytes per element
+_DTYPE_SIZES = {0: 1, 1: 2, 2: 4, 3: 8, 4: 2, 5: 4, 6: 8, 19: 8, 20: 1, 21: 1, 22: 2, 23: 8, 24: 16}
+
+
+def _read(f: Any, n: int) -> bytes:
+    if n < 0:
+        raise EOFError
+    data = f.read(n)
+    if len(data) != n:
+        raise EOFError
+    return data
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("bad varint")
+        byte = buf[i]
+        value |= (byte & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if not byte & 0x80:
+            return value, i
+
+
+def _tensor_desc(buf: bytes) -> tuple[int, list[int]]:
+    """(data type, dims) of a serialized TensorDesc: field 1 varint, field 2 repeated int64 (packed or not)."""
+    dtype, dims, i = -1, [], 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+            if field == 1:
+                dtype = value
+            elif field == 2:
+                dims.append(value)
+        elif wire == 2:
+            length, i = _varint(buf, i)
+            chunk, i = buf[i : i + length], i + length
+            j = 0
+            while field == 2 and j < len(chunk):
+                value, j = _varint(chunk, j)
+                dims.append(value)
+        else:
+            raise ValueError("unexpected protobuf wire type")
+    if dtype < 0 or any(d >= 1 << 62 for d in dims):  # a negative (unknown) dim cannot be in a params file
+        raise ValueError("bad TensorDesc")
+    return dtype, dims
+
+
+def _all_tensors(graph: Any) -> list[Any]:
+    """Every TensorProto of a graph: initializers and node attributes, subgraphs included."""
+    tensors = list(graph.initializer) + [s.values for s in graph.sparse_initializer]
+    for node in graph.node:
+        for attr in node.attribute:
+            tensors += ([attr.t] if attr.HasField("t") else []) + list(attr.tensors)
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                tensors += _all_tensors(sub)
+    return tensors
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def _log_tail(log: str) -> str:
+    """The last lines of a child's output that say something (not warnings about ccache and the like)."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip() and "warn" not in ln.lower()]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return " | ".join((errors or lines)[-3:]) or "no output"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _dist_version(*names: str) -> str:
+    for name in names:
+        with contextlib.suppress(PackageNotFoundError):
+            return version(name)
+    return "unknown"
+
+
+def _zoo_version() -> str:
+    from zoo import __version__
+
+    return __version__
+
+
+def _converter() -> str:
+    """What the cache key records about the converter."""
+    return f"paddle2onnx {_dist_version('paddle2onnx')}, paddlepaddle {_dist_version('paddlepaddle', 'paddlepaddle-gpu')}"
