@@ -11,7 +11,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).with_name("reference")
-ZOO_VARS = ("ZOO_HOME", "ZOO_REGISTRY", "ZOO_PLUGINS", "ZOO_OFFLINE", "ZOO_MIRROR", "ZOO_REQUIRE_HASH", "ZOO_DEBUG")
+# scripts/test.sh unpacks PaddleSeg (not a zoo dependency) for the parity tests; appended, so nothing is shadowed
+for _path in os.environ.get("ZOO_TEST_PADDLESEG_PATH", "").split(os.pathsep):
+    if _path and _path not in sys.path:
+        sys.path.append(_path)
+
+ZOO_VARS = ("ZOO_HOME", "ZOO_REGISTRY", "ZOO_PLUGINS", "ZOO_OFFLINE", "ZOO_MIRROR", "ZOO_REQUIRE_HASH", "ZOO_DEBUG",
+            "ZOO_TIMEOUT", "ZOO_RETRIES", "ZOO_BACKOFF", "ZOO_DEADLINE")
 
 
 @pytest.fixture(autouse=True)

@@ -15,12 +15,12 @@ replaces it and resets its request count). Unknown paths get 404. Options (all k
     fail=CODE          answer CODE with a short text body instead of the file
     stall=SECONDS      send the body up to ``cut``, sleep, then send the rest (the sleep ends early at teardown)
     close_early=True   announce the whole Content-Length, send the body up to ``cut``, then close the connection
-    reset=True         send the body up to ``cut``, then reset the connection (TCP RST)
+    reset=True         send the body up to ``cut``, pause 0.2 s (so the client reads it), then reset (TCP RST)
     times=N            fail/stall/close_early/reset apply to the first N requests of this path only
                        (default None: every request)
     cut=BYTES          where stall/close_early/reset happen, counted in the bytes this response sends (default: half)
     range="honour"     206 + Content-Range for ``Range: bytes=N-``, 416 past the end; a stale If-Range gets a 200
-                       "ignore": always 200 with the whole body; "wrong": 206 whose Content-Range starts at 0
+                       "ignore": always 200 with the whole body; "wrong": 206 whose Content-Range (and body) start at 0
     etag=True          send a strong ETag (from the content) and a Last-Modified; False: neither
     length="header"    Content-Length; "chunked": Transfer-Encoding: chunked; "close": no length, close after the body
     content_type=TYPE  default "application/octet-stream"
@@ -28,6 +28,8 @@ replaces it and resets its request count). Unknown paths get 404. Options (all k
     rate=BYTES_PER_S   throttle the body (e.g. to interrupt a download half-way)
     redirect=PATH      answer 302 Found with Location: PATH
 
+A mirror is just paths: ``add("/mirror/blobs/<hex>", data)``, ``add("/mirror/zoo.lock", lock_json)``, then use
+``url("/mirror")`` as the mirror.
 ``FaultServer`` also has ``base`` ("http://127.0.0.1:PORT"), ``url(path)``, ``log`` (a list of ``Request``: method,
 path, range, if_range, status — in arrival order), ``requests(path)`` (the log of one path) and ``clear_log()``.
 It runs in a daemon thread (``start()``/``stop()``, or ``with FaultServer() as server:``); every sleep and throttle

@@ -33,9 +33,13 @@ def use_unet_plugin(monkeypatch: pytest.MonkeyPatch | None = None) -> dict[str, 
             monkeypatch.syspath_prepend(str(UNET_DIST))
         else:
             sys.path.insert(0, str(UNET_DIST))
-    path = os.pathsep.join([str(UNET_DIST), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    current = os.environ.get("PYTHONPATH", "")
+    parts = current.split(os.pathsep) if current else []
+    path = os.pathsep.join(parts if str(UNET_DIST) in parts else [str(UNET_DIST), *parts])
     if monkeypatch is not None:
         monkeypatch.setenv("PYTHONPATH", path)
+    else:  # the session store's exports spawn children (legacy export) that must find the plugin too
+        os.environ["PYTHONPATH"] = path
     return {"PYTHONPATH": path}
 
 

@@ -77,15 +77,19 @@ def model_tar(top: str | None = "bisenet", files: dict[str, bytes] | None = None
 
 
 def snapshot() -> dict[str, str]:
-    """Every file of the cache (lock files aside) with its sha256: 'the cache as it was'."""
+    """Every file of the cache (lock files aside) with its sha256: 'the cache as it was'. The pins count by content
+    (an emptied zoo.lock is no pins, as before)."""
     root = cache.root()
     if not root.is_dir():
         return {}
-    return {
+    found = {
         p.relative_to(root).as_posix(): cache.sha256_file(p)
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.relative_to(root).parts[0] != "locks"
     }
+    if found.pop("zoo.lock", None) is not None and json.loads(cache.lock_file().read_text()):
+        found["zoo.lock"] = json.dumps(json.loads(cache.lock_file().read_text()), sort_keys=True)
+    return found
 
 
 # ---- crafted archives, via zoo pull against the loopback server -----------------------------------------------------
@@ -217,5 +221,5 @@ def test_extract_checks_before_writing(tmp_path: Path) -> None:
     dest.mkdir()
     tar.write_bytes(model_tar(extra=[member("bisenet/zzz", b"x")]))
     with pytest.raises(ArchiveError, match="zzz"):
-        archive.extract(tar, dest, allow=lambda n: n in archive.PADDLE_FILES, flatten=True)
+        archive.extract(tar, dest, allow=archive.is_paddle_file, flatten=True)
     assert list(dest.iterdir()) == []

@@ -23,7 +23,8 @@ def exported(http_server, use_registry, tmp_path: Path, monkeypatch: pytest.Monk
     from zoo.pull import pull
 
     use_registry({
-        "tiny": {"inference": http_server.add("/tiny.tar", model_tar()), "onnx": http_server.add("/t.onnx", onnx_bytes())},
+        "tiny": {"inference": http_server.add("/tiny.tar", model_tar()),
+                 "onnx": http_server.add("/t.onnx", onnx_bytes())},
         "other": {"inference": http_server.add("/other.tar", model_tar(files={**FILES, "deploy.yaml": b"o: 1\n"}))},
     })  # fmt: skip
     pull("tiny", fmt="all")

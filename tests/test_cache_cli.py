@@ -43,7 +43,7 @@ def test_verify_names_a_file_corrupted_later(two_models) -> None:
     bad = run_zoo("cache", "verify")
     assert bad.returncode == 1
     assert f"corrupt: {params}" in bad.stdout
-    assert bad.stderr.startswith("zoo: error:") and "zoo pull NAME --force" in bad.stderr
+    assert bad.stderr.startswith("zoo: error:") and "zoo pull tiny --force" in bad.stderr
     assert run_zoo("cache", "verify", "other").returncode == 0
     assert run_zoo("cache", "verify", "tiny").returncode == 1
 

@@ -472,7 +472,7 @@ def test_concurrent_fetches_are_correct_without_the_lock(
     http_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(fetch, "_artifact_lock", lambda *a: nullcontext())
-    url = http_server.add("/m.tgz", DATA, rate=200_000)
+    url = http_server.add("/m.tgz", DATA, rate=100_000)  # slow enough that both are downloading at once
     results: list[object] = []
     threads = [threading.Thread(target=lambda: results.append(get(art(url, data=None)))) for _ in range(2)]
     for thread in threads:
@@ -489,7 +489,7 @@ def _temp_files() -> list[str]:
 
 
 def test_ctrl_c_leaves_no_temp_file_and_the_next_fetch_resumes(http_server: FaultServer) -> None:
-    url = http_server.add("/m.tgz", DATA, rate=30_000)
+    url = http_server.add("/m.tgz", DATA, rate=15_000)  # ~4 s: time to interrupt it
     child = _child(url, DATA)
     incomplete = lambda: [n for n in _temp_files() if cache.blobs_dir().joinpath(n).stat().st_size > 0]  # noqa: E731
     _wait_for(lambda: child.poll() is not None or incomplete())
@@ -507,7 +507,7 @@ def test_ctrl_c_leaves_no_temp_file_and_the_next_fetch_resumes(http_server: Faul
 
 
 def test_after_sigkill_stale_files_are_ignored_or_discarded(http_server: FaultServer) -> None:
-    url = http_server.add("/m.tgz", DATA, rate=30_000)
+    url = http_server.add("/m.tgz", DATA, rate=15_000)  # ~4 s: time to interrupt it
     child = _child(url, DATA)
     _wait_for(lambda: child.poll() is not None or _temp_files())
     child.kill()

@@ -108,6 +108,20 @@ def test_16_bit_is_scaled_to_8_bit_like_opencv_imread(tmp_path: Path):
     np.testing.assert_array_equal(decoded.rgb, paddleseg)
 
 
+def test_jpeg_exif_orientation_is_applied_like_paddleseg_imread(tmp_path: Path):
+    rgb = np.zeros((20, 40, 3), np.uint8)
+    rgb[:, :20] = 255  # white left half
+    jpg = write(tmp_path / "plain.jpg", rgb).read_bytes()
+    ifd = struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack(">I", 0)  # Orientation 6
+    app1 = b"Exif\x00\x00" + b"MM\x00*" + struct.pack(">I", 8) + ifd
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(jpg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpg[2:])
+    got = read_image(path)
+    assert got.shape == (40, 20, 3)  # turned 90 degrees clockwise: the white half is now on top
+    assert got[:15].mean() > 200 and got[25:].mean() < 50
+    np.testing.assert_array_equal(got, cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1])
+
+
 def test_decode_returns_notes_instead_of_warning(tmp_path: Path, recwarn: pytest.WarningsRecorder):
     decoded = decode(write(tmp_path / "g.png", street()[..., 0]))
     assert decoded.format == "PNG" and decoded.notes == ["grayscale image converted to 3 channels"]
@@ -149,6 +163,8 @@ def _bad(tmp_path: Path, kind: str) -> Path:
         assert cv2.imwrite(str(path), np.random.default_rng(0).random((8, 8, 3), dtype=np.float32))
     elif kind == "binary":
         path.write_bytes(bytes(range(256)) * 4)
+    elif kind == "utf8-text":
+        path.write_text("a" + "é" * 40, encoding="utf-8")  # the 64-byte head ends mid-character
     return path
 
 
@@ -165,6 +181,7 @@ BAD = {  # kind → what the message must say
     "gif": "GIF images are not supported",
     "float-tiff": "float32 pixels are not supported",
     "binary": "not a recognised image format",
+    "utf8-text": "this is a text file, not an image",
 }
 
 

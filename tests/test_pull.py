@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
-import os
 import random
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -18,7 +15,7 @@ from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
 from tests.test_archive import FILES, member, model_tar, snapshot, tar_bytes, use_registry  # noqa: F401
 from zoo import cache
-from zoo.errors import DownloadError, OfflineError
+from zoo.errors import DownloadError, OfflineError, WeightsError
 
 
 def _temp_files() -> list[Path]:
@@ -128,7 +125,6 @@ def test_ctrl_c_mid_download_then_resume(http_server, use_registry) -> None:  # 
 
 def onnx_bytes() -> bytes:
     """A tiny valid ONNX model (argmax over channels of a 1x3xHxW input)."""
-    import onnx
     from onnx import TensorProto, helper
 
     node = helper.make_node("ArgMax", ["x"], ["y"], axis=1, keepdims=0)
@@ -231,13 +227,17 @@ def test_gone_inference_falls_back_to_weights(http_server, use_registry, models,
     weights.write_pdparams({k: v.numpy() for k, v in net.state_dict().items()}, params)
     use_registry({"unet-x": {"architecture": "unet", "num_classes": 4,
                              "inference": http_server.url("/gone.tar"),
-                             "weights": http_server.add("/unet.pdparams", params.read_bytes())}})  # fmt: skip
+                             "weights": http_server.add("/unet.pdparams", b"not a pickle")}})  # fmt: skip
+    with pytest.raises(WeightsError):
+        pull("unet-x")
+    assert snapshot() == {}  # the rejected weights are neither kept nor pinned
+    http_server.add("/unet.pdparams", params.read_bytes())
     [result] = pull("unet-x")
     assert result.source == "weights" and not result.reused and "gone" in result.note
     assert result.sha256 == cache.sha256_file(params)
     ref = cache.get_ref("unet-x")["paddle"]
     assert ref["source"] == "weights" and ref["url"] == http_server.url("/unet.pdparams")
     assert cache.paddle_model_dir("unet-x") == result.path
-    assert [r.status for r in http_server.requests("/gone.tar")] == [404]
+    assert [r.status for r in http_server.requests("/gone.tar")] == [404, 404]
     again = pull("unet-x")[0]
     assert again.reused and again.source == "weights"

@@ -260,6 +260,20 @@ def test_bare_onnx_without_metadata_warns_and_uses_defaults(unet, tmp_path: Path
     np.testing.assert_array_equal(m.predict(rgb), m.runner.run(preprocess(rgb, InputSpec()))[0])
 
 
+def test_paddle_model_folder_by_path_reads_deploy_yaml(unet):
+    from zoo import cache
+
+    unet("argmax")
+    folder = cache.paddle_model_dir(NAME)
+    with pytest.raises(BackendError, match="is a folder; run a Paddle model folder with --backend paddle"):
+        runtime.load(folder)
+    with pytest.warns(runtime.MetadataWarning, match="Cityscapes class names"):  # deploy.yaml has no labels
+        m = runtime.load(folder, backend="paddle")
+    assert m.architecture.input == IMAGENET  # zoo's deploy.yaml records the input spec
+    rgb = street()
+    np.testing.assert_array_equal(m.predict(rgb), runtime.load(NAME).predict(rgb))
+
+
 # ---- zoo run --------------------------------------------------------------------------------------------------------
 
 
@@ -402,3 +416,32 @@ def test_output_names_are_distinct_for_repeated_stems():
 
     paths = [Path("a/x.png"), Path("b/x.png"), Path("x.jpg"), Path("y.png")]
     assert list(output_stems(paths).values()) == ["x", "x-2", "x-3", "y"]
+
+
+def test_png_bytes_writes_paletted_and_16_bit_label_maps():
+    from zoo.cli.cmd_run import png_bytes
+
+    ids = np.random.default_rng(0).integers(0, 7, (30, 50)).astype(np.uint8)
+    palette = np.random.default_rng(1).integers(0, 256, (256, 3)).astype(np.uint8)
+    decoded = cv2.imdecode(np.frombuffer(png_bytes(ids, palette), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    np.testing.assert_array_equal(decoded, palette[ids])
+    gray = cv2.imdecode(np.frombuffer(png_bytes(ids), np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(gray, ids)
+    wide = (ids.astype(np.uint16) * 1000).astype(np.uint16)
+    back = cv2.imdecode(np.frombuffer(png_bytes(wide), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, wide)
+
+
+def test_rerun_into_the_input_folder_skips_earlier_results(unet, tmp_path: Path, capfd: pytest.CaptureFixture[str]):
+    from zoo.cli import main
+
+    unet("argmax")
+    write(tmp_path / "s.png", street())
+    assert main(["run", NAME, str(tmp_path), "--out", str(tmp_path), "--threads", "1"]) == 0
+    capfd.readouterr()
+    assert main(["run", NAME, str(tmp_path), "--out", str(tmp_path), "--threads", "1"]) == 0
+    captured = capfd.readouterr()
+    assert "skipping 3 earlier result file(s)" in captured.err and "1 image(s)" in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "s.color.png", "s.json", "s.labels.png", "s.overlay.jpg", "s.png"]  # fmt: skip

@@ -38,12 +38,13 @@ _READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.Bad
 _REFETCH = "delete it and pull again ('zoo pull NAME --force'), or report the URL"
 
 
-def is_model_file(name: str) -> bool:
-    """Allowlist of a model archive (after flattening its top folder)."""
-    return name in PADDLE_FILES or bool(_ONNX_NAME.match(name))
+def is_paddle_file(name: str) -> bool:
+    """Allowlist of a Paddle inference archive (after flattening its top folder)."""
+    return name in PADDLE_FILES
 
 
 def is_onnx_file(name: str) -> bool:
+    """Allowlist of an ONNX archive: one *.onnx, maybe a deploy.yaml."""
     return bool(_ONNX_NAME.match(name)) or name == "deploy.yaml"
 
 
@@ -191,7 +192,8 @@ def _write_member(tf: tarfile.TarFile, info: tarfile.TarInfo, dest: Path, name: 
             written += len(chunk)
     if written != info.size:
         raise ArchiveError(
-            f"{archive}: member '{info.name}' holds {written} of its {info.size} bytes; the archive is truncated — {hint}"
+            f"{archive}: member '{info.name}' holds {written} of its {info.size} bytes; the archive is truncated "
+            f"— {hint}"
         )
 
 
@@ -205,7 +207,7 @@ def extract_paddle_model(archive: Path, provenance: dict[str, Any]) -> Path:
     """
     parent = cache.models_dir()
     with cache.staging(parent) as stage:
-        names = extract(archive, stage, allow=lambda n: n in PADDLE_FILES, flatten=True)
+        names = extract(archive, stage, allow=is_paddle_file, flatten=True)
         if not any(n in names for n in cache.PROGRAM_FILES) or cache.PARAMS_FILE not in names:
             raise ArchiveError(
                 f"{archive} is not a Paddle inference model: it holds {', '.join(sorted(names)) or 'no files'}, "

@@ -196,19 +196,17 @@ def check_tree(folder: Path) -> list[str]:
     return problems
 
 
-def verify_files(folder: Path, names: list[str]) -> None:
+def verify_files(folder: Path, names: list[str], fix: str = "run 'zoo pull NAME --force' to fetch it again") -> None:
     """Re-hash the named files of an entry (e.g. params before converting); raise IntegrityError on a mismatch."""
     manifest = read_manifest(folder)
     for name in names:
         rec = manifest["files"].get(name)
         path = folder / name
         if rec is None or not path.is_file():
-            raise IntegrityError(f"{path} is missing from the cache entry; run 'zoo cache verify' then pull again")
+            raise IntegrityError(f"{path} is missing from the cache entry; {fix}")
         got = sha256_file(path)
         if got != rec["sha256"]:
-            raise IntegrityError(
-                f"{path} is corrupt: expected {rec['sha256']}, got {got}; run 'zoo pull --force' to fetch it again"
-            )
+            raise IntegrityError(f"{path} is corrupt: expected {rec['sha256']}, got {got}; {fix}")
 
 
 # ---- refs: name → entries -------------------------------------------------------------------------------------------
@@ -361,6 +359,7 @@ class Problem:
     kind: str  # "corrupt", "missing", "stray" or "incomplete"
     path: Path
     detail: str
+    names: tuple[str, ...] = ()  # models affected (whose refs lead to the path)
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.path} — {self.detail}"
@@ -568,8 +567,8 @@ def verify(name: str | None = None) -> VerifyReport:
             rec = ref.get(fmt)
             if isinstance(rec, dict) and not (root() / sub / str(rec.get("key")) / MANIFEST).is_file():
                 problems.append(
-                    Problem("missing", root() / sub / str(rec.get("key")), f"the {fmt} model of '{ref_name}'; "
-                            f"run 'zoo pull {ref_name} --force'")
+                    Problem("missing", root() / sub / str(rec.get("key")), f"the {fmt} model of '{ref_name}'",
+                            (ref_name,))
                 )  # fmt: skip
     if name is None:
         bad_refs = [p for p in refs_dir().glob("*.json") if not is_temp(p.name) and p.stem not in refs]
@@ -593,7 +592,25 @@ def verify(name: str | None = None) -> VerifyReport:
         problem = _check_blob(path)
         if problem:
             problems.append(problem)
-    return VerifyReport(checked, tuple(problems))
+    return VerifyReport(checked, tuple(_with_owners(problems, refs)))
+
+
+def _with_owners(problems: list[Problem], refs: dict[str, dict[str, Any]]) -> list[Problem]:
+    """Name the models each problem affects, so the fix can name them too."""
+    owners: dict[Path, set[str]] = {}
+    for name, ref in refs.items():
+        for fmt, sub in _ENTRY_DIRS:
+            if isinstance(ref.get(fmt), dict):
+                owners.setdefault(root() / sub / str(ref[fmt].get("key")), set()).add(name)
+        for digest in digests(ref):
+            owners.setdefault(blob_path(digest), set()).add(name)
+    out = []
+    for problem in problems:
+        names = set(problem.names)
+        for path in (problem.path, *problem.path.parents[:2]):
+            names |= owners.get(path, set())
+        out.append(dataclasses.replace(problem, names=tuple(sorted(names))))
+    return out
 
 
 def remove(name: str) -> list[Path]:
@@ -639,14 +656,7 @@ def prune(dry_run: bool = False) -> PruneReport:
         with contextlib.suppress(OSError):
             size = _tree_size(path)
             if not dry_run:
-                discard(path) if not is_temp(path.name) else _delete(path)
+                discard(path)
             removed.append(path)
             freed += size
     return PruneReport(tuple(removed), freed, tuple(kept), dry_run)
-
-
-def _delete(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)

@@ -11,6 +11,10 @@ Nothing here creates directories: callers create what they write into.
 | ZOO_MIRROR          | HTTP base URL or folder tried before the registry's URLs              |
 | ZOO_REQUIRE_HASH    | 1: refuse artifacts with no pinned sha256                             |
 | ZOO_DEBUG           | 1: show tracebacks                                                    |
+| ZOO_TIMEOUT         | seconds a connect or a read may stall before that attempt fails (30)  |
+| ZOO_RETRIES         | extra attempts per URL after a 5xx, a dropped connection or a timeout (3) |
+| ZOO_BACKOFF         | first retry delay in seconds, doubled at each retry (1)               |
+| ZOO_DEADLINE        | seconds one source (URL or mirror) may take, retries included (3600)  |
 """
 
 from __future__ import annotations
@@ -88,11 +92,7 @@ def debug() -> bool:
     return _flag("ZOO_DEBUG")
 
 
-# ---- downloads (read by zoo/fetch.py) --------------------------------------------------------------------------------
-# | ZOO_TIMEOUT         | seconds a connect or a read may stall before that attempt fails (30) |
-# | ZOO_RETRIES         | extra attempts per URL after a 5xx, a dropped connection or a timeout (3) |
-# | ZOO_BACKOFF         | first retry delay in seconds, doubled at each retry (1)              |
-# | ZOO_DEADLINE        | seconds one source (URL or mirror) may take, retries included (3600) |
+# ---- downloads (read by zoo/fetch.py) ----
 
 
 def _number(name: str, default: float, *, integer: bool = False, positive: bool = True) -> float:

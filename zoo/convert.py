@@ -126,7 +126,9 @@ def convert_model_dir(folder: Path, out: Path, *, opset: int = DEFAULT_OPSET, ar
     """
     folder, out = Path(folder), Path(out)
     if not folder.is_dir():
-        raise NotCachedError(f"{folder} is not a folder; pass a folder holding model.json|model.pdmodel and model.pdiparams")
+        raise NotCachedError(
+            f"{folder} is not a folder; pass a folder holding model.json|model.pdmodel and model.pdiparams"
+        )
     manifest: dict[str, Any] = {}
     if (folder / cache.MANIFEST).is_file():
         manifest = cache.read_manifest(folder)
@@ -159,14 +161,16 @@ def convert_model_dir(folder: Path, out: Path, *, opset: int = DEFAULT_OPSET, ar
 
 
 def check_onnx(path: Path) -> None:
-    """Raise ConversionError unless ``path`` is a self-contained ONNX model that passes onnx.checker and opens in ORT."""
+    """ConversionError unless ``path`` is a self-contained ONNX model that passes onnx.checker and opens in ORT."""
     import onnx
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
         raise ConversionError(f"{path} is not a readable ONNX model ({exc}); convert or download it again") from None
-    external = [t.name or "(unnamed)" for t in _all_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    external = [
+        t.name or "(unnamed)" for t in _all_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL
+    ]
     if external:
         shown = ", ".join(external[:3]) + (f" and {len(external) - 3} more" if len(external) > 3 else "")
         raise ConversionError(
@@ -275,7 +279,7 @@ def _run_paddle2onnx(program: Path, params: Path, opset: int, scratch_parent: Pa
         argv = [str(program), str(params), str(out), str(opset), str(scratch / "tmp")]
         proc = subprocess.run(
             [sys.executable, "-P", str(WORKER), *argv],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", cwd=scratch,
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", cwd=scratch, check=False,
         )  # fmt: skip
         log = _strip_ansi(proc.stdout + proc.stderr)
         if config.debug():
@@ -309,8 +313,8 @@ def _finish(raw: bytes, meta: dict[str, Any]) -> bytes:
             meta["num_classes"] = dims[1].dim_value
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     meta.update(
-        format=METADATA_FORMAT, opset=opset, zoo_version=_zoo_version(),
-        paddle_version=_dist_version("paddlepaddle", "paddlepaddle-gpu"), paddle2onnx_version=_dist_version("paddle2onnx"),
+        format=METADATA_FORMAT, opset=opset, zoo_version=_zoo_version(), paddle_version=_paddle_version(),
+        paddle2onnx_version=_dist_version("paddle2onnx"),
     )  # fmt: skip
     kept = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
     del model.metadata_props[:]
@@ -379,11 +383,12 @@ def _deploy(folder: Path) -> dict[str, Any]:
 
 def _find_cached(name: str, wanted: dict[str, Any]) -> Path | None:
     """An onnx/ entry converted from the same source with the same settings: the ref's, or any other."""
+
     def matches(record: dict[str, Any]) -> bool:
         return all(record.get(k) == v for k, v in wanted.items())
 
     ref = cache.get_ref(name).get("onnx") or {}
-    if matches(ref) and (cache.onnx_dir() / ref["key"] / cache.MANIFEST).is_file():
+    if matches(ref) and ref.get("key") and (cache.onnx_dir() / ref["key"] / cache.MANIFEST).is_file():
         return cache.onnx_dir() / ref["key"]
     if not cache.onnx_dir().is_dir():
         return None
@@ -473,6 +478,7 @@ def _all_tensors(graph: Any) -> list[Any]:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[\w+\]\s*")  # paddle2onnx's log prefix
 
 
 def _strip_ansi(text: str) -> str:
@@ -480,10 +486,10 @@ def _strip_ansi(text: str) -> str:
 
 
 def _log_tail(log: str) -> str:
-    """The last lines of a child's output that say something (not warnings about ccache and the like)."""
+    """The last lines of a child's output that say something: its error lines if it has any."""
     lines = [ln.strip() for ln in log.splitlines() if ln.strip() and "warn" not in ln.lower()]
     errors = [ln for ln in lines if "error" in ln.lower()]
-    return " | ".join((errors or lines)[-3:]) or "no output"
+    return " | ".join(_STAMP.sub("", ln) for ln in (errors or lines)[-3:]) or "no output"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -506,4 +512,8 @@ def _zoo_version() -> str:
 
 def _converter() -> str:
     """What the cache key records about the converter."""
-    return f"paddle2onnx {_dist_version('paddle2onnx')}, paddlepaddle {_dist_version('paddlepaddle', 'paddlepaddle-gpu')}"
+    return f"paddle2onnx {_dist_version('paddle2onnx')}, paddlepaddle {_paddle_version()}"
+
+
+def _paddle_version() -> str:
+    return _dist_version("paddlepaddle", "paddlepaddle-gpu")

@@ -157,8 +157,10 @@ def _fetch_from_sources(
             integrity = integrity or failure.integrity
     tried = "; ".join(notes) if notes else "no sources"
     if integrity:
-        raise IntegrityError(f"'{pin_id}': no source delivered the expected content, and wrong bytes are never kept ({tried}). "
-                             + _integrity_hint(pin_id, expected))  # fmt: skip
+        raise IntegrityError(
+            f"'{pin_id}': no source delivered the expected content; wrong bytes are never kept ({tried}). "
+            + _integrity_hint(pin_id, expected)
+        )
     if skipped:
         what = expected.sha256 or "no hash pinned yet"
         raise OfflineError(

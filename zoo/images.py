@@ -124,11 +124,13 @@ def _what_is(data: bytes) -> str:
         return "GIF images are not supported; convert it to PNG"
     if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
         return "HEIC/AVIF images are not supported; convert it to JPEG or PNG"
-    head = data[:64]
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
+    text = None
+    for cut in range(4):  # the first 64 bytes may end inside a multi-byte character
+        try:
+            text = data[: 64 - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
     if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
         preview = text.strip().splitlines()[0][:30] if text.strip() else ""
         return f"this is a text file, not an image (it starts with {preview!r})"
@@ -294,7 +296,7 @@ def _decode_bytes(path: Path, data: bytes, header: _Header) -> Decoded:
         notes.append("grayscale image converted to 3 channels")
         rgb = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
     elif image.shape[2] == 3:
-        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     else:  # never produced with IMREAD_ANYCOLOR, but cheap to be sure
         rgb = np.ascontiguousarray(image[:, :, 2::-1])
     return Decoded(rgb, header.format, notes)

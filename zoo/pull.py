@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from zoo import archive, cache, pins, registry
-from zoo.errors import ArchiveError, ConversionError, DownloadError, NotCachedError, ZooError
+from zoo.errors import ArchiveError, ConversionError, DownloadError, NotCachedError, WeightsError, ZooError
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,11 @@ def _pull_paddle(entry: registry.ModelEntry, source: str | None, opts: _Options)
         raise NotCachedError(
             f"model '{name}' publishes neither an inference archive nor weights; run 'zoo pull {name} --format onnx'"
         )
+    if not opts.force and (cached := _cached_paddle(name, source)) is not None:
+        return cached
     with _pull_lock(name, "paddle"):
         if not opts.force and (cached := _cached_paddle(name, source)) is not None:
-            return cached
+            return cached  # another process pulled it while we waited
         if sources[0] == "inference":
             try:
                 return _from_inference(entry, opts)
@@ -109,7 +111,13 @@ def _pull_paddle(entry: registry.ModelEntry, source: str | None, opts: _Options)
                     raise
                 log.warning("%s: the inference archive is gone (%s); exporting from the weights instead", name, exc)
                 note = f"the inference archive is gone ({_first_line(exc)}); exported from the trained weights"
-                return _from_weights(entry, opts, note)
+                try:
+                    return _from_weights(entry, opts, note)
+                except DownloadError as again:
+                    raise DownloadError(
+                        f"the inference archive of '{name}' is gone ({_first_line(exc)}), and its weights could not "
+                        f"be fetched either: {again}"
+                    ) from None
         return _from_weights(entry, opts, "")
 
 
@@ -143,9 +151,15 @@ def _from_inference(entry: registry.ModelEntry, opts: _Options) -> PullResult:
 def _from_weights(entry: registry.ModelEntry, opts: _Options, note: str) -> PullResult:
     from zoo.export import export_model
 
+    pin_id = f"{entry.name}/weights"
+    before = _snapshot(pin_id)
     fetched = _fetch(entry, "weights", opts)
     provenance = _provenance(entry.name, "weights", fetched, entry.artifacts["weights"])
-    folder = export_model(entry.name, weights=fetched.path, registries=opts.registries)
+    try:
+        folder = export_model(entry.name, weights=fetched.path, registries=opts.registries)
+    except WeightsError:  # unsafe, or not weights of this network: do not keep trusting them
+        _forget(fetched, pin_id, before)
+        raise
     exported = {k: v for k, v in cache.get_ref(entry.name).get("paddle", {}).items() if k != "updated"}
     record = {**exported, "key": folder.name, **_record(provenance), "weights_url": provenance["url"]}
     cache.set_ref(entry.name, "paddle", record)
@@ -161,13 +175,11 @@ def _pull_onnx(entry: registry.ModelEntry, opts: _Options) -> PullResult:
         raise NotCachedError(
             f"model '{name}' publishes no ONNX file; run 'zoo pull {name}' then 'zoo convert {name}' to make one"
         )
+    if not opts.force and (cached := _cached_onnx(name)) is not None:
+        return cached
     with _pull_lock(name, "onnx"):
-        rec = cache.get_ref(name).get("onnx")
-        if not opts.force and rec and rec.get("source") == "onnx":
-            folder = cache.onnx_dir() / str(rec.get("key"))
-            if _looks_intact(folder):
-                path = folder / rec.get("file", archive.ONNX_FILE)
-                return PullResult(name, "onnx", "onnx", rec.get("url"), rec.get("sha256"), path, True)
+        if not opts.force and (cached := _cached_onnx(name)) is not None:
+            return cached
         pin_id = f"{name}/onnx"
         before = _snapshot(pin_id)
         fetched = _fetch(entry, "onnx", opts)
@@ -179,6 +191,18 @@ def _pull_onnx(entry: registry.ModelEntry, opts: _Options) -> PullResult:
             raise
         cache.set_ref(name, "onnx", {"key": path.parent.name, **_record(provenance), "file": path.name})
         return PullResult(name, "onnx", "onnx", provenance["url"], fetched.sha256, path, False)
+
+
+def _cached_onnx(name: str) -> PullResult | None:
+    """The cached published ONNX model (a local conversion does not count: pull asked for the published one)."""
+    rec = cache.get_ref(name).get("onnx")
+    if not rec or rec.get("source") != "onnx":
+        return None
+    folder = cache.onnx_dir() / str(rec.get("key"))
+    if not _looks_intact(folder):
+        return None
+    path = folder / rec.get("file", archive.ONNX_FILE)
+    return PullResult(name, "onnx", "onnx", rec.get("url"), rec.get("sha256"), path, True)
 
 
 def _store_onnx(blob: Path, provenance: dict[str, Any]) -> Path:

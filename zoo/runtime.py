@@ -29,6 +29,10 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
 
+class MetadataWarning(UserWarning):
+    """A model file has no (or unreadable) zoo metadata, so defaults decide its preprocessing and classes."""
+
+
 def preprocess(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
     """RGB uint8 ``[H, W, 3]`` → the network's float32 ``[1, 3, H, W]``: PaddleSeg's ``(x * scale - mean) / std``."""
     import numpy as np
@@ -354,11 +358,15 @@ def _load_registered(name: str, backend: str, device: str, threads: int | None, 
 
     entry = registry.get(name, registries)
     arch = plugins.get_architecture(entry.architecture)
+    # a cached file changed since it was written would give wrong masks silently: re-hash before loading
     if backend == "onnx":
         source = cache.onnx_model_path(name)
+        cache.verify_files(source.parent, [source.name], fix=f"run 'zoo convert {name} --force'")
         runner: Runner = OnnxRunner(source, device, threads)
     else:
         source = cache.paddle_model_dir(name)
+        files = [cache.program_file(source).name, cache.PARAMS_FILE]
+        cache.verify_files(source, files, fix=f"run 'zoo pull {name} --force' to fetch it again")
         runner = PaddleRunner(source, device, threads)
     return Model(name, source, runner, arch, int(entry.num_classes or len(arch.labels)))
 
@@ -380,7 +388,7 @@ def _onnx_metadata(runner: OnnxRunner, path: Path) -> dict[str, Any]:
             meta["num_classes"] = int(raw["num_classes"])
         return meta
     except (ValueError, TypeError, AttributeError) as exc:
-        warnings.warn(f"{path}: ignoring its unreadable zoo metadata ({exc})", UserWarning, stacklevel=3)
+        warnings.warn(f"{path}: ignoring its unreadable zoo metadata ({exc})", MetadataWarning, stacklevel=3)
         return {}
 
 
@@ -412,7 +420,7 @@ def _deploy_metadata(folder: Path) -> dict[str, Any]:
                 std = tuple(transform.get("std", (0.5, 0.5, 0.5)))
                 return {"input": InputSpec(mean=mean, std=std)}
     except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exc:
-        warnings.warn(f"{deploy}: ignoring unreadable deploy.yaml ({exc})", UserWarning, stacklevel=3)
+        warnings.warn(f"{deploy}: ignoring unreadable deploy.yaml ({exc})", MetadataWarning, stacklevel=3)
     return {}
 
 
@@ -428,7 +436,7 @@ def _architecture_from(meta: dict[str, Any], path: Path) -> Architecture:
         warnings.warn(
             f"{path} carries no zoo metadata, so zoo uses {', '.join(defaults)}; "
             "if they are wrong, run the model by its registry name or make it with 'zoo convert'",
-            UserWarning,
+            MetadataWarning,
             stacklevel=3,
         )
     base = None

@@ -506,6 +506,11 @@ def verify_model(
     paddle_dir = cache.paddle_model_dir(name)
     onnx_path = _onnx_path(name, convert, extra)
     ref = cache.get_ref(name).get("paddle", {})
+    # compare what was pulled and converted: a file changed on disk since then is not a backend disagreement
+    cache.verify_files(paddle_dir, [cache.program_file(paddle_dir).name, cache.PARAMS_FILE],
+                       fix=f"run 'zoo pull {name} --force' to fetch it again")  # fmt: skip
+    if onnx_path.parent.parent == cache.onnx_dir():
+        cache.verify_files(onnx_path.parent, [onnx_path.name], fix=f"run 'zoo convert {name} --force'")
 
     from zoo import runtime  # paddle and onnxruntime: only once there is something to run
 

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from zoo import config
     from zoo.errors import ZooError
 
+    interrupted = False
     try:
         result = app(args=argv, prog_name="zoo", standalone_mode=False)
         code = result if isinstance(result, int) else 0
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.exit_code
     except (KeyboardInterrupt, Abort):
         print("zoo: interrupted", file=sys.stderr)
-        code = 130
+        code, interrupted = 130, True
+    if code == 130 and not interrupted:  # typer turns Ctrl-C into Exit(130) by itself
+        print("zoo: interrupted", file=sys.stderr)
     sys.stdout.flush()
     return code

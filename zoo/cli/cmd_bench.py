@@ -1,1 +1,60 @@
-"""(commands are added here by the issue that owns them)"""
+"""zoo bench: latency, throughput, stage split and peak memory of a cached model, per backend (see zoo/bench.py)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Optional
+
+import typer
+
+from zoo.cli._app import State, app, info, print_json, table
+
+
+class BenchBackend(str, Enum):
+    onnx = "onnx"
+    paddle = "paddle"
+    both = "both"
+
+
+@app.command()
+def bench(
+    name: str = typer.Argument(..., help="Model name (see 'zoo list'); its Paddle model must be cached."),
+    backend: BenchBackend = typer.Option(BenchBackend.both, "--backend", help="Backend(s) to measure."),
+    size: str = typer.Option("512x1024", "--size", metavar="HxW", help="Input image height x width."),
+    threads: Optional[int] = typer.Option(  # noqa: UP007 - typer needs Optional here
+        None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
+    ),
+    warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed images first."),
+    runs: int = typer.Option(10, "--runs", min=1, help="Timed images."),
+    json_: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Time a model on ONNX Runtime and Paddle Inference, each in its own process (ONNX converted if missing)."""
+    from zoo import bench as bench_mod
+    from zoo.errors import ZooError
+
+    try:
+        hw = bench_mod.parse_size(size)
+    except ZooError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--size") from None
+    backends = bench_mod.BACKENDS if backend is BenchBackend.both else (backend.value,)
+    result = bench_mod.bench(name, backends=backends, size=hw, threads=threads, warmup=warmup, runs=runs,
+                             registries=State.registries, progress=info)  # fmt: skip
+    if json_:
+        print_json(result.as_dict())
+        return
+    typer.echo(f"{name} at {hw[0]}x{hw[1]}, {result.threads} threads, {runs} runs after {warmup} warm-up "
+               "(latency = preprocess + inference + postprocess)")  # fmt: skip
+    rows = []
+    for stats in result.backends.values():
+        rows.append([
+            stats.backend, f"{stats.p50_ms:.1f}", f"{stats.p90_ms:.1f}", f"{stats.p99_ms:.1f}",
+            f"{stats.throughput_ips:.2f}", f"{stats.preprocess_ms:.1f}", f"{stats.inference_ms:.1f}",
+            f"{stats.postprocess_ms:.1f}", f"{stats.peak_rss_mb:.0f} MB", str(stats.threads), ",".join(stats.providers),
+        ])  # fmt: skip
+    header = ["BACKEND", "P50 MS", "P90 MS", "P99 MS", "IMG/S", "PRE MS", "INFER MS", "POST MS", "PEAK RSS",
+              "THREADS", "PROVIDERS"]  # fmt: skip
+    typer.echo(table(rows, header))
+    ratio = result.ratio()
+    if ratio:
+        typer.echo(f"onnx/paddle: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "
+                   f"throughput {ratio['throughput']:.2f}x, peak RSS {ratio['peak_rss']:.2f}x")  # fmt: skip

@@ -13,8 +13,14 @@ from zoo.cli._app import State, app, info, print_json
 
 
 def _is_path(target: str) -> bool:
-    # registry names never contain a path separator; "./fcn" forces a folder named like a model
-    return os.sep in target or "/" in target or target in (".", "..") or Path(target).is_dir()
+    """A folder, not a model name: it has a path separator, or is a folder and no model is called that ("./fcn")."""
+    if os.sep in target or "/" in target or target in (".", ".."):
+        return True
+    if not Path(target).is_dir():
+        return False
+    from zoo import registry
+
+    return target not in registry.load(State.registries)
 
 
 @app.command()

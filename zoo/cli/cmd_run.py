@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import struct
 import sys
 import time
 import warnings
+import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from zoo.cli._app import State, app, info, print_json
-from zoo.errors import ZooError
+from zoo.errors import ImageError, ZooError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 READERS = 2  # decode + preprocess threads
 PREFETCH = 3  # images decoded ahead of the one being inferred
 WRITE_BACKLOG = 2  # finished inferences waiting for the writer before the main thread waits too
+OUTPUT_SUFFIXES = (".labels.png", ".color.png", ".overlay.jpg")  # per image, besides <stem>.json
 
 
 class Backend(str, Enum):
@@ -67,14 +70,17 @@ def run(
     """Segment images; write a label map, colour mask, overlay and JSON summary per image."""
     from zoo import images, runtime
 
-    paths = images.expand_inputs(inputs)
+    paths = _without_outputs(images.expand_inputs(inputs), out)
     with _stdout_to_stderr() if json_ else contextlib.nullcontext():
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+            warnings.simplefilter("always", runtime.MetadataWarning)
             loaded = runtime.load(model, backend=backend.value, device=device.value, threads=threads,
                                   registries=State.registries)  # fmt: skip
-        for warning in caught:
-            info(f"zoo: warning: {warning.message}")
+        for w in caught:  # zoo's own as one line; anything else (e.g. from paddle's import) as Python shows it
+            if issubclass(w.category, runtime.MetadataWarning):
+                info(f"zoo: warning: {w.message}")
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         info(
             f"{loaded.name} ({loaded.architecture.name}, {loaded.num_classes} classes) on {loaded.backend}: "
             f"providers {', '.join(loaded.providers)}, {loaded.runner.threads} threads; "
@@ -202,15 +208,18 @@ def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: s
 
     started = time.perf_counter()
     files = {
-        "labels": out / f"{stem}.labels.png",
-        "color": out / f"{stem}.color.png",
-        "overlay": out / f"{stem}.overlay.jpg",
+        "labels": out / f"{stem}{OUTPUT_SUFFIXES[0]}",
+        "color": out / f"{stem}{OUTPUT_SUFFIXES[1]}",
+        "overlay": out / f"{stem}{OUTPUT_SUFFIXES[2]}",
         "summary": out / f"{stem}.json",
     }
-    rle = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
     ids = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)
-    _encode(files["labels"], ".png", ids, rle)
-    _encode(files["color"], ".png", mask[:, :, ::-1], rle)
+    files["labels"].write_bytes(png_bytes(ids))
+    if labels.dtype == np.uint8:  # a paletted PNG, like PaddleSeg's pseudo-colour maps: it decodes to `mask`
+        colors = np.asarray(arch.colors(), np.uint8).reshape(-1, 3)
+        files["color"].write_bytes(png_bytes(labels, colors[np.arange(256) % len(colors)]))
+    else:
+        _encode(files["color"], ".png", mask[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
     _encode(files["overlay"], ".jpg", overlay[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     item.ms["write"] = _ms(started)
     runner = model.runner
@@ -238,10 +247,33 @@ def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: s
 def _encode(path: Path, ext: str, image: np.ndarray, params: list[int]) -> None:
     import cv2
 
-    ok, data = cv2.imencode(ext, image, params)
+    try:
+        ok, data = cv2.imencode(ext, image, params)
+    except cv2.error as exc:  # e.g. JPEG's 65535-pixel side limit
+        raise OSError(f"OpenCV cannot encode {path.name}: {str(exc).strip().splitlines()[-1]}") from None
     if not ok:
-        raise OSError(f"OpenCV could not encode {path.name}")
+        raise OSError(f"OpenCV cannot encode {path.name}")
     path.write_bytes(data.tobytes())
+
+
+def png_bytes(ids: np.ndarray, palette: np.ndarray | None = None) -> bytes:
+    """A PNG of a label map: 8-bit paletted (``palette``: 256 x 3 uint8), else 8- or 16-bit grayscale.
+
+    cv2 cannot write paletted PNGs; label maps are long runs, so zlib level 1 makes small files fast.
+    """
+    import numpy as np
+
+    h, w = ids.shape
+    raw = ids if ids.dtype == np.uint8 else ids.astype(">u2")
+    rows = np.zeros((h, 1 + w * raw.itemsize), np.uint8)  # each row starts with filter type 0
+    rows[:, 1:] = raw.view(np.uint8).reshape(h, -1)
+    color_type = 0 if palette is None else 3
+    chunks = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 8 * raw.itemsize, color_type, 0, 0, 0))]
+    if palette is not None:
+        chunks.append((b"PLTE", np.ascontiguousarray(palette, dtype=np.uint8).tobytes()))
+    chunks += [(b"IDAT", zlib.compress(rows.tobytes(), 1)), (b"IEND", b"")]
+    body = b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d)) for k, d in chunks)
+    return b"\x89PNG\r\n\x1a\n" + body
 
 
 def output_stems(paths: Sequence[Path]) -> dict[Path, str]:
@@ -256,6 +288,17 @@ def output_stems(paths: Sequence[Path]) -> dict[Path, str]:
         used.add(stem)
         stems[path] = stem
     return stems
+
+
+def _without_outputs(paths: list[Path], out: Path) -> list[Path]:
+    """Leave out zoo's own results when a run reads the folder it writes into."""
+    target = out.resolve()
+    kept = [p for p in paths if not (p.name.endswith(OUTPUT_SUFFIXES) and p.resolve().parent == target)]
+    if len(kept) < len(paths):
+        info(f"skipping {len(paths) - len(kept)} earlier result file(s) of zoo run in {out}")
+        if not kept:
+            raise ImageError(f"the inputs are all results of an earlier 'zoo run' in {out}; give the original images")
+    return kept
 
 
 def _ms(started: float) -> float:

@@ -104,10 +104,12 @@ def verify(name: Optional[str] = typer.Argument(None, help="Only this model.")) 
         return
     for problem in report.problems:
         typer.echo(str(problem))
-    raise IntegrityError(
-        f"{len(report.problems)} problem(s) in the cache; run 'zoo pull NAME --force' for the affected models, "
-        "or 'zoo cache rm NAME' then pull again"
-    )
+    names = sorted({n for p in report.problems for n in p.names})
+    fix = (
+        "; ".join(f"run 'zoo pull {n} --force'" for n in names) if names
+        else "run 'zoo cache prune' for leftovers, or 'zoo cache rm NAME' and pull again"
+    )  # fmt: skip
+    raise IntegrityError(f"{len(report.problems)} problem(s) in the cache ({cache.root()}); {fix}")
 
 
 @cache_app.command("rm")
@@ -146,7 +148,9 @@ def bundle_export(
 
 
 @bundle_app.command("import")
-def bundle_import(file: Path = typer.Argument(..., metavar="FILE.tar", help="A bundle made by 'zoo bundle export'.")) -> None:
+def bundle_import(
+    file: Path = typer.Argument(..., metavar="FILE.tar", help="A bundle made by 'zoo bundle export'."),
+) -> None:
     """Verify a bundle and add its models to the cache."""
     from zoo import bundle
 

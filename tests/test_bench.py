@@ -1,0 +1,89 @@
+"""zoo bench: the --json shape and sanity of its numbers on the tiny unet model. No assertion is about speed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_zoo
+from zoo import bench
+from zoo.errors import ZooError
+
+STAT_KEYS = {
+    "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput_ips", "preprocess_ms", "inference_ms",
+    "postprocess_ms", "load_ms", "peak_rss_mb", "providers", "threads", "runs", "warmup", "config",
+}  # fmt: skip
+
+
+def _bench_json(*args: str) -> dict:
+    proc = run_zoo("bench", "unet-tiny", "--size", "32x48", "--warmup", "1", "--runs", "5", *args, "--json",
+                   check=True, timeout=120)  # fmt: skip
+    return json.loads(proc.stdout)  # the whole of stdout is one JSON object
+
+
+def _check_stats(stats: dict, backend: str, threads: int) -> None:
+    assert STAT_KEYS <= stats.keys()
+    assert stats["backend"] == backend
+    assert 0 < stats["min_ms"] <= stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
+    assert stats["mean_ms"] > 0 and stats["throughput_ips"] > 0
+    assert min(stats["preprocess_ms"], stats["inference_ms"], stats["postprocess_ms"]) >= 0
+    assert stats["inference_ms"] > 0
+    assert stats["peak_rss_mb"] >= stats["rss_after_load_mb"] > 0
+    assert stats["providers"] and all(isinstance(p, str) and p for p in stats["providers"])
+    assert stats["threads"] == threads
+    assert (stats["runs"], stats["warmup"]) == (5, 1)
+
+
+def test_bench_both_backends_json(models, zoo_home):
+    models.install("unet-tiny")
+    doc = _bench_json("--threads", "1")
+    assert doc["model"] == "unet-tiny"
+    assert doc["size"] == [32, 48]
+    assert doc["threads"] == 1
+    assert list(doc["backends"]) == ["onnx", "paddle"]
+    _check_stats(doc["backends"]["onnx"], "onnx", 1)
+    _check_stats(doc["backends"]["paddle"], "paddle", 1)
+    assert "CPUExecutionProvider" in doc["backends"]["onnx"]["providers"]
+    assert doc["backends"]["onnx"]["config"]["intra_op_num_threads"] == 1
+    assert set(doc["ratio"]) == {"p50", "inference", "throughput", "peak_rss"}
+    assert all(v > 0 for v in doc["ratio"].values())
+    # the ONNX model did not exist: bench converted it into the cache
+    assert doc["backends"]["onnx"]["source"].startswith(str(zoo_home))
+    assert list((zoo_home / "cache" / "onnx").glob("*/model.onnx"))
+
+
+def test_bench_one_backend_has_no_ratio(models):
+    models.install("unet-tiny")
+    doc = _bench_json("--backend", "onnx", "--threads", "2")
+    assert list(doc["backends"]) == ["onnx"]
+    assert doc["ratio"] is None
+    _check_stats(doc["backends"]["onnx"], "onnx", 2)
+
+
+def test_bench_table(models):
+    models.install("unet-tiny")
+    proc = run_zoo("bench", "unet-tiny", "--backend", "paddle", "--size", "32x48", "--warmup", "0", "--runs", "2",
+                   check=True, timeout=120)  # fmt: skip
+    assert "P50 MS" in proc.stdout and "paddle" in proc.stdout
+    assert "bench unet-tiny: paddle" in proc.stderr  # progress goes to stderr
+
+
+def test_bench_errors(models):
+    proc = run_zoo("bench", "unet-tiny", "--size", "32x48")
+    assert proc.returncode == 1 and "zoo pull unet-tiny" in proc.stderr  # nothing cached
+    proc = run_zoo("bench", "no-such-model")
+    assert proc.returncode == 1 and "no-such-model" in proc.stderr
+    proc = run_zoo("bench", "unet-tiny", "--size", "32by48")
+    assert proc.returncode == 2 and "--size" in proc.stderr
+
+
+@pytest.mark.parametrize(("text", "size"), [("512x1024", (512, 1024)), ("32X48", (32, 48)), ("7×9", (7, 9))])
+def test_parse_size(text, size):
+    assert bench.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["512", "0x10", "axb", "1x2x3", "-1x4"])
+def test_parse_size_rejects(text):
+    with pytest.raises(ZooError):
+        bench.parse_size(text)

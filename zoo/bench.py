@@ -1,0 +1,327 @@
+"""Benchmark a cached model: latency percentiles, throughput, the stage split and peak memory, per backend.
+
+Each backend is measured in its own child process (``python -m zoo.bench``), so one backend's libraries, weights and
+arenas never count towards the other's peak RSS, and neither does the parent's. The child loads the model with
+:func:`zoo.runtime.load` — the runners ``zoo run`` uses — and times, per image, the three stages of
+:meth:`zoo.runtime.Model.predict` on one synthetic RGB image of the asked size:
+
+    preprocess    RGB uint8 → the network's float32 [1, 3, H, W] (``Model.prepare``)
+    inference     the runner's ``run(x)`` (``Model.infer``)
+    postprocess   the first output → an [H, W] label map (``Model.to_labels``)
+
+Latency is the sum of the three; ``warmup`` untimed images come first (oneDNN and ORT build kernels on the first
+runs). Throughput is timed images ÷ their total time, one after another. Peak RSS is the child's ``ru_maxrss`` at
+the end: interpreter, libraries, model and the largest activations together. The JSON shape (``BenchResult.as_dict``)::
+
+    {"model": "bisenet", "size": [H, W], "threads": N, "warmup": N, "runs": N, "image": "...",
+     "backends": {"onnx": {"p50_ms": …, "p90_ms": …, "p99_ms": …, "mean_ms": …, "throughput_ips": …,
+                           "preprocess_ms": …, "inference_ms": …, "postprocess_ms": …, "load_ms": …,
+                           "peak_rss_mb": …, "providers": [...], "threads": N, "config": {...}, …},
+                  "paddle": {…}},
+     "ratio": {"p50": onnx ÷ paddle, "inference": …, "throughput": …, "peak_rss": …} or null}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import BackendError, NotCachedError, ZooError
+
+BACKENDS = ("onnx", "paddle")
+DEFAULT_SIZE = (512, 1024)  # (H, W): half-resolution Cityscapes, what the registry's models were trained near
+DEFAULT_WARMUP = 2
+DEFAULT_RUNS = 10
+IMAGE_SEED = 0
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class BackendStats:
+    """One backend's numbers, measured in its own process."""
+
+    backend: str  # "onnx" or "paddle"
+    source: str  # the .onnx file or Paddle model folder that ran
+    providers: list[str]  # what actually ran the model (ORT execution providers, or Paddle's CPU/oneDNN path)
+    threads: int  # CPU threads the runner was given for one inference
+    config: dict[str, Any]  # backend settings that matter for speed (graph optimisation, oneDNN, program format)
+    runs: int  # timed images
+    warmup: int  # untimed images before them
+    p50_ms: float  # per-image latency (preprocess + inference + postprocess) percentiles
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    throughput_ips: float  # images per second, one after another
+    preprocess_ms: float  # median of each stage
+    inference_ms: float
+    postprocess_ms: float
+    inference_p90_ms: float  # the runner alone, for comparisons that leave pre/postprocessing out
+    load_ms: float  # creating the session or predictor
+    rss_after_load_mb: float  # resident set once the model is loaded, before the first image
+    peak_rss_mb: float  # the child process's peak resident set (interpreter, libraries, model, activations)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Every backend measured for one model, size and thread count."""
+
+    model: str  # registry name
+    size: tuple[int, int]  # (H, W) of the synthetic image, and so of the input tensor
+    threads: int  # threads asked for
+    warmup: int
+    runs: int
+    backends: dict[str, BackendStats] = field(default_factory=dict)  # by backend name, in the order measured
+
+    def ratio(self) -> dict[str, float] | None:
+        """onnx ÷ paddle for time, throughput and memory (below 1: ONNX Runtime is faster/smaller); None unless both."""
+        onnx, paddle = self.backends.get("onnx"), self.backends.get("paddle")
+        if onnx is None or paddle is None:
+            return None
+
+        def div(a: float, b: float) -> float:
+            return round(a / b, 3) if b else float("nan")
+
+        return {
+            "p50": div(onnx.p50_ms, paddle.p50_ms),
+            "inference": div(onnx.inference_ms, paddle.inference_ms),
+            "throughput": div(onnx.throughput_ips, paddle.throughput_ips),
+            "peak_rss": div(onnx.peak_rss_mb, paddle.peak_rss_mb),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "size": list(self.size), "threads": self.threads, "warmup": self.warmup,
+            "runs": self.runs, "device": "cpu",
+            "image": f"synthetic uniform-noise RGB, seed {IMAGE_SEED}",
+            "latency": "preprocess + inference + postprocess, per image, in memory",
+            "backends": {name: asdict(stats) for name, stats in self.backends.items()},
+            "ratio": self.ratio(),
+        }  # fmt: skip
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x1024"`` → ``(512, 1024)`` (height, width)."""
+    try:
+        h, w = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise ZooError(f"expected a size HxW such as 512x1024, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise ZooError(f"height and width must be positive, got {text!r}")
+    return h, w
+
+
+def bench(
+    name: str,
+    *,
+    backends: tuple[str, ...] = BACKENDS,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    threads: int | None = None,
+    warmup: int = DEFAULT_WARMUP,
+    runs: int = DEFAULT_RUNS,
+    registries: list[Path] | None = None,
+    progress: Any = None,
+) -> BenchResult:
+    """Measure ``name`` on each backend, each in a child process; converts to ONNX first if no ONNX model is cached.
+
+    ``progress``, if given, is called with one-line status messages.
+    """
+    from zoo import cache, registry
+
+    for backend in backends:
+        if backend not in BACKENDS:
+            raise BackendError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
+    if warmup < 0 or runs < 1:
+        raise ZooError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
+    h, w = size
+    if h < 1 or w < 1:
+        raise ZooError(f"height and width must be positive, got {h}x{w}")
+    threads = int(threads or os.cpu_count() or 1)
+    registry.get(name, registries)  # UnknownModelError before anything is started
+    if "paddle" in backends:
+        cache.paddle_model_dir(name)  # NotCachedError says what to pull
+    if "onnx" in backends:
+        _ensure_onnx(name, registries, progress)
+    result = BenchResult(name, (h, w), threads, warmup, runs)
+    for backend in backends:
+        if progress:
+            progress(f"bench {name}: {backend} at {h}x{w}, {threads} threads, {warmup} warm-up + {runs} runs")
+        job = {"name": name, "backend": backend, "size": [h, w], "threads": threads, "warmup": warmup,
+               "runs": runs, "registries": [str(p) for p in registries or []]}  # fmt: skip
+        result.backends[backend] = _in_child(job)
+    return result
+
+
+def _ensure_onnx(name: str, registries: list[Path] | None, progress: Any) -> None:
+    from zoo import cache
+
+    try:
+        cache.onnx_model_path(name)
+    except NotCachedError:
+        from zoo import convert
+
+        if progress:
+            progress(f"bench {name}: no ONNX model cached, converting it first")
+        convert.convert(name, registries=registries)
+
+
+def _in_child(job: dict[str, Any]) -> BackendStats:
+    """Run :func:`measure` in a fresh interpreter; its result (or error) comes back through a JSON file."""
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+        env.setdefault("GLOG_minloglevel", "2")  # paddle's glog chatter
+        proc = subprocess.run([sys.executable, "-m", "zoo.bench", json.dumps(job), str(out)],
+                              env=env, capture_output=True, text=True, check=False)  # fmt: skip
+        try:
+            doc = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:]) or "no output"
+            raise BackendError(
+                f"the {job['backend']} benchmark process exited {proc.returncode} without a result: {tail}; "
+                f"try 'zoo run {job['name']} IMAGE --backend {job['backend']}' to see the failure"
+            ) from None
+    if "error" in doc:
+        raise _rebuild_error(doc["error"])
+    return BackendStats(**doc["stats"])
+
+
+def _rebuild_error(err: dict[str, str]) -> ZooError:
+    from zoo import errors
+
+    cls = getattr(errors, err.get("type", ""), None)
+    if isinstance(cls, type) and issubclass(cls, ZooError) and cls is not errors.RegistryError:
+        return cls(err.get("message", ""))
+    return BackendError(err.get("message", "the benchmark process failed"))
+
+
+# ---- the child ------------------------------------------------------------------------------------------------------
+
+
+def synthetic_image(size: tuple[int, int], seed: int = IMAGE_SEED) -> Any:
+    """A reproducible RGB uint8 ``[H, W, 3]`` noise image (the networks' cost does not depend on the content)."""
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, 256, size=(size[0], size[1], 3), dtype=np.uint8)
+
+
+def measure(
+    name: str,
+    backend: str,
+    size: tuple[int, int],
+    threads: int,
+    warmup: int,
+    runs: int,
+    registries: list[Path] | None = None,
+) -> BackendStats:
+    """Measure one backend in this process (``bench`` calls this in a child; its RSS covers the whole process)."""
+    import numpy as np
+
+    from zoo import runtime
+
+    started = time.perf_counter()
+    model = runtime.load(name, backend=backend, threads=threads, registries=registries)
+    load_ms = _ms(started)
+    rss_loaded = _current_rss_mb()
+    rgb = synthetic_image(size)
+    hw = (rgb.shape[0], rgb.shape[1])
+    stages = np.zeros((warmup + runs, 3))
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        x = model.prepare(rgb)
+        t1 = time.perf_counter()
+        output = model.infer(x)
+        t2 = time.perf_counter()
+        model.to_labels(output, hw)
+        t3 = time.perf_counter()
+        stages[i] = (t1 - t0, t2 - t1, t3 - t2)
+    timed = stages[warmup:] * 1000.0
+    total = timed.sum(axis=1)
+    p50, p90, p99 = (float(v) for v in np.percentile(total, [50, 90, 99]))
+    runner = model.runner
+    return BackendStats(
+        backend=backend,
+        source=str(model.source),
+        providers=list(model.providers),
+        threads=int(runner.threads),
+        config=_runner_config(runner),
+        runs=runs,
+        warmup=warmup,
+        p50_ms=round(p50, 3),
+        p90_ms=round(p90, 3),
+        p99_ms=round(p99, 3),
+        mean_ms=round(float(total.mean()), 3),
+        min_ms=round(float(total.min()), 3),
+        throughput_ips=round(runs / (float(total.sum()) / 1000.0), 3),
+        preprocess_ms=round(float(np.median(timed[:, 0])), 3),
+        inference_ms=round(float(np.median(timed[:, 1])), 3),
+        postprocess_ms=round(float(np.median(timed[:, 2])), 3),
+        inference_p90_ms=round(float(np.percentile(timed[:, 1], 90)), 3),
+        load_ms=round(load_ms, 1),
+        rss_after_load_mb=round(rss_loaded, 1),
+        peak_rss_mb=round(_peak_rss_mb(), 1),
+    )
+
+
+def _runner_config(runner: Any) -> dict[str, Any]:
+    """What the runner was set up with, as far as it says."""
+    config: dict[str, Any] = {}
+    session = getattr(runner, "session", None)
+    if session is not None:
+        options = session.get_session_options()
+        config["graph_optimization_level"] = str(options.graph_optimization_level).rsplit(".", 1)[-1]
+        config["intra_op_num_threads"] = options.intra_op_num_threads
+        config["inter_op_num_threads"] = options.inter_op_num_threads
+        config["execution_mode"] = str(options.execution_mode).rsplit(".", 1)[-1]
+    for attr in ("program", "mkldnn", "config_name", "settings"):
+        value = getattr(runner, attr, None)
+        if value is not None and isinstance(value, str | bool | int | float | dict | list):
+            config["onednn" if attr == "mkldnn" else attr] = value
+    return config
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def _current_rss_mb() -> float:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def _child(argv: list[str]) -> int:
+    """``python -m zoo.bench JOB_JSON RESULT_PATH``: measure one backend, write ``{"stats"}`` or ``{"error"}``."""
+    job, out = json.loads(argv[0]), Path(argv[1])
+    try:
+        stats = measure(job["name"], job["backend"], tuple(job["size"]), job["threads"], job["warmup"], job["runs"],
+                        [Path(p) for p in job["registries"]] or None)  # fmt: skip
+        doc: dict[str, Any] = {"stats": asdict(stats)}
+    except ZooError as exc:
+        doc = {"error": {"type": type(exc).__name__, "message": str(exc)}}
+    out.write_text(json.dumps(doc), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))
