@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
 from tests.test_archive import FILES, model_tar, snapshot, use_registry  # noqa: F401
-from zoo import archive, cache
+from zoo import archive, cache, housekeeping
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_verify_reports_missing_stray_and_bad_blob(two_models) -> None:
     blob.write_bytes(blob.read_bytes()[:-1] + b"!")
     (cache.blobs_dir() / ".0123.incomplete").write_bytes(b"left by a killed pull")  # temp files are not problems
 
-    report = cache.verify()
+    report = housekeeping.verify()
     found = {(p.kind, p.path) for p in report.problems}
     assert found == {("missing", folder / "deploy.yaml"), ("stray", folder / "notes.txt"), ("corrupt", blob)}
     out = run_zoo("cache", "verify")
@@ -119,7 +119,7 @@ def test_rm(two_models) -> None:
 def test_rm_keeps_an_entry_another_name_uses(two_models, use_registry) -> None:  # noqa: F811
     key = cache.get_ref("tiny")["paddle"]["key"]
     cache.set_ref("alias", "paddle", {"key": key, "source": "inference"})
-    cache.remove("tiny")
+    housekeeping.remove("tiny")
     assert cache.paddle_model_dir("alias").name == key
 
 

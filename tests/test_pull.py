@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
 from tests.test_archive import FILES, member, model_tar, snapshot, tar_bytes, use_registry  # noqa: F401
-from zoo import cache
+from zoo import cache, housekeeping
 from zoo.errors import DownloadError, OfflineError, WeightsError
 
 
@@ -85,7 +85,7 @@ def test_concurrent_pulls_share_one_entry(http_server, use_registry) -> None:  #
     assert len(list(cache.blobs_dir().iterdir())) == 1
     assert len({out.strip().rsplit(" at ", 1)[1] for out, _ in outs}) == 1
     assert _temp_files() == []
-    assert cache.verify().ok
+    assert housekeeping.verify().ok
 
 
 def test_ctrl_c_mid_download_then_resume(http_server, use_registry) -> None:  # noqa: F811
@@ -184,18 +184,29 @@ def test_server_error_does_not_fall_back(http_server, use_registry, monkeypatch)
     assert snapshot() == {}
 
 
-def test_is_gone() -> None:
-    from zoo.pull import is_gone
+@pytest.mark.parametrize(
+    ("faults", "gone"),
+    [
+        ([{"fail": 404}, {"fail": 410}], True),
+        ([{"fail": 404}, "unknown-host"], True),
+        ([{"fail": 404}, {"fail": 503}], False),
+        ([{"fail": 429}], False),
+        ([{"stall": 5}], False),
+    ],
+)
+def test_download_error_says_whether_the_source_is_gone(http_server, monkeypatch, faults, gone) -> None:  # noqa: F811
+    from zoo import fetch
+    from zoo.registry import Artifact
 
-    urls = ("http://a/x.tar", "http://b/x.tar")
-    msg = "could not download 'm/inference' ({}); check your network"
-    gone = msg.format("http://a/x.tar: HTTP 404 Not Found; http://b/x.tar: unknown host ([Errno -2] Name unknown)")
-    assert is_gone(DownloadError(gone), urls)
-    flaky = msg.format("http://a/x.tar: HTTP 404 Not Found; http://b/x.tar: HTTP 503 Service Unavailable (gave up)")
-    assert not is_gone(DownloadError(flaky), urls)
-    slow = msg.format("http://a/x.tar: HTTP 410 Gone; http://b/x.tar: timed out after ZOO_TIMEOUT=30s")
-    assert not is_gone(DownloadError(slow), urls)
-    assert not is_gone(DownloadError(msg.format("http://a/x.tar: HTTP 429 Too Many Requests (gave up)")), urls[:1])
+    monkeypatch.setenv("ZOO_RETRIES", "0")
+    monkeypatch.setenv("ZOO_TIMEOUT", "0.5")
+    urls = tuple(
+        "http://no-such-host.invalid/x.tar" if f == "unknown-host" else http_server.add(f"/g{i}.tar", b"x" * 10, **f)
+        for i, f in enumerate(faults)
+    )
+    with pytest.raises(DownloadError) as info:
+        fetch.fetch(Artifact("inference", urls), pin_id="m/inference")
+    assert info.value.gone is gone
 
 
 def test_offline_error_is_not_gone(use_registry) -> None:  # noqa: F811

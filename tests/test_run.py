@@ -220,8 +220,7 @@ def test_load_by_name_then_predict(unet):
     np.testing.assert_array_equal(runtime.load(NAME, backend="paddle").predict(rgb), labels)
     import zoo
 
-    if hasattr(zoo, "load"):  # the public alias, once zoo/__init__.py exports it
-        np.testing.assert_array_equal(zoo.load(NAME).predict(rgb), labels)
+    np.testing.assert_array_equal(zoo.load(NAME).predict(rgb), labels)  # the public API
     with pytest.raises(ImageError, match=r"RGB uint8 array of shape \(H, W, 3\)"):
         m.predict(rgb.astype(np.float32))
 

@@ -6,6 +6,8 @@ Public API (everything else is internal)::
     zoo.get("fcn")           -> ModelEntry           one entry (UnknownModelError if absent)
     zoo.list_plugins()       -> list[Plugin]         discovered architecture plugins, loaded or broken
     zoo.architecture("fcn")  -> Architecture         a loaded plugin's spec
+    zoo.load("fcn")          -> Model                a cached model ready to run: .predict(rgb) -> label map
+    zoo.verify_model("fcn")  -> VerifyResult         Paddle Inference vs ONNX Runtime on the same tensors
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ __all__ = [
     "get",
     "list_models",
     "list_plugins",
+    "load",
+    "verify_model",
 ]
 
 
@@ -61,3 +65,17 @@ def architecture(name: str) -> Architecture:
     from zoo import plugins as _plugins
 
     return _plugins.get_architecture(name)
+
+
+def load(name_or_path: str, *, backend: str = "onnx", device: str = "cpu", threads: int | None = None):
+    """A cached model (registry name), a .onnx file or a Paddle model folder, ready to ``predict(rgb)``."""
+    from zoo import runtime
+
+    return runtime.load(name_or_path, backend=backend, device=device, threads=threads)
+
+
+def verify_model(name: str, **kwargs):
+    """Run Paddle Inference and ONNX Runtime on the same inputs and compare (see ``zoo.verify.verify_model``)."""
+    from zoo import verify
+
+    return verify.verify_model(name, **kwargs)

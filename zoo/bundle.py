@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from zoo import archive, cache, pins
+from zoo import archive, cache, housekeeping, pins
 from zoo.errors import ArchiveError, IntegrityError, NotCachedError
 
 FORMAT = "zoo-bundle"
@@ -83,7 +83,7 @@ def export_bundle(names: list[str], out: Path) -> BundleSummary:
                 sources[f"{_ENTRY_DIRS[fmt]}/{key}/{rel}"] = folder / rel
                 expected[f"{_ENTRY_DIRS[fmt]}/{key}/{rel}"] = rec["sha256"]
             sources[f"{_ENTRY_DIRS[fmt]}/{key}/{cache.MANIFEST}"] = folder / cache.MANIFEST
-        for digest in sorted(cache.digests(ref)):  # the artifacts it came from, when still cached
+        for digest in sorted(housekeeping.digests(ref)):  # the artifacts it came from, when still cached
             blob = cache.blob_path(digest)
             if blob.is_file():
                 sources[f"blobs/{blob.name}"] = blob

@@ -58,6 +58,10 @@ class OfflineError(ZooError, ConnectionError):
 class DownloadError(ZooError, OSError):
     """No source could deliver the artifact."""
 
+    def __init__(self, message: str, *, gone: bool = False):
+        super().__init__(message)
+        self.gone = gone  # every registry URL failed for good (4xx, unknown host): a fallback source is in order
+
 
 class IntegrityError(ZooError, ValueError):
     """Content does not match its pinned or recorded sha256/size."""

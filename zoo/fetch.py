@@ -80,12 +80,14 @@ class _Source:
 class _Failed(Exception):
     """One attempt on one source failed."""
 
-    def __init__(self, reason: str, *, retry: bool = False, keep: bool = True, integrity: bool = False):
+    def __init__(self, reason: str, *, retry: bool = False, keep: bool = True, integrity: bool = False,
+                 gone: bool = False):  # fmt: skip
         super().__init__(reason)
         self.reason = reason
         self.retry = retry  # another attempt on the same source may succeed
         self.keep = keep  # the bytes received so far are still a valid prefix
         self.integrity = integrity  # the source delivered wrong bytes
+        self.gone = gone  # the source does not have it (4xx, unknown host, no such file): waiting will not help
 
 
 def fetch(
@@ -133,6 +135,7 @@ def _fetch_from_sources(
 ) -> Fetched:  # fmt: skip
     notes: list[str] = []
     integrity = skipped = False
+    gone: list[bool] = []  # per registry URL: failed for good
     sources: list[_Source] = []
     if mirror:
         source, note = _mirror_source(mirror, pin_id, expected, offline, session)
@@ -143,6 +146,7 @@ def _fetch_from_sources(
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         if len(scheme) > 1 and scheme not in ("http", "https", "file"):  # one letter: a Windows drive
             notes.append(f"{url}: unsupported URL scheme '{scheme}' (zoo fetches https, http, file:// and paths)")
+            gone.append(True)
             continue
         sources.append(_Source(url, _target(url), expected))
     for source in sources:
@@ -155,6 +159,8 @@ def _fetch_from_sources(
         except _Failed as failure:
             notes.append(f"{source.label}: {failure.reason}")
             integrity = integrity or failure.integrity
+            if source.label in artifact.urls:
+                gone.append(failure.gone)
     tried = "; ".join(notes) if notes else "no sources"
     if integrity:
         raise IntegrityError(
@@ -171,7 +177,8 @@ def _fetch_from_sources(
     kept = ""
     if expected.sha256 and (partial := cache.blobs_dir() / f".{cache.hex_of(expected.sha256)}.partial").is_file():
         kept = f"; the {partial.stat().st_size} bytes received are kept and the next attempt resumes from there"
-    raise DownloadError(f"could not download '{pin_id}' ({tried}){kept}; {_NEXT_STEPS}")
+    raise DownloadError(f"could not download '{pin_id}' ({tried}){kept}; {_NEXT_STEPS}",
+                        gone=len(gone) == len(artifact.urls) > 0 and all(gone))  # fmt: skip
 
 
 def _mirror_source(
@@ -313,14 +320,15 @@ def _request(session: _Session, url: str, temp: _Temp, expected: _Expected, bar:
 
         if not isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
             raise
-        raise _Failed(_transport_reason(exc, received, length), retry=_retryable(exc)) from None
+        reason = _transport_reason(exc, received, length)
+        raise _Failed(reason, retry=_retryable(exc), gone=reason.startswith("unknown host")) from None
     if length is not None and received != length:  # some servers close early without a protocol error
         raise _Failed(f"connection closed after {received} of {length} bytes", retry=True)
 
 
 def _copy(path: Path, temp: _Temp, bar: Any) -> None:
     if not path.is_file():
-        raise _Failed("no such file")
+        raise _Failed("no such file", gone=True)
     temp.reset()
     try:
         with open(path, "rb") as src:
@@ -358,7 +366,7 @@ def _check_status(response: Any) -> None:
     reason = f"HTTP {code} {response.reason_phrase}".rstrip()
     if code == 416:  # our prefix is not a prefix of this file: start over
         raise _Failed(reason, retry=True, keep=False)
-    raise _Failed(reason, retry=code >= 500 or code in (408, 429))
+    raise _Failed(reason, retry=code >= 500 or code in (408, 429), gone=400 <= code < 500 and code not in (408, 429))
 
 
 def _check_content_range(value: str | None, offset: int, expected: _Expected) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import tarfile
 from collections.abc import Iterator
@@ -107,7 +106,7 @@ def _pull_paddle(entry: registry.ModelEntry, source: str | None, opts: _Options)
             try:
                 return _from_inference(entry, opts)
             except DownloadError as exc:
-                if len(sources) == 1 or not is_gone(exc, entry.artifacts["inference"].urls):
+                if len(sources) == 1 or not exc.gone:  # only a source that is gone for good is replaced
                     raise
                 log.warning("%s: the inference archive is gone (%s); exporting from the weights instead", name, exc)
                 note = f"the inference archive is gone ({_first_line(exc)}); exported from the trained weights"
@@ -222,31 +221,6 @@ def _is_tar(path: Path, url: str) -> bool:
 
 
 # ---- shared ---------------------------------------------------------------------------------------------------------
-
-
-def is_gone(exc: DownloadError, urls: tuple[str, ...]) -> bool:
-    """True when every URL failed for good (HTTP 4xx, unknown host): retrying later would not help.
-
-    fetch reports each source as '<url>: <reason>' in its message; 5xx, 408/429, timeouts, dropped connections
-    and wrong content are not "gone".
-    """
-    flag = getattr(exc, "gone", None)
-    if isinstance(flag, bool):
-        return flag
-    text = str(exc)
-    for url in urls:
-        at = text.find(f"{url}: ")
-        if at < 0:
-            return False
-        reason = text[at + len(url) + 2 :]
-        status = re.match(r"HTTP (\d{3})\b", reason)
-        if status:
-            code = int(status.group(1))
-            if not (400 <= code < 500 and code not in (408, 429)):
-                return False
-        elif not reason.startswith("unknown host"):
-            return False
-    return bool(urls)
 
 
 def _fetch(entry: registry.ModelEntry, kind: str, opts: _Options):

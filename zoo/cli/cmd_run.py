@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import struct
-import sys
 import time
 import warnings
 import zlib
@@ -30,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from zoo.cli._app import State, app, info, print_json
+from zoo.cli._app import State, app, info, print_json, stdout_to_stderr
 from zoo.errors import ImageError, ZooError
 
 if TYPE_CHECKING:
@@ -71,7 +69,7 @@ def run(
     from zoo import images, runtime
 
     paths = _without_outputs(images.expand_inputs(inputs), out)
-    with _stdout_to_stderr() if json_ else contextlib.nullcontext():
+    with stdout_to_stderr() if json_ else contextlib.nullcontext():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
             loaded = runtime.load(model, backend=backend.value, device=device.value, threads=threads,
@@ -310,20 +308,3 @@ def _line(summary: dict[str, Any]) -> str:
     t = summary["timings_ms"]
     return f"{summary['input']}: {top} ({t['inference']:.0f} ms) → {summary['outputs']['color']}"
 
-
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Send fd 1 to stderr while working: native libraries may print there, and --json must be alone on stdout."""
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no stdout to protect
-        yield
-        return
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from zoo import cache, housekeeping
 from zoo.cli._app import State, app, bundle_app, cache_app, info, print_json, table
 
 
@@ -55,9 +56,8 @@ def pull(
 @cache_app.command("ls")
 def ls(json_: bool = typer.Option(False, "--json", help="Print a JSON object.")) -> None:
     """List cached models, with formats, sources, sizes and dates."""
-    from zoo import cache
 
-    found = cache.scan()
+    found = housekeeping.scan()
     if json_:
         print_json(found.as_dict())
         return
@@ -84,7 +84,6 @@ def path(
     fmt: str = typer.Option("paddle", "--format", metavar="paddle|onnx", help="Which cached form."),
 ) -> None:
     """Print the folder of a cached Paddle model, or its .onnx file; exit 1 if it is not cached."""
-    from zoo import cache
 
     if fmt not in ("paddle", "onnx"):
         raise typer.BadParameter("choose paddle or onnx", param_hint="--format")
@@ -95,10 +94,9 @@ def path(
 @cache_app.command("verify")
 def verify(name: Optional[str] = typer.Argument(None, help="Only this model.")) -> None:  # noqa: UP007
     """Re-hash every cached file against its manifest or name; exit 1 listing every problem."""
-    from zoo import cache
     from zoo.errors import IntegrityError
 
-    report = cache.verify(name)
+    report = housekeeping.verify(name)
     if report.ok:
         typer.echo(f"ok: {report.checked} files match their sha256")
         return
@@ -115,23 +113,21 @@ def verify(name: Optional[str] = typer.Argument(None, help="Only this model.")) 
 @cache_app.command("rm")
 def rm(name: str = typer.Argument(..., help="Model name.")) -> None:
     """Remove a model's cached files (entries and blobs no other model uses)."""
-    from zoo import cache
 
-    removed = cache.remove(name)
+    removed = housekeeping.remove(name)
     typer.echo(f"removed {name}: {len(removed)} item(s)")
 
 
 @cache_app.command("prune")
 def prune(dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed.")) -> None:
     """Remove temp files of interrupted work, entries no model points to, and unreferenced blobs."""
-    from zoo import cache
 
-    report = cache.prune(dry_run=dry_run)
+    report = housekeeping.prune(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for p in report.removed:
         typer.echo(f"{verb} {p}")
     for p in report.kept:
-        info(f"kept {p} (changed in the last {cache.PRUNE_GRACE:.0f} s; another zoo may be using it)")
+        info(f"kept {p} (changed in the last {housekeeping.PRUNE_GRACE:.0f} s; another zoo may be using it)")
     typer.echo(f"{verb} {len(report.removed)} item(s), {_size(report.freed)}")
 
 

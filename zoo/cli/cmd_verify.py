@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from zoo.cli._app import State, app, info, print_json
+from zoo.cli._app import State, app, info, print_json, stdout_to_stderr
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -23,19 +20,6 @@ def _parse_size(text: str) -> tuple[int, int]:
         raise typer.BadParameter(f"height and width must be positive, got {text!r}")
     return h, w
 
-
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Send fd 1 to stderr for a while: native libraries print there, and --json must be alone on stdout."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 @app.command()
@@ -73,7 +57,7 @@ def verify(
         info(f"no ONNX model of '{name}' in the cache; converting it first")
     what = f"{len(images)} image(s)" if images else f"{count} synthetic {hw[0]}x{hw[1]} image(s)"
     info(f"verifying {name}: Paddle Inference vs ONNX Runtime on {what}")
-    with _stdout_to_stderr() if json_ else contextlib.nullcontext():
+    with stdout_to_stderr() if json_ else contextlib.nullcontext():
         result = verify_mod.verify_model(
             name, images=images, size=hw, count=count, seed=seed, threads=threads, tolerance=tolerance,
             report_dir=report, registries=State.registries,
