@@ -16,16 +16,23 @@ from zoo.export import build_network, export_model
 
 ARCHS = ["bisenet", "danet", "deeplabv3", "deeplabv3p", "fcn"]
 SHAPE = (1, 3, 64, 128)
+OTHER_SHAPE = (2, 3, 45, 61)  # another N, H and W, odd at every stride: the saved program must keep them symbolic
+# Exported logits vs dygraph: max |diff| / max |logit|. Not bit-exact: Paddle Inference fuses conv+bn and reorders sums.
+INFERENCE_RTOL = 1e-4
 
 
-def paddle_inference(folder: Path, x: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Output names and first output of a saved model, on CPU with oneDNN off (as PIR programs need)."""
+def _predictor(folder: Path):
+    """A Paddle Inference predictor for a saved model, on CPU with oneDNN off (as PIR programs need)."""
     import paddle.inference as pi
 
     config = pi.Config(str(cache.program_file(folder)), str(folder / "model.pdiparams"))
     config.disable_mkldnn()
     config.disable_glog_info()
-    predictor = pi.create_predictor(config)
+    return pi.create_predictor(config)
+
+
+def _predict(predictor, x: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Output names and first output of one run on input ``x`` (any N, H, W: the input is reshaped to it)."""
     (name,) = predictor.get_input_names()
     assert name == "x"
     handle = predictor.get_input_handle(name)
@@ -36,6 +43,11 @@ def paddle_inference(folder: Path, x: np.ndarray) -> tuple[list[str], np.ndarray
     return names, predictor.get_output_handle(names[0]).copy_to_cpu()
 
 
+def paddle_inference(folder: Path, x: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Output names and first output of a saved model, on CPU with oneDNN off (as PIR programs need)."""
+    return _predict(_predictor(folder), x)
+
+
 @pytest.fixture(scope="module")
 def x() -> np.ndarray:
     return np.random.default_rng(0).uniform(-1, 1, SHAPE).astype("float32")
@@ -43,13 +55,28 @@ def x() -> np.ndarray:
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_export_random_logits_runs_in_paddle_inference(arch, models, x):
+    """The PIR export with dynamic N/H/W runs in Paddle Inference at two input shapes and gives the logits of the
+    dygraph network it was saved from (this is the suite's only jit.save round trip per network)."""
+    import paddle
+
     folder = models.get(arch, output_op="none")
-    names, out = paddle_inference(folder, x)
-    assert len(names) == 1 and out.dtype == np.float32 and out.shape == (1, 19, *SHAPE[2:])
-    assert np.isfinite(out).all() and np.abs(out).max() > 0
+    # export_model saved build_network(arch, 19, None, seed=0) (registry num_classes 19): the same seeded weights
+    net = build_network(arch, 19, None, seed=0)
+    predictor = _predictor(folder)  # one predictor, reshaped between the runs
+    other = np.random.default_rng(1).uniform(-1, 1, OTHER_SHAPE).astype("float32")
+    for shape, data in [(SHAPE, x), (OTHER_SHAPE, other)]:
+        names, out = _predict(predictor, data)
+        assert len(names) == 1 and out.dtype == np.float32 and out.shape == (shape[0], 19, *shape[2:])
+        assert np.isfinite(out).all() and np.abs(out).max() > 0
+        with paddle.no_grad():
+            expected = net(paddle.to_tensor(data)).numpy()
+        assert out.shape == expected.shape
+        error = float(np.abs(out - expected).max() / np.abs(expected).max())
+        assert error <= INFERENCE_RTOL, (shape, error)
     manifest = cache.read_manifest(folder)
     prov = manifest["provenance"]
     assert (prov["weights"], prov["seed"], prov["output_op"], prov["format"]) == ("random", 0, "none", "model.json")
+    assert (prov["architecture"], prov["num_classes"]) == (arch, 19)
     assert set(manifest["files"]) == {"model.json", "model.pdiparams", "deploy.yaml"}
 
 
