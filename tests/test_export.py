@@ -94,6 +94,7 @@ def test_export_from_saved_pdparams_matches_dygraph(arch, tmp_path, x):
     folder = export_model(arch, weights=path, output_op="argmax")
     names, labels = paddle_inference(folder, x)
     assert len(names) == 1 and labels.dtype == np.int32 and labels.shape == (1, *SHAPE[2:])
+    assert names[0].encode() in cache.program_file(folder).read_bytes()  # the program's own fetch name
     # same weights, same ops: Paddle Inference may fuse conv+bn, so allow only argmax ties to flip
     agreement = float((labels == expected.argmax(1)).mean())
     assert agreement >= 0.999, agreement
@@ -120,6 +121,7 @@ def test_export_legacy_program(models):
     assert (folder / "model.pdmodel").is_file() and not (folder / "model.json").exists()
     names, labels = paddle_inference(folder, np.zeros((2, 3, 24, 40), "float32"))
     assert labels.dtype == np.int32 and labels.shape == (2, 24, 40)
+    assert names == ["arg_max_0.tmp_0"] and names[0].encode() in (folder / "model.pdmodel").read_bytes()
 
 
 def test_same_seed_same_model(models):

@@ -134,7 +134,9 @@ def test_onnx_and_paddle_runners_read_names_and_agree_exactly(unet):
     assert ort_runner.output_names == [o.name for o in graph.output]  # read, never hard-coded
     assert pd_runner.input_name == "x" and pd_runner.output_names  # e.g. fetch_name_0
     assert ort_runner.providers == ["CPUExecutionProvider"] and ort_runner.threads == (__import__("os").cpu_count())
-    assert pd_runner.mkldnn is False and pd_runner.providers == ["paddle-cpu"]  # PIR program: oneDNN off
+    # PIR program: oneDNN with the placement pass that breaks bilinear interpolation removed (zoo/paddle_config.py)
+    assert pd_runner.mkldnn is True and pd_runner.providers == ["paddle-cpu-onednn"]
+    assert pd_runner.setup["format"] == "pir" and "onednn_placement_pass" in pd_runner.setup["deleted_passes"]
     x = preprocess(street(72, 120), IMAGENET)
     a, b = ort_runner.run(x), pd_runner.run(x)
     assert a.dtype == b.dtype == np.int32 and a.shape == b.shape == (1, 72, 120)
@@ -338,7 +340,7 @@ def test_cli_json_stdout_is_exactly_one_json_array(unet, tmp_path: Path):
         assert proc.stdout.lstrip().startswith("[") and proc.stdout.rstrip().endswith("]")
         assert [d["input"] for d in data] == [str(p) for p in images]
         assert [d["height"] for d in data] == [64, 72] and data[0]["backend"] == backend
-        assert data[0]["providers"] == (["CPUExecutionProvider"] if backend == "onnx" else ["paddle-cpu"])
+        assert data[0]["providers"] == (["CPUExecutionProvider"] if backend == "onnx" else ["paddle-cpu-onednn"])
 
 
 def test_cli_gpu_fails_clearly_without_writing(unet, tmp_path: Path):

@@ -137,8 +137,9 @@ class OnnxRunner:
 class PaddleRunner:
     """One Paddle Inference predictor over a model folder (PIR ``model.json`` or legacy ``model.pdmodel``).
 
-    On CPU, oneDNN is on for legacy programs (much faster) and off for PIR programs, where it breaks bilinear
-    interpolation (``ConvertPirAttribute2RuntimeAttribute not support``); ``.mkldnn`` says which was used.
+    On CPU, :func:`zoo.paddle_config.configure` picks the fastest settings that give correct results for the program's
+    format (oneDNN for both; for PIR programs with the pass removed that breaks bilinear interpolation);
+    ``.mkldnn`` and ``.setup`` say what was used.
     """
 
     backend = "paddle"
@@ -159,6 +160,7 @@ class PaddleRunner:
             )
         self.device = device
         self.threads = int(threads or os.cpu_count() or 1)
+        self.setup: dict[str, Any] = {}
         from paddle import inference
 
         config = inference.Config(str(program), str(params))
@@ -174,13 +176,10 @@ class PaddleRunner:
             self.mkldnn = False
             self.providers = ["paddle-gpu"]
         else:
-            config.disable_gpu()
-            self.mkldnn = program.suffix == ".pdmodel"
-            if self.mkldnn:
-                config.enable_mkldnn()
-            else:
-                config.disable_mkldnn()
-            config.set_cpu_math_library_num_threads(self.threads)
+            from zoo import paddle_config
+
+            self.setup = paddle_config.configure(config, program, threads=self.threads)
+            self.mkldnn = bool(self.setup["mkldnn"])
             self.providers = ["paddle-cpu-onednn" if self.mkldnn else "paddle-cpu"]
         config.switch_ir_optim(True)
         config.disable_glog_info()
