@@ -5,6 +5,7 @@ Use the ``models`` fixture::
     def test_x(models):
         folder = models.install("fcn")                      # cached Paddle model of registry entry "fcn"
         folder = models.install("unet-tiny", legacy=True)   # legacy model.pdmodel, via the zoo-unet test plugin
+        onnx = models.install_converted("unet-tiny")         # the Paddle model plus its ONNX conversion
         src = models.get("bisenet", output_op="none")       # the session copy (do not modify it)
         tar = models.archive("fcn")                         # bytes of a PaddleSeg-style inference tar
 
@@ -49,6 +50,7 @@ class ModelStore:
     def __init__(self, root: Path):
         self.root = root
         self._folders: dict[tuple, Path] = {}
+        self._converted: dict[tuple, tuple[Path, dict]] = {}  # export key → (onnx/<key> entry, its ref record)
 
     def get(self, name: str, *, output_op: str = "argmax", legacy: bool = False, seed: int = 0) -> Path:
         """The session's exported model folder (model files, deploy.yaml, manifest.json). Read-only."""
@@ -83,6 +85,27 @@ class ModelStore:
         provenance = cache.read_manifest(dest)["provenance"]
         cache.set_ref(name, "paddle", {"key": dest.name, "source": "export", **provenance})
         return dest
+
+    def install_converted(self, name: str, **kwargs) -> Path:
+        """:meth:`install`, plus its ONNX conversion (converted once per session, then copied in like a cache hit)."""
+        from zoo import cache
+
+        self.install(name, **kwargs)
+        key = (name, *sorted(kwargs.items()))
+        if key not in self._converted:
+            from zoo.convert import convert
+
+            result = convert(name)
+            keep = self.root / "converted" / result.path.parent.name
+            if not keep.exists():
+                shutil.copytree(result.path.parent, keep)
+            self._converted[key] = (keep, cache.get_ref(name)["onnx"])
+            return result.path
+        entry, record = self._converted[key]
+        if not (cache.onnx_dir() / entry.name).exists():
+            shutil.copytree(entry, cache.onnx_dir() / entry.name)
+        cache.set_ref(name, "onnx", record)
+        return cache.onnx_model_path(name)
 
     def archive(self, name: str, *, top: str | None = None, **kwargs) -> bytes:
         """A PaddleSeg-style inference tar: one top folder holding the model files and deploy.yaml."""

@@ -15,15 +15,18 @@ from zoo.errors import BackendError
 SIZES = [(64, 96), (45, 70)]  # two sizes through one predictor: oneDNN caches primitives per shape
 
 
-def _predictor(folder: Path, configure: bool = True, **kwargs: Any):
+def _config(folder: Path) -> Any:
     from paddle import inference
 
-    program = cache.program_file(folder)
-    config = inference.Config(str(program), str(folder / cache.PARAMS_FILE))
-    info = paddle_config.configure(config, program, threads=2, **kwargs) if configure else None
-    if not configure:
-        config.disable_gpu()
-        config.enable_mkldnn()
+    return inference.Config(str(cache.program_file(folder)), str(folder / cache.PARAMS_FILE))
+
+
+def _predictor(folder: Path, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """A predictor set up by configure() (2 threads), and what configure() reported."""
+    from paddle import inference
+
+    config = _config(folder)
+    info = paddle_config.configure(config, cache.program_file(folder), threads=2, **kwargs)
     paddle_config.disable_glog_info(config)
     return inference.create_predictor(config), info
 
@@ -69,9 +72,36 @@ def test_argmax_labels_match_onednn_off(models) -> None:
 
 def test_plain_onednn_still_fails_on_pir(models) -> None:
     """The Paddle 3.3.1 bug paddle_config works around. If this fails, Paddle fixed it: stop deleting the pass."""
-    predictor, _ = _predictor(models.get("unet-tiny", output_op="none"), configure=False)
+    from paddle import inference
+
+    config = _config(models.get("unet-tiny", output_op="none"))
+    config.disable_gpu()
+    config.enable_mkldnn()
+    paddle_config.disable_glog_info(config)
+    predictor = inference.create_predictor(config)
     with pytest.raises(NotImplementedError, match="ConvertPirAttribute2RuntimeAttribute"):
         _run(predictor, _inputs()[0])
+
+
+class _Recorder:
+    """Stands in for paddle.inference.Config: records the calls made on it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def __getattr__(self, name: str):
+        return lambda *args: self.calls.append((name, *args))
+
+
+@pytest.mark.parametrize("program", ["model.json", "model.pdmodel"])
+def test_configure_calls(program: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    config = _Recorder()
+    info = paddle_config.configure(config, Path(program), threads=None)
+    assert ("set_cpu_math_library_num_threads", 3) in config.calls and info["threads"] == 3
+    assert ("enable_mkldnn",) in config.calls and ("disable_mkldnn",) not in config.calls
+    expected = ["onednn_placement_pass", "transfer_layout_pass"] if program == "model.json" else []
+    assert [c[1] for c in config.calls if c[0] == "delete_pass"] == info["deleted_passes"] == expected
 
 
 def test_unknown_program_format(tmp_path: Path) -> None:

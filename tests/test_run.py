@@ -31,29 +31,14 @@ NAME = "unet-tiny"
 UNET_LABELS = ("background", "road", "vehicle", "sky")
 UNET_PALETTE = ((0, 0, 0), (128, 64, 128), (0, 0, 142), (70, 130, 180))
 IMAGENET = InputSpec(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-_CONVERTED: dict[tuple[str, bool], tuple[Path, dict]] = {}  # (output_op, legacy) → (session copy of onnx entry, ref)
 
 
 @pytest.fixture
-def unet(models: ModelStore, tmp_path_factory: pytest.TempPathFactory):
+def unet(models: ModelStore):
     """install(output_op, legacy) puts unet-tiny's Paddle model and its ONNX conversion into this test's ZOO_HOME."""
-    from zoo import cache
 
     def install(output_op: str = "argmax", legacy: bool = False) -> Path:
-        models.install(NAME, output_op=output_op, legacy=legacy)
-        key = (output_op, legacy)
-        if key not in _CONVERTED:  # convert once per session, then copy the entry in like a cache hit
-            from zoo.convert import convert
-
-            result = convert(NAME)
-            keep = tmp_path_factory.mktemp("onnx") / result.path.parent.name
-            shutil.copytree(result.path.parent, keep)
-            _CONVERTED[key] = (keep, cache.get_ref(NAME)["onnx"])
-            return result.path
-        entry, record = _CONVERTED[key]
-        shutil.copytree(entry, cache.onnx_dir() / entry.name)
-        cache.set_ref(NAME, "onnx", record)
-        return cache.onnx_model_path(NAME)
+        return models.install_converted(NAME, output_op=output_op, legacy=legacy)
 
     return install
 

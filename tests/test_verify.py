@@ -184,29 +184,14 @@ def test_combine_sums_images():
 # unet-tiny (the zoo-unet test plugin, seeded random weights) exported by tests/models.py and converted by zoo.convert.
 
 NAME = "unet-tiny"
-_CONVERTED: dict[str, tuple[Path, dict]] = {}  # output_op -> (session copy of the onnx/<key> entry, its ref record)
 
 
 @pytest.fixture
-def installed(models: ModelStore, tmp_path_factory: pytest.TempPathFactory):
+def installed(models: ModelStore):
     """Install unet-tiny with an output op into this test's ZOO_HOME, Paddle model and its (cached) conversion."""
-    pytest.importorskip("zoo.runtime")
-    from zoo import cache
 
     def install(output_op: str = "argmax") -> Path:
-        models.install(NAME, output_op=output_op)
-        if output_op not in _CONVERTED:  # convert once per session, then copy the entry like a cache hit
-            from zoo.convert import convert
-
-            result = convert(NAME)
-            keep = tmp_path_factory.mktemp(f"onnx-{output_op}") / result.path.parent.name
-            shutil.copytree(result.path.parent, keep)
-            _CONVERTED[output_op] = (keep, cache.get_ref(NAME)["onnx"])
-            return result.path
-        entry, record = _CONVERTED[output_op]
-        shutil.copytree(entry, cache.onnx_dir() / entry.name)
-        cache.set_ref(NAME, "onnx", record)
-        return cache.onnx_model_path(NAME)
+        return models.install_converted(NAME, output_op=output_op)
 
     return install
 
