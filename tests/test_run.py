@@ -376,7 +376,7 @@ class SlowModel:
 
 def test_folder_runs_overlap_reading_inference_and_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from zoo import images
-    from zoo.cli.cmd_run import segment_files
+    from zoo.segment import segment_files
 
     def slow_decode(path: Path) -> Decoded:
         time.sleep(DELAY)
@@ -398,14 +398,14 @@ def test_folder_runs_overlap_reading_inference_and_writing(tmp_path: Path, monke
 
 
 def test_output_names_are_distinct_for_repeated_stems():
-    from zoo.cli.cmd_run import output_stems
+    from zoo.segment import output_stems
 
     paths = [Path("a/x.png"), Path("b/x.png"), Path("x.jpg"), Path("y.png")]
     assert list(output_stems(paths).values()) == ["x", "x-2", "x-3", "y"]
 
 
 def test_png_bytes_writes_paletted_and_16_bit_label_maps():
-    from zoo.cli.cmd_run import png_bytes
+    from zoo.segment import png_bytes
 
     ids = np.random.default_rng(0).integers(0, 7, (30, 50)).astype(np.uint8)
     palette = np.random.default_rng(1).integers(0, 256, (256, 3)).astype(np.uint8)

@@ -1,45 +1,22 @@
 """zoo run: segment images with a cached model or an .onnx file, writing label maps, colour masks and overlays.
 
-For each input ``<stem>``, into --out: ``<stem>.labels.png`` (class ids: 8-bit, 16-bit past 255 classes),
-``<stem>.color.png`` (the plugin's palette), ``<stem>.overlay.jpg`` (the mask blended over the image) and
-``<stem>.json`` (pixel share per class, size, model, backend, providers, timings).
-
-Folder runs are a three-stage pipeline so that inference never waits on files: reader threads decode and preprocess
-the next images while the main thread runs the model (ONNX Runtime and Paddle release the GIL), and a writer thread
-colours, encodes and writes the previous results. A bad input is reported on stderr and skipped; the run exits 1 at
-the end with a count.
+The outputs per image and the overlapping pipeline are zoo/segment.py's. A bad input is reported on stderr and
+skipped; the run exits 1 at the end with a count.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import struct
 import time
 import warnings
-import zlib
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import typer
 
 from zoo.cli._app import State, app, info, print_json, stdout_to_stderr
-from zoo.errors import ImageError, ZooError
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from zoo.runtime import Model
-
-READERS = 2  # decode + preprocess threads
-PREFETCH = 3  # images decoded ahead of the one being inferred
-WRITE_BACKLOG = 2  # finished inferences waiting for the writer before the main thread waits too
-OUTPUT_SUFFIXES = (".labels.png", ".color.png", ".overlay.jpg")  # per image, besides <stem>.json
+from zoo.errors import ImageError
 
 
 class Backend(str, Enum):
@@ -54,8 +31,11 @@ class Device(str, Enum):
 
 @app.command()
 def run(
-    model: str = typer.Argument(..., metavar="NAME|MODEL.onnx", help="Registry name (see 'zoo list'), an .onnx file, "
-                                "or (with --backend paddle) a Paddle model folder."),  # fmt: skip
+    model: str = typer.Argument(
+        ...,
+        metavar="NAME|MODEL.onnx",
+        help="Registry name (see 'zoo list'), an .onnx file, or (with --backend paddle) a Paddle model folder.",
+    ),  # fmt: skip
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders of images, glob patterns."),
     out: Path = typer.Option(Path("zoo-out"), "--out", "-o", metavar="DIR", help="Where to write the results."),
     backend: Backend = typer.Option(Backend.onnx, "--backend", help="Inference backend."),
@@ -66,7 +46,7 @@ def run(
     json_: bool = typer.Option(False, "--json", help="Print the per-image summaries as one JSON array on stdout."),
 ) -> None:
     """Segment images; write a label map, colour mask, overlay and JSON summary per image."""
-    from zoo import images, runtime
+    from zoo import images, runtime, segment
 
     paths = _without_outputs(images.expand_inputs(inputs), out)
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
@@ -86,7 +66,7 @@ def run(
         )
         started = time.perf_counter()
         summaries, failures = [], []
-        for result in segment_files(loaded, paths, out):
+        for result in segment.segment_files(loaded, paths, out):
             if result.error is not None:
                 failures.append(result)
                 info(f"zoo: error: {result.error}")
@@ -106,205 +86,20 @@ def run(
     info(f"{done} → {out}")
 
 
-# ---- the pipeline ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    """One input's outcome: a summary (also written as ``<stem>.json``), or the error message."""
-
-    path: Path
-    summary: dict[str, Any] | None = None
-    error: str | None = None
-
-
-@dataclass
-class _Prepared:
-    path: Path
-    rgb: np.ndarray
-    x: np.ndarray
-    notes: list[str]
-    ms: dict[str, float]
-
-
-def segment_files(model: Model, paths: Sequence[Path], out: Path) -> Iterator[Result]:
-    """Segment every path into ``out``; yields a Result per input, in input order, as each is written."""
-    stems = output_stems(paths)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ZooError(f"cannot create the output folder {out}: {exc.strerror or exc}; choose another with --out") from None
-    readers = ThreadPoolExecutor(READERS, thread_name_prefix="zoo-read")
-    writer = ThreadPoolExecutor(1, thread_name_prefix="zoo-write")
-    try:
-        queue = iter(paths)
-        reading: deque[tuple[Path, Future[_Prepared]]] = deque()
-        writing: deque[tuple[Path, Future[dict[str, Any]]]] = deque()
-
-        def read_more() -> None:
-            while len(reading) < PREFETCH:
-                path = next(queue, None)
-                if path is None:
-                    return
-                reading.append((path, readers.submit(_prepare, model, path)))
-
-        read_more()
-        while reading:
-            path, future = reading.popleft()
-            read_more()
-            try:
-                prepared = future.result()
-                started = time.perf_counter()
-                output = model.infer(prepared.x)
-                prepared.ms["inference"] = _ms(started)
-                writing.append((path, writer.submit(_write, model, prepared, output, out, stems[path])))
-            except ZooError as exc:  # queued behind earlier images so results stay in input order
-                failed: Future[dict[str, Any]] = Future()
-                failed.set_exception(exc)
-                writing.append((path, failed))
-            while len(writing) > WRITE_BACKLOG or (writing and writing[0][1].done()):
-                yield _written(*writing.popleft())
-        while writing:
-            yield _written(*writing.popleft())
-    finally:
-        readers.shutdown(wait=True, cancel_futures=True)
-        writer.shutdown(wait=True, cancel_futures=True)
-
-
-def _written(path: Path, future: Future[dict[str, Any]]) -> Result:
-    try:
-        return Result(path, summary=future.result())
-    except (ZooError, OSError) as exc:
-        return Result(path, error=f"{path}: cannot write the results: {exc}" if isinstance(exc, OSError) else str(exc))
-
-
-def _prepare(model: Model, path: Path) -> _Prepared:
-    from zoo import images
-
-    started = time.perf_counter()
-    decoded = images.decode(path)
-    read_ms = _ms(started)
-    started = time.perf_counter()
-    x = model.prepare(decoded.rgb)
-    return _Prepared(path, decoded.rgb, x, decoded.notes, {"read": read_ms, "preprocess": _ms(started)})
-
-
-def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: str) -> dict[str, Any]:
-    import cv2
-    import numpy as np
-
-    from zoo import postprocess
-
-    started = time.perf_counter()
-    h, w = item.rgb.shape[:2]
-    labels = model.to_labels(output, (h, w))
-    arch = model.architecture
-    mask = arch.colorize(labels)
-    overlay = postprocess.overlay(item.rgb, mask, arch.overlay_alpha)  # == arch.overlay, without colouring twice
-    shares = postprocess.class_shares(labels, model.labels)
-    item.ms["postprocess"] = _ms(started)
-
-    started = time.perf_counter()
-    files = {
-        "labels": out / f"{stem}{OUTPUT_SUFFIXES[0]}",
-        "color": out / f"{stem}{OUTPUT_SUFFIXES[1]}",
-        "overlay": out / f"{stem}{OUTPUT_SUFFIXES[2]}",
-        "summary": out / f"{stem}.json",
-    }
-    ids = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)
-    files["labels"].write_bytes(png_bytes(ids))
-    if labels.dtype == np.uint8:  # a paletted PNG, like PaddleSeg's pseudo-colour maps: it decodes to `mask`
-        colors = np.asarray(arch.colors(), np.uint8).reshape(-1, 3)
-        files["color"].write_bytes(png_bytes(labels, colors[np.arange(256) % len(colors)]))
-    else:
-        _encode(files["color"], ".png", mask[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    _encode(files["overlay"], ".jpg", overlay[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-    item.ms["write"] = _ms(started)
-    runner = model.runner
-    summary = {
-        "input": str(item.path),
-        "width": w,
-        "height": h,
-        "model": model.name,
-        "architecture": arch.name,
-        "model_path": str(model.source),
-        "backend": model.backend,
-        "device": runner.device,
-        "providers": model.providers,
-        "threads": runner.threads,
-        "num_classes": model.num_classes,
-        "classes": shares,
-        "outputs": {k: str(v) for k, v in files.items()},
-        "timings_ms": {k: round(v, 2) for k, v in item.ms.items()},
-        "warnings": list(item.notes),
-    }
-    files["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return summary
-
-
-def _encode(path: Path, ext: str, image: np.ndarray, params: list[int]) -> None:
-    import cv2
-
-    try:
-        ok, data = cv2.imencode(ext, image, params)
-    except cv2.error as exc:  # e.g. JPEG's 65535-pixel side limit
-        raise OSError(f"OpenCV cannot encode {path.name}: {str(exc).strip().splitlines()[-1]}") from None
-    if not ok:
-        raise OSError(f"OpenCV cannot encode {path.name}")
-    path.write_bytes(data.tobytes())
-
-
-def png_bytes(ids: np.ndarray, palette: np.ndarray | None = None) -> bytes:
-    """A PNG of a label map: 8-bit paletted (``palette``: 256 x 3 uint8), else 8- or 16-bit grayscale.
-
-    cv2 cannot write paletted PNGs; label maps are long runs, so zlib level 1 makes small files fast.
-    """
-    import numpy as np
-
-    h, w = ids.shape
-    raw = ids if ids.dtype == np.uint8 else ids.astype(">u2")
-    rows = np.zeros((h, 1 + w * raw.itemsize), np.uint8)  # each row starts with filter type 0
-    rows[:, 1:] = raw.view(np.uint8).reshape(h, -1)
-    color_type = 0 if palette is None else 3
-    chunks = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 8 * raw.itemsize, color_type, 0, 0, 0))]
-    if palette is not None:
-        chunks.append((b"PLTE", np.ascontiguousarray(palette, dtype=np.uint8).tobytes()))
-    chunks += [(b"IDAT", zlib.compress(rows.tobytes(), 1)), (b"IEND", b"")]
-    body = b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d)) for k, d in chunks)
-    return b"\x89PNG\r\n\x1a\n" + body
-
-
-def output_stems(paths: Sequence[Path]) -> dict[Path, str]:
-    """A distinct output name per input: its stem, with ``-2``, ``-3`` ... when stems repeat."""
-    stems: dict[Path, str] = {}
-    used: set[str] = set()
-    for path in paths:
-        stem, n = path.stem, 1
-        while stem in used:
-            n += 1
-            stem = f"{path.stem}-{n}"
-        used.add(stem)
-        stems[path] = stem
-    return stems
-
-
-def _without_outputs(paths: list[Path], out: Path) -> list[Path]:
-    """Leave out zoo's own results when a run reads the folder it writes into."""
-    target = out.resolve()
-    kept = [p for p in paths if not (p.name.endswith(OUTPUT_SUFFIXES) and p.resolve().parent == target)]
-    if len(kept) < len(paths):
-        info(f"skipping {len(paths) - len(kept)} earlier result file(s) of zoo run in {out}")
-        if not kept:
-            raise ImageError(f"the inputs are all results of an earlier 'zoo run' in {out}; give the original images")
-    return kept
-
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0
-
-
 def _line(summary: dict[str, Any]) -> str:
     top = ", ".join(f"{name} {share:.0%}" for name, share in list(summary["classes"].items())[:3])
     t = summary["timings_ms"]
     return f"{summary['input']}: {top} ({t['inference']:.0f} ms) → {summary['outputs']['color']}"
 
+
+def _without_outputs(paths: list[Path], out: Path) -> list[Path]:
+    """Leave out zoo's own results when a run reads the folder it writes into."""
+    from zoo import segment
+
+    target = out.resolve()
+    kept = [p for p in paths if not (p.name.endswith(segment.OUTPUT_SUFFIXES) and p.resolve().parent == target)]
+    if len(kept) < len(paths):
+        info(f"skipping {len(paths) - len(kept)} earlier result file(s) of zoo run in {out}")
+        if not kept:
+            raise ImageError(f"the inputs are all results of an earlier 'zoo run' in {out}; give the original images")
+    return kept
