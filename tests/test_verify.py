@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import run_zoo
 from tests.models import ModelStore, model_store, models  # noqa: F401 - fixtures
 from zoo import verify
+from zoo.synthetic import street_scene
 from zoo.verify import Tolerance, compare, compare_labels, compare_logits, locate
 
 LABELS = ("road", "sidewalk", "building", "car")
@@ -265,7 +266,7 @@ def test_given_images_are_used(installed, tmp_path: Path):
 
     installed("argmax")
     path = tmp_path / "street.png"
-    cv2.imwrite(str(path), verify.synthetic_image((36, 52), seed=7)[:, :, ::-1])
+    cv2.imwrite(str(path), street_scene(36, 52, seed=7)[:, :, ::-1])
     result = verify.verify_model(NAME, images=[path], threads=1)
     assert result.passed and result.images[0].image == str(path) and result.images[0].size == (36, 52)
 

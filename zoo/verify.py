@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ImageError, NotCachedError
+from zoo.synthetic import street_scene
 
 GRID = (8, 8)  # rows, cols of the coarse "where" grid
 MAX_REGIONS = 3  # worst grid cells reported
@@ -591,25 +592,9 @@ def _inputs(images: Sequence[str | Path] | None, size: tuple[int, int], count: i
     if h < 1 or w < 1 or count < 1:
         raise ImageError(f"synthetic inputs need a positive size and count, got {h}x{w} and {count}")
     for index in range(count):
-        yield f"synthetic:{seed}:{index}", synthetic_image((h, w), seed, index)
+        yield f"synthetic:{seed}:{index}", street_scene(h, w, seed=seed * 1000 + index)
 
 
-def synthetic_image(size: tuple[int, int], seed: int = 0, index: int = 0) -> np.ndarray:
-    """A seeded image-like RGB uint8 picture: smooth colour blobs, edges, a gradient and noise.
-
-    Pure noise makes a segmentation network answer one class everywhere; this gives it regions and boundaries, where
-    backends actually disagree.
-    """
-    import cv2
-
-    h, w = size
-    rng = np.random.default_rng([seed, index])
-    coarse = rng.uniform(0, 255, (max(h // 48, 2), max(w // 48, 2), 3)).astype(np.float32)
-    blobs = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
-    blocks = cv2.resize(coarse[::-1, ::-1].copy(), (w, h), interpolation=cv2.INTER_NEAREST)
-    ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
-    image = 0.5 * blobs + 0.3 * blocks + 0.2 * ramp + rng.normal(0, 6, (h, w, 3)).astype(np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def _network_view(x: np.ndarray, spec: Any) -> np.ndarray:
