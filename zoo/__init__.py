@@ -12,16 +12,29 @@ Public API (everything else is internal)::
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
-from zoo.registry import Artifact, ModelEntry
 from zoo.spec import Architecture, InputSpec
 
-try:
-    __version__ = version("zoo")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+if TYPE_CHECKING:
+    from zoo.registry import Artifact, ModelEntry
+
+
+def __getattr__(name: str) -> Any:
+    """``__version__``, ``Artifact`` and ``ModelEntry`` on first use: ``zoo --help`` needs none of them."""
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("zoo")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            return "0.0.0+unknown"
+    if name in ("Artifact", "ModelEntry"):
+        from zoo import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 __all__ = [
     "Architecture",

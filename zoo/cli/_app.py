@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help text: rich's import alone costs more than all of zoo's start-up
 )
 cache_app = typer.Typer(help="Inspect and maintain the local cache.", no_args_is_help=True)
 bundle_app = typer.Typer(help="Carry cached models to another machine.", no_args_is_help=True)
