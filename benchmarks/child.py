@@ -5,8 +5,11 @@ Each mode writes one JSON object to RESULT.json (stdout is left to the native li
     runner-vs-bare NAME H W THREADS WARMUP RUNS    zoo's runner.run(x) vs a bare InferenceSession.run, interleaved
     folder NAME DIR OUT THREADS WARMUP             zoo run's folder pipeline vs back-to-back bare session.run
     profile ONNX H W THREADS LEVEL                 ORT profile of one run: time per op type, FLOPs per node
-    peak-conv THREADS RUNS                         GFLOP/s of single large Conv models (the machine's practical peak)
-    fetch URL SHA256 SIZE                          zoo.fetch.fetch of one artifact into ZOO_HOME (force), timed
+    peak-conv THREADS RUNS                         GFLOP/s of single large Conv models on ORT (the practical peak)
+    paddle-conv THREADS RUNS                       the same convolutions on Paddle Inference (FLAGS_enable_pir_api=0)
+    layer-compare CONFIGS.json THREADS RUNS        a model's convolution shapes one by one, on ORT and on Paddle
+    fetch URL SHA256 SIZE [PROFILED]               zoo.fetch.fetch of one artifact into ZOO_HOME (force), timed
+    fetch-plain URL DEST                           the same download in plain Python (http.client, 1 MiB reads)
     serve BODY PORTFILE                            a loopback FaultServer (tests/http_server.py) counting bytes sent
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -93,7 +97,7 @@ def folder(name: str, directory: str, out: str, threads: str, warmup: str) -> di
     import numpy as np
 
     from zoo import images, runtime
-    from zoo.cli.cmd_run import segment_files
+    from zoo.segment import segment_files
 
     threads_n = int(threads)
     paths = images.expand_inputs([directory])
@@ -126,7 +130,35 @@ def folder(name: str, directory: str, out: str, threads: str, warmup: str) -> di
         "images": len(paths), "failed": failed, "size": list(tensors[0].shape[2:]),
         "zoo_seconds": zoo_seconds, "bare_seconds": [bare_before, bare_after],
         "stage_median_ms": {k: float(np.median([s[k] for s in stages])) for k in keys},
+        "pieces_ms": _output_pieces(model, paths[0]),
     }  # fmt: skip
+
+
+def _output_pieces(model: Any, path: Path) -> dict[str, float]:
+    """Each step of zoo run's postprocess and write stages, alone on one image (median of 5, ms): what costs what."""
+    import cv2
+
+    from zoo import images, postprocess
+
+    rgb = images.read_image(path)
+    output = model.infer(model.prepare(rgb))
+    labels = model.to_labels(output, rgb.shape[:2])
+    arch = model.architecture
+    mask = arch.colorize(labels)
+    overlay = postprocess.overlay(rgb, mask, arch.overlay_alpha)
+    rle = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    steps = {
+        "to_labels": lambda: model.to_labels(output, rgb.shape[:2]),
+        "colorize": lambda: arch.colorize(labels),
+        "overlay": lambda: postprocess.overlay(rgb, mask, arch.overlay_alpha),
+        "class_shares": lambda: postprocess.class_shares(labels, model.labels),
+        "labels.png": lambda: cv2.imencode(".png", labels, rle),
+        "color.png": lambda: cv2.imencode(".png", mask[:, :, ::-1], rle),
+        "overlay.jpg": lambda: cv2.imencode(".jpg", overlay[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]),
+        "decode (read)": lambda: images.decode(path),
+        "preprocess": lambda: model.prepare(rgb),
+    }
+    return {name: _time(fn, 5) * 1000 for name, fn in steps.items()}
 
 
 def profile(onnx_path: str, h: str, w: str, threads: str, level: str) -> dict[str, Any]:
@@ -158,63 +190,231 @@ def profile(onnx_path: str, h: str, w: str, threads: str, level: str) -> dict[st
         if op in FLOP_OPS:
             shapes_in = [next(iter(s.values())) for s in e["args"].get("input_type_shape", [])]
             shapes_out = [next(iter(s.values())) for s in e["args"].get("output_type_shape", [])]
-            nodes.append({"op": op, "inputs": shapes_in, "outputs": shapes_out, "ms": e["dur"] / 1000.0})
+            nodes.append({"op": op, "inputs": shapes_in, "outputs": shapes_out, "ms": e["dur"] / 1000.0,
+                          "nchwc": "_nchwc" in e["name"], "name": e["name"].removesuffix("_kernel_time")})  # fmt: skip
     return {"run_ms": last["dur"] / 1000.0, "op_ms": by_op, "flop_nodes": nodes}
 
 
+PEAK_SHAPES = [  # (Cin, Cout, k, H, W): big enough that the kernel, not the overhead, dominates
+    (256, 256, 3, 128, 256),
+    (512, 512, 3, 64, 128),
+    (2048, 512, 3, 64, 128),
+    (1024, 1024, 1, 64, 128),
+]
+
+
+def _time(fn: Any, runs: int) -> float:
+    """Median seconds of ``fn()`` after two untimed calls."""
+    fn(), fn()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
+def _conv_result(cin: int, cout: int, k: int, h: int, w: int, seconds: float) -> dict[str, Any]:
+    flops = 2.0 * cout * h * w * cin * k * k
+    return {"shape": f"{cin}->{cout} {k}x{k} at {h}x{w}", "gflop": flops / 1e9, "median_ms": seconds * 1000,
+            "gflops_per_s": flops / seconds / 1e9}  # fmt: skip
+
+
 def peak_conv(threads: str, runs: str) -> dict[str, Any]:
-    """Time a few large single-Conv models; the best GFLOP/s is the practical peak zoo's models are compared to."""
+    """Time a few large single-Conv models on ORT; the best GFLOP/s is the practical peak the models are held to."""
     import numpy as np
     import onnx
+    import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    import onnxruntime as ort
-
-    shapes = [  # (Cin, Cout, k, H, W): big enough that the kernel, not the overhead, dominates
-        (256, 256, 3, 128, 256),
-        (512, 512, 3, 64, 128),
-        (1024, 1024, 1, 64, 128),
-    ]
     rng = np.random.default_rng(0)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for cin, cout, k, h, w in shapes:
-            weight = helper.make_tensor("W", TensorProto.FLOAT, [cout, cin, k, k],
-                                        rng.standard_normal((cout, cin, k, k), np.float32).tobytes(), raw=True)  # fmt: skip
-            node = helper.make_node("Conv", ["x", "W"], ["y"], pads=[k // 2] * 4, kernel_shape=[k, k])
-            graph = helper.make_graph([node], "big_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, h, w])],
-                                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, h, w])], [weight])  # fmt: skip
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+        for cin, cout, k, h, w in PEAK_SHAPES:
+            weight = rng.standard_normal((cout, cin, k, k), np.float32)
+            graph = helper.make_graph(
+                [helper.make_node("Conv", ["x", "W"], ["y"], pads=[k // 2] * 4, kernel_shape=[k, k])], "big_conv",
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, h, w])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, h, w])],
+                [helper.make_tensor("W", TensorProto.FLOAT, weight.shape, weight.tobytes(), raw=True)],
+            )  # fmt: skip
             path = Path(tmp) / "conv.onnx"
-            onnx.save(model, str(path))
+            onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(path))
             options = _ort_options(int(threads))
             options.inter_op_num_threads = 1
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            x = rng.standard_normal((1, cin, h, w), np.float32)
-            for _ in range(2):
-                session.run(None, {"x": x})
-            times = []
-            for _ in range(int(runs)):
-                started = time.perf_counter()
-                session.run(None, {"x": x})
-                times.append(time.perf_counter() - started)
-            flops = 2.0 * cout * h * w * cin * k * k
-            best = float(np.median(times))
-            results.append({"shape": f"{cin}->{cout} {k}x{k} at {h}x{w}", "gflop": flops / 1e9,
-                            "median_ms": best * 1000, "gflops_per_s": flops / best / 1e9})  # fmt: skip
+            feed = {"x": rng.standard_normal((1, cin, h, w), np.float32)}
+            seconds = _time(lambda s=session, f=feed: s.run(None, f), int(runs))
+            results.append(_conv_result(cin, cout, k, h, w, seconds))
     return {"convs": results, "peak_gflops_per_s": max(r["gflops_per_s"] for r in results)}
 
 
-def fetch(url: str, sha256: str, size: str) -> dict[str, Any]:
+def _feed(predictor: Any, x: Any) -> None:
+    """Copy the input in once: the timed ``predictor.run()`` then does only the convolution, as ORT's run does (ORT
+    reads a numpy input in place), not the 8-64 MB copies in and out that a stand-alone layer would add."""
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.reshape(list(x.shape))
+    handle.copy_from_cpu(x)
+
+
+def paddle_conv(threads: str, runs: str) -> dict[str, Any]:
+    """The same single convolutions on Paddle Inference (legacy program, configured as zoo configures it)."""
+    import numpy as np
+    import paddle
+    from paddle import inference
+
+    paddle.enable_static()  # this child runs with FLAGS_enable_pir_api=0: a legacy model.pdmodel program
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for cin, cout, k, h, w in PEAK_SHAPES:
+            main, startup = paddle.static.Program(), paddle.static.Program()
+            with paddle.static.program_guard(main, startup):
+                x = paddle.static.data("x", [1, cin, h, w], "float32")
+                y = paddle.static.nn.conv2d(x, cout, k, padding=k // 2, bias_attr=False)
+            exe = paddle.static.Executor(paddle.CPUPlace())
+            exe.run(startup)
+            prefix = str(Path(tmp) / "conv")
+            paddle.static.save_inference_model(prefix, [x], [y], exe, program=main)
+            config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
+            try:
+                from zoo import paddle_config
+
+                paddle_config.configure(config, Path(prefix + ".pdmodel"), threads=int(threads))
+            except ImportError:
+                config.disable_gpu()
+                config.enable_mkldnn()
+                config.set_cpu_math_library_num_threads(int(threads))
+            config.disable_glog_info()
+            predictor = inference.create_predictor(config)
+            _feed(predictor, np.random.default_rng(0).standard_normal((1, cin, h, w), np.float32))
+            results.append(_conv_result(cin, cout, k, h, w, _time(predictor.run, int(runs))))
+    return {"convs": results, "best_gflops_per_s": max(r["gflops_per_s"] for r in results)}
+
+
+def layer_compare(configs_json: str, threads: str, runs: str) -> dict[str, Any]:
+    """Each convolution shape of a model as a one-Conv model, timed on ORT and on Paddle Inference (oneDNN).
+
+    ``configs_json`` is a list of {cin, cout, k: [kh, kw], h, w, stride, dilation, pads: [t, l, b, r], group, count}.
+    Runs with FLAGS_enable_pir_api=0 so that Paddle writes a legacy program, as zoo's fastest Paddle path uses.
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import paddle
+    from onnx import TensorProto, helper
+    from paddle import inference
+
+    paddle.enable_static()
+    rng = np.random.default_rng(0)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for c in json.loads(Path(configs_json).read_text()):
+            cin, cout, (kh, kw), h, w = c["cin"], c["cout"], c["k"], c["h"], c["w"]
+            x = rng.standard_normal((1, cin, h, w), np.float32)
+            weight = rng.standard_normal((cout, cin // c["group"], kh, kw), np.float32) * 0.05
+            bias = rng.standard_normal(cout, np.float32)
+            graph = helper.make_graph(
+                [helper.make_node("Conv", ["x", "W", "B"], ["y"], kernel_shape=[kh, kw], strides=[c["stride"]] * 2,
+                                  dilations=[c["dilation"]] * 2, pads=c["pads"], group=c["group"])],
+                "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, h, w])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                [helper.make_tensor("W", TensorProto.FLOAT, weight.shape, weight.tobytes(), raw=True),
+                 helper.make_tensor("B", TensorProto.FLOAT, bias.shape, bias.tobytes(), raw=True)],
+            )  # fmt: skip
+            onnx_path = Path(tmp) / "layer.onnx"
+            onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(onnx_path))
+            options = _ort_options(int(threads))
+            options.inter_op_num_threads = 1
+            session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            ort_s = _time(lambda s=session, feed={"x": x}: s.run(None, feed), int(runs))
+
+            main, startup = paddle.static.Program(), paddle.static.Program()
+            with paddle.static.program_guard(main, startup):
+                px = paddle.static.data("x", [1, cin, h, w], "float32")
+                py = paddle.static.nn.conv2d(px, cout, [kh, kw], stride=c["stride"], padding=c["pads"][:2],
+                                             dilation=c["dilation"], groups=c["group"])  # fmt: skip
+            exe = paddle.static.Executor(paddle.CPUPlace())
+            exe.run(startup)
+            prefix = str(Path(tmp) / "layer")
+            paddle.static.save_inference_model(prefix, [px], [py], exe, program=main)
+            config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
+            try:
+                from zoo import paddle_config
+
+                paddle_config.configure(config, Path(prefix + ".pdmodel"), threads=int(threads))
+            except ImportError:
+                config.disable_gpu()
+                config.enable_mkldnn()
+                config.set_cpu_math_library_num_threads(int(threads))
+            config.disable_glog_info()
+            predictor = inference.create_predictor(config)
+            _feed(predictor, x)
+            paddle_s = _time(predictor.run, int(runs))
+            out.append({**c, "ort_ms": ort_s * 1000, "paddle_ms": paddle_s * 1000})
+    return {"layers": out}
+
+
+def fetch(url: str, sha256: str, size: str, profiled: str = "0") -> dict[str, Any]:
+    """Time one zoo.fetch.fetch; with ``profiled`` "1", also split its time by what the profiler saw it doing."""
+    import cProfile
+    import pstats
+
     from zoo import fetch as fetch_mod
     from zoo.registry import Artifact
 
     artifact = Artifact("onnx", (url,), sha256, int(size))
+    profiler = cProfile.Profile() if profiled == "1" else None
     started = time.perf_counter()
+    if profiler:
+        profiler.enable()
     got = fetch_mod.fetch(artifact, pin_id="bench/onnx", force=True, progress=False)
+    if profiler:
+        profiler.disable()
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "size": got.size, "sha256": got.sha256}
+    result: dict[str, Any] = {"seconds": seconds, "size": got.size, "sha256": got.sha256}
+    if profiler:
+        kinds = {"recv": "socket reads", "recv_into": "socket reads", "update": "sha256", "write": "file writes",
+                 "fsync": "fsync", "load_verify_locations": "TLS context setup", "set_default_verify_paths":
+                 "TLS context setup", "replace": "rename into place"}  # fmt: skip
+        split: dict[str, float] = {}
+        calls: dict[str, int] = {}
+        for (_, _, func), (_, ncalls, tottime, _, _) in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
+            if not func.startswith("<"):  # C functions only: Python functions of the same name do not count
+                continue
+            name = re.sub(r"^<(?:method|built-in method) '?([\w.]+)'?.*$", r"\1", func).rsplit(".", 1)[-1]
+            kind = kinds.get(name)
+            if kind:
+                split[kind] = split.get(kind, 0.0) + tottime
+                calls[kind] = calls.get(kind, 0) + ncalls
+        split["everything else (Python: httpx, h11, zoo)"] = max(seconds - sum(split.values()), 0.0)
+        result["split_s"] = split
+        result["calls"] = calls
+    return result
+
+
+def fetch_plain(url: str, dest: str) -> dict[str, Any]:
+    """What plain Python can do: http.client into a 1 MiB buffer, sha256 and write each block, fsync at the end."""
+    import hashlib
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(parts.hostname, parts.port)
+    conn.request("GET", parts.path)
+    response = conn.getresponse()
+    digest, buf, total = hashlib.sha256(), bytearray(1 << 20), 0
+    view = memoryview(buf)
+    with open(dest, "wb") as f:
+        while n := response.readinto(buf):
+            digest.update(view[:n])
+            f.write(view[:n])
+            total += n
+        f.flush()
+        os.fsync(f.fileno())
+    conn.close()
+    return {"seconds": time.perf_counter() - started, "size": total, "sha256": "sha256:" + digest.hexdigest()}
 
 
 def serve(body: str, portfile: str) -> None:
@@ -235,7 +435,8 @@ def serve(body: str, portfile: str) -> None:
             try:
                 super()._serve(head)
             finally:
-                self.server.sent.append({"path": self.path, "range": self.headers.get("Range"), "bytes": self.bytes_out})
+                sent = {"path": self.path, "range": self.headers.get("Range"), "bytes": self.bytes_out}
+                self.server.sent.append(sent)
 
         def _write(self, route: Any, data: bytes) -> None:
             super()._write(route, data)
@@ -254,7 +455,8 @@ def serve(body: str, portfile: str) -> None:
 
 
 MODES = {
-    "runner-vs-bare": runner_vs_bare, "folder": folder, "profile": profile, "peak-conv": peak_conv, "fetch": fetch,
+    "runner-vs-bare": runner_vs_bare, "folder": folder, "profile": profile, "peak-conv": peak_conv,
+    "paddle-conv": paddle_conv, "layer-compare": layer_compare, "fetch": fetch, "fetch-plain": fetch_plain,
 }  # fmt: skip
 
 if __name__ == "__main__":

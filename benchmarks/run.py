@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import report  # noqa: E402
-from common import REPO, child, log, median  # noqa: E402
+from common import REPO, child, clean, log, median  # noqa: E402
 
 MODELS = ("bisenet", "fcn", "deeplabv3", "deeplabv3p", "danet")
 SIZE = (512, 1024)  # (H, W)
@@ -47,9 +48,11 @@ PULL_BYTES = 100_000_000
 
 
 def main() -> int:
+    global MODELS  # --models narrows it for a trial run
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, help="scratch ZOO_HOME to use and keep (default: a temp dir, removed)")
     parser.add_argument("--sections", default="1,2,3,4,5,6,7,8", help="comma-separated section numbers")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of the five (for trying)")
     parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md", help="report to write")
     parser.add_argument("--from-json", type=Path, help="render the report from a saved results.json; measure nothing")
     args = parser.parse_args()
@@ -59,6 +62,7 @@ def main() -> int:
         log(f"wrote {args.out}")
         return 0
     sections = {int(s) for s in args.sections.split(",") if s.strip()}
+    MODELS = tuple(m for m in args.models.split(",") if m in MODELS) or MODELS
     home = args.home or Path(tempfile.mkdtemp(prefix="zoo-bench-home-"))
     home.mkdir(parents=True, exist_ok=True)
     for var in ("ZOO_REGISTRY", "ZOO_PLUGINS", "ZOO_OFFLINE", "ZOO_MIRROR", "ZOO_REQUIRE_HASH"):
@@ -80,9 +84,9 @@ def main() -> int:
         steps = [
             (5, "startup", lambda: startup()),
             (7, "convert", lambda: convert_times(results["setup"])),
-            (1, "backends", lambda: backends()),
+            (1, "backends", lambda: backends(results["setup"])),
             (2, "overhead", lambda: overhead(work, images)),
-            (4, "flops", lambda: flops(results.get("overhead"))),
+            (4, "flops", lambda: flops(results.get("overhead"), results.get("backends"), work)),
             (3, "folder", lambda: folder(work, images)),
             (8, "rss", lambda: rss(work, images[0])),
             (6, "pull", lambda: pull(work)),
@@ -114,7 +118,8 @@ def machine() -> dict[str, Any]:
         fields = {k.strip(): v.strip() for k, v in fields.items()}
         info["cpu"] = fields.get("model name", info["cpu"])
         flags = set(fields.get("flags", "").split())
-        wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+        wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile",
+                  "amx_bf16")  # fmt: skip
         info["flags"] = [f for f in wanted if f in flags]
         info["family_model"] = f"family {fields.get('cpu family')} model {fields.get('model')}"
         info["mhz"] = fields.get("cpu MHz")
@@ -152,43 +157,43 @@ def versions() -> dict[str, str]:
 # ---- setup and section 7 ---------------------------------------------------------------------------------------------
 
 
-def paddle_format() -> dict[str, Any]:
-    """Which Paddle program format to export for Paddle Inference's fastest CPU path (zoo/paddle_config.py decides)."""
-    try:
-        from zoo import paddle_config
-    except ImportError:
-        return {"legacy": True, "why": "zoo.paddle_config is absent; legacy program + oneDNN is the known fast path"}
-    pick = getattr(paddle_config, "BEST_FORMAT", None)
-    legacy = pick != "pir"
-    return {"legacy": legacy, "why": f"zoo.paddle_config picks {'legacy program + oneDNN' if legacy else 'PIR'}"}
-
-
 def setup() -> dict[str, Any]:
-    """Export each model with seeded random weights and convert it with zoo; time both."""
+    """Export each model twice (PIR model.json and legacy model.pdmodel, seeded random weights), convert the legacy one
+    (the format PaddleSeg publishes) with zoo, and time both steps. The Paddle ref is left on the legacy export."""
     from zoo import cache
     from zoo.convert import convert
     from zoo.export import export_model
 
-    fmt = paddle_format()
-    done: dict[str, Any] = {"paddle_format": fmt, "models": {}}
+    saved = Path(os.environ["ZOO_HOME"]) / "bench-setup.json"
+    if saved.is_file():
+        done = json.loads(saved.read_text())
+        if set(done["models"]) == set(MODELS) and all("onnx" in cache.cached_formats(m) for m in MODELS):
+            log("setup: reusing the exports and conversions in the scratch ZOO_HOME")
+            return {**done, "reused": True}
+    done = {"models": {}}
     for name in MODELS:
-        record: dict[str, Any] = {}
-        if "paddle" in cache.get_ref(name) and "onnx" in cache.cached_formats(name):
-            log(f"setup {name}: already in the scratch cache")
-            record["reused"] = True
-        else:
-            log(f"setup {name}: export ({'legacy' if fmt['legacy'] else 'PIR'}) with seeded random weights")
+        record: dict[str, Any] = {"paddle": {}}
+        for fmt in ("pir", "legacy"):
+            log(f"setup {name}: export ({fmt}) with seeded random weights")
             t = time.perf_counter()
-            folder = export_model(name, weights="random", seed=0, legacy=fmt["legacy"])
-            record["export_s"] = round(time.perf_counter() - t, 2)
-            log(f"setup {name}: convert to ONNX")
-            result = convert(name)
-            record["convert_s"] = round(result.seconds, 2)
-            record["program"] = cache.program_file(folder).name
-        record["onnx"] = str(cache.onnx_model_path(name))
-        record["onnx_mb"] = round(Path(record["onnx"]).stat().st_size / 1e6, 1)
+            folder = export_model(name, weights="random", seed=0, legacy=fmt == "legacy")
+            record[f"export_{fmt}_s"] = round(time.perf_counter() - t, 2)
+            record["paddle"][fmt] = {"key": folder.name, **cache.read_manifest(folder)["provenance"]}
+        log(f"setup {name}: convert the legacy export to ONNX")
+        result = convert(name, force=True)  # a real conversion even if an earlier run left one in this home
+        record["convert_s"] = round(result.seconds, 2)
+        record["onnx"] = str(result.path)
+        record["onnx_mb"] = round(result.path.stat().st_size / 1e6, 1)
         done["models"][name] = record
+    saved.write_text(json.dumps(done, indent=1))
     return done
+
+
+def use_paddle(name: str, fmt: str, setup_done: dict[str, Any]) -> None:
+    """Point ``name``'s Paddle ref at its PIR or legacy export."""
+    from zoo import cache
+
+    cache.set_ref(name, "paddle", {"source": "export", **setup_done["models"][name]["paddle"][fmt]})
 
 
 def convert_times(setup_done: dict[str, Any]) -> dict[str, Any]:
@@ -200,9 +205,11 @@ def convert_times(setup_done: dict[str, Any]) -> dict[str, Any]:
     for name in MODELS:
         calls = [convert(name).seconds for _ in range(3)]
         cli = [common.run([*zoo_cmd, "convert", name]).seconds for _ in range(3)]
-        first = setup_done["models"][name].get("convert_s")
+        rec = setup_done["models"][name]
+        first = None if setup_done.get("reused") else rec.get("convert_s")
         out[name] = {"first_s": first, "cached_call_s": median(calls), "cached_cli_s": median(cli),
-                     "export_s": setup_done["models"][name].get("export_s")}  # fmt: skip
+                     "export_pir_s": rec.get("export_pir_s"),
+                     "export_legacy_s": rec.get("export_legacy_s")}  # fmt: skip
         log(f"convert {name}: first {first} s, cached call {median(calls) * 1000:.1f} ms, CLI {median(cli):.2f} s")
     return out
 
@@ -231,23 +238,76 @@ def startup(rounds: int = 10) -> dict[str, Any]:
             times[key].append(common.run(cmd).seconds)
     med = {k: median(v) for k, v in times.items()}
     log("startup: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in med.items()))
-    return {"command": " ".join(zoo_cmd), "rounds": rounds, "median_s": med, "all_s": times}
+    script = zoo_cmd[-1] if len(zoo_cmd) == 1 else "-m zoo"
+    imports = {
+        "zoo --help": import_times([sys.executable, "-X", "importtime", *script.split(), "--help"]),
+        "zoo list": import_times([sys.executable, "-X", "importtime", *script.split(), "list"]),
+        "import typer": import_times([sys.executable, "-X", "importtime", "-c", "import typer"]),
+    }
+    return {"command": " ".join(zoo_cmd), "rounds": rounds, "median_s": med, "all_s": times, "imports": imports}
+
+
+def import_times(cmd: list[str], top: int = 6) -> dict[str, Any]:
+    """``python -X importtime``: total import time, the slowest top-level imports and what each of those imports."""
+    done = common.run(cmd)
+    top_level, pending = [], []
+    for line in done.stderr.splitlines():
+        parts = line.split("|")
+        if not line.startswith("import time:") or len(parts) != 3 or "cumulative" in line:
+            continue
+        name, ms = parts[2][1:], int(parts[1]) / 1000  # the name: one space, then two more per nesting level
+        depth = (len(name) - len(name.lstrip(" "))) // 2
+        if depth == 1:
+            pending.append((name.strip(), round(ms, 1)))
+        elif depth == 0:  # importtime lists children before their parent
+            children = sorted(pending, key=lambda r: -r[1])[:5]
+            top_level.append({"name": name.strip(), "ms": round(ms, 1), "children": children})
+            pending = []
+    return {"total_ms": round(sum(r["ms"] for r in top_level), 1),
+            "slowest": sorted(top_level, key=lambda r: -r["ms"])[:top]}  # fmt: skip
 
 
 # ---- section 1 -------------------------------------------------------------------------------------------------------
 
 
-def backends() -> dict[str, Any]:
+def backends(setup_done: dict[str, Any]) -> dict[str, Any]:
+    """zoo bench per model: ONNX Runtime and Paddle on the legacy program, then Paddle on the PIR program.
+
+    If the PIR program runs over twice as slow as the legacy one on a model (zoo's runner without oneDNN for PIR),
+    it is not measured on the later, larger models: it cannot be the best Paddle configuration there either.
+    """
     from zoo import bench
 
-    out = {}
+    out: dict[str, Any] = {}
+    skip_pir = ""
     for name in MODELS:
         warmup, runs = (2, 7) if name in FAST else (1, 3)
-        result = bench.bench(name, size=SIZE, threads=THREADS, warmup=warmup, runs=runs, progress=log)
-        out[name] = result.as_dict()
-        ratio = result.ratio() or {}
-        log(f"{name}: onnx {result.backends['onnx'].inference_ms:.0f} ms, paddle "
-            f"{result.backends['paddle'].inference_ms:.0f} ms, ratio {ratio.get('inference')}")  # fmt: skip
+        use_paddle(name, "legacy", setup_done)
+        measure = partial(bench.bench, name, size=SIZE, threads=THREADS, warmup=warmup, runs=runs, progress=log)
+        result, noise = clean(f"{name} onnx+paddle", measure)
+        both = result.as_dict()
+        paddle = {"legacy": both["backends"]["paddle"], "pir": None}
+        interference = [noise]
+        if not skip_pir:
+            use_paddle(name, "pir", setup_done)
+            try:
+                pir, noise = clean(f"{name} paddle PIR", partial(measure, backends=("paddle",)))
+                paddle["pir"] = pir.as_dict()["backends"]["paddle"]
+                interference.append(noise)
+            finally:
+                use_paddle(name, "legacy", setup_done)
+            slower = paddle["pir"]["inference_ms"] / paddle["legacy"]["inference_ms"]
+            if slower > 2:
+                skip_pir = f"PIR ran {slower:.1f}× slower than legacy on {name}; not measured on the later models"
+        measured = {k: v for k, v in paddle.items() if v}
+        best = min(measured, key=lambda k: measured[k]["inference_ms"])
+        onnx = both["backends"]["onnx"]
+        out[name] = {"bench": both, "paddle": paddle, "best_paddle": best, "interference": max(interference),
+                     "pir_note": "" if paddle["pir"] else skip_pir,
+                     "ratio": onnx["inference_ms"] / paddle[best]["inference_ms"]}  # fmt: skip
+        pir_ms = f"{paddle['pir']['inference_ms']:.0f} ms" if paddle["pir"] else "not measured"
+        log(f"{name}: onnx {onnx['inference_ms']:.0f} ms, paddle legacy {paddle['legacy']['inference_ms']:.0f} ms, "
+            f"PIR {pir_ms}; onnx/best {out[name]['ratio']:.2f}")  # fmt: skip
     return out
 
 
@@ -263,7 +323,9 @@ def overhead(work: Path, images: list[Path]) -> dict[str, Any]:
         shutil.copy(path, per_model / path.name)
     for name in MODELS:
         warmup, runs = (2, 10) if name in FAST else (1, 4)
-        doc = child("runner-vs-bare", name, SIZE[0], SIZE[1], THREADS, warmup, runs)
+        measure = partial(child, "runner-vs-bare", name, SIZE[0], SIZE[1], THREADS, warmup, runs)
+        doc, noise = clean(f"{name} runner vs bare", measure)
+        doc["interference"] = noise
         out["runner"][name] = doc
         log(f"{name}: runner {doc['zoo_median_ms']:.1f} ms vs bare {doc['bare_median_ms']:.1f} ms "
             f"(x{doc['zoo_median_ms'] / doc['bare_median_ms']:.3f})")  # fmt: skip
@@ -285,37 +347,27 @@ def overhead(work: Path, images: list[Path]) -> dict[str, Any]:
 
 
 def make_images(folder: Path, count: int) -> list[Path]:
-    """Synthetic street-like JPEGs at SIZE: smooth gradients and shapes plus mild noise (not copied from anywhere)."""
+    """Street-like JPEGs at SIZE drawn by zoo.synthetic (one seed per image), written here, copied from nowhere."""
     import cv2
-    import numpy as np
+
+    from zoo.synthetic import street_scene
 
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    h, w = SIZE
     paths = []
     for i in range(count):
         path = folder / f"frame_{i:03d}.jpg"
         paths.append(path)
-        if path.exists():
-            continue
-        sky = np.linspace(200, 120, h // 2)[:, None, None] * np.array([0.8, 0.9, 1.0])
-        road = np.linspace(90, 60, h - h // 2)[:, None, None] * np.array([1.0, 1.0, 1.0])
-        img = np.concatenate([np.broadcast_to(sky, (h // 2, w, 3)), np.broadcast_to(road, (h - h // 2, w, 3))])
-        img = np.ascontiguousarray(img, dtype=np.float32)
-        for _ in range(12):
-            x0, y0 = int(rng.integers(0, w - 60)), int(rng.integers(h // 4, h - 40))
-            x1, y1 = x0 + int(rng.integers(30, 200)), y0 - int(rng.integers(30, 250))
-            colour = [float(c) for c in rng.integers(20, 235, 3)]
-            cv2.rectangle(img, (x0, y0), (x1, y1), colour, -1)
-        img += rng.normal(0, 6, img.shape).astype(np.float32)
-        cv2.imwrite(str(path), np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if not path.exists():
+            rgb = street_scene(SIZE[0], SIZE[1], seed=i)
+            cv2.imwrite(str(path), rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     return paths
 
 
 def folder(work: Path, images: list[Path]) -> dict[str, Any]:
     dest = work / "folder-out"
     shutil.rmtree(dest, ignore_errors=True)
-    doc = child("folder", FOLDER_MODEL, images[0].parent, dest, THREADS, 2)
+    doc, noise = clean("folder", lambda: child("folder", FOLDER_MODEL, images[0].parent, dest, THREADS, 2))
+    doc["interference"] = noise
     bare = sum(doc["bare_seconds"]) / 2
     log(f"folder: zoo pipeline {doc['zoo_seconds']:.1f} s vs bare {bare:.1f} s for {doc['images']} images")
     shutil.rmtree(dest, ignore_errors=True)
@@ -345,15 +397,64 @@ def node_flops(node: dict[str, Any]) -> tuple[float, bool]:
     return 2.0 * y * (math.prod(ins[0]) / outs[0][0]), False  # Gemm: K = |A| / M
 
 
-def flops(overhead_done: dict[str, Any] | None) -> dict[str, Any]:
-    peak = child("peak-conv", THREADS, 5)
-    log(f"peak: {peak['peak_gflops_per_s']:.1f} GFLOP/s")
-    out: dict[str, Any] = {"peak": peak, "models": {}}
+def conv_configs(onnx_path: str, nodes: list[dict[str, Any]], cover: float = 0.85, limit: int = 10) -> dict[str, Any]:
+    """The model's distinct convolution shapes (from the basic-level profile and the graph's attributes), largest
+    total FLOPs first, until they cover ``cover`` of the convolution FLOPs or ``limit`` shapes."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(onnx_path, load_external_data=False)
+    attrs = {n.name: {a.name: helper.get_attribute_value(a) for a in n.attribute}
+             for n in model.graph.node if n.op_type == "Conv"}  # fmt: skip
+    shapes: dict[tuple, dict[str, Any]] = {}
+    total = 0.0
+    for node in nodes:
+        if node["op"] != "Conv" or node.get("name") not in attrs:
+            continue
+        a, (x, w) = attrs[node["name"]], node["inputs"][:2]
+        f, _ = node_flops(node)
+        total += f
+        config = {"cin": x[1], "cout": w[0], "k": [w[2], w[3]], "h": x[2], "w": x[3],
+                  "stride": list(a.get("strides", [1, 1]))[0], "dilation": list(a.get("dilations", [1, 1]))[0],
+                  "pads": list(a.get("pads", [0, 0, 0, 0])), "group": int(a.get("group", 1))}  # fmt: skip
+        key = json.dumps(config, sort_keys=True)
+        entry = shapes.setdefault(key, {**config, "count": 0, "gflop": 0.0})
+        entry["count"] += 1
+        entry["gflop"] += f / 1e9
+    picked, covered = [], 0.0
+    for entry in sorted(shapes.values(), key=lambda e: -e["gflop"]):
+        if covered >= cover * total / 1e9 or len(picked) >= limit:
+            break
+        picked.append(entry)
+        covered += entry["gflop"]
+    return {"configs": picked, "cover": covered / (total / 1e9) if total else 0.0}
+
+
+def layer_compare(name: str, basic_nodes: list[dict[str, Any]], work: Path) -> dict[str, Any]:
+    """Section 4's look inside the ORT-vs-Paddle gap: the model's main convolution shapes one at a time."""
     from zoo import cache
 
+    chosen = conv_configs(str(cache.onnx_model_path(name)), basic_nodes)
+    configs = work / f"layers-{name}.json"
+    configs.write_text(json.dumps(chosen["configs"]))
+    doc, noise = clean("layer by layer", lambda: child("layer-compare", configs, THREADS, 3,
+                                                        env={"FLAGS_enable_pir_api": "0"}))  # fmt: skip
+    return {"model": name, "cover": chosen["cover"], "layers": doc["layers"], "interference": noise}
+
+
+def flops(overhead_done: dict[str, Any] | None, backends_done: dict[str, Any] | None, work: Path) -> dict[str, Any]:
+    peak, noise = clean("peak conv", lambda: child("peak-conv", THREADS, 5))
+    paddle, noise2 = clean("paddle conv", lambda: child("paddle-conv", THREADS, 5, env={"FLAGS_enable_pir_api": "0"}))
+    peak["interference"], paddle["interference"] = noise, noise2
+    log(f"peak: ORT {peak['peak_gflops_per_s']:.1f} GFLOP/s, Paddle {paddle['best_gflops_per_s']:.1f} GFLOP/s")
+    out: dict[str, Any] = {"peak": peak, "paddle_conv": paddle, "models": {}}
+    from zoo import cache
+
+    basics = {}
     for name in MODELS:
         path = str(cache.onnx_model_path(name))
         basic = child("profile", path, SIZE[0], SIZE[1], THREADS, "basic")  # graph as converted: true shapes
+        basics[name] = basic["flop_nodes"]
         total = depthwise = 0.0
         by_kind: dict[str, float] = {}
         for node in basic["flop_nodes"]:
@@ -361,21 +462,40 @@ def flops(overhead_done: dict[str, Any] | None) -> dict[str, Any]:
             total += f
             depthwise += f if dw else 0.0
             by_kind[node["op"]] = by_kind.get(node["op"], 0.0) + f
-        full = child("profile", path, SIZE[0], SIZE[1], THREADS, "all")  # zoo's session options: where time goes
+        full, noise = clean(f"{name} profile", lambda p=path: child("profile", p, SIZE[0], SIZE[1], THREADS, "all"))
+        paths: dict[str, dict[str, float]] = {}
+        plain_channels: dict[int, int] = {}
+        for node in full["flop_nodes"]:  # shapes as ORT ran them: NCHWc channels are padded to the block size
+            f, _ = node_flops(node)
+            path_name = "nchwc" if node["nchwc"] else "nchw"
+            agg = paths.setdefault(path_name, {"nodes": 0, "ms": 0.0, "gflop": 0.0})
+            agg["nodes"] += 1
+            agg["ms"] += node["ms"]
+            agg["gflop"] += f / 1e9
+            if not node["nchwc"] and node["op"] in ("Conv", "FusedConv"):
+                cin = node["inputs"][1][1]
+                plain_channels[cin] = plain_channels.get(cin, 0) + 1
         ms = (overhead_done or {}).get("runner", {}).get(name, {})
         zoo_ms, bare_ms = ms.get("zoo_median_ms") or full["run_ms"], ms.get("bare_median_ms")
         record = {
-            "gflop": total / 1e9, "depthwise_gflop": depthwise / 1e9, "gflop_by_op": {k: v / 1e9 for k, v in by_kind.items()},
+            "gflop": total / 1e9, "depthwise_gflop": depthwise / 1e9,
+            "gflop_by_op": {k: v / 1e9 for k, v in by_kind.items()},
             "zoo_ms": zoo_ms, "bare_ms": bare_ms, "gflops_per_s": total / 1e9 / (zoo_ms / 1000),
             "bare_gflops_per_s": total / 1e9 / (bare_ms / 1000) if bare_ms else None,
             "profile_run_ms": full["run_ms"], "op_ms": full["op_ms"],
-            "conv_nodes": len(basic["flop_nodes"]),
+            "conv_nodes": len(basic["flop_nodes"]), "paths": paths, "plain_in_channels": plain_channels,
+            "interference": noise,
+            "executed_gflop": sum(p["gflop"] for p in paths.values()),
             "conv_ms_all": sum(n["ms"] for n in full["flop_nodes"]),
         }  # fmt: skip
         record["share_of_peak"] = record["gflops_per_s"] / peak["peak_gflops_per_s"]
         out["models"][name] = record
         log(f"{name}: {record['gflop']:.0f} GFLOP, {record['gflops_per_s']:.1f} GFLOP/s "
             f"({record['share_of_peak']:.0%} of peak)")  # fmt: skip
+    worst = max(backends_done, key=lambda n: backends_done[n]["ratio"]) if backends_done else MODELS[-1]
+    if worst in basics:
+        log(f"layer by layer: {worst}'s main convolution shapes on ORT and Paddle")
+        out["layer_compare"] = layer_compare(worst, basics[worst], work)
     return out
 
 
@@ -388,9 +508,11 @@ def rss(work: Path, image: Path) -> dict[str, Any]:
     out = {}
     for name in MODELS:
         dest = work / f"rss-{name}"
-        zoo_run = common.run([*_zoo_cmd(), "run", name, str(image), "--out", str(dest), "--threads", str(THREADS)])
-        bare = common.run([sys.executable, str(Path(__file__).with_name("bare_ort.py")), str(cache.onnx_model_path(name)),
-                           str(image), str(THREADS)])  # fmt: skip
+        zoo_run = common.run([*_zoo_cmd(), "run", name, str(image), "--out", str(dest), "--threads", str(THREADS)],
+                             rss=True)  # fmt: skip
+        bare_script = Path(__file__).with_name("bare_ort.py")
+        bare = common.run([sys.executable, str(bare_script), str(cache.onnx_model_path(name)), str(image),
+                           str(THREADS)], rss=True)  # fmt: skip
         out[name] = {"zoo_mb": zoo_run.peak_rss_mb, "bare_mb": bare.peak_rss_mb, "zoo_s": zoo_run.seconds,
                      "bare_s": bare.seconds}  # fmt: skip
         log(f"{name}: zoo run {zoo_run.peak_rss_mb:.0f} MB vs bare {bare.peak_rss_mb:.0f} MB")
@@ -436,7 +558,8 @@ def pull(work: Path, rounds: int = 3) -> dict[str, Any]:
         dest = work / "curl.bin"
         for i in range(rounds):
             dest.unlink(missing_ok=True)
-            done = common.run(["curl", "-s", "-o", str(dest), "-w", "%{time_total} %{size_download}", f"{base}/big.onnx"])
+            done = common.run(["curl", "-s", "-o", str(dest), "-w", "%{time_total} %{size_download}",
+                               f"{base}/big.onnx"])  # fmt: skip
             t, n = done.stdout.split()
             out["curl"].append({"transfer_s": float(t), "wall_s": done.seconds, "bytes": int(float(n))})
             home = work / f"fetch-home-{i}"
@@ -444,7 +567,12 @@ def pull(work: Path, rounds: int = 3) -> dict[str, Any]:
             doc = child("fetch", f"{base}/big.onnx", sha, size, env={"ZOO_HOME": str(home)})
             out["fetch"].append({"seconds": doc["seconds"], "wall_s": doc["child_seconds"]})
             shutil.rmtree(home, ignore_errors=True)
+            plain = child("fetch-plain", f"{base}/big.onnx", dest)
+            out.setdefault("plain_python", []).append({"seconds": plain["seconds"]})
         dest.unlink(missing_ok=True)
+        home = work / "fetch-home-profiled"
+        out["fetch_profiled"] = child("fetch", f"{base}/big.onnx", sha, size, "1", env={"ZOO_HOME": str(home)})
+        shutil.rmtree(home, ignore_errors=True)
         registry = work / "pull-registry.toml"
         registry.write_text(
             "schema = 1\n"
@@ -458,7 +586,7 @@ def pull(work: Path, rounds: int = 3) -> dict[str, Any]:
             home = work / f"pull-home-{i}"
             shutil.rmtree(home, ignore_errors=True)
             done = common.run([*_zoo_cmd(), "--registry", str(registry), "pull", "bigfile", "--format", "onnx", "-q"],
-                              env={"ZOO_HOME": str(home)})  # fmt: skip
+                              env={"ZOO_HOME": str(home)}, rss=True)  # fmt: skip
             out["pull_cli"].append({"wall_s": done.seconds, "peak_rss_mb": done.peak_rss_mb})
             shutil.rmtree(home, ignore_errors=True)
         out["resume"] = resume(work, registry, base)
@@ -470,7 +598,7 @@ def pull(work: Path, rounds: int = 3) -> dict[str, Any]:
 
 def resume(work: Path, registry: Path, base: str) -> dict[str, Any]:
     """The server drops the first response at 40%; with no retries the pull fails, and a second pull resumes."""
-    import httpx
+    import urllib.request
 
     home = work / "resume-home"
     shutil.rmtree(home, ignore_errors=True)
@@ -480,7 +608,8 @@ def resume(work: Path, registry: Path, base: str) -> dict[str, Any]:
     partial = sorted((home / "cache" / "blobs").glob(".*.partial"))
     partial_bytes = partial[0].stat().st_size if partial else 0
     second = common.run(cmd, env=env, check=False)
-    sent = [s for s in httpx.get(f"{base}/_sent").json() if s["path"] == "/cut.onnx"]
+    with urllib.request.urlopen(f"{base}/_sent") as response:
+        sent = [s for s in json.load(response) if s["path"] == "/cut.onnx"]
     shutil.rmtree(home, ignore_errors=True)
     return {
         "first_exit": first.returncode, "first_error": first.stderr.strip().splitlines()[-1:],

@@ -3,15 +3,17 @@
 Each backend is measured in its own child process (``python -m zoo.bench``), so one backend's libraries, weights and
 arenas never count towards the other's peak RSS, and neither does the parent's. The child loads the model with
 :func:`zoo.runtime.load` — the runners ``zoo run`` uses — and times, per image, the three stages of
-:meth:`zoo.runtime.Model.predict` on one synthetic RGB image of the asked size:
+:meth:`zoo.runtime.Model.predict` on one synthetic street-like image of the asked size (``zoo.synthetic``):
 
     preprocess    RGB uint8 → the network's float32 [1, 3, H, W] (``Model.prepare``)
     inference     the runner's ``run(x)`` (``Model.infer``)
     postprocess   the first output → an [H, W] label map (``Model.to_labels``)
 
 Latency is the sum of the three; ``warmup`` untimed images come first (oneDNN and ORT build kernels on the first
-runs). Throughput is timed images ÷ their total time, one after another. Peak RSS is the child's ``ru_maxrss`` at
-the end: interpreter, libraries, model and the largest activations together. The JSON shape (``BenchResult.as_dict``)::
+runs). Throughput is timed images ÷ their total time, one after another. Peak RSS is the child's own high-water mark
+(Linux VmHWM) at the end: interpreter, libraries, model and the largest activations together.
+
+The JSON shape (``BenchResult.as_dict``)::
 
     {"model": "bisenet", "size": [H, W], "threads": N, "warmup": N, "runs": N, "image": "...",
      "backends": {"onnx": {"p50_ms": …, "p90_ms": …, "p99_ms": …, "mean_ms": …, "throughput_ips": …,
@@ -54,19 +56,19 @@ class BackendStats:
     config: dict[str, Any]  # backend settings that matter for speed (graph optimisation, oneDNN, program format)
     runs: int  # timed images
     warmup: int  # untimed images before them
-    p50_ms: float  # per-image latency (preprocess + inference + postprocess) percentiles
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    min_ms: float
+    p50_ms: float  # median per-image latency: preprocess + inference + postprocess
+    p90_ms: float  # 90th percentile of the same
+    p99_ms: float  # 99th percentile (with few runs, close to the slowest)
+    mean_ms: float  # mean latency
+    min_ms: float  # fastest image
     throughput_ips: float  # images per second, one after another
-    preprocess_ms: float  # median of each stage
-    inference_ms: float
-    postprocess_ms: float
-    inference_p90_ms: float  # the runner alone, for comparisons that leave pre/postprocessing out
+    preprocess_ms: float  # median of the preprocess stage
+    inference_ms: float  # median of the runner's run(x): the number to compare backends by
+    postprocess_ms: float  # median of the postprocess stage
+    inference_p90_ms: float  # 90th percentile of run(x)
     load_ms: float  # creating the session or predictor
     rss_after_load_mb: float  # resident set once the model is loaded, before the first image
-    peak_rss_mb: float  # the child process's peak resident set (interpreter, libraries, model, activations)
+    peak_rss_mb: float  # the child process's own peak resident set (interpreter, libraries, model, activations)
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,12 @@ class BenchResult:
     model: str  # registry name
     size: tuple[int, int]  # (H, W) of the synthetic image, and so of the input tensor
     threads: int  # threads asked for
-    warmup: int
-    runs: int
+    warmup: int  # untimed images per backend
+    runs: int  # timed images per backend
     backends: dict[str, BackendStats] = field(default_factory=dict)  # by backend name, in the order measured
 
     def ratio(self) -> dict[str, float] | None:
-        """onnx ÷ paddle for time, throughput and memory (below 1: ONNX Runtime is faster/smaller); None unless both."""
+        """onnx ÷ paddle for time, throughput and memory (below 1: ONNX Runtime is faster or smaller), if both ran."""
         onnx, paddle = self.backends.get("onnx"), self.backends.get("paddle")
         if onnx is None or paddle is None:
             return None
@@ -100,7 +102,7 @@ class BenchResult:
         return {
             "model": self.model, "size": list(self.size), "threads": self.threads, "warmup": self.warmup,
             "runs": self.runs, "device": "cpu",
-            "image": f"synthetic uniform-noise RGB, seed {IMAGE_SEED}",
+            "image": f"zoo.synthetic.street_scene, seed {IMAGE_SEED}",
             "latency": "preprocess + inference + postprocess, per image, in memory",
             "backends": {name: asdict(stats) for name, stats in self.backends.items()},
             "ratio": self.ratio(),
@@ -207,10 +209,10 @@ def _rebuild_error(err: dict[str, str]) -> ZooError:
 
 
 def synthetic_image(size: tuple[int, int], seed: int = IMAGE_SEED) -> Any:
-    """A reproducible RGB uint8 ``[H, W, 3]`` noise image (the networks' cost does not depend on the content)."""
-    import numpy as np
+    """A reproducible RGB uint8 ``[H, W, 3]`` street-like picture (:func:`zoo.synthetic.street_scene`)."""
+    from zoo.synthetic import street_scene
 
-    return np.random.default_rng(seed).integers(0, 256, size=(size[0], size[1], 3), dtype=np.uint8)
+    return street_scene(size[0], size[1], seed)
 
 
 def measure(
@@ -281,14 +283,25 @@ def _runner_config(runner: Any) -> dict[str, Any]:
         config["intra_op_num_threads"] = options.intra_op_num_threads
         config["inter_op_num_threads"] = options.inter_op_num_threads
         config["execution_mode"] = str(options.execution_mode).rsplit(".", 1)[-1]
-    for attr in ("program", "mkldnn", "config_name", "settings"):
-        value = getattr(runner, attr, None)
-        if value is not None and isinstance(value, str | bool | int | float | dict | list):
-            config["onednn" if attr == "mkldnn" else attr] = value
+    if getattr(runner, "program", None):
+        config["program"] = runner.program
+    if getattr(runner, "mkldnn", None) is not None:
+        config["onednn"] = bool(runner.mkldnn)
+    setup = getattr(runner, "setup", None)  # what zoo.paddle_config.configure did
+    if isinstance(setup, dict):
+        config.update({k: v for k, v in setup.items() if k not in ("mkldnn", "threads")})
     return config
 
 
 def _peak_rss_mb() -> float:
+    """This process's own peak RSS.
+
+    Linux's VmHWM, not ``ru_maxrss``: at exec the kernel carries the forking parent's peak into the child's
+    ``ru_maxrss``, so a child of a large process would report at least the parent's size.
+    """
+    hwm = _proc_status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
@@ -296,14 +309,19 @@ def _peak_rss_mb() -> float:
 
 
 def _current_rss_mb() -> float:
+    rss = _proc_status_mb("VmRSS")
+    return float("nan") if rss is None else rss
+
+
+def _proc_status_mb(key: str) -> float | None:
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return float("nan")
+    return None
 
 
 def _ms(started: float) -> float:
