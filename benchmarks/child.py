@@ -3,7 +3,7 @@
 Each mode writes one JSON object to RESULT.json (stdout is left to the native libraries' chatter). Modes:
 
     runner-vs-bare NAME H W THREADS WARMUP RUNS    zoo's runner.run(x) vs a bare InferenceSession.run, interleaved
-    folder NAME DIR OUT THREADS WARMUP             zoo run's folder pipeline vs back-to-back bare session.run
+    folder NAME DIR OUT THREADS WARMUP             zoo run's folder pipeline vs back-to-back session.run (ABBA)
     profile ONNX H W THREADS LEVEL                 ORT profile of one run: time per op type, FLOPs per node
     peak-conv THREADS RUNS                         GFLOP/s of single large Conv models on ORT (the practical peak)
     paddle-conv THREADS RUNS                       the same convolutions on Paddle Inference (FLAGS_enable_pir_api=0)
@@ -84,8 +84,9 @@ def runner_vs_bare(name: str, h: str, w: str, threads: str, warmup: str, runs: s
             started = time.perf_counter()
             outputs[key] = fn()
             times[key].append((time.perf_counter() - started) * 1000.0)
+    paired = [z / b for z, b in zip(times["zoo"], times["bare"], strict=True)]  # adjacent calls: drift cancels
     return {
-        "zoo_ms": times["zoo"], "bare_ms": times["bare"],
+        "zoo_ms": times["zoo"], "bare_ms": times["bare"], "paired_ratio": float(np.median(paired)),
         "zoo_median_ms": float(np.median(times["zoo"])), "bare_median_ms": float(np.median(times["bare"])),
         "same_output": bool(np.array_equal(outputs["zoo"], outputs["bare"])),
         "providers": model.providers, "threads": model.runner.threads,
@@ -114,21 +115,26 @@ def folder(name: str, directory: str, out: str, threads: str, warmup: str) -> di
             session.run(None, {feed_name: x})
         return time.perf_counter() - started
 
-    bare_before = bare()
-    for _ in range(int(warmup)):
-        model.infer(tensors[0])
+    def pipeline() -> tuple[float, list[Any]]:
+        for _ in range(int(warmup)):
+            model.infer(tensors[0])
+        time.sleep(0.2)
+        started = time.perf_counter()
+        done = list(segment_files(model, paths, Path(out)))
+        return time.perf_counter() - started, done
+
+    # bare, zoo, zoo, bare: a drift in the machine's speed hits both sides alike
+    bare_first = bare()
+    zoo_first, _ = pipeline()
+    zoo_second, results = pipeline()
     time.sleep(0.2)
-    started = time.perf_counter()
-    results = list(segment_files(model, paths, Path(out)))
-    zoo_seconds = time.perf_counter() - started
-    time.sleep(0.2)
-    bare_after = bare()
+    bare_second = bare()
     failed = [r.error for r in results if r.error]
     stages = [r.summary["timings_ms"] for r in results if r.summary]
     keys = stages[0].keys() if stages else []
     return {
         "images": len(paths), "failed": failed, "size": list(tensors[0].shape[2:]),
-        "zoo_seconds": zoo_seconds, "bare_seconds": [bare_before, bare_after],
+        "zoo_seconds": [zoo_first, zoo_second], "bare_seconds": [bare_first, bare_second],
         "stage_median_ms": {k: float(np.median([s[k] for s in stages])) for k in keys},
         "pieces_ms": _output_pieces(model, paths[0]),
     }  # fmt: skip

@@ -176,11 +176,12 @@ def _cfg(config: dict[str, Any]) -> str:
 def _overhead(d: dict[str, Any], r: dict[str, Any]) -> tuple[str, str, bool]:
     rows, worst = [], None
     for name, m in d["runner"].items():
-        ratio = m["zoo_median_ms"] / m["bare_median_ms"]
+        ratio = _paired(m)
         if worst is None or ratio > worst[1]:
             worst = (name, ratio)
+        spread = f"{min(m['zoo_ms'] + m['bare_ms']):,.0f}-{max(m['zoo_ms'] + m['bare_ms']):,.0f}"
         rows.append([name, _f(m["zoo_median_ms"]), _f(m["bare_median_ms"]), _x(ratio, 3), _ok(ratio <= 1.05),
-                     "yes" if m["same_output"] else "**no**", len(m["zoo_ms"])])  # fmt: skip
+                     "yes" if m["same_output"] else "**no**", len(m["zoo_ms"]), spread])  # fmt: skip
     cli_rows = []
     for name, c in d["cli"].items():
         t = c["median_ms"]
@@ -190,11 +191,13 @@ def _overhead(d: dict[str, Any], r: dict[str, Any]) -> tuple[str, str, bool]:
         cli_rows.append([name, *stages, _f(total), _f(bare), _x(total / bare)])
     text = (
         "Same process, same preprocessed tensor, both sessions with 2 intra-op threads; calls alternate (ABBA) with a "
-        "0.1 s pause so neither session's spinning workers run into the other's. Median ms."
+        "0.1 s pause so neither session's spinning workers run into the other's. Median ms; the ratio is the median "
+        "of the per-round ratios of adjacent calls, which cancels the drift of this virtual machine's speed (the last "
+        "column shows how far single calls spread)."
         + _noise([m.get("interference") for m in d["runner"].values()])
         + "\n\n"
-        + _table(["model", "zoo runner.run", "bare session.run", "ratio", "≤ 1.05×", "identical output", "runs each"],
-                 rows)  # fmt: skip
+        + _table(["model", "zoo runner.run", "bare session.run", "paired ratio", "≤ 1.05×", "identical output",
+                  "runs each", "all calls, ms"], rows)  # fmt: skip
         + "\n\nWhole `zoo run NAME DIR --threads 2` per image, from each image's JSON timings (median of the images "
         "after the first; `read` is decode, `write` is encoding and writing the three images and the JSON). The "
         "stages overlap in the pipeline, so their sum is CPU work per image, not wall time per image (section 3):\n\n"
@@ -202,15 +205,26 @@ def _overhead(d: dict[str, Any], r: dict[str, Any]) -> tuple[str, str, bool]:
                   "sum ÷ bare"], cli_rows)  # fmt: skip
     )
     measured = f"worst {_x(worst[1], 3)} ({worst[0]})" if worst else "-"
-    return text, measured, all(m["zoo_median_ms"] / m["bare_median_ms"] <= 1.05 for m in d["runner"].values())
+    return text, measured, all(_paired(m) <= 1.05 for m in d["runner"].values())
+
+
+def _paired(m: dict[str, Any]) -> float:
+    """zoo ÷ bare from adjacent calls (older results: the ratio of the medians)."""
+    return m.get("paired_ratio") or m["zoo_median_ms"] / m["bare_median_ms"]
 
 
 # ---- 3 ---------------------------------------------------------------------------------------------------------------
 
 
 def _folder_numbers(d: dict[str, Any]) -> tuple[float, float, float]:
-    bare = sum(d["bare_seconds"]) / len(d["bare_seconds"])
-    return bare, d["zoo_seconds"], bare / d["zoo_seconds"]
+    zoo_runs = d["zoo_seconds"] if isinstance(d["zoo_seconds"], list) else [d["zoo_seconds"]]
+    bare, zoo = sum(d["bare_seconds"]) / len(d["bare_seconds"]), sum(zoo_runs) / len(zoo_runs)
+    return bare, zoo, bare / zoo
+
+
+def _abba(d: dict[str, Any]) -> list[float]:
+    zoo = d["zoo_seconds"] if isinstance(d["zoo_seconds"], list) else [d["zoo_seconds"]]
+    return [d["bare_seconds"][0], *zoo, *d["bare_seconds"][1:]]
 
 
 def _folder(d: dict[str, Any], r: dict[str, Any]) -> tuple[str, str, bool]:
@@ -218,17 +232,17 @@ def _folder(d: dict[str, Any], r: dict[str, Any]) -> tuple[str, str, bool]:
     n = d["images"]
     t = d["stage_median_ms"]
     rows = [
-        ["bare: back-to-back session.run on the preprocessed tensors (mean of a pass before and after)", _f(bare, 2),
+        ["bare: back-to-back session.run on the preprocessed tensors (mean of 2 passes)", _f(bare, 2),
          _f(n / bare, 2), "1.00×"],
-        ["zoo run's pipeline (`segment_files`, what `zoo run` calls): decode, preprocess, infer, postprocess, write",
-         _f(zoo, 2), _f(n / zoo, 2), _x(ratio)],
+        ["zoo run's pipeline (`zoo.segment.segment_files`, what `zoo run` calls): decode, preprocess, infer, "
+         "postprocess, write (mean of 2 passes)", _f(zoo, 2), _f(n / zoo, 2), _x(ratio)],
         ["`zoo run bisenet DIR` as a command (start-up, model load and first-run setup included)",
          _f(d["cli_wall_s"], 2), _f(n / d["cli_wall_s"], 2), _x(bare / d["cli_wall_s"])],
     ]  # fmt: skip
     text = (
         f"{n} synthetic {d['size'][0]}×{d['size'][1]} street-like JPEGs written by the benchmark, model "
-        f"`{r.get('folder_model', 'bisenet')}`, 2 threads; both sides warmed up first. Bare passes took "
-        f"{', '.join(_f(s, 2) for s in d['bare_seconds'])} s."
+        f"`{r.get('folder_model', 'bisenet')}`, 2 threads; both sides warmed up first; passes in the order bare, "
+        f"zoo, zoo, bare took {', '.join(_f(s, 2) for s in _abba(d))} s."
         + _noise([d.get("interference")])
         + "\n\n"
         + _table(["what", "seconds", "images/s", "throughput ÷ bare"], [[c for c in row] for row in rows])
@@ -336,7 +350,8 @@ def _flops_note(d: dict[str, Any]) -> str:
             why = ", ".join(f"{n} with {c} input channel{'s' if c > 1 else ''} per group"
                             + (" (grouped, depthwise-like)" if c == 1 else "") for c, n in channels)  # fmt: skip
             padded = m.get("executed_gflop", 0) / m["gflop"] - 1 if m.get("executed_gflop") else 0
-            path_text = (f" Of its {sum(p['nodes'] for p in paths.values())} convolutions, " + " and ".join(parts)
+            path_text = (f" Of its {sum(p['nodes'] for p in paths.values())} convolutions (rates counting the "
+                         "work ORT executes, padded channels included), " + " and ".join(parts)
                          + (f" (those kept off NCHWc: {why})" if why else "")
                          + (f"; channel padding makes ORT execute {padded:.0%} more FLOPs than the model has"
                             if padded > 0.01 else "") + ".")  # fmt: skip
@@ -523,7 +538,7 @@ def _misses(r: dict[str, Any], verdicts: dict[int, tuple[str, bool | None]]) -> 
     missed = [n for n, (_, ok) in verdicts.items() if ok is False]
     if not missed:
         return "## Misses and why\n\nNo target was missed in this run.\n"
-    explain = {1: _why_backends, 3: _why_folder, 5: _why_startup, 6: _why_pull, 2: _why_generic, 4: _why_generic,
+    explain = {1: _why_backends, 3: _why_folder, 5: _why_startup, 6: _why_pull, 2: _why_overhead, 4: _why_overhead,
                7: _why_generic, 8: _why_rss}  # fmt: skip
     parts = ["## Misses and why\n"]
     for n in missed:
@@ -538,7 +553,7 @@ def _why_backends(r: dict[str, Any]) -> str:
     over = [n for n, m in d.items() if m["ratio"] > 0.8]
     by = ", ".join(f"{n} {d[n]['ratio']:.2f}× ({(d[n]['ratio'] / 0.8 - 1) * 100:.0f}% over)" for n in over)
     overhead = r.get("overhead", {}).get("runner", {})
-    zoo_worst = max((m["zoo_median_ms"] / m["bare_median_ms"] for m in overhead.values()), default=None)
+    zoo_worst = max((_paired(m) for m in overhead.values()), default=None)
     shares = [f"{n} {_conv_share(models[n]):.0%}" for n in over if n in models]
     best = min(d, key=lambda n: d[n]["ratio"])
     kernels = ""
@@ -644,14 +659,15 @@ _IMPORT_NOTES = {
     "typer.rich_utils": "`typer.rich_utils` is typer formatting the help with rich",
     "typer._adapters": "`typer._adapters` is typer 0.29 building pydantic `TypeAdapter`s to coerce parameter values "
     "(typer/_coercion.py), so every command that runs imports pydantic",
-    "zoo.cli": "`zoo.cli` imports every command module to register its command, and `zoo/__init__.py` imports the "
-    "registry and cache modules and calls `importlib.metadata.version`",
+    "zoo.cli": "`zoo.cli` imports every command module to register its command, with what those modules import at "
+    "the top (the registry, cache and plugin modules; plugin discovery reads entry points with importlib.metadata, "
+    "which `zoo list` needs anyway)",
 }
 _IMPORT_FIXES = {
     "typer.rich_utils": "`typer.Typer(..., rich_markup_mode=None)` in zoo/cli/_app.py (plain help without rich; "
     "`TYPER_USE_RICH=0` does the same)",
-    "zoo.cli": "a lazy `__version__` and registry import in zoo/__init__.py (module `__getattr__`), and command "
-    "modules that import their helpers inside the command",
+    "zoo.cli": "command modules that import their helpers inside the command function, so that each command "
+    "loads only what it uses",
     "typer._adapters": "nothing on zoo's side for pydantic short of an older typer, or parsing a command's flags "
     "without typer",
 }
@@ -676,6 +692,12 @@ def _why_startup(r: dict[str, Any]) -> str:
             bits.append(f"`{command}` imports, beyond what `import typer` does: {listed}")
             seen += [i["name"] for i in extra if i["name"] not in seen]
     notes = [_IMPORT_NOTES[n] for n in seen if n in _IMPORT_NOTES]
+    for command in missed:
+        slowest = imports.get(command, {}).get("slowest", [])
+        adapters = next((i for i in slowest if i["name"] == "typer._adapters"), None)
+        if adapters:
+            notes.append(f"without typer's pydantic import `{command}` would take about "
+                         f"{(med[command] - adapters['ms'] / 1000) / base:.2f}× `import typer`")  # fmt: skip
     fixes = [_IMPORT_FIXES[n] for n in ("typer.rich_utils", "zoo.cli", "typer._adapters") if n in seen]
     return (
         f"By how much: {over}, against 2.0× of `import typer` ({base * 1000:.0f} ms).\n\n"
@@ -706,10 +728,12 @@ def _why_pull(r: dict[str, Any]) -> str:
         f"needed. httpx also builds a TLS context ({tls * 1000:.0f} ms) even for a plain-http URL. curl hashes "
         "nothing and does not fsync.\n\n"
         f"What would close it: the plain-Python loop in the table (http.client, 1 MiB `readinto` into a reused "
-        f"buffer, sha256, write, fsync) reaches {n['curl'] / n['plain']:.2f}× curl, so zoo/fetch.py can get there by "
-        "reading larger blocks (`response.stream` with a 1 MiB `readinto`, or http.client for plain http), hashing "
-        "and writing the same memoryview, and creating the httpx client (and its TLS context) only for https. "
-        "Resuming is already right: only the missing bytes are sent."
+        f"buffer, sha256, write, fsync: the same verification zoo does) reaches {n['curl'] / n['plain']:.2f}× curl, "
+        f"{n['fetch'] / n['plain']:.1f}× zoo's throughput. So most of the gap is zoo's per-chunk overhead, which "
+        "zoo/fetch.py can remove by reading larger blocks (`response.stream` with a 1 MiB `readinto`, or http.client "
+        "for plain http), hashing and writing the same memoryview, and creating the httpx client (and its TLS "
+        "context) only for https; what remains is the hashing and fsync that curl skips. Resuming is already right: "
+        "only the missing bytes are sent."
     )
 
 
@@ -724,6 +748,24 @@ def _why_rss(r: dict[str, Any]) -> str:
         "ratio is worst for the smallest model: it is zoo's own imports (typer, rich for messages, zoo's modules) and "
         "the pipeline's per-image buffers (decoded image, colour mask, overlay, encoded files), not the model. "
         "What would close it: lazier imports in the run command, and dropping each image's buffers once written."
+    )
+
+
+def _why_overhead(r: dict[str, Any]) -> str:
+    runner = r["overhead"]["runner"]
+    missed = {n: m for n, m in runner.items() if _paired(m) > 1.05}
+    parts = []
+    for name, m in missed.items():
+        calls = m["zoo_ms"] + m["bare_ms"]
+        parts.append(f"{name} {_paired(m):.3f}× over {len(m['zoo_ms'])} paired runs, while single calls of the "
+                     f"same work spread from {min(calls):,.0f} to {max(calls):,.0f} ms "
+                     f"({max(calls) / min(calls) - 1:.0%})")  # fmt: skip
+    return (
+        "By how much: " + "; ".join(parts) + ".\n\nWhy: zoo's `OnnxRunner.run` is one `session.run` of the first "
+        "output with the same session options a bare session gets (full graph optimisation, 2 intra-op threads), "
+        "and its output is identical; there is no work for it to add. A few per cent either way is this virtual "
+        "machine's speed drifting between calls, which a handful of multi-second runs cannot average out.\n\n"
+        "What would close it: more paired runs of the large models (the run then takes longer), or a quieter host."
     )
 
 
@@ -744,11 +786,15 @@ def _method(r: dict[str, Any]) -> str:
 - Backends are the runners `zoo run` uses (`zoo.runtime.load`), each in a fresh process per measurement so peak RSS is
   that backend's alone (`zoo bench` does the same).
 - Within a section, compared numbers are measured back to back in the same run; ratios are therefore more trustworthy
-  than absolute times, which move with the load average shown at the top.
+  than absolute times. Each timed measurement waits until other processes use under 15% of the CPUs and is
+  repeated (up to 3 times) if they took over 10% while it ran. Even alone on it, this KVM guest's speed drifts by
+  tens of per cent between calls (section 2's last column), so A/B comparisons alternate their sides (ABBA) where
+  the target is a ratio.
 - p50/p90/p99 use numpy's linear interpolation; throughput is images ÷ their summed time, one after another.
 - Peak RSS of a command is its `ru_maxrss`, read with `os.wait4` by a small launcher process: at exec, Linux carries
   the spawning process's peak into the child's `ru_maxrss`, so spawning from this (large) benchmark process would
   report at least its size. `zoo bench` reads each child's own `VmHWM` for the same reason.
 - Reproduce: `python benchmarks/run.py` (add `--home DIR` to keep the exports between runs, `--sections 1,4` for part
-  of it); raw numbers are saved as `results.json` in the scratch home.
+  of it); the raw numbers are saved as JSON (the path is printed at the end) and `--from-json FILE` renders them
+  again.
 """

@@ -7,7 +7,8 @@
 
 The five registry architectures are exported with seeded random weights into a scratch ZOO_HOME (never the user's
 cache) and converted with zoo's own converter. Every timing uses 2 threads at 512x1024 unless a section says
-otherwise. Progress goes to stderr; the raw numbers are saved as ``results.json`` in the scratch home.
+otherwise. Progress goes to stderr; the raw numbers are saved as ``results.json`` in the scratch home (with
+``--home``) or as ``<scratch>-results.json`` beside it in the temp folder.
 
 Sections (the targets are in report.py):
     1 ORT vs Paddle Inference per model       5 CLI start-up
@@ -98,12 +99,14 @@ def main() -> int:
     finally:
         results["load_after"] = os.getloadavg()
         results["wall_seconds"] = round(time.time() - started, 1)
-        (home / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
-        log(f"raw results in {home / 'results.json'}")
+        # beside the scratch home, so it outlives the home's removal; --from-json renders it again
+        saved = home / "results.json" if args.home else home.with_name(home.name + "-results.json")
+        saved.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+        log(f"raw results in {saved}")
+        if args.home is None:
+            shutil.rmtree(home, ignore_errors=True)
     args.out.write_text(report.render(results), encoding="utf-8")
     log(f"wrote {args.out} in {results['wall_seconds'] / 60:.1f} min")
-    if args.home is None:
-        shutil.rmtree(home, ignore_errors=True)
     return 0
 
 
@@ -322,13 +325,13 @@ def overhead(work: Path, images: list[Path]) -> dict[str, Any]:
     for path in images[:3]:
         shutil.copy(path, per_model / path.name)
     for name in MODELS:
-        warmup, runs = (2, 10) if name in FAST else (1, 4)
+        warmup, runs = (2, 10) if name in FAST else (1, 6)
         measure = partial(child, "runner-vs-bare", name, SIZE[0], SIZE[1], THREADS, warmup, runs)
         doc, noise = clean(f"{name} runner vs bare", measure)
         doc["interference"] = noise
         out["runner"][name] = doc
         log(f"{name}: runner {doc['zoo_median_ms']:.1f} ms vs bare {doc['bare_median_ms']:.1f} ms "
-            f"(x{doc['zoo_median_ms'] / doc['bare_median_ms']:.3f})")  # fmt: skip
+            f"(paired x{doc['paired_ratio']:.3f})")  # fmt: skip
         dest = work / f"run-{name}"
         done = common.run([*_zoo_cmd(), "run", name, str(per_model), "--out", str(dest), "--threads", str(THREADS),
                            "--json"])  # fmt: skip
@@ -368,8 +371,8 @@ def folder(work: Path, images: list[Path]) -> dict[str, Any]:
     shutil.rmtree(dest, ignore_errors=True)
     doc, noise = clean("folder", lambda: child("folder", FOLDER_MODEL, images[0].parent, dest, THREADS, 2))
     doc["interference"] = noise
-    bare = sum(doc["bare_seconds"]) / 2
-    log(f"folder: zoo pipeline {doc['zoo_seconds']:.1f} s vs bare {bare:.1f} s for {doc['images']} images")
+    bare, zoo = sum(doc["bare_seconds"]) / 2, sum(doc["zoo_seconds"]) / 2
+    log(f"folder: zoo pipeline {zoo:.1f} s vs bare {bare:.1f} s for {doc['images']} images")
     shutil.rmtree(dest, ignore_errors=True)
     cli = common.run([*_zoo_cmd(), "run", FOLDER_MODEL, str(images[0].parent), "--out", str(dest), "--threads",
                       str(THREADS)])  # fmt: skip
@@ -476,7 +479,8 @@ def flops(overhead_done: dict[str, Any] | None, backends_done: dict[str, Any] | 
                 cin = node["inputs"][1][1]
                 plain_channels[cin] = plain_channels.get(cin, 0) + 1
         ms = (overhead_done or {}).get("runner", {}).get(name, {})
-        zoo_ms, bare_ms = ms.get("zoo_median_ms") or full["run_ms"], ms.get("bare_median_ms")
+        zoo_ms = ms.get("zoo_median_ms") or full["run_ms"]
+        bare_ms = zoo_ms / ms["paired_ratio"] if ms.get("paired_ratio") else None  # paired: drift cancels
         record = {
             "gflop": total / 1e9, "depthwise_gflop": depthwise / 1e9,
             "gflop_by_op": {k: v / 1e9 for k, v in by_kind.items()},
