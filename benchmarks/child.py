@@ -15,6 +15,7 @@ Each mode writes one JSON object to RESULT.json (stdout is left to the native li
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -264,35 +265,39 @@ def _feed(predictor: Any, x: Any) -> None:
     handle.copy_from_cpu(x)
 
 
+def _paddle_conv_predictor(folder: Path, conv: Any, shape: tuple[int, ...], threads: int) -> Any:
+    """A legacy one-convolution program, saved and loaded into a predictor configured as zoo configures Paddle."""
+    import paddle
+    from paddle import inference
+
+    from zoo import paddle_config
+
+    main, startup = paddle.static.Program(), paddle.static.Program()
+    with paddle.static.program_guard(main, startup):
+        x = paddle.static.data("x", list(shape), "float32")
+        y = conv(x)
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    exe.run(startup)
+    prefix = str(folder / "conv")
+    paddle.static.save_inference_model(prefix, [x], [y], exe, program=main)
+    config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
+    paddle_config.configure(config, Path(prefix + ".pdmodel"), threads=threads)
+    config.disable_glog_info()
+    return inference.create_predictor(config)
+
+
 def paddle_conv(threads: str, runs: str) -> dict[str, Any]:
     """The same single convolutions on Paddle Inference (legacy program, configured as zoo configures it)."""
     import numpy as np
     import paddle
-    from paddle import inference
 
     paddle.enable_static()  # this child runs with FLAGS_enable_pir_api=0: a legacy model.pdmodel program
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for cin, cout, k, h, w in PEAK_SHAPES:
-            main, startup = paddle.static.Program(), paddle.static.Program()
-            with paddle.static.program_guard(main, startup):
-                x = paddle.static.data("x", [1, cin, h, w], "float32")
-                y = paddle.static.nn.conv2d(x, cout, k, padding=k // 2, bias_attr=False)
-            exe = paddle.static.Executor(paddle.CPUPlace())
-            exe.run(startup)
-            prefix = str(Path(tmp) / "conv")
-            paddle.static.save_inference_model(prefix, [x], [y], exe, program=main)
-            config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
-            try:
-                from zoo import paddle_config
-
-                paddle_config.configure(config, Path(prefix + ".pdmodel"), threads=int(threads))
-            except ImportError:
-                config.disable_gpu()
-                config.enable_mkldnn()
-                config.set_cpu_math_library_num_threads(int(threads))
-            config.disable_glog_info()
-            predictor = inference.create_predictor(config)
+            conv = functools.partial(paddle.static.nn.conv2d, num_filters=cout, filter_size=k, padding=k // 2,
+                                     bias_attr=False)  # fmt: skip
+            predictor = _paddle_conv_predictor(Path(tmp), conv, (1, cin, h, w), int(threads))
             _feed(predictor, np.random.default_rng(0).standard_normal((1, cin, h, w), np.float32))
             results.append(_conv_result(cin, cout, k, h, w, _time(predictor.run, int(runs))))
     return {"convs": results, "best_gflops_per_s": max(r["gflops_per_s"] for r in results)}
@@ -309,7 +314,6 @@ def layer_compare(configs_json: str, threads: str, runs: str) -> dict[str, Any]:
     import onnxruntime as ort
     import paddle
     from onnx import TensorProto, helper
-    from paddle import inference
 
     paddle.enable_static()
     rng = np.random.default_rng(0)
@@ -335,26 +339,10 @@ def layer_compare(configs_json: str, threads: str, runs: str) -> dict[str, Any]:
             session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
             ort_s = _time(lambda s=session, feed={"x": x}: s.run(None, feed), int(runs))
 
-            main, startup = paddle.static.Program(), paddle.static.Program()
-            with paddle.static.program_guard(main, startup):
-                px = paddle.static.data("x", [1, cin, h, w], "float32")
-                py = paddle.static.nn.conv2d(px, cout, [kh, kw], stride=c["stride"], padding=c["pads"][:2],
-                                             dilation=c["dilation"], groups=c["group"])  # fmt: skip
-            exe = paddle.static.Executor(paddle.CPUPlace())
-            exe.run(startup)
-            prefix = str(Path(tmp) / "layer")
-            paddle.static.save_inference_model(prefix, [px], [py], exe, program=main)
-            config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
-            try:
-                from zoo import paddle_config
-
-                paddle_config.configure(config, Path(prefix + ".pdmodel"), threads=int(threads))
-            except ImportError:
-                config.disable_gpu()
-                config.enable_mkldnn()
-                config.set_cpu_math_library_num_threads(int(threads))
-            config.disable_glog_info()
-            predictor = inference.create_predictor(config)
+            conv = functools.partial(paddle.static.nn.conv2d, num_filters=cout, filter_size=[kh, kw],
+                                     stride=c["stride"], padding=c["pads"][:2], dilation=c["dilation"],
+                                     groups=c["group"])  # fmt: skip
+            predictor = _paddle_conv_predictor(Path(tmp), conv, (1, cin, h, w), int(threads))
             _feed(predictor, x)
             paddle_s = _time(predictor.run, int(runs))
             out.append({**c, "ort_ms": ort_s * 1000, "paddle_ms": paddle_s * 1000})
