@@ -370,7 +370,8 @@ def fetch(url: str, sha256: str, size: str, profiled: str = "0") -> dict[str, An
     if profiler:
         kinds = {"recv": "socket reads", "recv_into": "socket reads", "update": "sha256", "write": "file writes",
                  "fsync": "fsync", "load_verify_locations": "TLS context setup", "set_default_verify_paths":
-                 "TLS context setup", "replace": "rename into place"}  # fmt: skip
+                 "TLS context setup", "replace": "rename into place",
+                 "acquire": "waiting for the sha256 thread"}  # fmt: skip
         split: dict[str, float] = {}
         calls: dict[str, int] = {}
         for (_, _, func), (_, ncalls, tottime, _, _) in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
@@ -381,7 +382,7 @@ def fetch(url: str, sha256: str, size: str, profiled: str = "0") -> dict[str, An
             if kind:
                 split[kind] = split.get(kind, 0.0) + tottime
                 calls[kind] = calls.get(kind, 0) + ncalls
-        split["everything else (Python: httpx, h11, zoo)"] = max(seconds - sum(split.values()), 0.0)
+        split["everything else (Python: zoo, http.client)"] = max(seconds - sum(split.values()), 0.0)
         result["split_s"] = split
         result["calls"] = calls
     return result

@@ -90,7 +90,7 @@ def _header(r: dict[str, Any]) -> str:
     m, v = r["machine"], r["versions"]
     flags = ", ".join(m.get("flags", [])) or "-"
     cpu = f"{m.get('cpu')} ({m.get('family_model', '?')}){', KVM guest' if m.get('hypervisor') else ''}"
-    libs = " / ".join(str(v.get(k)) for k in ("numpy", "opencv-python-headless", "typer", "httpx"))
+    libs = " / ".join(str(v.get(k)) for k in ("numpy", "opencv-python-headless", "typer"))
     lb, la = r.get("load_before", [0, 0, 0]), r.get("load_after", [0, 0, 0])
     load = (f"before {lb[0]:.2f} / {lb[1]:.2f} / {lb[2]:.2f}, "
             f"after {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}")  # fmt: skip
@@ -107,7 +107,7 @@ zoo ÷ baseline unless a section says otherwise; "pass"/"**miss**" compare them 
 | zoo | {v.get('zoo')} (git {v.get('zoo_git', '?')}) |
 | paddlepaddle / paddle2onnx | {v.get('paddlepaddle')} / {v.get('paddle2onnx')} |
 | onnxruntime / onnx | {v.get('onnxruntime')} / {v.get('onnx')} |
-| numpy / opencv / typer / httpx | {libs} |
+| numpy / opencv / typer | {libs} |
 | python / curl | {v.get('python')} / {v.get('curl')} |
 | threads | {r['threads']} for every inference (ORT intra-op threads, Paddle CPU math threads) |
 | input | {r['size'][0]}×{r['size'][1]} (H×W), batch 1, float32; seeded random weights (seed 0) |
@@ -462,7 +462,7 @@ def _pull(d: dict[str, Any], r: dict[str, Any]) -> tuple[str, str, bool]:
     split = d.get("fetch_profiled", {}).get("split_s", {})
     c_level = {k: v for k, v in split.items() if not k.startswith("everything else")}
     split_rows = [[k, _f(v * 1000, 0)] for k, v in sorted(c_level.items(), key=lambda kv: -kv[1])]
-    split_rows.append(["everything else: Python per-chunk work in httpx/h11/zoo (unprofiled median − the above)",
+    split_rows.append(["everything else: Python work in zoo and http.client (unprofiled median − the above)",
                        _f(max(n["fetch"] - sum(c_level.values()), 0) * 1000, 0)])  # fmt: skip
     res = d["resume"]
     req_rows = [[i + 1, q["range"] or "(none)", f"{q['bytes']:,}"] for i, q in enumerate(res["requests"])]
@@ -715,25 +715,22 @@ def _why_pull(r: dict[str, Any]) -> str:
     c_level = {k: v for k, v in split.items() if not k.startswith("everything else")}
     other = max(n["fetch"] - sum(c_level.values()), 0)
     reads = calls.get("socket reads")
-    chunk = d["bytes"] / reads / 1024 if reads else None
-    tls = c_level.get("TLS context setup", 0)
+    block = d["bytes"] / reads / 1024 if reads else None
     return (
         f"By how much: {n['ratio']:.2f}× instead of 0.80× ({n['fetch']:.2f} s against curl's {n['curl']:.2f} s; "
         f"0.80× needs ≤ {n['curl'] / 0.8:.2f} s).\n\n"
-        f"Why: zoo's download loop reads the body in {reads or '?'} pieces of ~{_f(chunk, 0)} KiB (httpx's "
-        "`iter_raw` over httpcore's 64 KiB socket reads) and, for each, runs httpx/h11 parsing, a sha256 update, a "
-        f"file write and progress bookkeeping in Python: {other * 1000:.0f} ms of the total is that per-chunk Python "
-        f"work; the sha256 itself ({c_level.get('sha256', 0) * 1000:.0f} ms), the writes "
-        f"({c_level.get('file writes', 0) * 1000:.0f} ms) and fsync ({c_level.get('fsync', 0) * 1000:.0f} ms) are "
-        f"needed. httpx also builds a TLS context ({tls * 1000:.0f} ms) even for a plain-http URL. curl hashes "
-        "nothing and does not fsync.\n\n"
-        f"What would close it: the plain-Python loop in the table (http.client, 1 MiB `readinto` into a reused "
-        f"buffer, sha256, write, fsync: the same verification zoo does) reaches {n['curl'] / n['plain']:.2f}× curl, "
-        f"{n['fetch'] / n['plain']:.1f}× zoo's throughput. So most of the gap is zoo's per-chunk overhead, which "
-        "zoo/fetch.py can remove by reading larger blocks (`response.stream` with a 1 MiB `readinto`, or http.client "
-        "for plain http), hashing and writing the same memoryview, and creating the httpx client (and its TLS "
-        "context) only for https; what remains is the hashing and fsync that curl skips. Resuming is already right: "
-        "only the missing bytes are sent."
+        f"Why: zoo's download loop (zoo/transport.py) took {reads or '?'} socket receives of ~{_f(block, 0)} KiB; "
+        f"the profile splits the time into socket reads ({c_level.get('socket reads', 0) * 1000:.0f} ms), sha256 "
+        f"({c_level.get('sha256', 0) * 1000:.0f} ms in the download thread; the rest runs on a worker thread, "
+        f"overlapping the reads, which waited {c_level.get('waiting for the sha256 thread', 0) * 1000:.0f} ms for "
+        "it), file writes "
+        f"({c_level.get('file writes', 0) * 1000:.0f} ms), fsync ({c_level.get('fsync', 0) * 1000:.0f} ms) and "
+        f"{other * 1000:.0f} ms of everything else. curl hashes nothing and does not fsync; zoo must do both to "
+        "store a verified, durable blob.\n\n"
+        f"What would close it: the plain-Python loop in the table (the same verification) reaches "
+        f"{n['curl'] / n['plain']:.2f}× curl; on two cores the server, the client's receives and its hashing "
+        "compete for the CPUs, so the remaining lever is writing and hashing with fewer copies (e.g. os.splice), "
+        "not yet measured."
     )
 
 

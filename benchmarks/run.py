@@ -138,7 +138,7 @@ def machine() -> dict[str, Any]:
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for dist in ("zoo", "paddlepaddle", "paddle2onnx", "onnxruntime", "onnx", "numpy", "opencv-python-headless",
-                 "typer", "httpx"):  # fmt: skip
+                 "typer"):  # fmt: skip
         try:
             found[dist] = version(dist)
         except PackageNotFoundError:

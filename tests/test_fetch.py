@@ -9,10 +9,12 @@ import hashlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -520,6 +522,82 @@ def test_after_sigkill_stale_files_are_ignored_or_discarded(http_server: FaultSe
     assert get(art(url)).sha256 == sha(DATA)
     assert [r.range for r in http_server.requests("/m.tgz")[-2:]] == ["bytes=1000-", None]
     assert blob_files() == sorted([hex_(DATA), *stale])  # the dead process's temp file is left for 'zoo cache prune'
+
+
+# ---- transport: redirects, proxies, TLS ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/m.tgz"])
+def test_redirect_away_from_http_is_refused(http_server: FaultServer, target: str) -> None:
+    url = http_server.add("/m.tgz", redirect=target)
+    with pytest.raises(DownloadError) as err:
+        get(art(url))
+    assert "HTTP 302" in str(err.value) and f"redirect to {target} refused" in str(err.value)
+    assert len(http_server.requests("/m.tgz")) == 1  # final, not retried
+    assert_nothing_kept()
+
+
+def test_proxy_from_the_environment_is_used(http_server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    http_server.add("/m.tgz", DATA)
+    for name in ("no_proxy", "NO_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", http_server.base)  # the test server answers the proxied request itself
+    assert get(art("http://zoo-test.invalid/m.tgz")).sha256 == sha(DATA)  # .invalid never resolves
+    assert [(r.path, r.status) for r in http_server.requests("/m.tgz")] == [("/m.tgz", 200)]
+
+
+def test_plain_http_builds_no_tls_context(http_server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a TLS context was built for a plain-http download")
+
+    monkeypatch.setattr(ssl, "create_default_context", refuse)
+    assert get(art(http_server.add("/m.tgz", DATA))).sha256 == sha(DATA)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def https_server(certificate: tuple[Path, Path]) -> Iterator[FaultServer]:
+    server = FaultServer()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.base = server.base.replace("http://", "https://")
+    with server:
+        yield server
+
+
+def test_https_with_an_untrusted_certificate_fails_at_once(
+    https_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZOO_BACKOFF", "5")  # a retry would sleep 5 s
+    url = https_server.add("/m.tgz", DATA)
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as err:
+        get(art(url))
+    assert "TLS certificate not trusted" in str(err.value) and url in str(err.value)
+    assert time.monotonic() - start < 4  # not retried: waiting does not make a certificate trusted
+    assert https_server.requests("/m.tgz") == []  # the handshake failed before any request
+    assert_nothing_kept()
+
+
+def test_https_trusts_the_ca_named_by_ssl_cert_file(
+    https_server: FaultServer, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    url = https_server.add("/m.tgz", DATA, reset=True, times=1, cut=20_000)  # resume works over TLS too
+    assert get(art(url)).sha256 == sha(DATA)
+    assert [r.range for r in https_server.requests("/m.tgz")] == [None, "bytes=20000-"]
+    assert_only_blob(DATA)
 
 
 # ---- progress, configuration ----------------------------------------------------------------------------------------

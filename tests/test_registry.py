@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -167,3 +168,13 @@ def test_cli_registry_option(tmp_path):
     path = write(tmp_path / "r.toml", GOOD)
     proc = run_zoo("--registry", str(path), "info", "mine", "--json", check=True)
     assert '"name": "mine"' in proc.stdout
+    other = write(tmp_path / "o.toml", GOOD.replace("models.mine", "models.other"))
+    proc = run_zoo(f"--registry={path}", "--registry", str(other), "list", "--json", check=True)
+    names = {m["name"] for m in json.loads(proc.stdout)}
+    assert {"mine", "other", "fcn"} <= names
+
+
+@pytest.mark.parametrize("argv", [["--registry"], ["--registry", "--json"], ["--registry=", "list"]])
+def test_cli_registry_option_without_a_file_is_a_usage_error(argv):
+    proc = run_zoo(*argv)
+    assert proc.returncode == 2 and "--registry needs a FILE" in proc.stderr and "Traceback" not in proc.stderr

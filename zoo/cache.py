@@ -17,11 +17,8 @@ all. Temporary names start with ``.``; anything left by a killed process is igno
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +74,8 @@ def blob_path(digest: str) -> Path:
 
 def sha256_file(path: Path) -> str:
     """'sha256:<hex>' of a file's bytes."""
+    import hashlib  # here and below: stdlib modules `zoo list` never needs stay out of the CLI's start-up
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -85,6 +84,8 @@ def sha256_file(path: Path) -> str:
 
 
 def sha256_bytes(data: bytes) -> str:
+    import hashlib
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -99,6 +100,8 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write a file so that readers see the old content or the new, never a mix."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".incomplete", dir=path.parent)
     try:
@@ -124,6 +127,9 @@ def read_json(path: Path) -> Any:
 @contextlib.contextmanager
 def staging(parent: Path) -> Iterator[Path]:
     """A fresh ``.staging-*`` folder beside the final entry; removed on any failure (incl. Ctrl-C)."""
+    import shutil
+    import tempfile
+
     parent.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
     try:
@@ -216,6 +222,8 @@ def is_temp(name: str) -> bool:
 def discard(path: Path) -> None:
     """Remove an entry folder or file so that readers see it whole or gone: rename aside, then delete."""
     if path.is_dir() and not path.is_symlink():
+        import shutil
+
         aside = path.with_name(f"{TEMP_PREFIX}discard-{path.name}-{os.getpid()}-{time.monotonic_ns()}")
         try:
             os.rename(path, aside)

@@ -40,8 +40,10 @@ from typing import Any
 from zoo import cache, config, pins
 from zoo.errors import DownloadError, IntegrityError, OfflineError
 from zoo.registry import Artifact
+from zoo.transport import Client, TransportError
 
-CHUNK = 1 << 16
+CHUNK = 1 << 20  # bytes per read when copying a local file or re-hashing a partial download
+MAX_LOCK = 64 << 20  # bytes: the most a mirror's zoo.lock may hold
 HEAD = 512  # bytes kept from the start of a download to recognise an HTML page
 MAX_DELAY = 30.0  # cap of one backoff sleep, seconds
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
@@ -209,14 +211,15 @@ def _mirror_lock(mirror: str, session: _Session) -> dict[str, dict[str, Any]]:
         return pins.load_file(_local_path(mirror) / "zoo.lock")
     url = f"{mirror.rstrip('/')}/zoo.lock"
     try:
-        response = session.client.get(url)
-    except Exception as exc:  # noqa: BLE001 — any transport problem just means "no lock from this mirror"
+        with session.client.get(url) as response:
+            if response.status == 404:
+                return {}
+            if response.status != 200:
+                raise _Failed(f"HTTP {response.status} {response.reason}".rstrip())
+            text = response.read(MAX_LOCK).decode("utf-8", errors="replace")
+    except TransportError as exc:  # any transport problem just means "no lock from this mirror"
         raise _Failed(_transport_reason(exc, 0)) from None
-    if response.status_code == 404:
-        return {}
-    if response.status_code != 200:
-        raise _Failed(f"HTTP {response.status_code} {response.reason_phrase}")
-    return pins.parse(response.text, url)
+    return pins.parse(text, url)
 
 
 def _from_source(source: _Source, pin_id: str, force: bool, progress: bool, session: _Session) -> Fetched:
@@ -289,9 +292,9 @@ def _request(session: _Session, url: str, temp: _Temp, expected: _Expected, bar:
             headers["If-Range"] = temp.validator
     received, length = 0, None
     try:
-        with session.client.stream("GET", url, headers=headers) as response:
+        with session.client.get(url, headers) as response:
             _check_status(response)
-            if response.status_code == 206:
+            if response.status == 206:
                 _check_content_range(response.headers.get("content-range"), offset, expected)
                 temp.resumed = True
             elif offset:  # the server ignored Range, or the file changed (If-Range): start over
@@ -301,29 +304,23 @@ def _request(session: _Session, url: str, temp: _Temp, expected: _Expected, bar:
             temp.validator = _validator(response.headers)
             temp.html_type = "text/html" in response.headers.get("content-type", "").lower()
             length = _content_length(response.headers)
-            if response.status_code == 200 and length is not None and expected.size not in (None, length):
+            if response.status == 200 and length is not None and expected.size not in (None, length):
                 raise _Failed(_size_reason(expected, length, temp.html_type), keep=False, integrity=True)
             if bar.total is None and length is not None:
                 bar.total = temp.size + length
-            for chunk in response.iter_raw():  # no chunk_size: httpx would hold bytes back to fill one
-                temp.write(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
+            for block in response.blocks():  # one socket receive each: a dropped connection loses nothing
+                temp.write(block)
+                received += len(block)
+                bar.update(len(block))
                 if expected.size is not None and temp.size > expected.size:
                     raise _Failed(_size_reason(expected, temp.size, temp.looks_html()), keep=False, integrity=True)
                 if time.monotonic() > deadline:
                     raise _Failed(f"still downloading after ZOO_DEADLINE={config.deadline():g}s")
-    except _Failed:
-        raise
-    except Exception as exc:  # noqa: BLE001 — every httpx transport error is one failed attempt
-        import httpx
-
-        if not isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
-            raise
+    except TransportError as exc:
         reason = _transport_reason(exc, received, length)
-        raise _Failed(reason, retry=_retryable(exc), gone=reason.startswith("unknown host")) from None
+        raise _Failed(reason, retry=exc.retry, gone=exc.kind == "unknown-host") from None
     if length is not None and received != length:  # some servers close early without a protocol error
-        raise _Failed(f"connection closed after {received} of {length} bytes", retry=True)
+        raise _Failed(f"connection lost after {received} of {length} bytes (the server closed it early)", retry=True)
 
 
 def _copy(path: Path, temp: _Temp, bar: Any) -> None:
@@ -360,10 +357,10 @@ def _verify(temp: _Temp, digest: str, expected: _Expected) -> None:
 
 
 def _check_status(response: Any) -> None:
-    code = response.status_code
+    code = response.status
     if code in (200, 206):
         return
-    reason = f"HTTP {code} {response.reason_phrase}".rstrip()
+    reason = f"HTTP {code} {response.reason}".rstrip()
     if code == 416:  # our prefix is not a prefix of this file: start over
         raise _Failed(reason, retry=True, keep=False)
     raise _Failed(reason, retry=code >= 500 or code in (408, 429), gone=400 <= code < 500 and code not in (408, 429))
@@ -392,38 +389,15 @@ def _content_length(headers: Any) -> int | None:
     return int(value) if value and value.strip().isdigit() else None
 
 
-def _retryable(exc: Exception) -> bool:
-    import httpx
-
-    if isinstance(exc, httpx.ConnectError) and _unknown_host(exc):
-        return False  # the source is gone, like a 4xx
-    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol)
-
-
-def _unknown_host(exc: BaseException) -> bool:
-    import socket
-
-    seen = 0
-    node: BaseException | None = exc
-    while node is not None and seen < 10:
-        if isinstance(node, socket.gaierror):
-            return True
-        node, seen = node.__cause__ or node.__context__, seen + 1
-    return False
-
-
-def _transport_reason(exc: Exception, received: int, length: int | None = None) -> str:
-    import httpx
-
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectError) and _unknown_host(exc):
-        return f"unknown host ({detail})"
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out after ZOO_TIMEOUT={config.timeout():g}s ({type(exc).__name__})"
+def _transport_reason(exc: TransportError, received: int, length: int | None = None) -> str:
+    if exc.kind == "unknown-host":
+        return f"unknown host ({exc.detail})"
+    if exc.kind == "timeout":
+        return f"timed out after ZOO_TIMEOUT={config.timeout():g}s ({exc.detail})"
     if received or length:
         of = f" of {length}" if length is not None else ""
-        return f"connection lost after {received}{of} bytes ({detail})"
-    return f"{type(exc).__name__}: {detail}"
+        return f"connection lost after {received}{of} bytes ({exc.detail})"
+    return exc.detail
 
 
 def _size_reason(expected: _Expected, got: int, html: bool) -> str:
@@ -517,21 +491,18 @@ def _progress_bar(enabled: bool, desc: str, total: int | None) -> Any:
 
 
 class _Session:
-    """An httpx client, created only when a source needs the network."""
+    """A transport client, created only when a source needs the network."""
 
     def __init__(self) -> None:
-        self._client: Any = None
+        self._client: Client | None = None
 
     @property
-    def client(self) -> Any:
+    def client(self) -> Client:
         if self._client is None:
-            import httpx
-
             from zoo import __version__
 
-            self._client = httpx.Client(
-                follow_redirects=True,
-                timeout=httpx.Timeout(config.timeout()),
+            self._client = Client(
+                timeout=config.timeout(),
                 headers={"User-Agent": f"zoo/{__version__}", "Accept-Encoding": "identity"},
             )
         return self._client
@@ -540,8 +511,7 @@ class _Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._client is not None:
-            self._client.close()
+        self._client = None
 
 
 # ---- the temp file --------------------------------------------------------------------------------------------------
@@ -563,12 +533,14 @@ class _Temp:
         self.html_type = False  # the last response said text/html
         self.resumed = False  # the bytes came from more than one response
         self.committed = False
+        self._hash = _Sha256()
         self._start()
 
     def _start(self) -> None:
         self.size = 0
         self.head = b""
-        self._hash = hashlib.sha256()
+        self._hash.close()  # waits for a block still being hashed
+        self._hash = _Sha256()
 
     @property
     def partial(self) -> Path:
@@ -637,6 +609,7 @@ class _Temp:
 
     def close(self) -> None:
         """Remove the temp file, or keep it as the resumable partial if it holds a useful prefix."""
+        self._hash.close()
         if self.committed:
             return
         with contextlib.suppress(OSError):
@@ -649,3 +622,41 @@ class _Temp:
                 return
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+class _Sha256:
+    """sha256 of a download, hashed on a worker thread while the next block is received (hashlib and socket reads
+    both release the GIL, so hashing costs no wall time as long as it keeps up with the network)."""
+
+    THREADED = 1 << 16  # bytes: smaller blocks are hashed in place
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._pool: Any = None
+        self._pending: Any = None
+
+    def update(self, block: bytes) -> None:
+        self._wait()
+        if len(block) < self.THREADED:
+            self._hash.update(block)
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="zoo-sha256")
+        self._pending = self._pool.submit(self._hash.update, bytes(block))  # a copy only if it was a view
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def hexdigest(self) -> str:
+        self._wait()
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._wait()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None

@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 import traceback
 
-from zoo.cli._app import app
+from zoo.cli._app import app, split_global_options, use_zoo_commands
 from zoo.cli import cmd_bench, cmd_convert, cmd_export, cmd_models, cmd_run, cmd_store, cmd_verify  # noqa: F401
+
+use_zoo_commands()
 
 __all__ = ["app", "main"]
 
@@ -27,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     interrupted = False
     try:
-        result = app(args=argv, prog_name="zoo", standalone_mode=False)
+        args = split_global_options(sys.argv[1:] if argv is None else list(argv))
+        result = app(args=args, prog_name="zoo", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except ZooError as exc:
         if config.debug():

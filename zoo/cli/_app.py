@@ -8,20 +8,49 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+
+class _UnsetHelpIsFalse:
+    """An unset ``--help`` is False rather than None.
+
+    typer 0.29 skips its pydantic-based value coercion only for bool flags whose value is a bool; its help option
+    defaults to None, so without this every command would import pydantic (~70 ms) just to learn that --help was not
+    given. With it, commands whose options are bool flags (``zoo list``, ``zoo plugins``) start without pydantic.
+    """
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
+
+class ZooGroup(_UnsetHelpIsFalse, TyperGroup):
+    pass
+
+
+class ZooCommand(_UnsetHelpIsFalse, TyperCommand):
+    pass
+
 
 app = typer.Typer(
     name="zoo",
+    cls=ZooGroup,
     help="A model zoo for PaddleSeg segmentation models: pull, export, convert to ONNX, run, verify, bench.",
+    epilog=(
+        "Global option, before the command: --registry FILE  Extra registry file (repeatable); merged after "
+        "ZOO_REGISTRY."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help text: rich's import alone costs more than all of zoo's start-up
 )
-cache_app = typer.Typer(help="Inspect and maintain the local cache.", no_args_is_help=True)
-bundle_app = typer.Typer(help="Carry cached models to another machine.", no_args_is_help=True)
+cache_app = typer.Typer(cls=ZooGroup, help="Inspect and maintain the local cache.", no_args_is_help=True)
+bundle_app = typer.Typer(cls=ZooGroup, help="Carry cached models to another machine.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 app.add_typer(bundle_app, name="bundle")
 
@@ -30,6 +59,42 @@ class State:
     """Options given before the command."""
 
     registries: list[Path] = []
+
+
+def use_zoo_commands() -> None:
+    """Build every registered command as a ZooCommand (call once the command modules are imported)."""
+    for group in (app, cache_app, bundle_app):
+        for command in group.registered_commands:
+            if command.cls in (None, TyperCommand):
+                command.cls = ZooCommand
+
+
+def split_global_options(argv: list[str]) -> list[str]:
+    """Take ``--registry FILE`` (or ``--registry=FILE``, repeatable) from before the command into State.registries;
+    the rest goes to typer.
+
+    zoo parses this one option itself: typer 0.29 imports pydantic (~70 ms) to coerce any parameter that is not a
+    bool flag, even one left unset, and a root option is processed by every command. Parsed here, commands whose own
+    options are bool flags (``zoo list``, ``zoo plugins``) start without pydantic.
+    """
+    registries: list[Path] = []
+    i = 0
+    while i < len(argv) and argv[i].startswith("--registry"):
+        arg = argv[i]
+        if arg == "--registry":
+            if i + 1 >= len(argv) or not argv[i + 1] or argv[i + 1].startswith("-"):
+                raise typer.BadParameter("--registry needs a FILE: zoo --registry FILE COMMAND ...")
+            registries.append(Path(argv[i + 1]))
+            i += 2
+        elif arg.startswith("--registry="):
+            if not arg.split("=", 1)[1]:
+                raise typer.BadParameter("--registry needs a FILE: zoo --registry FILE COMMAND ...")
+            registries.append(Path(arg.split("=", 1)[1]))
+            i += 1
+        else:  # e.g. --registryx: typer reports it as an unknown option
+            break
+    State.registries = registries
+    return argv[i:]
 
 
 def _version(value: bool) -> None:
@@ -42,12 +107,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    registry: Optional[list[Path]] = typer.Option(  # noqa: UP007 - typer needs Optional here
-        None, "--registry", metavar="FILE", help="Extra registry file (repeatable); merged after ZOO_REGISTRY."
-    ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    State.registries = list(registry or [])
+    pass
 
 
 def print_json(obj: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from zoo import cache, housekeeping
+from zoo import cache
 from zoo.cli._app import State, app, bundle_app, cache_app, info, print_json, table
 
 
@@ -56,6 +56,7 @@ def pull(
 @cache_app.command("ls")
 def ls(json_: bool = typer.Option(False, "--json", help="Print a JSON object.")) -> None:
     """List cached models, with formats, sources, sizes and dates."""
+    from zoo import housekeeping
 
     found = housekeeping.scan()
     if json_:
@@ -94,6 +95,7 @@ def path(
 @cache_app.command("verify")
 def verify(name: Optional[str] = typer.Argument(None, help="Only this model.")) -> None:  # noqa: UP007
     """Re-hash every cached file against its manifest or name; exit 1 listing every problem."""
+    from zoo import housekeeping
     from zoo.errors import IntegrityError
 
     report = housekeeping.verify(name)
@@ -113,6 +115,7 @@ def verify(name: Optional[str] = typer.Argument(None, help="Only this model.")) 
 @cache_app.command("rm")
 def rm(name: str = typer.Argument(..., help="Model name.")) -> None:
     """Remove a model's cached files (entries and blobs no other model uses)."""
+    from zoo import housekeeping
 
     removed = housekeeping.remove(name)
     typer.echo(f"removed {name}: {len(removed)} item(s)")
@@ -121,6 +124,7 @@ def rm(name: str = typer.Argument(..., help="Model name.")) -> None:
 @cache_app.command("prune")
 def prune(dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed.")) -> None:
     """Remove temp files of interrupted work, entries no model points to, and unreferenced blobs."""
+    from zoo import housekeeping
 
     report = housekeeping.prune(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
