@@ -161,9 +161,48 @@ def _backends(d: dict[str, Any], r: dict[str, Any]) -> tuple[str, str, bool]:
         + "."
         + _noise([m.get("interference") for m in d.values()])
         + ("\n\n¹ " + "; ".join(notes) + "." if notes else "")
+        + _openvino(r.get("openvino"), d)
     )
     measured = f"worst {_x(worst[1])} ({worst[0]})" if worst else "-"
     return text, measured, all(m["ratio"] <= 0.8 for m in d.values())
+
+
+def _openvino(ov: dict[str, Any] | None, d: dict[str, Any]) -> str:
+    """Section 1's extra table: the same ONNX files on onnxruntime-openvino, float32 and bfloat16."""
+    if not ov:
+        return ""
+    if ov.get("error"):
+        return f"\n\nonnxruntime-openvino was not measured: {ov['error']}."
+    rows = []
+    first = None
+    for name, m in ov["models"].items():
+        if name not in d:
+            continue
+        best = d[name]["paddle"][d[name]["best_paddle"]]["inference_ms"]
+        f32, bf16 = m["f32"], m["bf16"]
+        first = first or f32
+        rows.append([name, _f(d[name]["bench"]["backends"]["onnx"]["inference_ms"], 0), _f(best, 0),
+                     _f(f32["inference_ms"], 0), _x(f32["inference_ms"] / best), _pct(f32["agreement"]),
+                     _f(bf16["inference_ms"], 0), _x(bf16["inference_ms"] / best), _pct(bf16["agreement"])])  # fmt: skip
+    if not rows:
+        return ""
+    return (
+        f"\n\nThe same ONNX files on ONNX Runtime's OpenVINO execution provider ({ov['package']} "
+        f"{first['onnxruntime']}, in a venv of its own because it replaces the onnxruntime package; CPU device, 2 "
+        "threads, one stream), once with OpenVINO's CPU inference precision set to float32 and once to bfloat16 "
+        "(this CPU has AVX-512 BF16). Not what zoo runs: measured to see what another engine would give. "
+        "\"labels\" is the share of pixels whose label equals zoo's runner's (ORT CPU provider, float32) on one "
+        "synthetic 512×1024 street scene; the models have random weights, so near-ties between classes are more "
+        "common than in trained ones. Medians in ms; ratios ÷ best Paddle from the table above."
+        + _noise([m[p].get("interference") for m in ov["models"].values() for p in ("f32", "bf16")])
+        + "\n\n"
+        + _table(["model", "ORT CPU", "best Paddle", "OpenVINO EP f32", "÷ best Paddle", "labels",
+                  "OpenVINO EP bf16", "÷ best Paddle", "labels"], rows)  # fmt: skip
+    )
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2%}"
 
 
 def _cfg(config: dict[str, Any]) -> str:
@@ -597,8 +636,7 @@ def _why_backends(r: dict[str, Any]) -> str:
     levers += [
         "less work per image: int8 quantisation with `onnxruntime.quantization` (this CPU has AVX-512 VNNI), with "
         "the accuracy re-checked by `zoo verify` — not measured here",
-        "another execution provider, e.g. OpenVINO's CPU plugin (`onnxruntime-openvino`), which can compute in "
-        "bfloat16 on CPUs with AVX-512 BF16 such as this one — not measured here",
+        _openvino_lever(r.get("openvino"), d),
     ]
     parts.append(
         "What would close it: " + "; ".join(f"({chr(97 + i)}) {lever}" for i, lever in enumerate(levers))
@@ -606,6 +644,29 @@ def _why_backends(r: dict[str, Any]) -> str:
         "with defaults is no faster (section 2)."
     )
     return "\n\n".join(parts)
+
+
+def _openvino_lever(ov: dict[str, Any] | None, d: dict[str, Any]) -> str:
+    models = {n: m for n, m in (ov or {}).get("models", {}).items() if n in d}
+    if not models:
+        return ("another execution provider, e.g. OpenVINO's CPU plugin (`onnxruntime-openvino`), which can compute "
+                "in bfloat16 on CPUs with AVX-512 BF16 such as this one — not measured in this run")  # fmt: skip
+
+    def ratios(p: str) -> list[float]:
+        return [m[p]["inference_ms"] / d[n]["paddle"][d[n]["best_paddle"]]["inference_ms"] for n, m in models.items()]
+
+    f32, bf16 = ratios("f32"), ratios("bf16")
+    agree = [m["bf16"]["agreement"] for m in models.values() if m["bf16"]["agreement"] is not None]
+    f32_ok = sum(r <= 0.8 for r in f32)
+    return (
+        f"another execution provider: OpenVINO's (table in section 1) runs these models at {min(f32):.2f}–"
+        f"{max(f32):.2f}× best Paddle in float32 ({f32_ok} of {len(f32)} within 0.80×) and "
+        f"{min(bf16):.2f}–{max(bf16):.2f}× in bfloat16, where labels match ORT's float32 ones on "
+        + (f"{min(agree):.1%}–{max(agree):.1%} of pixels" if agree else "an unknown share of pixels")
+        + "; bfloat16 is a different model numerically (8 bits of mantissa), Paddle Inference can run bfloat16 "
+        "with oneDNN too, and onnxruntime-openvino replaces the onnxruntime package, so zoo would offer it as an "
+        "opt-in backend checked by `zoo verify`, not as its default"
+    )
 
 
 def _layer_verdict(ort_alone: float, paddle_alone: float, ort_conv: float, ort_model: float, paddle_model: float,

@@ -51,6 +51,8 @@ PULL_BYTES = 100_000_000
 def main() -> int:
     global MODELS  # --models narrows it for a trial run
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-openvino", action="store_true",
+                        help="skip section 1's extra measurement on onnxruntime-openvino (installed into a venv)")
     parser.add_argument("--home", type=Path, help="scratch ZOO_HOME to use and keep (default: a temp dir, removed)")
     parser.add_argument("--sections", default="1,2,3,4,5,6,7,8", help="comma-separated section numbers")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of the five (for trying)")
@@ -86,6 +88,7 @@ def main() -> int:
             (5, "startup", lambda: startup()),
             (7, "convert", lambda: convert_times(results["setup"])),
             (1, "backends", lambda: backends(results["setup"])),
+            (1, "openvino", lambda: None if args.no_openvino else openvino(home, work)),
             (2, "overhead", lambda: overhead(work, images)),
             (4, "flops", lambda: flops(results.get("overhead"), results.get("backends"), work)),
             (3, "folder", lambda: folder(work, images)),
@@ -311,6 +314,60 @@ def backends(setup_done: dict[str, Any]) -> dict[str, Any]:
         pir_ms = f"{paddle['pir']['inference_ms']:.0f} ms" if paddle["pir"] else "not measured"
         log(f"{name}: onnx {onnx['inference_ms']:.0f} ms, paddle legacy {paddle['legacy']['inference_ms']:.0f} ms, "
             f"PIR {pir_ms}; onnx/best {out[name]['ratio']:.2f}")  # fmt: skip
+    return out
+
+
+OPENVINO_PACKAGE = "onnxruntime-openvino"
+
+
+def openvino(home: Path, work: Path) -> dict[str, Any]:
+    """Section 1, what another execution provider gives: each model's ONNX file on onnxruntime-openvino (its own
+    venv, since it replaces the onnxruntime package), in float32 and in bfloat16, with the share of pixels whose
+    label matches zoo's runner (ORT's CPU provider, float32) on a synthetic street scene."""
+    import numpy as np
+
+    from zoo import cache, runtime
+    from zoo.synthetic import street_scene
+
+    venv = home / "ov-venv"
+    python = venv / "bin" / "python"
+    if not python.is_file():
+        log(f"openvino: installing {OPENVINO_PACKAGE} into {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        done = subprocess.run([str(python), "-m", "pip", "install", "-q", OPENVINO_PACKAGE, "numpy"],
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            return {"error": f"pip install {OPENVINO_PACKAGE} failed: {done.stderr.strip().splitlines()[-1:]}"}
+    rgb = street_scene(*SIZE, seed=0)
+    x = np.ascontiguousarray(((rgb.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None])
+    x_path = work / "ov-input.npy"
+    np.save(x_path, x)
+    out: dict[str, Any] = {"package": OPENVINO_PACKAGE, "models": {}}
+    for name in MODELS:
+        onnx_path = cache.onnx_model_path(name)
+        reference = runtime.load(name, backend="onnx", threads=THREADS).runner.run(x)
+        reference = reference.argmax(axis=1) if reference.dtype.kind == "f" else reference
+        reference = reference.reshape(reference.shape[0], *reference.shape[-2:])
+        warmup, runs = (2, 7) if name in FAST else (1, 3)
+        record: dict[str, Any] = {}
+        for precision in ("f32", "bf16"):
+            labels, result = work / f"ov-{name}-{precision}.npy", work / f"ov-{name}-{precision}.json"
+
+            def measure(precision: str = precision, labels: Path = labels, result: Path = result) -> dict[str, Any]:
+                common.run([str(python), str(common.HERE / "ov_ep.py"), str(onnx_path), str(x_path), str(THREADS),
+                            precision, str(warmup), str(runs), str(labels), str(result)])  # fmt: skip
+                return json.loads(result.read_text(encoding="utf-8"))
+
+            doc, noise = clean(f"{name} openvino {precision}", measure)
+            got = np.load(labels)
+            doc["inference_ms"] = median(doc["ms"])
+            doc["agreement"] = float((got == reference).mean()) if got.shape == reference.shape else None
+            doc["interference"] = noise
+            record[precision] = doc
+            log(f"{name}: onnxruntime-openvino {precision} {doc['inference_ms']:.0f} ms, labels agree with ORT CPU "
+                f"on {doc['agreement']:.2%} of pixels")  # fmt: skip
+        out["models"][name] = record
     return out
 
 
