@@ -600,6 +600,18 @@ def test_https_trusts_the_ca_named_by_ssl_cert_file(
     assert_only_blob(DATA)
 
 
+def test_large_download_starts_writeback_as_it_goes(http_server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(fetch, "_start_writeback", lambda fd, offset, length: calls.append((offset, length)))
+    monkeypatch.setattr(fetch, "WRITEBACK", 100_000)
+    big = DATA * 4  # 256 KiB
+    assert get(art(http_server.add("/big.tgz", big), data=big)).sha256 == sha(big)
+    assert calls and calls[0][0] == 0
+    assert all(a + n == b for (a, n), (b, _) in zip(calls, calls[1:], strict=False))  # contiguous ranges
+    assert all(n >= 100_000 for _, n in calls) and calls[-1][0] + calls[-1][1] <= len(big)
+    assert_only_blob(big)
+
+
 # ---- progress, configuration ----------------------------------------------------------------------------------------
 
 

@@ -249,10 +249,9 @@ def get_ref(name: str) -> dict[str, Any]:
 
 def set_ref(name: str, fmt: str, record: dict[str, Any]) -> None:
     """Point ``name``'s ``fmt`` ("paddle" or "onnx") at an entry; record has at least 'key'."""
-    from filelock import FileLock
+    from zoo import locks
 
-    locks_dir().mkdir(parents=True, exist_ok=True)
-    with FileLock(str(locks_dir() / f"ref-{name}.lock")):
+    with locks.hold(locks_dir() / f"ref-{name}.lock"):
         ref = get_ref(name)
         ref[fmt] = {**record, "updated": _now()}
         atomic_write_json(ref_path(name), ref)

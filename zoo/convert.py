@@ -92,10 +92,9 @@ def convert(name: str, *, opset: int = DEFAULT_OPSET, force: bool = False,
     if not force and (hit := _find_cached(name, wanted)) is not None:
         return _result(name, hit, wanted, cached=True, start=start)
 
-    from filelock import FileLock
+    from zoo import locks
 
-    cache.locks_dir().mkdir(parents=True, exist_ok=True)
-    with FileLock(str(cache.locks_dir() / f"onnx-{folder.name}.lock")):
+    with locks.hold(cache.locks_dir() / f"onnx-{folder.name}.lock"):
         if not force and (hit := _find_cached(name, wanted)) is not None:  # another process just did it
             return _result(name, hit, wanted, cached=True, start=start)
         program, params = _check_source(folder, f"run 'zoo pull {name} --force' (or 'zoo export {name}')")

@@ -23,6 +23,7 @@ IntegrityError if some source delivered wrong bytes, else OfflineError if offlin
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -44,6 +45,7 @@ from zoo.transport import Client, TransportError
 
 CHUNK = 1 << 20  # bytes per read when copying a local file or re-hashing a partial download
 MAX_LOCK = 64 << 20  # bytes: the most a mirror's zoo.lock may hold
+WRITEBACK = 8 << 20  # bytes: a download starts its writeback to disk after every this many (see _start_writeback)
 HEAD = 512  # bytes kept from the start of a download to recognise an HTML page
 MAX_DELAY = 30.0  # cap of one backoff sleep, seconds
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
@@ -440,21 +442,12 @@ def _integrity_hint(pin_id: str, expected: _Expected) -> str:
 
 @contextlib.contextmanager
 def _artifact_lock(pin_id: str, wait: float) -> Iterator[None]:
-    """Serialise fetches of one artifact. Only saves work: temp names, rename and hash check keep it correct."""
-    from filelock import FileLock, Timeout
+    """Serialise fetches of one artifact. Only saves work: temp names, rename and hash check keep it correct, so a
+    stuck holder must not stop us: after ``wait`` seconds the fetch goes ahead without the lock."""
+    from zoo import locks
 
-    cache.locks_dir().mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(cache.locks_dir() / f"fetch-{re.sub(r'[^A-Za-z0-9._-]', '_', pin_id)}.lock"))
-    try:
-        lock.acquire(timeout=wait)
-        held = True
-    except Timeout:
-        held = False  # a stuck holder must not stop us
-    try:
+    with locks.hold(cache.locks_dir() / f"fetch-{re.sub(r'[^A-Za-z0-9._-]', '_', pin_id)}.lock", timeout=wait):
         yield
-    finally:
-        if held:
-            lock.release()
 
 
 # ---- URLs, paths, progress ------------------------------------------------------------------------------------------
@@ -484,10 +477,26 @@ def _stderr_is_terminal() -> bool:
 
 
 def _progress_bar(enabled: bool, desc: str, total: int | None) -> Any:
+    if not enabled:
+        return _NoBar(total)
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                disable=not enabled, leave=False, dynamic_ncols=True)  # fmt: skip
+                leave=False, dynamic_ncols=True)  # fmt: skip
+
+
+class _NoBar(contextlib.nullcontext):
+    """What a download reports progress to when no bar is shown (tqdm is not even imported)."""
+
+    def __init__(self, total: int | None) -> None:
+        super().__init__(self)
+        self.total = total
+
+    def update(self, n: int) -> None:
+        pass
+
+    def reset(self, total: int | None = None) -> None:
+        self.total = total
 
 
 class _Session:
@@ -539,6 +548,7 @@ class _Temp:
     def _start(self) -> None:
         self.size = 0
         self.head = b""
+        self._written_back = 0  # bytes whose writeback to disk has been started
         self._hash.close()  # waits for a block still being hashed
         self._hash = _Sha256()
 
@@ -568,6 +578,7 @@ class _Temp:
         self.file = open(self.path, "r+b")  # noqa: SIM115 — closed by close()/commit()
         while chunk := self.file.read(CHUNK):
             self._add(chunk)
+        self._written_back = self.size  # an earlier run wrote it: the kernel writes it back on its own
         if self.size >= (self.expected.size or 0):
             self.reset()  # cannot be a proper prefix
         elif isinstance(meta, dict):
@@ -576,6 +587,10 @@ class _Temp:
     def write(self, chunk: bytes) -> None:
         self.file.write(chunk)
         self._add(chunk)
+        if self.size - self._written_back >= WRITEBACK:
+            self.file.flush()
+            _start_writeback(self.file.fileno(), self._written_back, self.size - self._written_back)
+            self._written_back = self.size
 
     def _add(self, chunk: bytes) -> None:
         self._hash.update(chunk)
@@ -622,6 +637,30 @@ class _Temp:
                 return
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range of the file to disk now, without waiting (Linux sync_file_range with
+    SYNC_FILE_RANGE_WRITE), so the fsync that ends a download waits for its last few MiB only. Elsewhere, and if the
+    call fails, nothing happens: it is only a head start."""
+    call = _sync_file_range()
+    if call is not None:
+        call(fd, offset, length, 2)  # 2 = SYNC_FILE_RANGE_WRITE; the result is ignored on purpose
+
+
+@functools.cache
+def _sync_file_range() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    return call
 
 
 class _Sha256:

@@ -6,9 +6,10 @@ The lock file is ``cache.lock_file()`` (``<cache>/zoo.lock``): a JSON object map
     {"fcn/inference": {"sha256": "sha256:<hex>", "size": 123, "url": "https://...", "recorded": "2025-01-01T00:00:00Z"}}
 
 A bundle (and a mirror folder) carries a file of the same format, so ``load_file`` reads either, and ``load_all()``
-serialised with ``json.dumps`` is a valid lock file. Writes go through ``cache.atomic_write_json`` under a filelock in
-``cache.locks_dir()``, so concurrent writers never lose each other's entries. A recorded hash is never silently
-replaced: ``record`` and ``merge`` raise IntegrityError on a conflict, and re-pinning means deleting the entry by hand.
+serialised with ``json.dumps`` is a valid lock file. Writes go through ``cache.atomic_write_json`` under a
+``zoo.locks`` lock in ``cache.locks_dir()``, so concurrent writers never lose each other's entries. A recorded hash
+is never silently replaced: ``record`` and ``merge`` raise IntegrityError on a conflict, and re-pinning means deleting
+the entry by hand.
 """
 
 from __future__ import annotations
@@ -99,10 +100,9 @@ def remove(pin_id: str) -> bool:
 
 @contextlib.contextmanager
 def _locked() -> Iterator[dict[str, dict[str, Any]]]:
-    from filelock import FileLock
+    from zoo import locks
 
-    cache.locks_dir().mkdir(parents=True, exist_ok=True)
-    with FileLock(str(cache.locks_dir() / "zoo.lock.lock")):
+    with locks.hold(cache.locks_dir() / "zoo.lock.lock"):
         yield load_all()
 
 

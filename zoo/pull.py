@@ -255,10 +255,9 @@ def _looks_intact(folder: Path) -> bool:
 @contextlib.contextmanager
 def _pull_lock(name: str, fmt: str) -> Iterator[None]:
     """One pull of a model's format at a time; a second process waits, then finds it cached."""
-    from filelock import FileLock
+    from zoo import locks
 
-    cache.locks_dir().mkdir(parents=True, exist_ok=True)
-    with FileLock(str(cache.locks_dir() / f"pull-{name}-{fmt}.lock")):
+    with locks.hold(cache.locks_dir() / f"pull-{name}-{fmt}.lock"):
         yield
 
 
