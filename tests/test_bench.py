@@ -46,6 +46,7 @@ def test_bench_both_backends_json(models, zoo_home):
     _check_stats(doc["backends"]["paddle"], "paddle", 1)
     assert "CPUExecutionProvider" in doc["backends"]["onnx"]["providers"]
     assert doc["backends"]["onnx"]["config"]["intra_op_num_threads"] == 1
+    assert doc["backends"]["onnx"]["config"]["allow_spinning"] == 0  # idle ORT workers leave the CPU to zoo run's I/O
     assert set(doc["ratio"]) == {"p50", "inference", "throughput", "peak_rss"}
     assert all(v > 0 for v in doc["ratio"].values())
     # the ONNX model did not exist: bench converted it into the cache

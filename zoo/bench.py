@@ -283,6 +283,10 @@ def _runner_config(runner: Any) -> dict[str, Any]:
         config["intra_op_num_threads"] = options.intra_op_num_threads
         config["inter_op_num_threads"] = options.inter_op_num_threads
         config["execution_mode"] = str(options.execution_mode).rsplit(".", 1)[-1]
+        try:
+            config["allow_spinning"] = int(options.get_session_config_entry("session.intra_op.allow_spinning"))
+        except RuntimeError:  # not set: ONNX Runtime's default
+            config["allow_spinning"] = 1
     if getattr(runner, "program", None):
         config["program"] = runner.program
     if getattr(runner, "mkldnn", None) is not None:

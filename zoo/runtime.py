@@ -97,6 +97,10 @@ class OnnxRunner:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
+        # Idle workers sleep instead of spinning: `zoo run DIR` decodes and writes images on other threads while this
+        # session infers, and spinning workers took the CPU from them (folder throughput 0.90x -> 0.95x of bare
+        # session.run on 2 cores; a single inference is within 2% either way). BENCHMARKS.md, sections 2 and 3.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [CPU]
         if device == "gpu":
             available = ort.get_available_providers()
