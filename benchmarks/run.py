@@ -602,7 +602,7 @@ def big_onnx(path: Path) -> tuple[str, int]:
     return "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
 
 
-def pull(work: Path, rounds: int = 3) -> dict[str, Any]:
+def pull(work: Path, rounds: int = 5) -> dict[str, Any]:
     body = work / "big.onnx"
     sha, size = big_onnx(body)
     portfile = work / "server.port"
