@@ -103,7 +103,7 @@ def folder(name: str, directory: str, out: str, threads: str, warmup: str) -> di
 
     threads_n = int(threads)
     paths = images.expand_inputs([directory])
-    model = runtime.load(name, backend="onnx", threads=threads_n, spinning=False)  # as `zoo run DIR` loads it
+    model = runtime.load(name, backend="onnx", threads=threads_n)
     tensors = [_bare_tensor(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)) for p in paths]
     session = _bare_session(str(model.source), threads_n)
     feed_name = session.get_inputs()[0].name

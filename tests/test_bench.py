@@ -46,20 +46,12 @@ def test_bench_both_backends_json(models, zoo_home):
     _check_stats(doc["backends"]["paddle"], "paddle", 1)
     assert "CPUExecutionProvider" in doc["backends"]["onnx"]["providers"]
     assert doc["backends"]["onnx"]["config"]["intra_op_num_threads"] == 1
-    assert doc["backends"]["onnx"]["config"]["allow_spinning"] == 1  # one inference at a time: spinning is faster
+    assert doc["backends"]["onnx"]["config"]["allow_spinning"] == 0  # idle ORT workers leave the CPU to zoo run's I/O
     assert set(doc["ratio"]) == {"p50", "inference", "throughput", "peak_rss"}
     assert all(v > 0 for v in doc["ratio"].values())
     # the ONNX model did not exist: bench converted it into the cache
     assert doc["backends"]["onnx"]["source"].startswith(str(zoo_home))
     assert list((zoo_home / "cache" / "onnx").glob("*/model.onnx"))
-
-
-def test_pipelines_load_onnx_runtime_without_spinning(models):
-    from zoo import bench, runtime
-
-    models.install_converted("unet-tiny")
-    assert bench._runner_config(runtime.load("unet-tiny", threads=1).runner)["allow_spinning"] == 1
-    assert bench._runner_config(runtime.load("unet-tiny", threads=1, spinning=False).runner)["allow_spinning"] == 0
 
 
 def test_bench_one_backend_has_no_ratio(models):

@@ -82,8 +82,7 @@ class OnnxRunner:
 
     backend = "onnx"
 
-    def __init__(self, path: str | os.PathLike[str], device: str = "cpu", threads: int | None = None,
-                 spinning: bool = True):  # fmt: skip
+    def __init__(self, path: str | os.PathLike[str], device: str = "cpu", threads: int | None = None):
         import onnxruntime as ort
 
         _check_device(device)
@@ -98,12 +97,10 @@ class OnnxRunner:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
-        if not spinning:
-            # Idle workers sleep instead of spinning. For pipelines: `zoo run DIR` decodes and writes images on other
-            # threads while the session infers, and spinning workers take the CPU from them (folder throughput 0.90x
-            # -> 0.95x of back-to-back session.run on 2 cores); one inference alone is as fast or faster with
-            # spinning (danet ~5%). BENCHMARKS.md, sections 2 and 3.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Idle workers sleep instead of spinning: `zoo run DIR` decodes and writes images on other threads while this
+        # session infers, and spinning workers took the CPU from them (folder throughput 0.87-0.92x -> 0.97x of bare
+        # session.run on 2 cores); one inference alone costs 0-5% more (danet most). BENCHMARKS.md, sections 2-3.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [CPU]
         if device == "gpu":
             available = ort.get_available_providers()
@@ -317,25 +314,22 @@ def load(
     device: str = "cpu",
     threads: int | None = None,
     registries: list[Path] | None = None,
-    spinning: bool = True,
 ) -> Model:
     """A runnable model from a registry name (the cached ONNX or Paddle model), an ``.onnx`` file or a model folder.
 
     A registry name takes its preprocessing and classes from its architecture plugin; an ``.onnx`` file from zoo's
     ``zoo.*`` metadata when it has it, else PaddleSeg's defaults (with a warning). ``backend`` is "onnx" or "paddle".
-    ``spinning=False`` lets ONNX Runtime's idle worker threads sleep: for callers that work on other threads while it
-    infers (``zoo run`` over many images).
     """
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
     _check_device(device)
     path = _as_path(name_or_path, registries)
     if path is None:
-        return _load_registered(str(name_or_path), backend, device, threads, registries, spinning)
+        return _load_registered(str(name_or_path), backend, device, threads, registries)
     if backend == "onnx":
         if path.is_dir():
             raise BackendError(f"{path} is a folder; run a Paddle model folder with --backend paddle, or give an .onnx file")
-        runner: Runner = OnnxRunner(path, device, threads, spinning)
+        runner: Runner = OnnxRunner(path, device, threads)
         meta = _onnx_metadata(runner, path)
     else:
         if path.is_file():
@@ -362,8 +356,7 @@ def _as_path(name_or_path: str | os.PathLike[str], registries: list[Path] | None
     return None
 
 
-def _load_registered(name: str, backend: str, device: str, threads: int | None, registries: list[Path] | None,
-                     spinning: bool = True) -> Model:  # fmt: skip
+def _load_registered(name: str, backend: str, device: str, threads: int | None, registries: list[Path] | None) -> Model:
     from zoo import cache, plugins, registry
 
     entry = registry.get(name, registries)
@@ -372,7 +365,7 @@ def _load_registered(name: str, backend: str, device: str, threads: int | None, 
     if backend == "onnx":
         source = cache.onnx_model_path(name)
         cache.verify_files(source.parent, [source.name], fix=f"run 'zoo convert {name} --force'")
-        runner: Runner = OnnxRunner(source, device, threads, spinning)
+        runner: Runner = OnnxRunner(source, device, threads)
     else:
         source = cache.paddle_model_dir(name)
         files = [cache.program_file(source).name, cache.PARAMS_FILE]

@@ -53,7 +53,7 @@ def run(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
             loaded = runtime.load(model, backend=backend.value, device=device.value, threads=threads,
-                                  registries=State.registries, spinning=len(paths) <= 1)  # fmt: skip
+                                  registries=State.registries)  # fmt: skip
         for w in caught:  # zoo's own as one line; anything else (e.g. from paddle's import) as Python shows it
             if issubclass(w.category, runtime.MetadataWarning):
                 info(f"zoo: warning: {w.message}")
