@@ -43,12 +43,11 @@ class TransportError(Exception):
 class Response:
     """An HTTP response whose body has not been read yet."""
 
-    def __init__(self, raw: Any, status: int, reason: str, headers: Message, url: str):
+    def __init__(self, raw: Any, status: int, reason: str, headers: Message):
         self._raw = raw
         self.status = status
         self.reason = reason
         self.headers = headers  # case-insensitive .get()
-        self.url = url  # after redirects
 
     def blocks(self) -> Iterator[bytes]:
         """The body, one socket receive (at most BLOCK bytes) at a time; ends at the end of the body or when the
@@ -86,16 +85,12 @@ class Client:
 
     def __init__(self, *, timeout: float, headers: dict[str, str]):
         self.timeout = timeout
-        self._https = _LazyTLSHandler()
         self._opener = urllib.request.OpenerDirector()
-        for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(), self._https, _RedirectHandler(),
-                        urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor()):  # fmt: skip
+        for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(), _LazyTLSHandler(),
+                        _RedirectHandler(), urllib.request.HTTPDefaultErrorHandler(),
+                        urllib.request.HTTPErrorProcessor()):  # fmt: skip
             self._opener.add_handler(handler)
         self._opener.addheaders = list(headers.items())
-
-    @property
-    def tls_context_built(self) -> bool:
-        return self._https.context is not None
 
     def get(self, url: str, headers: dict[str, str] | None = None) -> Response:
         """Send a GET (following redirects) and return the response, whatever its status."""
@@ -103,10 +98,10 @@ class Client:
             request = urllib.request.Request(url, headers=headers or {})
             raw = self._opener.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:  # an error status, or a redirect zoo does not follow
-            return Response(exc, exc.code, str(exc.reason or ""), exc.headers, exc.url or url)
+            return Response(exc, exc.code, str(exc.reason or ""), exc.headers)
         except Exception as exc:  # noqa: BLE001 — converted or re-raised by _failure
             raise _failure(exc) from None
-        return Response(raw, raw.status, raw.reason or "", raw.headers, raw.url)
+        return Response(raw, raw.status, raw.reason or "", raw.headers)
 
 
 class _LazyTLSHandler(urllib.request.HTTPSHandler):

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+
 class _UnsetHelpIsFalse:
     """An unset ``--help`` is False rather than None.
 
@@ -79,20 +80,18 @@ def split_global_options(argv: list[str]) -> list[str]:
     """
     registries: list[Path] = []
     i = 0
-    while i < len(argv) and argv[i].startswith("--registry"):
-        arg = argv[i]
-        if arg == "--registry":
-            if i + 1 >= len(argv) or not argv[i + 1] or argv[i + 1].startswith("-"):
-                raise typer.BadParameter("--registry needs a FILE: zoo --registry FILE COMMAND ...")
-            registries.append(Path(argv[i + 1]))
+    while i < len(argv) and (argv[i] == "--registry" or argv[i].startswith("--registry=")):  # --registryx: typer's
+        if argv[i] == "--registry":
+            value = argv[i + 1] if i + 1 < len(argv) else ""
+            missing = not value or value.startswith("-")  # the next option, not a file
             i += 2
-        elif arg.startswith("--registry="):
-            if not arg.split("=", 1)[1]:
-                raise typer.BadParameter("--registry needs a FILE: zoo --registry FILE COMMAND ...")
-            registries.append(Path(arg.split("=", 1)[1]))
+        else:
+            value = argv[i].split("=", 1)[1]
+            missing = not value
             i += 1
-        else:  # e.g. --registryx: typer reports it as an unknown option
-            break
+        if missing:
+            raise typer.BadParameter("--registry needs a FILE: zoo --registry FILE COMMAND ...")
+        registries.append(Path(value))
     State.registries = registries
     return argv[i:]
 
