@@ -5,9 +5,11 @@ Public API (everything else is internal)::
     zoo.list_models()        -> list[ModelEntry]     every merged registry entry
     zoo.get("fcn")           -> ModelEntry           one entry (UnknownModelError if absent)
     zoo.list_plugins()       -> list[Plugin]         discovered architecture plugins, loaded or broken
+    zoo.list_backends()      -> list[BackendPlugin]  discovered backend plugins, usable, unavailable or broken
     zoo.architecture("fcn")  -> Architecture         a loaded plugin's spec
+    zoo.resolve("fcn")       -> ModelHandle          a name resolved once: entry, architecture, cache refs
     zoo.load("fcn")          -> Model                a cached model ready to run: .predict(rgb) -> label map
-    zoo.verify_model("fcn")  -> VerifyResult         Paddle Inference vs ONNX Runtime on the same tensors
+    zoo.verify_model("fcn")  -> VerifyResult         Paddle Inference vs ONNX Runtime (or any two backends)
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
-from zoo.spec import Architecture, InputSpec
+from zoo.spec import Architecture, Backend, InputSpec
 
 if TYPE_CHECKING:
+    from zoo.catalog import ModelHandle
     from zoo.registry import Artifact, ModelEntry
 
 
@@ -34,36 +37,58 @@ def __getattr__(name: str) -> Any:
         from zoo import registry
 
         return getattr(registry, name)
+    if name == "ModelHandle":
+        from zoo import catalog
+
+        return catalog.ModelHandle
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 __all__ = [
     "Architecture",
     "Artifact",
+    "Backend",
     "InputSpec",
     "ModelEntry",
+    "ModelHandle",
     "ZooError",
     "__version__",
     "architecture",
     "get",
+    "list_backends",
     "list_models",
     "list_plugins",
     "load",
+    "resolve",
     "verify_model",
 ]
 
 
 def list_models() -> list[ModelEntry]:
     """Every model of the merged registries, sorted by name."""
-    from zoo import registry
+    from zoo import catalog
 
-    return sorted(registry.load().values(), key=lambda e: e.name)
+    return sorted(catalog.current().models.values(), key=lambda e: e.name)
 
 
 def get(name: str) -> ModelEntry:
     """The registry entry ``name`` (frozen)."""
-    from zoo import registry
+    entry = resolve(name).entry
+    assert entry is not None  # a registered name always has one
+    return entry
 
-    return registry.get(name)
+
+def resolve(name: str) -> ModelHandle:
+    """``name`` resolved once: its registry entry, architecture and cache refs (pass it to load, verify_model)."""
+    from zoo import catalog
+
+    return catalog.resolve(name)
+
+
+def list_backends():
+    """Every discovered backend plugin: usable, unavailable (a module it needs is missing) or broken."""
+    from zoo import backends
+
+    return backends.discover()
 
 
 def list_plugins():
@@ -80,15 +105,17 @@ def architecture(name: str) -> Architecture:
     return _plugins.get_architecture(name)
 
 
-def load(name_or_path: str, *, backend: str = "onnx", device: str = "cpu", threads: int | None = None):
-    """A cached model (registry name), a .onnx file or a Paddle model folder, ready to ``predict(rgb)``."""
+def load(model: Any, *, backend: str = "onnx", device: str = "cpu", threads: int | None = None,
+         precision: str = "fp32"):  # fmt: skip
+    """A cached model (registry name or handle), a .onnx file or a Paddle model folder, ready to ``predict(rgb)``."""
     from zoo import runtime
 
-    return runtime.load(name_or_path, backend=backend, device=device, threads=threads)
+    return runtime.load(model, backend=backend, device=device, threads=threads, precision=precision)
 
 
-def verify_model(name: str, **kwargs):
-    """Run Paddle Inference and ONNX Runtime on the same inputs and compare (see ``zoo.verify.verify_model``)."""
+def verify_model(name: Any, **kwargs):
+    """Run two backends (default Paddle Inference and ONNX Runtime) on the same inputs and compare
+    (see ``zoo.verify.verify_model``)."""
     from zoo import verify
 
     return verify.verify_model(name, **kwargs)

@@ -235,9 +235,9 @@ def extract_onnx_model(archive: Path, provenance: dict[str, Any]) -> Path:
 
 
 def check_onnx(path: Path) -> None:
-    """Run zoo.convert's ONNX check when that module is available (it imports onnx, so only on demand)."""
+    """Run zoo.onnx_meta's ONNX check when that module is available (it imports onnx, so only on demand)."""
     try:
-        from zoo.convert import check_onnx as _check
+        from zoo.onnx_meta import check_onnx as _check
     except ImportError:
         log.info("zoo.convert.check_onnx is unavailable; %s is stored unchecked", path)
         return

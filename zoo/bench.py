@@ -33,11 +33,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zoo.errors import BackendError, NotCachedError, ZooError
+from zoo.errors import BackendError, ZooError
 
-BACKENDS = ("onnx", "paddle")
+if TYPE_CHECKING:
+    from zoo.catalog import ModelHandle
+
+BACKENDS = ("onnx", "paddle")  # measured when none are named (the pair BENCHMARKS.md compares)
 DEFAULT_SIZE = (512, 1024)  # (H, W): half-resolution Cityscapes, what the registry's models were trained near
 DEFAULT_WARMUP = 2
 DEFAULT_RUNS = 10
@@ -49,11 +52,11 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 class BackendStats:
     """One backend's numbers, measured in its own process."""
 
-    backend: str  # "onnx" or "paddle"
+    backend: str  # the backend's name: "onnx", "paddle", or a plugin's
     source: str  # the .onnx file or Paddle model folder that ran
     providers: list[str]  # what actually ran the model (ORT execution providers, or Paddle's CPU/oneDNN path)
     threads: int  # CPU threads the runner was given for one inference
-    config: dict[str, Any]  # backend settings that matter for speed (graph optimisation, oneDNN, program format)
+    config: dict[str, Any]  # the runner's describe()["options"]: settings that matter for speed
     runs: int  # timed images
     warmup: int  # untimed images before them
     p50_ms: float  # median per-image latency: preprocess + inference + postprocess
@@ -121,57 +124,44 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def bench(
-    name: str,
+    model: ModelHandle | str,
     *,
     backends: tuple[str, ...] = BACKENDS,
     size: tuple[int, int] = DEFAULT_SIZE,
     threads: int | None = None,
     warmup: int = DEFAULT_WARMUP,
     runs: int = DEFAULT_RUNS,
-    registries: list[Path] | None = None,
     progress: Any = None,
 ) -> BenchResult:
-    """Measure ``name`` on each backend, each in a child process; converts to ONNX first if no ONNX model is cached.
+    """Measure ``model`` on each backend, each in a child process; converts to ONNX first if no ONNX model is cached.
 
     ``progress``, if given, is called with one-line status messages.
     """
-    from zoo import cache, registry
+    from zoo import backends as registered, cache, catalog
 
-    for backend in backends:
-        if backend not in BACKENDS:
-            raise BackendError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
+    specs = [registered.get(b) for b in backends]  # BackendError names the registered ones
     if warmup < 0 or runs < 1:
         raise ZooError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
     h, w = size
     if h < 1 or w < 1:
         raise ZooError(f"height and width must be positive, got {h}x{w}")
     threads = int(threads or os.cpu_count() or 1)
-    registry.get(name, registries)  # UnknownModelError before anything is started
-    if "paddle" in backends:
+    handle = catalog.handle(model)  # UnknownModelError before anything is started
+    name = handle.name
+    if any("paddle" in s.formats for s in specs):
         cache.paddle_model_dir(name)  # NotCachedError says what to pull
-    if "onnx" in backends:
-        _ensure_onnx(name, registries, progress)
+    if any("onnx" in s.formats for s in specs):
+        from zoo.convert import ensure_onnx
+
+        ensure_onnx(handle, (lambda line: progress(f"bench {name}: {line}")) if progress else None)
     result = BenchResult(name, (h, w), threads, warmup, runs)
     for backend in backends:
         if progress:
             progress(f"bench {name}: {backend} at {h}x{w}, {threads} threads, {warmup} warm-up + {runs} runs")
         job = {"name": name, "backend": backend, "size": [h, w], "threads": threads, "warmup": warmup,
-               "runs": runs, "registries": [str(p) for p in registries or []]}  # fmt: skip
+               "runs": runs, "registries": [str(p) for p in catalog.extra_registries()]}  # fmt: skip
         result.backends[backend] = _in_child(job)
     return result
-
-
-def _ensure_onnx(name: str, registries: list[Path] | None, progress: Any) -> None:
-    from zoo import cache
-
-    try:
-        cache.onnx_model_path(name)
-    except NotCachedError:
-        from zoo import convert
-
-        if progress:
-            progress(f"bench {name}: no ONNX model cached, converting it first")
-        convert.convert(name, registries=registries)
 
 
 def _in_child(job: dict[str, Any]) -> BackendStats:
@@ -222,7 +212,6 @@ def measure(
     threads: int,
     warmup: int,
     runs: int,
-    registries: list[Path] | None = None,
 ) -> BackendStats:
     """Measure one backend in this process (``bench`` calls this in a child; its RSS covers the whole process)."""
     import numpy as np
@@ -230,7 +219,7 @@ def measure(
     from zoo import runtime
 
     started = time.perf_counter()
-    model = runtime.load(name, backend=backend, threads=threads, registries=registries)
+    model = runtime.load(name, backend=backend, threads=threads)
     load_ms = _ms(started)
     rss_loaded = _current_rss_mb()
     rgb = synthetic_image(size)
@@ -248,13 +237,13 @@ def measure(
     timed = stages[warmup:] * 1000.0
     total = timed.sum(axis=1)
     p50, p90, p99 = (float(v) for v in np.percentile(total, [50, 90, 99]))
-    runner = model.runner
+    described = model.runner.describe()  # what actually ran, as the backend reports it
     return BackendStats(
         backend=backend,
         source=str(model.source),
-        providers=list(model.providers),
-        threads=int(runner.threads),
-        config=_runner_config(runner),
+        providers=list(described.get("providers") or [described.get("engine", backend)]),
+        threads=int(described.get("threads") or threads),
+        config=dict(described.get("options") or {}),
         runs=runs,
         warmup=warmup,
         p50_ms=round(p50, 3),
@@ -271,30 +260,6 @@ def measure(
         rss_after_load_mb=round(rss_loaded, 1),
         peak_rss_mb=round(_peak_rss_mb(), 1),
     )
-
-
-def _runner_config(runner: Any) -> dict[str, Any]:
-    """What the runner was set up with, as far as it says."""
-    config: dict[str, Any] = {}
-    session = getattr(runner, "session", None)
-    if session is not None:
-        options = session.get_session_options()
-        config["graph_optimization_level"] = str(options.graph_optimization_level).rsplit(".", 1)[-1]
-        config["intra_op_num_threads"] = options.intra_op_num_threads
-        config["inter_op_num_threads"] = options.inter_op_num_threads
-        config["execution_mode"] = str(options.execution_mode).rsplit(".", 1)[-1]
-        try:
-            config["allow_spinning"] = int(options.get_session_config_entry("session.intra_op.allow_spinning"))
-        except RuntimeError:  # not set: ONNX Runtime's default
-            config["allow_spinning"] = 1
-    if getattr(runner, "program", None):
-        config["program"] = runner.program
-    if getattr(runner, "mkldnn", None) is not None:
-        config["onednn"] = bool(runner.mkldnn)
-    setup = getattr(runner, "setup", None)  # what zoo.paddle_config.configure did
-    if isinstance(setup, dict):
-        config.update({k: v for k, v in setup.items() if k not in ("mkldnn", "threads")})
-    return config
 
 
 def _peak_rss_mb() -> float:
@@ -336,8 +301,10 @@ def _child(argv: list[str]) -> int:
     """``python -m zoo.bench JOB_JSON RESULT_PATH``: measure one backend, write ``{"stats"}`` or ``{"error"}``."""
     job, out = json.loads(argv[0]), Path(argv[1])
     try:
-        stats = measure(job["name"], job["backend"], tuple(job["size"]), job["threads"], job["warmup"], job["runs"],
-                        [Path(p) for p in job["registries"]] or None)  # fmt: skip
+        from zoo import catalog
+
+        catalog.use_registries([Path(p) for p in job["registries"]])  # what the parent's --registry gave
+        stats = measure(job["name"], job["backend"], tuple(job["size"]), job["threads"], job["warmup"], job["runs"])
         doc: dict[str, Any] = {"stats": asdict(stats)}
     except ZooError as exc:
         doc = {"error": {"type": type(exc).__name__, "message": str(exc)}}

@@ -6,7 +6,9 @@ Layout under ``config.cache_dir()``::
     models/<key>/               a Paddle inference model: model.json|model.pdmodel, model.pdiparams, deploy.yaml,
                                 manifest.json (written last). <key> is the sha256 of the manifest's file list.
     onnx/<key>/                 a converted or published ONNX model: model.onnx, manifest.json
-    refs/<name>.json            which models/ and onnx/ entries a registry name points to, and where they came from
+    refs/<name>.json            which models/ and onnx/ entries a registry name points to, and where they came from:
+                                "paddle" (the Paddle model) and its variants — "onnx" (the float32 ONNX model),
+                                "onnx-int8", "onnx-fp16", ... — each with its own provenance
     locks/                      one lock file per artifact
     zoo.lock                    sha256 and size of each unpinned artifact's first download (trust on first use)
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +29,8 @@ from typing import Any
 
 from zoo import config
 from zoo.errors import IntegrityError, NotCachedError
+from zoo.util import now as _now
+from zoo.util import sha256_bytes, sha256_file  # noqa: F401 (their home is zoo.util; callers use cache.sha256_*)
 
 CHUNK = 1 << 20
 TEMP_PREFIX = ".staging-"  # folders being built or discarded
@@ -70,23 +75,6 @@ def hex_of(digest: str) -> str:
 
 def blob_path(digest: str) -> Path:
     return blobs_dir() / hex_of(digest)
-
-
-def sha256_file(path: Path) -> str:
-    """'sha256:<hex>' of a file's bytes."""
-    import hashlib  # here and below: stdlib modules `zoo list` never needs stay out of the CLI's start-up
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    import hashlib
-
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def fsync_dir(path: Path) -> None:
@@ -247,14 +235,34 @@ def get_ref(name: str) -> dict[str, Any]:
     return read_json(path) if path.is_file() else {}
 
 
-def set_ref(name: str, fmt: str, record: dict[str, Any]) -> None:
-    """Point ``name``'s ``fmt`` ("paddle" or "onnx") at an entry; record has at least 'key'."""
+def set_ref(name: str, fmt: str, record: dict[str, Any]) -> list[str]:
+    """Point ``name``'s ``fmt`` ("paddle", or a variant: "onnx", "onnx-int8", ...) at an entry; record has 'key'.
+
+    When the Paddle model changes, every variant derived from the old one is dropped in the same write — a
+    conversion of another network must never answer for this one. Returns the variants dropped.
+    """
     from zoo import locks
 
+    if not is_entry_format(fmt):
+        raise ValueError(f"'{fmt}' is neither 'paddle' nor a variant name like 'onnx' or 'onnx-int8'")
     with locks.hold(locks_dir() / f"ref-{name}.lock"):
         ref = get_ref(name)
+        dropped = []
+        if fmt == "paddle":
+            dropped = [v for v, rec in ref.items() if is_variant(v) and _stale(rec, str(record.get("key")))]
+            for variant in dropped:
+                del ref[variant]
         ref[fmt] = {**record, "updated": _now()}
         atomic_write_json(ref_path(name), ref)
+    return dropped
+
+
+def _stale(record: Any, paddle_key: str) -> bool:
+    """A variant made from another Paddle model than ``paddle_key`` (a published ONNX derives from none)."""
+    if not isinstance(record, dict):
+        return True
+    source = record.get("derived_from") or record.get("from")  # "from": what convert has always recorded
+    return source is not None and source != paddle_key
 
 
 def drop_ref(name: str, fmt: str | None = None) -> None:
@@ -280,12 +288,8 @@ def paddle_model_dir(name: str) -> Path:
 
 
 def onnx_model_path(name: str) -> Path:
-    """The cached .onnx file of ``name``; NotCachedError if absent."""
-    rec = get_ref(name).get("onnx")
-    folder = onnx_dir() / rec["key"] if rec else None
-    if folder is None or not (folder / MANIFEST).is_file():
-        raise NotCachedError(f"model '{name}' has no ONNX model in the cache; run 'zoo convert {name}'")
-    return folder / rec.get("file", "model.onnx")
+    """The cached float32 .onnx file of ``name``; NotCachedError if absent."""
+    return variant_path(name, "onnx")
 
 
 def program_file(folder: Path) -> Path:
@@ -296,16 +300,90 @@ def program_file(folder: Path) -> Path:
     raise NotCachedError(f"{folder} holds neither model.json nor model.pdmodel; it is not a Paddle inference model")
 
 
+# ---- variants: models derived from the Paddle model ------------------------------------------------------------------
+
+ONNX_VARIANT = "onnx"  # the float32 conversion (or the published ONNX model)
+_VARIANT = re.compile(r"^onnx(-[a-z0-9]+)*$")
+
+
+def is_variant(fmt: str) -> bool:
+    """Whether a ref key names an ONNX variant ("onnx", "onnx-int8", "onnx-fp16", ...)."""
+    return bool(_VARIANT.match(fmt))
+
+
+def is_entry_format(fmt: str) -> bool:
+    """Whether a ref key names a cache entry: "paddle" or a variant."""
+    return fmt == "paddle" or is_variant(fmt)
+
+
+def entry_parent(fmt: str) -> Path:
+    """The folder entries of ``fmt`` live in: models/ for the Paddle model, onnx/ for every variant."""
+    return models_dir() if fmt == "paddle" else onnx_dir()
+
+
+def variant_for(precision: str) -> str:
+    """The variant holding a precision: fp32 is the plain conversion "onnx", others "onnx-<precision>"."""
+    return ONNX_VARIANT if precision == "fp32" else f"{ONNX_VARIANT}-{precision}"
+
+
+def variants(name: str) -> dict[str, dict[str, Any]]:
+    """``name``'s variant records by variant name."""
+    return {k: v for k, v in get_ref(name).items() if is_variant(k) and isinstance(v, dict)}
+
+
+def variant_path(name: str, variant: str = ONNX_VARIANT) -> Path:
+    """The cached .onnx file of ``name``'s ``variant``; NotCachedError (saying how to make it) if absent."""
+    rec = get_ref(name).get(variant)
+    folder = onnx_dir() / str(rec["key"]) if isinstance(rec, dict) and rec.get("key") else None
+    if folder is None or not (folder / MANIFEST).is_file():
+        if variant == ONNX_VARIANT:
+            raise NotCachedError(f"model '{name}' has no ONNX model in the cache; run 'zoo convert {name}'")
+        precision = variant.split("-", 1)[1]
+        raise NotCachedError(
+            f"model '{name}' has no {variant} model in the cache; make it with "
+            f"'zoo quantize {name} --precision {precision}'"
+        )
+    return folder / rec.get("file", "model.onnx")
+
+
+def store_variant(name: str, variant: str, file: Path, provenance: dict[str, Any]) -> Path:
+    """Cache ``file`` as ``name``'s ``variant`` (e.g. "onnx-int8") derived from its current Paddle model.
+
+    ``provenance`` says how it was made (``tool``, ``settings``, ...); ``derived_from`` (the Paddle model's key) is
+    added, so the variant is dropped when that model changes. The file is copied into ``onnx/<key>/`` and committed
+    with its own manifest; the ref is updated last. Returns the cached file.
+    """
+    import shutil
+
+    if not is_variant(variant):
+        raise ValueError(f"'{variant}' is not a variant name (onnx, onnx-int8, onnx-fp16, ...)")
+    paddle = get_ref(name).get("paddle") or {}
+    record = {"variant": variant, "derived_from": paddle.get("key"), "name": name, **provenance}
+    with staging(onnx_dir()) as stage:
+        target = stage / "model.onnx"
+        shutil.copyfile(file, target)
+        folder = commit_tree(stage, onnx_dir(), record)
+    sha = read_manifest(folder)["files"]["model.onnx"]["sha256"]
+    set_ref(name, variant, {"key": folder.name, "file": "model.onnx", "sha256": sha, **record})
+    return folder / "model.onnx"
+
+
+def drop_variant(name: str, variant: str) -> None:
+    """Forget ``name``'s ``variant`` (its entry stays until ``zoo cache prune``, unless shared)."""
+    if variant not in variants(name):
+        have = ", ".join(sorted(variants(name))) or "none"
+        raise NotCachedError(f"model '{name}' has no cached {variant} model (cached variants: {have}); "
+                             "run 'zoo cache ls' to see what is cached")  # fmt: skip
+    drop_ref(name, variant)
+
+
 def cached_formats(name: str) -> list[str]:
     """Which formats of ``name`` are complete in the cache."""
     formats = []
     ref = get_ref(name)
     if "paddle" in ref and (models_dir() / ref["paddle"]["key"] / MANIFEST).is_file():
         formats.append("paddle")
-    if "onnx" in ref and (onnx_dir() / ref["onnx"]["key"] / MANIFEST).is_file():
-        formats.append("onnx")
+    for variant in sorted(v for v in ref if is_variant(v)):
+        if (onnx_dir() / str(ref[variant].get("key")) / MANIFEST).is_file():
+            formats.append(variant)
     return formats
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -7,6 +7,7 @@ Nothing here creates directories: callers create what they write into.
 | ZOO_HOME            | root of zoo's cache and config (default: platformdirs' user dirs)     |
 | ZOO_REGISTRY        | extra registry files, separated by os.pathsep                         |
 | ZOO_PLUGINS         | comma-separated plugin names: load only these                         |
+| ZOO_BACKENDS        | comma-separated backend names: load only these                        |
 | ZOO_OFFLINE         | 1: never touch the network                                            |
 | ZOO_MIRROR          | HTTP base URL or folder tried before the registry's URLs              |
 | ZOO_REQUIRE_HASH    | 1: refuse artifacts with no pinned sha256                             |
@@ -70,6 +71,14 @@ def registry_files() -> list[Path]:
 def plugin_allowlist() -> set[str] | None:
     """Plugin names ZOO_PLUGINS restricts loading to, or None for all."""
     value = os.environ.get("ZOO_PLUGINS")
+    if value is None or not value.strip():
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def backend_allowlist() -> set[str] | None:
+    """Backend names ZOO_BACKENDS restricts loading to, or None for all."""
+    value = os.environ.get("ZOO_BACKENDS")
     if value is None or not value.strip():
         return None
     return {name.strip() for name in value.split(",") if name.strip()}

@@ -45,19 +45,22 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zoo import cache, config, plugins, registry
+from zoo import cache, catalog, config, plugins
 from zoo.errors import ConversionError, IntegrityError, NotCachedError
+from zoo.onnx_meta import JSON_KEYS, PREFIX, check_onnx, decode_metadata, read_metadata  # noqa: F401 (their home moved)
+from zoo.util import OUTPUT_OPS  # noqa: F401
+from zoo.util import first_line as _first_line
+
+if TYPE_CHECKING:
+    from zoo.catalog import ModelHandle
 
 DEFAULT_OPSET = 11
 ONNX_FILE = "model.onnx"
-PREFIX = "zoo."
 METADATA_FORMAT = "1"
 RECIPE = 1  # bump when zoo's own processing of paddle2onnx's output changes: it invalidates cached conversions
-JSON_KEYS = frozenset({"paddle_files", "input", "num_classes", "labels", "palette", "opset"})
 WORKER = Path(__file__).with_name("_p2o_worker.py")
-OUTPUT_OPS = ("argmax", "softmax", "none")
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,11 @@ class ConvertResult:
 # ---- public API ------------------------------------------------------------------------------------------------------
 
 
-def convert(name: str, *, opset: int = DEFAULT_OPSET, force: bool = False,
-            registries: list[Path] | None = None) -> ConvertResult:  # fmt: skip
-    """Convert the cached Paddle model of ``name`` to ONNX (or reuse an earlier conversion); point its ref at it."""
+def convert(model: ModelHandle | str, *, opset: int = DEFAULT_OPSET, force: bool = False) -> ConvertResult:
+    """Convert the cached Paddle model of ``model`` to ONNX (or reuse an earlier conversion); point its ref at it."""
     start = time.perf_counter()
-    entry = registry.get(name, registries)
+    handle = catalog.handle(model)
+    name = handle.name
     folder = cache.paddle_model_dir(name)
     wanted = {"source": "converted", "from": folder.name, "opset": opset, "converter": _converter(), "recipe": RECIPE}
     if not force and (hit := _find_cached(name, wanted)) is not None:
@@ -98,10 +101,10 @@ def convert(name: str, *, opset: int = DEFAULT_OPSET, force: bool = False,
         if not force and (hit := _find_cached(name, wanted)) is not None:  # another process just did it
             return _result(name, hit, wanted, cached=True, start=start)
         program, params = _check_source(folder, f"run 'zoo pull {name} --force' (or 'zoo export {name}')")
-        arch = plugins.get_architecture(entry.architecture)
+        arch = handle.architecture
         manifest = cache.read_manifest(folder)
         provenance = {**manifest.get("provenance", {}), **cache.get_ref(name).get("paddle", {})}
-        num_classes = entry.num_classes or provenance.get("num_classes")
+        num_classes = (handle.entry.num_classes if handle.entry else None) or provenance.get("num_classes")
         meta = _source_metadata(manifest, program, params)
         meta.update(name=name, **_arch_metadata(arch, num_classes))
         meta["output_op"] = provenance.get("output_op")
@@ -114,6 +117,17 @@ def convert(name: str, *, opset: int = DEFAULT_OPSET, force: bool = False,
             record = {**wanted, "name": name, "output_op": meta["output_op"], "zoo": _zoo_version()}
             final = cache.commit_tree(stage, cache.onnx_dir(), record)
         return _result(name, final, wanted, cached=False, start=start)
+
+
+def ensure_onnx(model: ModelHandle | str, progress: Any = None) -> Path:
+    """The cached float32 ONNX model of ``model``, converted first when there is none (``progress`` gets a line)."""
+    handle = catalog.handle(model)
+    try:
+        return cache.onnx_model_path(handle.name)
+    except NotCachedError:
+        if progress:
+            progress(f"no ONNX model of '{handle.name}' cached; converting it first")
+        return Path(convert(handle).path)
 
 
 def convert_model_dir(folder: Path, out: Path, *, opset: int = DEFAULT_OPSET, architecture: str | None = None) -> None:
@@ -157,59 +171,6 @@ def convert_model_dir(folder: Path, out: Path, *, opset: int = DEFAULT_OPSET, ar
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-
-
-def check_onnx(path: Path) -> None:
-    """ConversionError unless ``path`` is a self-contained ONNX model that passes onnx.checker and opens in ORT."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ConversionError(f"{path} is not a readable ONNX model ({exc}); convert or download it again") from None
-    external = [
-        t.name or "(unnamed)" for t in _all_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL
-    ]
-    if external:
-        shown = ", ".join(external[:3]) + (f" and {len(external) - 3} more" if len(external) > 3 else "")
-        raise ConversionError(
-            f"{path} keeps {len(external)} tensor(s) as external data ({shown}); zoo only uses self-contained .onnx "
-            "files — save the model with all weights inside the file"
-        )
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:
-        raise ConversionError(
-            f"{path} fails onnx.checker: {_first_line(exc)}; if it was just converted, its model.pdiparams is "
-            "probably incomplete — run 'zoo cache verify'"
-        ) from None
-    del model
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ConversionError(f"ONNX Runtime cannot load {path}: {_first_line(exc)}") from None
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    """The ``zoo.*`` metadata of an .onnx file, prefix removed and JSON values decoded ({} if none)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return decode_metadata({p.key: p.value for p in model.metadata_props})
-
-
-def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
-    """``zoo.*`` entries of a metadata map (e.g. ORT's ``get_modelmeta().custom_metadata_map``), decoded."""
-    out: dict[str, Any] = {}
-    for key, value in props.items():
-        if key.startswith(PREFIX):
-            short = key[len(PREFIX) :]
-            out[short] = json.loads(value) if short in JSON_KEYS else value
-    return out
 
 
 def check_params(path: Path, hint: str = "fetch the model again") -> int:
@@ -465,17 +426,6 @@ def _tensor_desc(buf: bytes) -> tuple[int, list[int]]:
     return dtype, dims
 
 
-def _all_tensors(graph: Any) -> list[Any]:
-    """Every TensorProto of a graph: initializers and node attributes, subgraphs included."""
-    tensors = list(graph.initializer) + [s.values for s in graph.sparse_initializer]
-    for node in graph.node:
-        for attr in node.attribute:
-            tensors += ([attr.t] if attr.HasField("t") else []) + list(attr.tensors)
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                tensors += _all_tensors(sub)
-    return tensors
-
-
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[\w+\]\s*")  # paddle2onnx's log prefix
 
@@ -489,11 +439,6 @@ def _log_tail(log: str) -> str:
     lines = [ln.strip() for ln in log.splitlines() if ln.strip() and "warn" not in ln.lower()]
     errors = [ln for ln in lines if "error" in ln.lower()]
     return " | ".join(_STAMP.sub("", ln) for ln in (errors or lines)[-3:]) or "no output"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _dist_version(*names: str) -> str:

@@ -14,13 +14,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zoo import cache, plugins, registry
+from zoo import cache, catalog, plugins, registry
 from zoo.errors import WeightsError, ZooError
 from zoo.registry import Artifact
+from zoo.util import OUTPUT_OPS
 
-OUTPUT_OPS = ("argmax", "softmax", "none")
+if TYPE_CHECKING:
+    from zoo.catalog import ModelHandle
+
 KEEP = ("model.json", "model.pdmodel", "model.pdiparams")
 
 
@@ -127,21 +130,32 @@ def save_inference(arch_name: str, num_classes: int, weights_path: str | None, o
     paddle.static.save_inference_model(str(out_dir / "model"), [x], [out], exe, program=main)
 
 
-def export_model(name: str, *, weights: str | Path | None = None, output_op: str = "argmax", seed: int = 0,
-                 legacy: bool = False, registries: list[Path] | None = None) -> Path:  # fmt: skip
-    """Export ``name`` into the cache and point its Paddle ref at it; returns the model folder."""
+def export_model(model: ModelHandle | str, *, weights: str | Path | None = None, output_op: str = "argmax",
+                 seed: int = 0, legacy: bool = False, origin: dict[str, Any] | None = None) -> Path:  # fmt: skip
+    """Export ``model`` into the cache and point its Paddle ref at it; returns the model folder.
+
+    ``origin``: the caller already fetched and verified ``weights`` (a path) — what to record about them and where
+    they came from (``weights_sha256``, ``source``, ``url``, ...); they are not looked up or hashed again, and the
+    ref is written once, with it.
+    """
     from zoo import __version__
 
     if output_op not in OUTPUT_OPS:
         raise ZooError(f"unknown output op '{output_op}'; choose one of {', '.join(OUTPUT_OPS)}")
-    entry = registry.get(name, registries)
-    arch = plugins.get_architecture(entry.architecture)
+    handle = catalog.handle(model)
+    name, arch, entry = handle.name, handle.architecture, handle.entry
     plugins.load_builder(arch)  # fail early, before any download, if the plugin has no network
-    num_classes = entry.num_classes or len(arch.labels)
-    weights_path, weights_info = _resolve_weights(entry, weights)
+    num_classes = handle.num_classes
+    if origin is not None and weights is not None:
+        weights_path: Path | None = Path(weights)
+        weights_info = {"weights": "trained", **{k: origin[k] for k in ("weights_sha256", "weights_url") if k in origin}}
+    else:
+        if entry is None:
+            raise WeightsError(f"model '{name}' is in no registry; pass --weights PATH|URL|random")
+        weights_path, weights_info = _resolve_weights(entry, weights)
     import paddle  # after every check that can fail fast
     with cache.staging(cache.models_dir()) as stage:
-        args = (entry.architecture, num_classes, str(weights_path) if weights_path else None, output_op, seed)
+        args = (arch.name, num_classes, str(weights_path) if weights_path else None, output_op, seed)
         if legacy:
             _save_legacy(*args, stage)
         else:
@@ -152,12 +166,13 @@ def export_model(name: str, *, weights: str | Path | None = None, output_op: str
         program = cache.program_file(stage).name
         (stage / "deploy.yaml").write_text(_deploy_yaml(arch, output_op, program))
         provenance = {
-            "name": name, "architecture": entry.architecture, "num_classes": num_classes, "output_op": output_op,
+            "name": name, "architecture": arch.name, "num_classes": num_classes, "output_op": output_op,
             "seed": seed if weights_info["weights"] == "random" else None, "format": program,
             "paddle": paddle.__version__, "zoo": __version__, **weights_info,
         }  # fmt: skip
         folder = cache.commit_tree(stage, cache.models_dir(), provenance)
-    cache.set_ref(name, "paddle", {"key": folder.name, "source": "export", **provenance})
+    extra = {k: v for k, v in (origin or {}).items() if k not in provenance}
+    cache.set_ref(name, "paddle", {"key": folder.name, "source": "export", **provenance, **extra})
     return folder
 
 

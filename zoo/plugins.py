@@ -3,11 +3,16 @@
 The built-in architectures are registered exactly like third-party ones (see pyproject.toml). A plugin that fails to
 import, is not an :class:`~zoo.spec.Architecture`, or reuses a name is recorded as broken — reported by
 ``zoo plugins`` — and never stops other commands. ``ZOO_PLUGINS`` restricts which plugins load.
+
+Entry points are scanned once per process (:func:`group`, shared with :mod:`zoo.backends`) and each plugin is loaded
+once: a scan reads every installed distribution's metadata. The memo is keyed by ``sys.path``, so code that adds a
+folder of plugins at run time (as the tests do) is seen.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -63,12 +68,38 @@ def _precedence(ep: Any) -> tuple[str, bool, str]:
     return (ep.name, dist_name != "zoo", dist_name)
 
 
+_SCANS: dict[tuple[str, ...], Any] = {}  # sys.path → every entry point installed there
+_FOUND: dict[tuple[tuple[str, ...], frozenset[str] | None], list[Plugin]] = {}  # (sys.path, ZOO_PLUGINS) → plugins
+
+
+def group(name: str) -> list[Any]:
+    """The entry points of one group, from the one scan of installed distributions this process makes."""
+    key = tuple(sys.path)
+    if key not in _SCANS:
+        _SCANS.clear()  # sys.path changed: the old scan can never be asked for again
+        _SCANS[key] = entry_points()
+    return list(_SCANS[key].select(group=name))
+
+
+def reset() -> None:
+    """Forget what was discovered (the next call scans again): for tests that install plugins at run time."""
+    _SCANS.clear()
+    _FOUND.clear()
+
+
 def discover() -> list[Plugin]:
-    """Load every allowed plugin of the group; failures become records with an error."""
+    """Load every allowed plugin of the group (once per process); failures become records with an error."""
     allow = config.plugin_allowlist()
+    key = (tuple(sys.path), frozenset(allow) if allow is not None else None)
+    if key not in _FOUND:
+        _FOUND[key] = _discover(allow)
+    return list(_FOUND[key])
+
+
+def _discover(allow: set[str] | None) -> list[Plugin]:
     found: list[Plugin] = []
     seen: dict[str, Plugin] = {}
-    for ep in sorted(entry_points(group=GROUP), key=_precedence):
+    for ep in sorted(group(GROUP), key=_precedence):
         if allow is not None and ep.name not in allow:
             continue
         dist = getattr(ep, "dist", None)

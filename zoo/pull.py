@@ -16,11 +16,15 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from zoo import archive, cache, pins, registry
+from zoo import archive, cache, catalog, pins, registry
 from zoo.errors import ArchiveError, ConversionError, DownloadError, NotCachedError, WeightsError, ZooError
+from zoo.util import first_line as _first_line
+
+if TYPE_CHECKING:
+    from zoo.catalog import ModelHandle
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +53,11 @@ class _Options:
     offline: bool | None
     require_hash: bool | None
     progress: bool | None  # fetch's progress bar: None = when stderr is a terminal
-    registries: list[Path] | None
+    handle: ModelHandle  # the model being pulled, resolved once
 
 
 def pull(
-    name: str,
+    model: ModelHandle | str,
     *,
     fmt: str = "paddle",
     source: str | None = None,
@@ -62,17 +66,20 @@ def pull(
     offline: bool | None = None,
     require_hash: bool | None = None,
     progress: bool | None = None,
-    registries: list[Path] | None = None,
 ) -> list[PullResult]:
-    """Fetch ``name`` into the cache (``fmt`` "paddle", "onnx" or "all"); one result per format."""
+    """Fetch ``model`` into the cache (``fmt`` "paddle", "onnx" or "all"); one result per format."""
     if fmt not in FORMATS:
         raise ZooError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     if source is not None and source not in SOURCES:
         raise ZooError(f"unknown source '{source}'; choose one of {', '.join(SOURCES)}")
     if source is not None and fmt == "onnx":
         raise ZooError("--from picks the source of the Paddle model; drop it, or use --format paddle|all")
-    entry = registry.get(name, registries)
-    opts = _Options(mirror, force, offline, require_hash, progress, registries)
+    handle = catalog.handle(model)
+    entry = handle.entry
+    if entry is None:
+        raise NotCachedError(f"model '{handle.name}' is in no registry, so there is nothing to pull; "
+                             "run 'zoo list' to see the models that can be pulled")  # fmt: skip
+    opts = _Options(mirror, force, offline, require_hash, progress, handle)
     results = []
     if fmt in ("paddle", "all"):
         results.append(_pull_paddle(entry, source, opts))
@@ -154,14 +161,13 @@ def _from_weights(entry: registry.ModelEntry, opts: _Options, note: str) -> Pull
     before = _snapshot(pin_id)
     fetched = _fetch(entry, "weights", opts)
     provenance = _provenance(entry.name, "weights", fetched, entry.artifacts["weights"])
+    # fetch verified the blob: export records this instead of hashing it again, and writes the ref once
+    origin = {**_record(provenance), "weights_sha256": fetched.sha256, "weights_url": provenance["url"]}
     try:
-        folder = export_model(entry.name, weights=fetched.path, registries=opts.registries)
+        folder = export_model(opts.handle, weights=fetched.path, origin=origin)
     except WeightsError:  # unsafe, or not weights of this network: do not keep trusting them
         _forget(fetched, pin_id, before)
         raise
-    exported = {k: v for k, v in cache.get_ref(entry.name).get("paddle", {}).items() if k != "updated"}
-    record = {**exported, "key": folder.name, **_record(provenance), "weights_url": provenance["url"]}
-    cache.set_ref(entry.name, "paddle", record)
     return PullResult(entry.name, "paddle", "weights", provenance["url"], fetched.sha256, folder, False, note)
 
 
@@ -278,8 +284,3 @@ def _forget(fetched: Any, pin_id: str, before: _Before) -> None:
         Path(fetched.path).unlink(missing_ok=True)
     if not before.pinned:
         pins.remove(pin_id)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-

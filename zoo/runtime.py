@@ -1,6 +1,6 @@
-"""Running a model: preprocessing, the two inference backends, and :func:`load` → :class:`Model`.
+"""Running a model: preprocessing, :func:`load` → :class:`Model` on a backend chosen from :mod:`zoo.backends`.
 
-Both runners take the preprocessed float32 ``[1, 3, H, W]`` tensor and return the model's first output as it is:
+Every runner takes the preprocessed float32 ``[1, 3, H, W]`` tensor and return the model's first output as it is:
 int32/int64 class ids (``[N, H, W]`` or ``[N, 1, H, W]``) or float scores ``[N, C, H, W]``. :class:`Model` turns that
 into an ``[H, W]`` label map at the image's own size. Input and output names are always read from the model: real
 exports use ``x`` → ``argmax_0.tmp_0``, ``save_infer_model/scale_0.tmp_0`` or ``fetch_name_0``.
@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from zoo.errors import BackendError, ImageError
-from zoo.spec import Architecture, InputSpec
+from zoo.spec import Architecture, Backend, InputSpec
 
 if TYPE_CHECKING:
     import numpy as np
 
-BACKENDS = ("onnx", "paddle")
-DEVICES = ("cpu", "gpu")
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
+    from zoo.catalog import ModelHandle
+
 
 
 class MetadataWarning(UserWarning):
@@ -55,158 +53,24 @@ def preprocess(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 class Runner(Protocol):
-    """What both backends offer."""
-
-    backend: str  # "onnx" or "paddle"
-    device: str  # "cpu" or "gpu"
-    input_name: str  # read from the model
-    output_names: list[str]  # read from the model; run() returns the first
-    providers: list[str]  # what actually runs the model
-    threads: int  # CPU threads for one inference
+    """What every backend's runner offers (see :class:`zoo.spec.Backend`)."""
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
 
-
-def _check_device(device: str) -> None:
-    if device not in DEVICES:
-        raise BackendError(f"unknown device '{device}'; choose one of: {', '.join(DEVICES)}")
+    def describe(self) -> dict[str, Any]: ...
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def __getattr__(name: str) -> Any:
+    """The built-in runner classes, from their own modules (importing this module imports no engine)."""
+    if name == "OnnxRunner":
+        from zoo.runners.ort import OnnxRunner
 
+        return OnnxRunner
+    if name == "PaddleRunner":
+        from zoo.runners.paddle import PaddleRunner
 
-class OnnxRunner:
-    """One ONNX Runtime session: graph optimisation on, one intra-op thread per core unless told otherwise."""
-
-    backend = "onnx"
-
-    def __init__(self, path: str | os.PathLike[str], device: str = "cpu", threads: int | None = None):
-        import onnxruntime as ort
-
-        _check_device(device)
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise BackendError(f"{self.path}: no such ONNX model file")
-        self.device = device
-        self.threads = int(threads or os.cpu_count() or 1)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        # Idle workers sleep instead of spinning: `zoo run DIR` decodes and writes images on other threads while this
-        # session infers, and spinning workers took the CPU from them (folder throughput 0.87-0.92x -> 0.97x of bare
-        # session.run on 2 cores); one inference alone costs 0-5% more (danet most). BENCHMARKS.md, sections 2-3.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = [CPU]
-        if device == "gpu":
-            available = ort.get_available_providers()
-            if CUDA not in available:
-                raise BackendError(
-                    f"--device gpu needs ONNX Runtime's {CUDA}, but this onnxruntime has only "
-                    f"{', '.join(available)}; install onnxruntime-gpu with a CUDA driver, or run with --device cpu"
-                )
-            providers = [CUDA, CPU]
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf/... types
-            raise BackendError(
-                f"ONNX Runtime cannot load {self.path}: {_first_line(exc)}; is it a valid .onnx file? "
-                "Convert the model again with 'zoo convert'"
-            ) from exc
-        self.providers = list(self.session.get_providers())
-        if device == "gpu" and (not self.providers or self.providers[0] != CUDA):
-            raise BackendError(
-                f"--device gpu: ONNX Runtime did not start {CUDA} (the session runs on {', '.join(self.providers)}); "
-                "check the CUDA/cuDNN installation (nvidia-smi), or run with --device cpu"
-            )
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            names = ", ".join(i.name for i in inputs)
-            raise BackendError(f"{self.path} takes {len(inputs)} inputs ({names}); zoo runs single-image models")
-        self.input_name = inputs[0].name
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        try:
-            return self.session.run(self.output_names[:1], {self.input_name: x})[0]
-        except Exception as exc:
-            raise BackendError(f"ONNX Runtime failed on an input of shape {list(x.shape)}: {_first_line(exc)}") from exc
-
-
-class PaddleRunner:
-    """One Paddle Inference predictor over a model folder (PIR ``model.json`` or legacy ``model.pdmodel``).
-
-    On CPU, :func:`zoo.paddle_config.configure` picks the fastest settings that give correct results for the program's
-    format (oneDNN for both; for PIR programs with the pass removed that breaks bilinear interpolation);
-    ``.mkldnn`` and ``.setup`` say what was used.
-    """
-
-    backend = "paddle"
-
-    def __init__(self, model_dir: str | os.PathLike[str], device: str = "cpu", threads: int | None = None):
-        from zoo import cache
-
-        _check_device(device)
-        self.path = Path(model_dir)
-        if not self.path.is_dir():
-            raise BackendError(f"{self.path}: no such Paddle model folder (model.json|model.pdmodel + model.pdiparams)")
-        program = next((self.path / n for n in cache.PROGRAM_FILES if (self.path / n).is_file()), None)
-        params = self.path / cache.PARAMS_FILE
-        if program is None or not params.is_file():
-            raise BackendError(
-                f"{self.path} is not a Paddle inference model: it needs model.json or model.pdmodel, and "
-                f"{cache.PARAMS_FILE}"
-            )
-        self.device = device
-        self.threads = int(threads or os.cpu_count() or 1)
-        self.setup: dict[str, Any] = {}
-        from paddle import inference
-
-        config = inference.Config(str(program), str(params))
-        if device == "gpu":
-            import paddle
-
-            if not paddle.is_compiled_with_cuda() or paddle.device.cuda.device_count() == 0:
-                raise BackendError(
-                    "--device gpu needs a CUDA build of paddlepaddle and a visible GPU, and this machine has "
-                    "neither; install paddlepaddle-gpu, or run with --device cpu"
-                )
-            config.enable_use_gpu(256, 0)
-            self.mkldnn = False
-            self.providers = ["paddle-gpu"]
-        else:
-            from zoo import paddle_config
-
-            self.setup = paddle_config.configure(config, program, threads=self.threads)
-            self.mkldnn = bool(self.setup["mkldnn"])
-            self.providers = ["paddle-cpu-onednn" if self.mkldnn else "paddle-cpu"]
-        config.switch_ir_optim(True)
-        config.disable_glog_info()
-        try:
-            self.predictor = inference.create_predictor(config)
-        except Exception as exc:
-            raise BackendError(f"Paddle Inference cannot load {self.path}: {_first_line(exc)}") from exc
-        names = list(self.predictor.get_input_names())
-        if len(names) != 1:
-            raise BackendError(f"{self.path} takes {len(names)} inputs ({', '.join(names)}); zoo runs single-image models")
-        self.input_name = names[0]
-        self.output_names = list(self.predictor.get_output_names())
-        self.program = program.name
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        try:
-            handle = self.predictor.get_input_handle(self.input_name)
-            handle.reshape(list(x.shape))
-            handle.copy_from_cpu(x)
-            self.predictor.run()
-            return self.predictor.get_output_handle(self.output_names[0]).copy_to_cpu()
-        except Exception as exc:
-            raise BackendError(f"Paddle Inference failed on an input of shape {list(x.shape)}: {_first_line(exc)}") from exc
+        return PaddleRunner
+    raise AttributeError(f"module 'zoo.runtime' has no attribute {name!r}")
 
 
 # ---- the model a user holds -----------------------------------------------------------------------------------------
@@ -218,17 +82,25 @@ class Model:
 
     name: str  # registry name, or the model file's name
     source: Path  # the .onnx file or Paddle model folder that runs
-    runner: Runner  # OnnxRunner or PaddleRunner
+    runner: Runner  # the backend's runner: run(x) and describe()
     architecture: Architecture  # the plugin (or one built from ONNX metadata) with the input spec, labels, palette
     num_classes: int  # classes the model predicts
+    backend: str = "onnx"  # the backend's name (what --backend took)
+    precision: str = "fp32"  # the precision asked for
+    described: dict[str, Any] = field(default_factory=dict, repr=False)  # runner.describe() at load time
 
     @property
-    def backend(self) -> str:
-        return self.runner.backend
+    def arch(self) -> Architecture:
+        return self.architecture
 
     @property
     def providers(self) -> list[str]:
-        return list(self.runner.providers)
+        """What actually runs the model, as the runner says (execution providers, or the engine's own path)."""
+        return list(self.described.get("providers") or [self.described.get("engine", self.backend)])
+
+    @property
+    def threads(self) -> int | None:
+        return self.described.get("threads")
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -308,40 +180,52 @@ def output_to_labels(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def load(
-    name_or_path: str | os.PathLike[str],
+    model: str | os.PathLike[str] | ModelHandle,
     *,
     backend: str = "onnx",
     device: str = "cpu",
     threads: int | None = None,
-    registries: list[Path] | None = None,
+    precision: str = "fp32",
 ) -> Model:
-    """A runnable model from a registry name (the cached ONNX or Paddle model), an ``.onnx`` file or a model folder.
+    """A runnable model from a handle or registry name (its cached model), an ``.onnx`` file or a model folder.
 
-    A registry name takes its preprocessing and classes from its architecture plugin; an ``.onnx`` file from zoo's
-    ``zoo.*`` metadata when it has it, else PaddleSeg's defaults (with a warning). ``backend`` is "onnx" or "paddle".
+    A registered model takes its preprocessing and classes from its architecture plugin; an ``.onnx`` file from zoo's
+    ``zoo.*`` metadata when it has it, else PaddleSeg's defaults (with a warning). ``backend`` is any registered
+    backend (``zoo plugins``); it decides which of the model's formats runs.
     """
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
-    _check_device(device)
-    path = _as_path(name_or_path, registries)
+    from zoo import backends, catalog
+
+    spec = backends.get(backend)
+    if device not in spec.devices:
+        raise BackendError(f"unknown device '{device}' for backend '{spec.name}'; choose one of: {', '.join(spec.devices)}")
+    if isinstance(model, catalog.ModelHandle):
+        return _load_registered(model, spec, device, threads, precision)
+    path = _as_path(model)
     if path is None:
-        return _load_registered(str(name_or_path), backend, device, threads, registries)
-    if backend == "onnx":
-        if path.is_dir():
-            raise BackendError(f"{path} is a folder; run a Paddle model folder with --backend paddle, or give an .onnx file")
-        runner: Runner = OnnxRunner(path, device, threads)
-        meta = _onnx_metadata(runner, path)
-    else:
-        if path.is_file():
-            raise BackendError(f"{path} is a file; --backend paddle runs a Paddle model folder (model.json|model.pdmodel)")
-        runner = PaddleRunner(path, device, threads)
-        meta = _deploy_metadata(path)
+        return _load_registered(catalog.resolve(str(model)), spec, device, threads, precision)
+    fmt = "paddle" if path.is_dir() else "onnx" if path.is_file() or path.suffix == ".onnx" else spec.formats[0]
+    if fmt not in spec.formats:
+        if fmt == "paddle":
+            other = _backend_for("paddle")
+            raise BackendError(f"{path} is a folder; run a Paddle model folder with --backend {other}, "
+                               "or give an .onnx file")  # fmt: skip
+        raise BackendError(f"{path} is a file; --backend {spec.name} runs a Paddle model folder (model.json|model.pdmodel)")
+    runner = backends.open_runner(spec, path, device=device, threads=threads, precision=precision)
+    meta = _onnx_metadata(runner, path) if fmt == "onnx" else _deploy_metadata(path)
     arch = _architecture_from(meta, path)
     num_classes = int(meta.get("num_classes") or len(arch.labels))
-    return Model(path.stem if path.is_file() else path.name, path, runner, arch, num_classes)
+    name = path.stem if path.is_file() else path.name
+    return Model(name, path, runner, arch, num_classes, spec.name, precision, runner.describe())
 
 
-def _as_path(name_or_path: str | os.PathLike[str], registries: list[Path] | None) -> Path | None:
+def _backend_for(fmt: str) -> str:
+    from zoo import backends
+
+    usable = [p.name for p in backends.discover() if p.backend is not None and fmt in p.backend.formats]
+    return "paddle" if "paddle" in usable or not usable else usable[0]
+
+
+def _as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
     """The model path meant, or None for a registry name."""
     if isinstance(name_or_path, os.PathLike):
         return Path(name_or_path)
@@ -349,37 +233,50 @@ def _as_path(name_or_path: str | os.PathLike[str], registries: list[Path] | None
     if text.endswith(".onnx") or "/" in text or os.sep in text:
         return Path(text).expanduser()
     if Path(text).is_dir():
-        from zoo import registry
+        from zoo import catalog
 
-        if text not in registry.load(registries):
+        if not catalog.current().knows(text):
             return Path(text)
     return None
 
 
-def _load_registered(name: str, backend: str, device: str, threads: int | None, registries: list[Path] | None) -> Model:
-    from zoo import cache, plugins, registry
+def model_file(model: ModelHandle, spec: Backend, precision: str = "fp32") -> Path:
+    """The cached file (or folder) ``spec`` runs for ``model``: an ONNX variant, or the Paddle model folder.
 
-    entry = registry.get(name, registries)
-    arch = plugins.get_architecture(entry.architecture)
-    # a cached file changed since it was written would give wrong masks silently: re-hash before loading
-    if backend == "onnx":
-        source = cache.onnx_model_path(name)
+    The file is re-hashed first: a cached file changed since it was written would give wrong masks silently.
+    """
+    from zoo import cache
+
+    name = model.name
+    if "onnx" in spec.formats:
+        variant = cache.variant_for(precision)
+        source = cache.variant_path(name, variant)
         cache.verify_files(source.parent, [source.name], fix=f"run 'zoo convert {name} --force'")
-        runner: Runner = OnnxRunner(source, device, threads)
-    else:
+        return source
+    if "paddle" in spec.formats:
         source = cache.paddle_model_dir(name)
         files = [cache.program_file(source).name, cache.PARAMS_FILE]
         cache.verify_files(source, files, fix=f"run 'zoo pull {name} --force' to fetch it again")
-        runner = PaddleRunner(source, device, threads)
-    return Model(name, source, runner, arch, int(entry.num_classes or len(arch.labels)))
+        return source
+    raise BackendError(f"backend '{spec.name}' runs {', '.join(spec.formats)}; zoo caches only onnx and paddle models")
 
 
-def _onnx_metadata(runner: OnnxRunner, path: Path) -> dict[str, Any]:
-    """zoo's ``zoo.*`` metadata_props (read by the session already) → architecture, input, labels, palette, ..."""
-    from zoo.convert import decode_metadata
+def _load_registered(model: ModelHandle, spec: Backend, device: str, threads: int | None, precision: str) -> Model:
+    from zoo import backends
+
+    source = model_file(model, spec, precision)
+    runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision)
+    return Model(model.name, source, runner, model.architecture, model.num_classes, spec.name, precision,
+                 runner.describe())  # fmt: skip
+
+
+def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
+    """zoo's ``zoo.*`` metadata_props (read by an ORT session already, else from the file) → architecture, input, ..."""
+    from zoo.onnx_meta import decode_metadata, read_metadata
 
     try:
-        raw = decode_metadata(runner.metadata)
+        props = getattr(runner, "metadata", None)
+        raw = decode_metadata(props) if isinstance(props, dict) else read_metadata(path)
         meta: dict[str, Any] = {k: raw[k] for k in ("architecture", "output_op") if raw.get(k)}
         if raw.get("input") is not None:
             meta["input"] = _input_spec(raw["input"])

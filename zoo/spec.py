@@ -88,3 +88,22 @@ class Architecture:
         from zoo import postprocess
 
         return postprocess.overlay(rgb, self.colorize(labels), self.overlay_alpha)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One inference engine, as a plugin describes it (entry-point group ``zoo.backends``).
+
+    ``runner`` names a callable ``open_runner(model_path, *, device="cpu", threads=None, precision="fp32")`` returning
+    an object with ``run(x: float32 [N, 3, H, W]) -> np.ndarray`` (the model's first output) and ``describe() -> dict``
+    (what actually ran: engine, version, providers, threads, precision, options). It is imported only when used.
+    """
+
+    name: str  # what --backend takes: "onnx", "paddle", "openvino", ...
+    summary: str  # one line for `zoo plugins`
+    formats: tuple[str, ...]  # model formats it runs: "onnx" (an .onnx file), "paddle" (a Paddle model folder)
+    runner: str  # "module:callable" returning a runner; imported only when a model is opened
+    devices: tuple[str, ...] = ("cpu",)  # what --device may say
+    precisions: tuple[str, ...] = ("fp32",)  # "fp32", "bf16", "fp16", "int8"
+    requires: tuple[str, ...] = ()  # importable module names it needs; one missing → listed as unavailable
+    install: str = ""  # how to get what it needs, e.g. "pip install 'zoo[openvino]'"

@@ -56,10 +56,27 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(bundle_app, name="bundle")
 
 
-class State:
-    """Options given before the command."""
+def backend_name(value: str, *extra: str) -> str:
+    """``--backend NAME``: one of the registered backends (``zoo plugins``), read when the option is used."""
+    from zoo import backends
 
-    registries: list[Path] = []
+    known = backends.names() + extra
+    if value not in known:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(repr(k) for k in known)} (see 'zoo plugins')")
+    return value
+
+
+def backend_or_both(value: str) -> str:
+    """``zoo bench --backend``: a registered backend, or both (onnx and paddle)."""
+    return backend_name(value, "both")
+
+
+def backend_pair(value: str) -> tuple[str, str]:
+    """``--backend A,B``: two different registered backends, the reference first."""
+    pair = tuple(backend_name(v.strip()) for v in str(value).split(",") if v.strip())
+    if len(pair) != 2 or pair[0] == pair[1]:
+        raise typer.BadParameter(f"give two different backends, the reference first, e.g. paddle,onnx; got {value!r}")
+    return pair  # type: ignore[return-value]
 
 
 def use_zoo_commands() -> None:
@@ -71,8 +88,8 @@ def use_zoo_commands() -> None:
 
 
 def split_global_options(argv: list[str]) -> list[str]:
-    """Take ``--registry FILE`` (or ``--registry=FILE``, repeatable) from before the command into State.registries;
-    the rest goes to typer.
+    """Take ``--registry FILE`` (or ``--registry=FILE``, repeatable) from before the command into the catalog
+    (:func:`zoo.catalog.use_registries`); the rest goes to typer.
 
     zoo parses this one option itself: typer 0.29 imports pydantic (~70 ms) to coerce any parameter that is not a
     bool flag, even one left unset, and a root option is processed by every command. Parsed here, commands whose own
@@ -92,7 +109,9 @@ def split_global_options(argv: list[str]) -> list[str]:
         if missing:
             raise typer.BadParameter("--registry needs a FILE: zoo --registry FILE COMMAND ...")
         registries.append(Path(value))
-    State.registries = registries
+    from zoo import catalog
+
+    catalog.use_registries(registries)
     return argv[i:]
 
 

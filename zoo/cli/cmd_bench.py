@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Optional
 
 import typer
 
-from zoo.cli._app import State, app, info, print_json, table
-
-
-class BenchBackend(str, Enum):
-    onnx = "onnx"
-    paddle = "paddle"
-    both = "both"
+from zoo.cli._app import backend_or_both, app, info, print_json, table
 
 
 @app.command()
 def bench(
     name: str = typer.Argument(..., help="Model name (see 'zoo list'); its Paddle model must be cached."),
-    backend: BenchBackend = typer.Option(BenchBackend.both, "--backend", help="Backend(s) to measure."),
+    backend: str = typer.Option("both", "--backend", metavar="NAME|both", parser=backend_or_both,
+                                help="Backend to measure (see 'zoo plugins'), or both: onnx and paddle."),  # fmt: skip
     size: str = typer.Option("512x1024", "--size", metavar="HxW", help="Input image height x width."),
     threads: Optional[int] = typer.Option(  # noqa: UP007 - typer needs Optional here
         None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
@@ -29,16 +23,16 @@ def bench(
     json_: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Time a model on ONNX Runtime and Paddle Inference, each in its own process (ONNX converted if missing)."""
-    from zoo import bench as bench_mod
+    from zoo import bench as bench_mod, catalog
     from zoo.errors import ZooError
 
     try:
         hw = bench_mod.parse_size(size)
     except ZooError as exc:
         raise typer.BadParameter(str(exc), param_hint="--size") from None
-    backends = bench_mod.BACKENDS if backend is BenchBackend.both else (backend.value,)
-    result = bench_mod.bench(name, backends=backends, size=hw, threads=threads, warmup=warmup, runs=runs,
-                             registries=State.registries, progress=info)  # fmt: skip
+    backends = bench_mod.BACKENDS if backend == "both" else (backend,)
+    result = bench_mod.bench(catalog.resolve(name), backends=backends, size=hw, threads=threads, warmup=warmup,
+                             runs=runs, progress=info)  # fmt: skip
     if json_:
         print_json(result.as_dict())
         return

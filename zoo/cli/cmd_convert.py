@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from zoo.cli._app import State, app, info, print_json
+from zoo.cli._app import app, info, print_json
 
 
 def _is_path(target: str) -> bool:
@@ -18,9 +18,9 @@ def _is_path(target: str) -> bool:
         return True
     if not Path(target).is_dir():
         return False
-    from zoo import registry
+    from zoo import catalog
 
-    return target not in registry.load(State.registries)
+    return not catalog.current().knows(target)
 
 
 @app.command()
@@ -46,7 +46,9 @@ def convert(
                                      f"(see 'zoo cache path {target} --format onnx')")  # fmt: skip
         if not json_:
             info(f"converting {target} to ONNX (opset {opset}) ...")
-        result = convert_mod.convert(target, opset=opset, force=force, registries=State.registries)
+        from zoo import catalog
+
+        result = convert_mod.convert(catalog.resolve(target), opset=opset, force=force)
         if json_:
             print_json(result.as_dict())
             return

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from zoo.cli._app import State, app, info, print_json
+from zoo.cli._app import app, info, print_json
 
 
 @app.command()
@@ -21,11 +21,10 @@ def export(
     json_: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Export NAME's network with trained (or seeded random) weights into the cache."""
-    from zoo import cache, export as export_mod
+    from zoo import cache, catalog, export as export_mod
 
-    folder = export_mod.export_model(
-        name, weights=weights, output_op=output_op, seed=seed, legacy=legacy, registries=State.registries
-    )
+    folder = export_mod.export_model(catalog.resolve(name), weights=weights, output_op=output_op, seed=seed,
+                                     legacy=legacy)  # fmt: skip
     provenance = cache.read_manifest(folder)["provenance"]
     if json_:
         print_json({"name": name, "path": str(folder), **provenance})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from zoo import cache, plugins, registry
-from zoo.cli._app import State, app, print_json, table
+from zoo import cache, catalog, plugins
+from zoo.cli._app import app, print_json, table
 
 
 def _status(name: str) -> dict:
@@ -23,7 +23,7 @@ def _status(name: str) -> dict:
 @app.command("list")
 def list_(json_: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
     """List the models of every registry, with what is cached."""
-    entries = sorted(registry.load(State.registries).values(), key=lambda e: e.name)
+    entries = sorted(catalog.current().models.values(), key=lambda e: e.name)
     rows = [{**e.as_dict(), **_status(e.name)} for e in entries]
     if json_:
         print_json(rows)
@@ -44,10 +44,13 @@ def info(
     json_: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Show one model's registry entry, plugin and cache state."""
-    entry = registry.get(name, State.registries)
+    known = catalog.current()
+    if not known.knows(name):
+        known.resolve(name)  # UnknownModelError with close matches
+    entry = known.models[name]
     data = {**entry.as_dict(), **_status(name)}
     try:
-        arch = plugins.get_architecture(entry.architecture)
+        arch = known.resolve(name).architecture
         data["input"] = arch.input.as_dict()
         data["labels"] = list(arch.labels)
         data["plugin_error"] = None
@@ -76,13 +79,23 @@ def info(
 
 @app.command("plugins")
 def plugins_(json_: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
-    """List architecture plugins, including any that failed to load and why."""
+    """List architecture and backend plugins, including any that failed to load and why."""
+    from zoo import backends
+
     found = plugins.discover()
-    if json_:
-        print_json([p.as_dict() for p in found])
+    engines = backends.discover()
+    if json_:  # architectures as before; backends marked with "kind"
+        print_json([{"kind": "architecture", **p.as_dict()} for p in found]
+                   + [{"kind": "backend", **b.as_dict()} for b in engines])
         return
     rows = [
         [p.name, p.distribution or "-", p.version or "-", "ok" if p.architecture else f"BROKEN: {p.error}"]
         for p in found
     ]
     typer.echo(table(rows, ["NAME", "DISTRIBUTION", "VERSION", "STATUS"]))
+    rows = []
+    for b in engines:
+        status = "ok" if b.usable else (f"UNAVAILABLE: {b.error}" if b.backend else f"BROKEN: {b.error}")
+        formats = ",".join(b.backend.formats) if b.backend else "-"
+        rows.append([b.name, formats, b.distribution or "-", b.version or "-", status])
+    typer.echo("\n" + table(rows, ["BACKEND", "FORMATS", "DISTRIBUTION", "VERSION", "STATUS"]))

@@ -15,13 +15,8 @@ from typing import Any, Optional
 
 import typer
 
-from zoo.cli._app import State, app, info, print_json, stdout_to_stderr
+from zoo.cli._app import backend_name, app, info, print_json, stdout_to_stderr
 from zoo.errors import ImageError
-
-
-class Backend(str, Enum):
-    onnx = "onnx"
-    paddle = "paddle"
 
 
 class Device(str, Enum):
@@ -38,7 +33,8 @@ def run(
     ),  # fmt: skip
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders of images, glob patterns."),
     out: Path = typer.Option(Path("zoo-out"), "--out", "-o", metavar="DIR", help="Where to write the results."),
-    backend: Backend = typer.Option(Backend.onnx, "--backend", help="Inference backend."),
+    backend: str = typer.Option("onnx", "--backend", metavar="NAME", parser=backend_name,
+                                help="Inference backend: onnx, paddle or a plugin's (see 'zoo plugins')."),  # fmt: skip
     device: Device = typer.Option(Device.cpu, "--device", help="gpu fails unless the model really runs on CUDA."),
     threads: Optional[int] = typer.Option(  # noqa: UP007 - typer needs Optional here
         None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
@@ -52,8 +48,7 @@ def run(
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
-            loaded = runtime.load(model, backend=backend.value, device=device.value, threads=threads,
-                                  registries=State.registries)  # fmt: skip
+            loaded = runtime.load(model, backend=backend, device=device.value, threads=threads)
         for w in caught:  # zoo's own as one line; anything else (e.g. from paddle's import) as Python shows it
             if issubclass(w.category, runtime.MetadataWarning):
                 info(f"zoo: warning: {w.message}")
@@ -61,7 +56,7 @@ def run(
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         info(
             f"{loaded.name} ({loaded.architecture.name}, {loaded.num_classes} classes) on {loaded.backend}: "
-            f"providers {', '.join(loaded.providers)}, {loaded.runner.threads} threads; "
+            f"providers {', '.join(loaded.providers)}, {loaded.threads} threads; "
             f"{len(paths)} input(s) → {out}"
         )
         started = time.perf_counter()

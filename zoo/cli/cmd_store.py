@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from zoo import cache
-from zoo.cli._app import State, app, bundle_app, cache_app, info, print_json, table
+from zoo.cli._app import app, bundle_app, cache_app, info, print_json, table
 
 
 def _size(n: int) -> str:
@@ -36,15 +36,15 @@ def pull(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Fetch a model into the local cache; afterwards everything works offline."""
-    from zoo import pull as pull_mod
+    from zoo import catalog, pull as pull_mod
 
     if fmt not in pull_mod.FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(pull_mod.FORMATS)}", param_hint="--format")
     if source is not None and source not in pull_mod.SOURCES:
         raise typer.BadParameter(f"choose one of {', '.join(pull_mod.SOURCES)}", param_hint="--from")
     results = pull_mod.pull(
-        name, fmt=fmt, source=source, mirror=mirror, force=force, offline=offline or None,
-        require_hash=require_hash or None, progress=False if quiet else None, registries=State.registries,
+        catalog.resolve(name), fmt=fmt, source=source, mirror=mirror, force=force, offline=offline or None,
+        require_hash=require_hash or None, progress=False if quiet else None,
     )  # fmt: skip
     for r in results:
         if r.note:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from zoo.cli._app import State, app, info, print_json, stdout_to_stderr
+from zoo.cli._app import backend_pair, app, info, print_json, stdout_to_stderr
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -20,6 +20,12 @@ def _parse_size(text: str) -> tuple[int, int]:
         raise typer.BadParameter(f"height and width must be positive, got {text!r}")
     return h, w
 
+
+
+def _described(d: dict) -> str:
+    """One line of a runner's describe(): engine, version, providers, threads."""
+    return (f"{d.get('engine', '?')} {d.get('version', '')}, {','.join(d.get('providers') or [])}, "
+            f"{d.get('threads')} threads, {d.get('precision', 'fp32')}").replace(" ,", ",")
 
 
 @app.command()
@@ -41,10 +47,15 @@ def verify(
     report: Optional[Path] = typer.Option(  # noqa: UP007
         None, "--report", metavar="DIR", help="Write verify.json and a PNG per image marking disagreeing pixels."
     ),
+    backend: str = typer.Option("paddle,onnx", "--backend", metavar="A,B",
+                                help="The two backends to compare, the reference first (see 'zoo plugins')."),  # fmt: skip
     json_: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Compare ONNX Runtime with Paddle Inference on the same inputs; exit 1 if they disagree beyond tolerance."""
-    from zoo import cache, verify as verify_mod
+    """Compare ONNX Runtime with Paddle Inference (or any two backends) on the same inputs; exit 1 if they disagree."""
+    from zoo import backends, cache, catalog, verify as verify_mod
+
+    handle = catalog.resolve(name)
+    pair = backend_pair(backend)
 
     hw = _parse_size(size)
     images = None
@@ -53,14 +64,15 @@ def verify(
 
         images = expand_inputs(image)
     tolerance = verify_mod.Tolerance(min_agreement=min_agreement, rtol=rtol, atol_rel=atol_rel)
-    if "onnx" not in cache.cached_formats(name) and "paddle" in cache.cached_formats(name):
+    runs_onnx = any("onnx" in backends.get(b).formats for b in pair)
+    if runs_onnx and "onnx" not in cache.cached_formats(name) and "paddle" in cache.cached_formats(name):
         info(f"no ONNX model of '{name}' in the cache; converting it first")
     what = f"{len(images)} image(s)" if images else f"{count} synthetic {hw[0]}x{hw[1]} image(s)"
-    info(f"verifying {name}: Paddle Inference vs ONNX Runtime on {what}")
+    info(f"verifying {name}: {pair[0]} (reference) vs {pair[1]} on {what}")
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         result = verify_mod.verify_model(
-            name, images=images, size=hw, count=count, seed=seed, threads=threads, tolerance=tolerance,
-            report_dir=report, registries=State.registries,
+            handle, images=images, size=hw, count=count, seed=seed, threads=threads, tolerance=tolerance,
+            report_dir=report, backends=pair,
         )  # fmt: skip
     if json_:
         print_json(result.as_dict())
@@ -70,6 +82,7 @@ def verify(
         if len(result.images) > 1:
             lines += [f"  {check.image}: {check.comparison.summary(tolerance)}" for check in result.images]
         lines.append(result.summary())
+        lines += [f"{b}: {_described(d)}" for b, d in result.backends.items()]
         if result.weights == "random":
             lines.append("note: this Paddle model has random weights (an untrained export)")
         if result.report:

@@ -1,0 +1,118 @@
+"""Variants in the cache: derived models (the ONNX conversion, later int8/fp16) follow the Paddle model they came from.
+
+Issue 12 item 9: a conversion of an earlier Paddle model must never answer for a new one — after a bundle import, a
+re-export or a pull --force that changes the Paddle model, its derived variants are dropped. The oracle for "which
+network answers" is Paddle Inference on the Paddle model now cached.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_zoo
+from tests.http_server import http_server  # noqa: F401
+from tests.test_archive import use_registry  # noqa: F401
+from zoo import bundle, cache, runtime
+from zoo.errors import NotCachedError
+from zoo.synthetic import street_scene
+
+NAME = "unet-tiny"
+
+
+def _labels(backend: str) -> np.ndarray:
+    return runtime.load(NAME, backend=backend, threads=1).predict(street_scene(40, 56, seed=3))
+
+
+def _paddle_only_bundle(models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> Path:
+    """A bundle carrying only the Paddle model of NAME exported with ``seed``, made in a ZOO_HOME of its own."""
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "source-home"))
+    models.install(NAME, seed=seed)
+    out = bundle.export_bundle([NAME], tmp_path / "paddle-only.tar").path
+    with tarfile.open(out) as tf:
+        assert not [m for m in tf.getnames() if m.startswith("onnx/")]  # the bundle really has no ONNX model
+    return out
+
+
+def test_bundle_import_drops_the_stale_conversion(models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    shipped = _paddle_only_bundle(models, tmp_path, monkeypatch, seed=1)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    models.install_converted(NAME, seed=7)  # export X --seed 7 + convert X
+    old_onnx = _labels("onnx")
+    bundle.import_bundle(shipped)
+    new_paddle = _labels("paddle")  # the oracle: the network the cache now holds
+    assert not np.array_equal(old_onnx, new_paddle), "seeds 1 and 7 must give different networks for this test"
+    # the conversion of the seed-7 model is gone: running the ONNX model asks for a new conversion ...
+    with pytest.raises(NotCachedError, match=f"zoo convert {NAME}"):
+        _labels("onnx")
+    assert "onnx" not in cache.get_ref(NAME)
+    # ... and `zoo run` (a real CLI run) does not answer with the old network either
+    image = tmp_path / "in.png"
+    import cv2
+
+    cv2.imwrite(str(image), street_scene(40, 56, seed=3)[:, :, ::-1])
+    proc = run_zoo("run", NAME, str(image), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1 and f"run 'zoo convert {NAME}'" in proc.stderr
+    # converting again gives the new network
+    from zoo.convert import convert
+
+    convert(NAME)
+    np.testing.assert_array_equal(_labels("onnx"), new_paddle)
+
+
+def test_export_drops_conversions_of_the_old_model(models, monkeypatch: pytest.MonkeyPatch):
+    models.install_converted(NAME, seed=7)
+    before = cache.get_ref(NAME)
+    assert before["onnx"]["from"] == before["paddle"]["key"]
+    from zoo.export import export_model
+
+    folder = export_model(NAME, weights="random", seed=2)
+    ref = cache.get_ref(NAME)
+    assert ref["paddle"]["key"] == folder.name != before["paddle"]["key"]
+    assert "onnx" not in ref
+    with pytest.raises(NotCachedError):
+        cache.onnx_model_path(NAME)
+
+
+def test_same_paddle_model_again_keeps_its_conversion(models):
+    models.install_converted(NAME, seed=7)
+    onnx = cache.get_ref(NAME)["onnx"]
+    models.install(NAME, seed=7)  # the same Paddle model pointed at again (e.g. a bundle of it re-imported)
+    assert cache.get_ref(NAME)["onnx"]["key"] == onnx["key"]
+
+
+def test_pull_force_drops_conversions_of_the_old_model(models, http_server, use_registry, monkeypatch):  # noqa: F811
+    """pull --force brings a different Paddle model (the server's file changed): the old conversion goes."""
+
+    def tar_of(folder: Path) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            for path in sorted(folder.iterdir()):
+                if path.name != cache.MANIFEST:
+                    tf.add(path, arcname=f"{NAME}/{path.name}")
+        return buf.getvalue()
+
+    name = "unet-pulled"  # a registry entry of its own (unet-tiny is the plugin's)
+    url = http_server.add("/unet.tar", tar_of(models.get(NAME, seed=7)))
+    use_registry({name: {"architecture": "unet", "num_classes": 4, "inference": url}})
+    from zoo.convert import convert
+    from zoo.pull import pull
+
+    pull(name)
+    convert(name)
+    assert "onnx" in cache.get_ref(name)
+    http_server.add("/unet.tar", tar_of(models.get(NAME, seed=5)))  # the publisher replaced the file
+    monkeypatch.setenv("ZOO_REQUIRE_HASH", "0")
+    from zoo import pins
+
+    pins.remove(f"{name}/inference")  # trust the new file (a pinned one would be refused, as it should)
+    pull(name, force=True)
+    ref = cache.get_ref(name)
+    assert ref["paddle"]["sha256"] != ref.get("onnx", {}).get("sha256")
+    assert "onnx" not in ref
+    with pytest.raises(NotCachedError, match=f"zoo convert {name}"):
+        runtime.load(name, backend="onnx")

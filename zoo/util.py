@@ -1,0 +1,43 @@
+"""Small helpers several modules need: one home each, so they cannot drift apart.
+
+Nothing here imports more than the standard library.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")  # how zoo writes a digest everywhere: "sha256:<64 lowercase hex>"
+CHUNK = 1 << 20  # bytes read at a time when hashing
+OUTPUT_OPS = ("argmax", "softmax", "none")  # what an exported graph ends with: class ids, probabilities, logits
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): errors stay one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def now() -> str:
+    """The current UTC time as ``YYYY-MM-DDTHH:MM:SSZ`` (what manifests, refs and pins record)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def sha256_file(path: Path) -> str:
+    """'sha256:<hex>' of a file's bytes."""
+    import hashlib  # stdlib modules `zoo list` never needs stay out of the CLI's start-up
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """'sha256:<hex>' of some bytes."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
