@@ -90,7 +90,7 @@ def runner_vs_bare(name: str, h: str, w: str, threads: str, warmup: str, runs: s
         "zoo_ms": times["zoo"], "bare_ms": times["bare"], "paired_ratio": float(np.median(paired)),
         "zoo_median_ms": float(np.median(times["zoo"])), "bare_median_ms": float(np.median(times["bare"])),
         "same_output": bool(np.array_equal(outputs["zoo"], outputs["bare"])),
-        "providers": model.providers, "threads": model.runner.threads,
+        "providers": model.providers, "threads": model.threads,
     }  # fmt: skip
 
 

@@ -87,6 +87,7 @@ class Model:
     num_classes: int  # classes the model predicts
     backend: str = "onnx"  # the backend's name (what --backend took)
     precision: str = "fp32"  # the precision asked for
+    device: str = "cpu"  # the device asked for (the runner fails rather than fall back)
     described: dict[str, Any] = field(default_factory=dict, repr=False)  # runner.describe() at load time
 
     @property
@@ -215,7 +216,7 @@ def load(
     arch = _architecture_from(meta, path)
     num_classes = int(meta.get("num_classes") or len(arch.labels))
     name = path.stem if path.is_file() else path.name
-    return Model(name, path, runner, arch, num_classes, spec.name, precision, runner.describe())
+    return Model(name, path, runner, arch, num_classes, spec.name, precision, device, runner.describe())
 
 
 def _backend_for(fmt: str) -> str:
@@ -266,7 +267,7 @@ def _load_registered(model: ModelHandle, spec: Backend, device: str, threads: in
 
     source = model_file(model, spec, precision)
     runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision)
-    return Model(model.name, source, runner, model.architecture, model.num_classes, spec.name, precision,
+    return Model(model.name, source, runner, model.architecture, model.num_classes, spec.name, precision, device,
                  runner.describe())  # fmt: skip
 
 

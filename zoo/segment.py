@@ -148,7 +148,6 @@ def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: s
         _encode(files["color"], ".png", mask[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
     _encode(files["overlay"], ".jpg", overlay[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     item.ms["write"] = _ms(started)
-    runner = model.runner
     summary = {
         "input": str(item.path),
         "width": w,
@@ -157,9 +156,9 @@ def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: s
         "architecture": arch.name,
         "model_path": str(model.source),
         "backend": model.backend,
-        "device": runner.device,
+        "device": model.device,
         "providers": model.providers,
-        "threads": runner.threads,
+        "threads": model.threads,
         "num_classes": model.num_classes,
         "classes": shares,
         "outputs": {k: str(v) for k, v in files.items()},
