@@ -8,6 +8,7 @@ network answers" is Paddle Inference on the Paddle model now cached.
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
 from tests.test_archive import use_registry  # noqa: F401
-from zoo import bundle, cache, runtime
+from zoo import bundle, cache, housekeeping, runtime
 from zoo.errors import NotCachedError
 from zoo.synthetic import street_scene
 
@@ -116,3 +117,57 @@ def test_pull_force_drops_conversions_of_the_old_model(models, http_server, use_
     assert "onnx" not in ref
     with pytest.raises(NotCachedError, match=f"zoo convert {name}"):
         runtime.load(name, backend="onnx")
+
+
+def _other_onnx(src: Path, dest: Path) -> Path:
+    """A second, different .onnx of the same network (a changed doc string), standing in for an int8 conversion."""
+    import onnx
+
+    model = onnx.load(str(src))
+    model.doc_string = "the int8 stand-in"
+    onnx.save(model, str(dest))
+    return dest
+
+
+def test_variants_coexist_in_ls_path_load_bundle_and_rm(models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    fp32 = models.install_converted(NAME)
+    paddle_key = cache.get_ref(NAME)["paddle"]["key"]
+    provenance = {"tool": "test", "settings": {"precision": "int8", "method": "stand-in"}}
+    int8 = cache.store_variant(NAME, "onnx-int8", _other_onnx(fp32, tmp_path / "int8.onnx"), provenance)
+    ref = cache.get_ref(NAME)
+    assert cache.variant_path(NAME, "onnx") == fp32 and cache.variant_path(NAME, "onnx-int8") == int8 != fp32
+    assert ref["onnx-int8"]["derived_from"] == paddle_key and ref["onnx-int8"]["tool"] == "test"
+    manifest = cache.read_manifest(int8.parent)
+    assert manifest["provenance"]["derived_from"] == paddle_key and manifest["provenance"]["variant"] == "onnx-int8"
+    assert cache.cached_formats(NAME) == ["paddle", "onnx", "onnx-int8"]
+    # every consumer sees both
+    listed = json.loads(run_zoo("cache", "ls", "--json", check=True).stdout)
+    row = next(m for m in listed["models"] if m["name"] == NAME)
+    assert row["formats"] == ["paddle", "onnx", "onnx-int8"] and row["variants"]["onnx-int8"] == str(int8)
+    assert run_zoo("cache", "path", NAME, "--format", "onnx-int8", check=True).stdout.strip() == str(int8)
+    assert runtime.load(NAME, precision="int8", threads=1).source == int8
+    assert runtime.load(NAME, threads=1).source == fp32
+    assert not [p for p in housekeeping.prune(dry_run=True).removed if p in (int8.parent, fp32.parent)]
+    assert housekeeping.verify(NAME).ok
+    # a bundle carries both, and they arrive intact in an empty cache
+    shipped = bundle.export_bundle([NAME], tmp_path / "both.tar").path
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "fresh"))
+    bundle.import_bundle(shipped)
+    assert cache.cached_formats(NAME) == ["paddle", "onnx", "onnx-int8"]
+    assert cache.sha256_file(cache.variant_path(NAME, "onnx-int8")) == cache.sha256_file(int8)
+    # removing one variant leaves the rest
+    proc = run_zoo("cache", "rm", NAME, "--variant", "onnx-int8", check=True)
+    assert "removed" in proc.stdout
+    assert cache.cached_formats(NAME) == ["paddle", "onnx"]
+    assert not (cache.onnx_dir() / int8.parent.name).exists()
+    refused = run_zoo("cache", "rm", NAME, "--variant", "onnx-fp16")
+    assert refused.returncode == 1 and "cached variants: onnx" in refused.stderr
+
+
+def test_a_new_paddle_model_drops_every_variant(models, tmp_path: Path):
+    fp32 = models.install_converted(NAME)
+    cache.store_variant(NAME, "onnx-int8", _other_onnx(fp32, tmp_path / "int8.onnx"), {"tool": "test"})
+    models.install(NAME, seed=4)
+    assert cache.cached_formats(NAME) == ["paddle"]
+    with pytest.raises(NotCachedError, match="zoo quantize unet-tiny --precision int8"):
+        runtime.load(NAME, precision="int8")

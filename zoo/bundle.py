@@ -72,17 +72,17 @@ def export_bundle(names: list[str], out: Path) -> BundleSummary:
     refs_out: dict[str, dict[str, Any]] = {}
     for name in names:
         ref = cache.get_ref(name)
-        formats = [fmt for fmt in _ENTRY_DIRS if isinstance(ref.get(fmt), dict)]
+        formats = [fmt for fmt in ref if cache.is_entry_format(fmt) and isinstance(ref[fmt], dict)]  # + variants
         if not formats:
             raise NotCachedError(f"model '{name}' is not in the cache; run 'zoo pull {name}' first")
         for fmt in formats:
             key = str(ref[fmt].get("key"))
-            folder = cache.root() / _ENTRY_DIRS[fmt] / key
+            folder = cache.entry_parent(fmt) / key
             manifest = _manifest_of(folder, name, fmt)
             for rel, rec in manifest["files"].items():
-                sources[f"{_ENTRY_DIRS[fmt]}/{key}/{rel}"] = folder / rel
-                expected[f"{_ENTRY_DIRS[fmt]}/{key}/{rel}"] = rec["sha256"]
-            sources[f"{_ENTRY_DIRS[fmt]}/{key}/{cache.MANIFEST}"] = folder / cache.MANIFEST
+                sources[f"{folder.parent.name}/{key}/{rel}"] = folder / rel
+                expected[f"{folder.parent.name}/{key}/{rel}"] = rec["sha256"]
+            sources[f"{folder.parent.name}/{key}/{cache.MANIFEST}"] = folder / cache.MANIFEST
         for digest in sorted(housekeeping.digests(ref)):  # the artifacts it came from, when still cached
             blob = cache.blob_path(digest)
             if blob.is_file():
@@ -113,7 +113,7 @@ def export_bundle(names: list[str], out: Path) -> BundleSummary:
                 files[member] = {"sha256": digest, "size": size}
             index = {
                 "format": FORMAT, "version": VERSION, "created": _now(),
-                "models": {n: {fmt: rec.get("key") for fmt, rec in r.items() if fmt in _ENTRY_DIRS}
+                "models": {n: {fmt: rec.get("key") for fmt, rec in r.items() if cache.is_entry_format(fmt)}
                            for n, r in refs_out.items()},
                 "files": files,
             }  # fmt: skip
@@ -280,15 +280,16 @@ def _check_refs(path: Path, stage: Path, trees: set[tuple[str, str]]) -> dict[st
             ref = cache.read_json(file)
         except ValueError as exc:
             raise _fail(path, f"refs/{file.name} is not valid JSON ({exc})") from None
-        if not isinstance(ref, dict) or not ref or set(ref) - set(_ENTRY_DIRS):
+        if not isinstance(ref, dict) or not ref or not all(cache.is_entry_format(f) for f in ref):
             raise _fail(path, f"refs/{file.name} is not a ref (expected 'paddle' and/or 'onnx' records)")
         for fmt, rec in ref.items():
             key = rec.get("key") if isinstance(rec, dict) else None
             if not isinstance(key, str) or not re.fullmatch(_HEX, key):
                 raise _fail(path, f"refs/{file.name}: the {fmt} record has no valid key")
-            in_cache = (cache.root() / _ENTRY_DIRS[fmt] / key / cache.MANIFEST).is_file()
-            if (fmt, key) not in trees and not in_cache:
-                raise _fail(path, f"refs/{file.name} points at {_ENTRY_DIRS[fmt]}/{key}, which the bundle lacks")
+            kind = "paddle" if fmt == "paddle" else "onnx"  # every variant lives in onnx/
+            in_cache = (cache.root() / _ENTRY_DIRS[kind] / key / cache.MANIFEST).is_file()
+            if (kind, key) not in trees and not in_cache:
+                raise _fail(path, f"refs/{file.name} points at {_ENTRY_DIRS[kind]}/{key}, which the bundle lacks")
         refs[file.stem] = ref
     if not refs:
         raise _fail(path, "holds no refs/<name>.json, so no model")

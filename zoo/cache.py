@@ -359,9 +359,12 @@ def store_variant(name: str, variant: str, file: Path, provenance: dict[str, Any
         raise ValueError(f"'{variant}' is not a variant name (onnx, onnx-int8, onnx-fp16, ...)")
     paddle = get_ref(name).get("paddle") or {}
     record = {"variant": variant, "derived_from": paddle.get("key"), "name": name, **provenance}
+    from zoo.onnx_meta import check_onnx
+
     with staging(onnx_dir()) as stage:
         target = stage / "model.onnx"
         shutil.copyfile(file, target)
+        check_onnx(target)  # what zoo caches, runners can open
         folder = commit_tree(stage, onnx_dir(), record)
     sha = read_manifest(folder)["files"]["model.onnx"]["sha256"]
     set_ref(name, variant, {"key": folder.name, "file": "model.onnx", "sha256": sha, **record})

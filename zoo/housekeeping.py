@@ -19,11 +19,12 @@ from typing import Any
 
 from zoo import cache
 from zoo.errors import NotCachedError
+from zoo.util import SHA256
 
 PRUNE_GRACE = 60.0  # seconds: younger temp files and unreferenced items may belong to a zoo still running
-_ENTRY_DIRS = (("paddle", "models"), ("onnx", "onnx"))  # ref format → folder under the cache root
+_ENTRY_DIRS = (("paddle", "models"), ("onnx", "onnx"))  # entry kind → folder under the cache root (every variant: onnx/)
 _HEX = re.compile(r"^[0-9a-f]{64}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = SHA256
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,15 @@ class ModelInfo:
     """What the cache holds for one model name (one refs/<name>.json)."""
 
     name: str
-    formats: tuple[str, ...]  # complete formats: "paddle", "onnx"
+    formats: tuple[str, ...]  # complete formats: "paddle", then the variants ("onnx", "onnx-int8", ...)
     source: str | None  # where the Paddle model came from: "inference", "weights", a bundle ...
     url: str | None  # the artifact's URL
     sha256: str | None  # the artifact's sha256
     size: int  # bytes of its entries
     updated: str | None  # when its ref last changed (UTC)
     paddle: Path | None  # folder of the Paddle model files
-    onnx: Path | None  # the .onnx file
+    onnx: Path | None  # the float32 .onnx file (variant "onnx")
+    variants: dict[str, Path] = dataclasses.field(default_factory=dict)  # every complete variant's .onnx file
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,13 @@ def _refs() -> dict[str, dict[str, Any]]:
     return refs
 
 
+def _ref_entries(ref: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(ref key, folder under the cache root, entry key) of every entry a ref points at: Paddle model and variants."""
+    for fmt, rec in ref.items():
+        if cache.is_entry_format(fmt) and isinstance(rec, dict) and "key" in rec:
+            yield fmt, cache.entry_parent(fmt).name, str(rec["key"])
+
+
 def digests(obj: Any) -> set[str]:
     """Every 'sha256:<hex>' string inside a JSON value (refs and provenance cite blobs under various keys)."""
     if isinstance(obj, str):
@@ -181,10 +190,12 @@ def scan() -> CacheInfo:
     refs = _refs()
     pointing: dict[tuple[str, str], list[str]] = {}
     citing: dict[str, list[str]] = {}
+    kinds = dict((sub, fmt) for fmt, sub in _ENTRY_DIRS)
     for name, ref in refs.items():
-        for fmt, _ in _ENTRY_DIRS:
-            if isinstance(ref.get(fmt), dict) and "key" in ref[fmt]:
-                pointing.setdefault((fmt, ref[fmt]["key"]), []).append(name)
+        for _, sub, key in _ref_entries(ref):
+            names = pointing.setdefault((kinds[sub], key), [])
+            if name not in names:
+                names.append(name)
         for digest in digests(ref):
             citing.setdefault(digest, []).append(name)
 
@@ -218,16 +229,18 @@ def scan() -> CacheInfo:
     by_key = {(e.fmt, e.key): e for e in entries}
     models = []
     for name, ref in refs.items():
-        paddle = by_key.get(("paddle", ref.get("paddle", {}).get("key", "")))
-        onnx = by_key.get(("onnx", ref.get("onnx", {}).get("key", "")))
+        found = {fmt: by_key.get((kinds[sub], key)) for fmt, sub, key in _ref_entries(ref)}
+        found = {fmt: e for fmt, e in found.items() if e is not None}
+        paddle = found.get("paddle")
+        files = {v: e.path / ref[v].get("file", "model.onnx") for v, e in sorted(found.items()) if v != "paddle"}
         main = ref.get("paddle") or ref.get("onnx") or {}
-        onnx_file = onnx.path / ref["onnx"].get("file", "model.onnx") if onnx else None
+        unique = {e.key: e for e in found.values()}  # two variants may share one entry
         models.append(
             ModelInfo(
-                name=name, formats=tuple(f for f, e in (("paddle", paddle), ("onnx", onnx)) if e),
+                name=name, formats=tuple(["paddle"] * bool(paddle) + list(files)),
                 source=main.get("source"), url=main.get("url"), sha256=main.get("sha256"),
-                size=sum(e.size for e in (paddle, onnx) if e), updated=main.get("updated"),
-                paddle=paddle.path if paddle else None, onnx=onnx_file,
+                size=sum(e.size for e in unique.values()), updated=main.get("updated"),
+                paddle=paddle.path if paddle else None, onnx=files.get("onnx"), variants=files,
             )
         )  # fmt: skip
 
@@ -278,13 +291,11 @@ def verify(name: str | None = None) -> VerifyReport:
         raise NotCachedError(f"model '{name}' is not in the cache; run 'zoo cache ls' to see what is")
     checked, problems = 0, []
     for ref_name, ref in sorted(refs.items()) if name is None else [(name, refs[name])]:
-        for fmt, sub in _ENTRY_DIRS:
-            rec = ref.get(fmt)
-            if isinstance(rec, dict) and not (cache.root() / sub / str(rec.get("key")) / cache.MANIFEST).is_file():
+        for fmt, sub, key in _ref_entries(ref):
+            if not (cache.root() / sub / key / cache.MANIFEST).is_file():
                 problems.append(
-                    Problem("missing", cache.root() / sub / str(rec.get("key")), f"the {fmt} model of '{ref_name}'",
-                            (ref_name,))
-                )  # fmt: skip
+                    Problem("missing", cache.root() / sub / key, f"the {fmt} model of '{ref_name}'", (ref_name,))
+                )
     if name is None:
         bad_refs = [p for p in cache.refs_dir().glob("*.json") if not cache.is_temp(p.name) and p.stem not in refs]
         problems += [Problem("corrupt", p, "not a readable ref; run 'zoo cache rm' on the model") for p in bad_refs]
@@ -296,7 +307,7 @@ def verify(name: str | None = None) -> VerifyReport:
         )
     else:
         ref = refs[name]
-        folders = [cache.root() / sub / ref[fmt]["key"] for fmt, sub in _ENTRY_DIRS if isinstance(ref.get(fmt), dict)]
+        folders = list(dict.fromkeys(cache.root() / sub / key for _, sub, key in _ref_entries(ref)))
         folders = [f for f in folders if f.is_dir()]
         blobs = [cache.blob_path(d) for d in sorted(digests(ref)) if cache.blob_path(d).is_file()]
     for folder in folders:
@@ -318,9 +329,8 @@ def _with_owners(problems: list[Problem], refs: dict[str, dict[str, Any]]) -> li
     """Name the models each problem affects, so the fix can name them too."""
     owners: dict[Path, set[str]] = {}
     for name, ref in refs.items():
-        for fmt, sub in _ENTRY_DIRS:
-            if isinstance(ref.get(fmt), dict):
-                owners.setdefault(cache.root() / sub / str(ref[fmt].get("key")), set()).add(name)
+        for _, sub, key in _ref_entries(ref):
+            owners.setdefault(cache.root() / sub / key, set()).add(name)
         for digest in digests(ref):
             owners.setdefault(cache.blob_path(digest), set()).add(name)
     out = []
@@ -332,21 +342,24 @@ def _with_owners(problems: list[Problem], refs: dict[str, dict[str, Any]]) -> li
     return out
 
 
-def remove(name: str) -> list[Path]:
-    """Forget ``name``: drop its ref, then its entries and blobs unless another model uses them. Returns what went."""
+def remove(name: str, variant: str | None = None) -> list[Path]:
+    """Forget ``name`` (or only its ``variant``): drop the ref, then entries and blobs no other ref uses.
+
+    Returns what went.
+    """
     refs = _refs()
     if name not in refs and not cache.ref_path(name).exists():
         raise NotCachedError(f"model '{name}' is not in the cache; run 'zoo cache ls' to see what is")
+    if variant is not None:
+        return _remove_variant(name, variant, refs)
     ref = refs.pop(name, {})
-    still_used = {(fmt, r[fmt]["key"]) for r in refs.values() for fmt, _ in _ENTRY_DIRS if isinstance(r.get(fmt), dict)}
+    still_used = {(sub, key) for r in refs.values() for _, sub, key in _ref_entries(r)}
     still_cited = set().union(*(digests(r) for r in refs.values())) if refs else set()
     doomed: list[Path] = []
-    for fmt, sub in _ENTRY_DIRS:
-        rec = ref.get(fmt)
-        if isinstance(rec, dict) and (fmt, rec.get("key")) not in still_used:
-            folder = cache.root() / sub / str(rec.get("key"))
-            if folder.is_dir():
-                doomed.append(folder)
+    for _, sub, key in _ref_entries(ref):
+        folder = cache.root() / sub / key
+        if (sub, key) not in still_used and folder.is_dir() and folder not in doomed:
+            doomed.append(folder)
     for digest in sorted(digests(ref) - still_cited):
         if cache.blob_path(digest).is_file():
             doomed.append(cache.blob_path(digest))
@@ -354,6 +367,24 @@ def remove(name: str) -> list[Path]:
     for path in doomed:
         cache.discard(path)
     return [cache.ref_path(name), *doomed]
+
+
+def _remove_variant(name: str, variant: str, refs: dict[str, dict[str, Any]]) -> list[Path]:
+    """Drop one variant of ``name`` and its entry (unless another ref, or another variant, uses it)."""
+    if not cache.is_variant(variant):
+        raise NotCachedError(f"'{variant}' is not a variant (onnx, onnx-int8, onnx-fp16, ...); "
+                             f"run 'zoo cache ls' to see what '{name}' has")  # fmt: skip
+    rec = refs.get(name, {}).get(variant)
+    cache.drop_variant(name, variant)  # NotCachedError naming the variants there are
+    key = str((rec or {}).get("key"))
+    refs[name] = {k: v for k, v in refs.get(name, {}).items() if k != variant}
+    if any(key == k and sub == "onnx" for r in refs.values() for _, sub, k in _ref_entries(r)):
+        return []
+    folder = cache.onnx_dir() / key
+    if folder.is_dir():
+        cache.discard(folder)
+        return [folder]
+    return []
 
 
 def prune(dry_run: bool = False) -> PruneReport:

@@ -82,13 +82,14 @@ def ls(json_: bool = typer.Option(False, "--json", help="Print a JSON object."))
 @cache_app.command("path")
 def path(
     name: str = typer.Argument(..., help="Model name."),
-    fmt: str = typer.Option("paddle", "--format", metavar="paddle|onnx", help="Which cached form."),
+    fmt: str = typer.Option("paddle", "--format", metavar="paddle|onnx|onnx-int8|...",
+                            help="Which cached form: the Paddle model or a variant."),  # fmt: skip
 ) -> None:
-    """Print the folder of a cached Paddle model, or its .onnx file; exit 1 if it is not cached."""
+    """Print the folder of a cached Paddle model, or a variant's .onnx file; exit 1 if it is not cached."""
 
-    if fmt not in ("paddle", "onnx"):
-        raise typer.BadParameter("choose paddle or onnx", param_hint="--format")
-    found = cache.paddle_model_dir(name) if fmt == "paddle" else cache.onnx_model_path(name)
+    if not cache.is_entry_format(fmt):
+        raise typer.BadParameter("choose paddle, onnx or a variant such as onnx-int8", param_hint="--format")
+    found = cache.paddle_model_dir(name) if fmt == "paddle" else cache.variant_path(name, fmt)
     typer.echo(str(found))
 
 
@@ -113,12 +114,17 @@ def verify(name: Optional[str] = typer.Argument(None, help="Only this model.")) 
 
 
 @cache_app.command("rm")
-def rm(name: str = typer.Argument(..., help="Model name.")) -> None:
-    """Remove a model's cached files (entries and blobs no other model uses)."""
+def rm(
+    name: str = typer.Argument(..., help="Model name."),
+    variant: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--variant", metavar="V", help="Only this derived model (onnx, onnx-int8, ...); the rest stays."
+    ),
+) -> None:
+    """Remove a model's cached files (entries and blobs no other model uses), or only one variant."""
     from zoo import housekeeping
 
-    removed = housekeeping.remove(name)
-    typer.echo(f"removed {name}: {len(removed)} item(s)")
+    removed = housekeeping.remove(name, variant)
+    typer.echo(f"removed {name}{f' {variant}' if variant else ''}: {len(removed)} item(s)")
 
 
 @cache_app.command("prune")
