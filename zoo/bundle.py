@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 
 from zoo import archive, cache, housekeeping, pins
 from zoo.errors import ArchiveError, IntegrityError, NotCachedError
+from zoo.util import now as _now
 
 FORMAT = "zoo-bundle"
 VERSION = 1
@@ -326,6 +327,3 @@ def _install_tree(src: Path, parent: Path) -> None:
 def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

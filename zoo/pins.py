@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from zoo import cache
 from zoo.errors import IntegrityError
-
-_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+from zoo.util import SHA256 as _SHA256
+from zoo.util import now as _now
 
 
 def get(pin_id: str) -> dict[str, Any] | None:
@@ -124,5 +122,4 @@ def _conflict(pin_id: str, pinned: str, other: str) -> str:
     )
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+

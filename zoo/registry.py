@@ -16,11 +16,11 @@ from typing import Any
 
 from zoo import config
 from zoo.errors import RegistryError, UnknownModelError
+from zoo.util import SHA256 as _SHA256
 
 SCHEMA = 1
 ARTIFACT_KINDS = ("inference", "onnx", "weights")
 PACKAGED = Path(__file__).with_name("registry.toml")
-_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 

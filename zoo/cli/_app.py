@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -54,6 +54,15 @@ cache_app = typer.Typer(cls=ZooGroup, help="Inspect and maintain the local cache
 bundle_app = typer.Typer(cls=ZooGroup, help="Carry cached models to another machine.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 app.add_typer(bundle_app, name="bundle")
+
+
+# Parameters several commands share, spelled once (typer reads the Annotated metadata).
+ModelName = Annotated[str, typer.Argument(metavar="NAME", help="Model name (see 'zoo list').")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+Threads = Annotated[
+    Optional[int],  # noqa: UP007 - typer needs Optional here
+    typer.Option("--threads", min=1, help="CPU threads for inference (default: one per core)."),
+]
 
 
 def backend_name(value: str, *extra: str) -> str:

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Optional
 
 import typer
 
-from zoo.cli._app import backend_or_both, app, info, print_json, table
+from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_or_both, info, print_json, table
 
 
 @app.command()
 def bench(
-    name: str = typer.Argument(..., help="Model name (see 'zoo list'); its Paddle model must be cached."),
+    name: ModelName,
     backend: str = typer.Option("both", "--backend", metavar="NAME|both", parser=backend_or_both,
                                 help="Backend to measure (see 'zoo plugins'), or both: onnx and paddle."),  # fmt: skip
     size: str = typer.Option("512x1024", "--size", metavar="HxW", help="Input image height x width."),
-    threads: Optional[int] = typer.Option(  # noqa: UP007 - typer needs Optional here
-        None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
-    ),
+    threads: Threads = None,
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed images first."),
     runs: int = typer.Option(10, "--runs", min=1, help="Timed images."),
-    json_: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_: JsonFlag = False,
 ) -> None:
     """Time a model on ONNX Runtime and Paddle Inference, each in its own process (ONNX converted if missing)."""
     from zoo import bench as bench_mod, catalog

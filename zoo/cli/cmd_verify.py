@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from zoo.cli._app import backend_pair, app, info, print_json, stdout_to_stderr
+from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_pair, info, print_json, stdout_to_stderr
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -30,14 +30,14 @@ def _described(d: dict) -> str:
 
 @app.command()
 def verify(
-    name: str = typer.Argument(..., help="Model name (see 'zoo list')."),
+    name: ModelName,
     image: Optional[list[str]] = typer.Option(  # noqa: UP007 - typer needs Optional here
         None, "--image", "-i", metavar="PATH", help="Image, folder or glob to compare on (repeatable)."
     ),
     size: str = typer.Option("512x1024", "--size", metavar="HxW", help="Size of the synthetic inputs (no --image)."),
     count: int = typer.Option(2, "--count", min=1, help="Number of synthetic inputs (no --image)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic inputs."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per backend."),  # noqa: UP007
+    threads: Threads = None,
     min_agreement: float = typer.Option(0.9999, "--min-agreement", min=0.0, max=1.0,
                                         help="Label outputs: share of pixels that must agree."),  # fmt: skip
     rtol: float = typer.Option(1e-3, "--rtol", min=0.0, help="Logits outputs: relative tolerance."),
@@ -49,7 +49,7 @@ def verify(
     ),
     backend: str = typer.Option("paddle,onnx", "--backend", metavar="A,B",
                                 help="The two backends to compare, the reference first (see 'zoo plugins')."),  # fmt: skip
-    json_: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    json_: JsonFlag = False,
 ) -> None:
     """Compare ONNX Runtime with Paddle Inference (or any two backends) on the same inputs; exit 1 if they disagree."""
     from zoo import backends, cache, catalog, verify as verify_mod
