@@ -346,15 +346,17 @@ def variant_path(name: str, variant: str = ONNX_VARIANT) -> Path:
     return folder / rec.get("file", "model.onnx")
 
 
-def store_variant(name: str, variant: str, file: Path, provenance: dict[str, Any]) -> Path:
-    """Cache ``file`` as ``name``'s ``variant`` (e.g. "onnx-int8") derived from its current Paddle model.
+def store_variant(model: Any, variant: str, file: Path, provenance: dict[str, Any]) -> Path:
+    """Cache ``file`` as ``model``'s ``variant`` (e.g. "onnx-int8") derived from its current Paddle model.
 
+    ``model`` is a :class:`zoo.catalog.ModelHandle` or a model name.
     ``provenance`` says how it was made (``tool``, ``settings``, ...); ``derived_from`` (the Paddle model's key) is
     added, so the variant is dropped when that model changes. The file is copied into ``onnx/<key>/`` and committed
     with its own manifest; the ref is updated last. Returns the cached file.
     """
     import shutil
 
+    name = str(getattr(model, "name", model))
     if not is_variant(variant):
         raise ValueError(f"'{variant}' is not a variant name (onnx, onnx-int8, onnx-fp16, ...)")
     paddle = get_ref(name).get("paddle") or {}
