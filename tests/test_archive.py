@@ -337,3 +337,52 @@ def test_extract_checks_before_writing(tmp_path: Path) -> None:
     with pytest.raises(ArchiveError, match="zzz"):
         archive.extract(tar, dest, allow=archive.is_paddle_file, flatten=True)
     assert list(dest.iterdir()) == []
+
+
+# ---- real models as .tgz and .zip, end to end -----------------------------------------------------------------------
+
+
+def _pack(fmt: str, files: dict[str, bytes], top: str | None) -> bytes:
+    prefix = f"{top}/" if top else ""
+    if fmt == "zip":
+        return zip_bytes([(prefix, b"")] * bool(top) + [(prefix + n, d) for n, d in files.items()])
+    return gzip.compress(tar_bytes([member(top, type=tarfile.DIRTYPE)] * bool(top)
+                                   + [member(prefix + n, d) for n, d in files.items()]))  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fmt", "top", "legacy"),
+    [
+        ("tgz", "bisenet", True),  # like Paddle2ONNX's bisenet.tar.gz / FastDeploy's .tgz: one top folder, .pdmodel
+        ("zip", None, False),  # files at the root of the zip, a PIR model.json
+    ],
+)
+def test_real_model_archive_pulls_converts_verifies_and_runs(fmt, top, legacy, models, http_server, tmp_path):  # noqa: F811
+    from tests.conftest import run_zoo
+
+    src = models.get("bisenet", legacy=legacy)  # a real BiSeNetV2 export (seeded weights)
+    files = {p.name: p.read_bytes() for p in src.iterdir() if p.name != cache.MANIFEST}
+    name = f"bisenet-{fmt}"
+    url = http_server.add(f"/{name}.{fmt}", _pack(fmt, files, top))
+    registry = write_registry(tmp_path / "registry.toml", {name: {"architecture": "bisenet", "inference": url}})
+    env = {"ZOO_REGISTRY": str(registry)}
+
+    pulled = run_zoo("pull", name, "--quiet", env=env, check=True)
+    assert f"pulled from inference {url}" in pulled.stdout
+    folder = Path(run_zoo("cache", "path", name, env=env, check=True).stdout.strip())
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name != cache.MANIFEST} == files  # byte for byte
+
+    offline = {**env, "ZOO_OFFLINE": "1"}
+    converted = json.loads(run_zoo("convert", name, "--json", env=offline, check=True).stdout)
+    assert Path(converted["path"]).is_file()
+    verified = run_zoo("verify", name, "--size", "64x128", "--count", "1", "--json", env=offline)
+    report = json.loads(verified.stdout)
+    assert verified.returncode == 0 and report["passed"] is True, report["summary"]
+    assert report["overall"]["agreement"] >= 0.9999
+    from zoo.synthetic import write_street_png
+
+    write_street_png(tmp_path / "street.png", 64, 128, seed=1)
+    run_zoo("run", name, str(tmp_path / "street.png"), "--out", str(tmp_path / "out"), env=offline, check=True)
+    assert (tmp_path / "out" / "street.json").is_file()
+    assert run_zoo("cache", "verify", env=offline).returncode == 0
