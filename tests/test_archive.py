@@ -9,7 +9,11 @@ import gzip
 import io
 import json
 import logging
+import random
+import struct
 import tarfile
+import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,31 @@ from tests.http_server import http_server  # noqa: F401
 from zoo import archive, cache
 from zoo.errors import ArchiveError
 
-FILES = {"model.json": b'{"program": 1}', "model.pdiparams": b"\x01\x02" * 2000, "deploy.yaml": b"Deploy: {}\n"}
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            return out
+
+
+def model_files(numel: int = 1000, seed: int = 0) -> dict[str, bytes]:
+    """A minimal consistent Paddle model: a PIR model.json declaring one float32 parameter 'w' of ``numel`` values,
+    a model.pdiparams holding exactly that tensor record (Paddle's combined format: uint32 0, uint64 0 LoD levels,
+    uint32 0, int32 TensorDesc size, TensorDesc {1: FP32 (5), 2: numel}, raw data), and a deploy.yaml."""
+    program = {"base_code": {"magic": "pir", "trainable": True, "version": 4}, "program": {"regions": [{
+        "#": "region_0", "blocks": [{"#": "block_0", "args": [], "ops": [{
+            "#": "p", "A": [0, 1, 1, "w"], "DA": [], "O": {"%": 1, "TT": {
+                "#": "0.t_dtensor", "D": [{"#": "0.t_f32"}, [numel], "NCHW", [], 0]}}, "OA": [1, 0, 1], "QA": []}]}]}]}}
+    desc = b"\x08\x05\x10" + _varint(numel)
+    params = struct.pack("<IQIi", 0, 0, 0, len(desc)) + desc + random.Random(seed).randbytes(4 * numel)
+    return {"model.json": json.dumps(program).encode(), "model.pdiparams": params, "deploy.yaml": b"Deploy: {}\n"}
+
+
+FILES = model_files()
 
 
 # ---- helpers shared with test_pull, test_cache_cli and test_bundle --------------------------------------------------
@@ -76,6 +104,61 @@ def model_tar(top: str | None = "bisenet", files: dict[str, bytes] | None = None
     return tar_bytes(members + list(extra))
 
 
+def zip_bytes(entries: list[tuple[str | zipfile.ZipInfo, bytes]]) -> bytes:
+    """A zip of (name or ZipInfo, data) entries, deflated."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Duplicate name": wanted, for the crafted ones
+        for name, data in entries:
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def model_zip(top: str | None = "bisenet", files: dict[str, bytes] | None = None, extra=()) -> bytes:
+    """A PaddleSeg-style inference zip (as TIPC's): a top folder entry, the model files, plus ``extra`` entries."""
+    prefix = f"{top}/" if top else ""
+    entries = [(prefix, b"")] if top else []
+    entries += [(prefix + n, d) for n, d in (files or FILES).items()]
+    return zip_bytes(entries + list(extra))
+
+
+def _zip_symlink(name: str, target: bytes) -> tuple[zipfile.ZipInfo, bytes]:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3  # unix: external_attr carries st_mode
+    info.external_attr = (0o120777 << 16)  # S_IFLNK
+    return info, target
+
+
+def _patch_central_record(body: bytes, name: str, offset: int, fmt: str, value: int) -> bytes:
+    """Overwrite a field of member ``name``'s central-directory record (zipfile writes only honest ones)."""
+    out = bytearray(body)
+    pos = 0
+    while True:
+        pos = out.index(b"PK\x01\x02", pos)
+        name_len = struct.unpack_from("<H", out, pos + 28)[0]
+        if out[pos + 46 : pos + 46 + name_len].decode() == name:
+            struct.pack_into(fmt, out, pos + offset, value)
+            return bytes(out)
+        pos += 4
+
+
+def _zip_encrypted() -> bytes:
+    """A member flagged as encrypted (general-purpose bit 0 at offset 8 of its central record)."""
+    return _patch_central_record(model_zip(), "bisenet/model.json", 8, "<H", 0x1)
+
+
+def _zip_sharing_data() -> bytes:
+    """Two central-directory entries pointing at one member's data (the overlapping-zip bomb's trick): the local
+    header offset (at 42) of model.pdiparams's record is set to model.json's."""
+    body = model_zip()
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:
+        first = zf.getinfo("bisenet/model.json")
+    return _patch_central_record(body, "bisenet/model.pdiparams", 42, "<I", first.header_offset)
+
+
+BOMB_PARAMS = bytes(8 << 20)  # 8 MiB of zeros: packs to ~8 kB, a ratio near 1000
+
+
 def snapshot() -> dict[str, str]:
     """Every file of the cache (lock files aside) with its sha256: 'the cache as it was'. The pins count by content
     (an emptied zoo.lock is no pins, as before)."""
@@ -123,6 +206,37 @@ CRAFTED = {
     "disallowed-name": (model_tar(extra=[member("bisenet/run.py", b"import os")]), "not a file zoo expects"),
     "nested": (model_tar(extra=[member("bisenet/sub/model.pdmodel", b"x")]), "not a file zoo expects"),
     "no-params": (model_tar(files={"model.json": b"{}", "deploy.yaml": b"a: 1"}), "not a Paddle inference model"),
+    # model.pdiparams against the program's parameter list (issue 12, item 3): at pull time, not at convert time
+    "params-zeros": (model_tar(files={**FILES, "model.pdiparams": bytes(len(FILES["model.pdiparams"]))}),
+                     "model.pdiparams is not the program's parameters: tensor #1"),
+    "params-padded": (model_tar(files={**FILES, "model.pdiparams": FILES["model.pdiparams"] + bytes(100)}),
+                      "100 bytes after the program's 1 parameters"),
+    "params-other-shape": (model_tar(files={**FILES, "model.pdiparams": model_files(999)["model.pdiparams"]}),
+                           r"float32\[999\], the program's parameter 'w' is float32\[1000\]"),
+    "params-cut": (model_tar(files={**FILES, "model.pdiparams": FILES["model.pdiparams"][:-1]}), "needs bytes up to"),
+    "program-not-paddle": (model_tar(files={**FILES, "model.json": b'{"program": 1}'}), "not a readable Paddle program"),
+    # decompression bombs (issue 12, item 3): refused from the headers, by the ratio cap
+    "tgz-bomb": (gzip.compress(model_tar(files={**FILES, "model.pdiparams": BOMB_PARAMS})),
+                 "member 'bisenet/model.pdiparams' takes the archive to \\d+ unpacked bytes .* decompression bomb"),
+    "zip-bomb": (model_zip(files={**FILES, "model.pdiparams": BOMB_PARAMS}),
+                 "member 'bisenet/model.pdiparams' takes the archive to \\d+ unpacked bytes .* decompression bomb"),
+    # the same member-by-member policy for .tgz and .zip as for .tar
+    "tgz-dotdot": (gzip.compress(model_tar(extra=[member("bisenet/../../evil", b"x")])),
+                   "member 'bisenet/../../evil' climbs out"),
+    "tgz-symlink": (gzip.compress(model_tar(extra=[member("bisenet/model.pdmodel", type=tarfile.SYMTYPE,
+                                                          linkname="/etc/passwd")])),
+                    "member 'bisenet/model.pdmodel' is a symbolic link"),  # fmt: skip
+    "tgz-truncated": (gzip.compress(model_tar())[:-300], "not a readable tar|truncated"),
+    "zip-dotdot": (model_zip(extra=[("bisenet/../../evil", b"x")]), "member 'bisenet/../../evil' climbs out"),
+    "zip-absolute": (model_zip(extra=[("/tmp/model.json", b"x")]), "member '/tmp/model.json' has an absolute path"),
+    "zip-symlink": (model_zip(extra=[_zip_symlink("bisenet/model.pdmodel", b"/etc/passwd")]),
+                    "member 'bisenet/model.pdmodel' is a symbolic link"),
+    "zip-duplicate": (model_zip(extra=[("bisenet/model.json", b"{}")]), "member 'bisenet/model.json' appears twice"),
+    "zip-disallowed": (model_zip(extra=[("bisenet/run.py", b"import os")]), "member 'bisenet/run.py' is not a file"),
+    "zip-encrypted": (_zip_encrypted(), "member 'bisenet/model.json' is encrypted"),
+    "zip-shared-data": (_zip_sharing_data(), "shares its data with another member"),
+    "zip-truncated": (model_zip()[:-200], "not a readable zip archive"),
+    "zip-too-many": (model_zip(extra=[(f"bisenet/f{i}", b"") for i in range(archive.MAX_MEMBERS)]), "more than"),
 }
 
 
@@ -167,10 +281,10 @@ def test_rejected_archive_can_be_fixed_upstream(cached_good) -> None:
 def test_byte_limit(cached_good, monkeypatch: pytest.MonkeyPatch) -> None:
     from zoo.pull import pull
 
-    monkeypatch.setattr(archive, "MAX_BYTES", 1000)
+    monkeypatch.setenv("ZOO_MAX_UNPACKED", "1000")  # the documented override, scaled down
     cached_good.add("/bad.tar", model_tar())
     before = snapshot()
-    with pytest.raises(ArchiveError, match="more than 1000 bytes"):
+    with pytest.raises(ArchiveError, match="member 'bisenet/model.pdiparams' takes the archive past 1000 unpacked"):
         pull("bad")
     assert snapshot() == before
 
@@ -223,3 +337,52 @@ def test_extract_checks_before_writing(tmp_path: Path) -> None:
     with pytest.raises(ArchiveError, match="zzz"):
         archive.extract(tar, dest, allow=archive.is_paddle_file, flatten=True)
     assert list(dest.iterdir()) == []
+
+
+# ---- real models as .tgz and .zip, end to end -----------------------------------------------------------------------
+
+
+def _pack(fmt: str, files: dict[str, bytes], top: str | None) -> bytes:
+    prefix = f"{top}/" if top else ""
+    if fmt == "zip":
+        return zip_bytes([(prefix, b"")] * bool(top) + [(prefix + n, d) for n, d in files.items()])
+    return gzip.compress(tar_bytes([member(top, type=tarfile.DIRTYPE)] * bool(top)
+                                   + [member(prefix + n, d) for n, d in files.items()]))  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fmt", "top", "legacy"),
+    [
+        ("tgz", "bisenet", True),  # like Paddle2ONNX's bisenet.tar.gz / FastDeploy's .tgz: one top folder, .pdmodel
+        ("zip", None, False),  # files at the root of the zip, a PIR model.json
+    ],
+)
+def test_real_model_archive_pulls_converts_verifies_and_runs(fmt, top, legacy, models, http_server, tmp_path):  # noqa: F811
+    from tests.conftest import run_zoo
+
+    src = models.get("bisenet", legacy=legacy)  # a real BiSeNetV2 export (seeded weights)
+    files = {p.name: p.read_bytes() for p in src.iterdir() if p.name != cache.MANIFEST}
+    name = f"bisenet-{fmt}"
+    url = http_server.add(f"/{name}.{fmt}", _pack(fmt, files, top))
+    registry = write_registry(tmp_path / "registry.toml", {name: {"architecture": "bisenet", "inference": url}})
+    env = {"ZOO_REGISTRY": str(registry)}
+
+    pulled = run_zoo("pull", name, "--quiet", env=env, check=True)
+    assert f"pulled from inference {url}" in pulled.stdout
+    folder = Path(run_zoo("cache", "path", name, env=env, check=True).stdout.strip())
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name != cache.MANIFEST} == files  # byte for byte
+
+    offline = {**env, "ZOO_OFFLINE": "1"}
+    converted = json.loads(run_zoo("convert", name, "--json", env=offline, check=True).stdout)
+    assert Path(converted["path"]).is_file()
+    verified = run_zoo("verify", name, "--size", "64x128", "--count", "1", "--json", env=offline)
+    report = json.loads(verified.stdout)
+    assert verified.returncode == 0 and report["passed"] is True, report["summary"]
+    assert report["overall"]["agreement"] >= 0.9999
+    from zoo.synthetic import write_street_png
+
+    write_street_png(tmp_path / "street.png", 64, 128, seed=1)
+    run_zoo("run", name, str(tmp_path / "street.png"), "--out", str(tmp_path / "out"), env=offline, check=True)
+    assert (tmp_path / "out" / "street.json").is_file()
+    assert run_zoo("cache", "verify", env=offline).returncode == 0

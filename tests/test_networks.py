@@ -2,8 +2,10 @@
 
 Each network comes from its plugin's builder (``zoo_<arch>.network.build``) and is built once for the session (the
 ``networks`` fixture caches it), then checked on small inputs for PaddleSeg's state-dict layout, the output
-contract in eval and train mode, a few architecture-specific structural facts, and — marked ``paddleseg``, when
-PaddleSeg is importable (see ``ZOO_TEST_PADDLESEG_PATH`` in conftest.py) — numeric parity with PaddleSeg's own model.
+contract in eval and train mode, a few architecture-specific structural facts, the plugin's configuration against
+PaddleSeg's release/2.4 config file (tests/reference/<arch>.yml), and — marked ``paddleseg``, with PaddleSeg on the path
+(``ZOO_TEST_PADDLESEG_PATH`` in conftest.py; a skip fails the run) — numeric parity of ``zoo export --weights`` with
+PaddleSeg's own model built from that config file by PaddleSeg's own Config/SegBuilder.
 
 The export round trip (``paddle.jit.save`` with dynamic N/H/W, run in Paddle Inference, compared with dygraph) is
 tested once, in tests/test_export.py::test_export_random_logits_runs_in_paddle_inference.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib
+import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,10 +50,10 @@ SHAPES = [
     (2, 3, 45, 61),  # odd, then even at stride 4: uneven resizing in HRNet's fuse layers
 ]
 TRAIN_OUTPUTS = {"bisenet": 5, "danet": 4}  # main logits, then the auxiliary heads' logits
-RESNET_OS8 = ("danet", "deeplabv3", "deeplabv3p")  # ResNet50_vd, output stride 8, multi-grid (1, 2, 4)
+RESNET_OS8 = ("danet", "deeplabv3", "deeplabv3p")  # ResNet50_vd, output stride 8 (multi-grid: see the YAML)
 GAMMA = 0.5  # PaddleSeg zero-initialises DANet's attention gammas, which would make both attention paths no-ops
 CONV_STD = {"fcn": 0.03}  # HRNet's default init gives logits near 0; larger random weights blow up its residual sums
-RTOL = 1e-5  # PaddleSeg parity: max |diff| / max |logit| (measured 0.0, bit-exact, for all five)
+RTOL = 1e-5  # PaddleSeg parity, zoo's export in Paddle Inference vs PaddleSeg in dygraph: max |diff| / max |logit|
 
 
 def _randn(shape: tuple[int, ...], seed: int) -> paddle.Tensor:
@@ -165,42 +168,123 @@ def test_train_returns_main_and_auxiliary_logits(net, arch):
     assert all(list(out.shape) == [shape[0], NUM_CLASSES, *shape[2:]] for out in outs)
 
 
-def _paddleseg_model(arch: str) -> paddle.nn.Layer:
-    """PaddleSeg's own model, configured as zoo's network is (PaddleSeg's Cityscapes configs)."""
-    from paddleseg import models
-    from paddleseg.models.backbones import HRNet_W18, ResNet50_vd
+# ---- PaddleSeg's configuration, as data ---------------------------------------------------------------------------
+# tests/reference/<arch>.yml is the model section of PaddleSeg's release/2.4 config, copied verbatim. `pretrained`
+# names ImageNet/trained weights to download (not the network's shape); `num_classes` is zoo's build argument.
+NOT_ARCHITECTURE = ("pretrained", "num_classes")
 
-    if arch == "bisenet":
-        return models.BiSeNetV2(num_classes=NUM_CLASSES)
-    if arch == "fcn":
-        return models.FCN(num_classes=NUM_CLASSES, backbone=HRNet_W18(), backbone_indices=[-1])
-    backbone = ResNet50_vd(output_stride=8, multi_grid=[1, 2, 4])
-    if arch == "danet":
-        return models.DANet(num_classes=NUM_CLASSES, backbone=backbone, backbone_indices=[2, 3], align_corners=False)
-    common = {"aspp_ratios": [1, 12, 24, 36], "aspp_out_channels": 256, "align_corners": False}
-    if arch == "deeplabv3":
-        return models.DeepLabV3(NUM_CLASSES, backbone, backbone_indices=[3], **common)
-    return models.DeepLabV3P(NUM_CLASSES, backbone, backbone_indices=[0, 3], **common)
+
+def _reference_yaml(arch: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((REFERENCE_DIR / f"{arch}.yml").read_text())
+
+
+def _architecture_fields(section: dict) -> dict:
+    return {
+        key: _architecture_fields(value) if isinstance(value, dict) else value
+        for key, value in section.items()
+        if key not in NOT_ARCHITECTURE
+    }
+
+
+def _plugin_config(arch: str) -> tuple[dict, dict]:
+    module = importlib.import_module(f"zoo_{arch}.network")
+    return module.PADDLESEG_CONFIG, module.PADDLESEG_DEFAULTS
+
+
+def test_plugin_config_is_the_paddleseg_release_2_4_config(arch):
+    """The configuration each builder uses is, field for field, the model section of PaddleSeg's config file."""
+    doc = _reference_yaml(arch)
+    from zoo import registry
+
+    assert doc["config"] == registry.get(arch).config  # the file is the config the registry entry names
+    config, defaults = _plugin_config(arch)
+    assert config == _architecture_fields(doc["model"])
+    # defaults only fill what the config leaves out
+    assert not set(defaults) - {"backbone"} & set(config)
+    assert not set(defaults.get("backbone", {})) & set(config.get("backbone", {}))
 
 
 @pytest.mark.paddleseg
-def test_numerics_match_paddleseg(net, arch):
+def test_plugin_defaults_are_paddleseg_defaults(arch):
+    """What a plugin assumes for the fields its config leaves out is PaddleSeg's own default for them."""
+    import inspect
+
     pytest.importorskip("paddleseg")
+    from paddleseg.cvlibs import manager
+    from paddleseg.models.backbones import hrnet, resnet_vd
+
+    config, defaults = _plugin_config(arch)
+    # ResNet50_vd(**args) and HRNet_W18(**kwargs) forward to these classes; their other arguments fix the depth
+    backbone_classes = {"ResNet50_vd": resnet_vd.ResNet_vd, "HRNet_W18": hrnet.HRNet}
+    owners = [(manager.MODELS[config["type"]], {k: v for k, v in defaults.items() if k != "backbone"})]
+    if "backbone" in config:
+        owners.append((backbone_classes[config["backbone"]["type"]], defaults.get("backbone", {})))
+    for owner, expected in owners:
+        parameters = inspect.signature(owner).parameters
+        actual = {key: parameters[key].default for key in expected}
+        normalise = lambda d: {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}  # noqa: E731
+        assert normalise(actual) == normalise(expected), owner.__name__
+
+
+def _paddleseg_reference(arch: str) -> paddle.nn.Layer:
+    """PaddleSeg's own model, built from tests/reference/<arch>.yml by PaddleSeg's Config and SegBuilder."""
+    from paddleseg.cvlibs import Config
+    from paddleseg.cvlibs.builder import SegBuilder
+
+    model = _reference_yaml(arch)["model"]
+    # no downloads: the test sets every weight itself
+    opts = [f"model.{key}=None" for key in model if key == "pretrained"]
+    opts += [f"model.backbone.{key}=None" for key in model.get("backbone", {}) if key == "pretrained"]
+    return SegBuilder(Config(str(REFERENCE_DIR / f"{arch}.yml"), opts=opts)).model
+
+
+def _paddle_inference(folder: Path, x: np.ndarray) -> np.ndarray:
+    """First output of a saved Paddle inference model (CPU, oneDNN off as PIR programs need)."""
+    import paddle.inference as pi
+
+    from zoo import cache
+
+    config = pi.Config(str(cache.program_file(folder)), str(folder / "model.pdiparams"))
+    config.disable_mkldnn()
+    config.disable_glog_info()
+    predictor = pi.create_predictor(config)
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.reshape(list(x.shape))
+    handle.copy_from_cpu(x)
+    predictor.run()
+    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+
+
+PARITY_SHAPES = [(1, 3, 64, 128), (1, 3, 67, 101)]  # a multiple of 32, and odd at every stride (DANet: small HW)
+
+
+@pytest.mark.slow
+@pytest.mark.paddleseg
+def test_zoo_export_matches_paddleseg_built_from_its_config(arch, tmp_path):
+    """``zoo export ARCH --weights F`` gives the logits of PaddleSeg's model built from the release/2.4 config, for
+    the same F: the reference's own state dict, with random BatchNorm statistics, biases (and HRNet weights)."""
+    pytest.importorskip("paddleseg")
+    from tests.conftest import run_zoo
+
     paddle.seed(1)
-    reference = _paddleseg_model(arch)
-    _randomize(reference, seed=2, conv_std=CONV_STD.get(arch))  # other values than the shared model's (seed 0)
+    reference = _paddleseg_reference(arch)
+    _randomize(reference, seed=2, conv_std=CONV_STD.get(arch))
     reference.eval()
-    with _state_restored(net):
-        missing, unexpected = net.set_state_dict(reference.state_dict())
-        assert missing == [] and unexpected == []
-        for i, shape in enumerate(SHAPES):
-            x = _randn(shape, 10 + i)
-            with paddle.no_grad():
-                expected = reference(x)[0].numpy()
-                actual = net(x).numpy()
-            assert actual.shape == expected.shape == (shape[0], NUM_CLASSES, *shape[2:])
-            assert np.abs(expected).max() > 0.1  # logits large enough for the comparison to mean something
-            assert _relative_error(actual, expected) <= RTOL
+    weights = tmp_path / "reference.pdparams"
+    paddle.save(reference.state_dict(), str(weights))  # the real .pdparams format, written by paddle
+    proc = run_zoo("export", arch, "--weights", str(weights), "--output-op", "none", "--json", check=True)
+    folder = Path(json.loads(proc.stdout)["path"])
+    for i, shape in enumerate(PARITY_SHAPES):
+        x = np.random.default_rng(10 + i).standard_normal(shape, dtype=np.float32)
+        with paddle.no_grad():
+            expected = reference(paddle.to_tensor(x))[0].numpy()
+        actual = _paddle_inference(folder, x)
+        assert actual.shape == expected.shape == (shape[0], NUM_CLASSES, *shape[2:])
+        assert np.abs(expected).max() > 0.1  # logits large enough for the comparison to mean something
+        error = _relative_error(actual, expected)
+        assert error <= RTOL, f"{arch} at {shape}: max |diff| / max |logit| = {error:.3g}"
 
 
 # ---- architecture-specific -------------------------------------------------------------------------------------
@@ -240,11 +324,15 @@ def test_resnet_backbone_stage_shapes_output_stride_8(net):
 
 
 @pytest.mark.parametrize("arch", RESNET_OS8)
-def test_resnet_backbone_dilations_follow_multi_grid(net):
+def test_resnet_backbone_dilations_follow_multi_grid(net, arch):
+    # Expected from the release/2.4 YAML, not from the plugin: output stride 8 dilates stage 2 by 2 and stage 3 by 4,
+    # and stage 3's blocks multiply that by multi_grid, PaddleSeg's default (1, 1, 1) when the config sets none.
+    multi_grid = _reference_yaml(arch)["model"]["backbone"].get("multi_grid", [1, 1, 1])
     backbone = net.backbone
     dilations = [[block.conv1._conv._dilation for block in stage] for stage in backbone.stage_list]
-    assert [d[0] for d in dilations] == [[1, 1], [1, 1], [2, 2], [4, 4]]
-    assert dilations[3] == [[4, 4], [8, 8], [16, 16]]
+    assert [d[0] for d in dilations] == [[1, 1], [1, 1], [2, 2], [4 * multi_grid[0]] * 2]
+    assert dilations[3] == [[4 * m, 4 * m] for m in multi_grid]
+    assert dilations[3] == ([[4, 4], [4, 4], [4, 4]] if arch == "danet" else [[4, 4], [8, 8], [16, 16]])
     # os 8: only the first block of stage 1 downsamples, through a 2x2 average pool on its shortcut.
     strides = [block.conv1._conv._stride for stage in backbone.stage_list for block in stage]
     assert sum(s == [2, 2] for s in strides) == 1 and backbone.bb_1_0.conv1._conv._stride == [2, 2]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 
 from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
-from tests.test_archive import FILES, member, model_tar, snapshot, tar_bytes, use_registry  # noqa: F401
+from tests.test_archive import FILES, member, model_files, model_tar, snapshot, tar_bytes, use_registry  # noqa: F401
 from zoo import cache, housekeeping
 from zoo.errors import DownloadError, OfflineError, WeightsError
 
@@ -75,7 +74,7 @@ def test_force_downloads_again(http_server, use_registry) -> None:  # noqa: F811
 
 
 def test_concurrent_pulls_share_one_entry(http_server, use_registry) -> None:  # noqa: F811
-    body = model_tar(files={**FILES, "model.pdiparams": random.Random(1).randbytes(300_000)})
+    body = model_tar(files=model_files(75_000, seed=1))  # 300 kB of params
     use_registry({"tiny": {"inference": http_server.add("/tiny.tar", body, rate=400_000)}})
     procs = [subprocess.Popen([sys.executable, "-m", "zoo", "pull", "tiny", "-q"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
@@ -89,7 +88,7 @@ def test_concurrent_pulls_share_one_entry(http_server, use_registry) -> None:  #
 
 
 def test_ctrl_c_mid_download_then_resume(http_server, use_registry) -> None:  # noqa: F811
-    body = model_tar(files={**FILES, "model.pdiparams": random.Random(2).randbytes(2_000_000)})
+    body = model_tar(files=model_files(500_000, seed=2))  # 2 MB of params
     spec = {"urls": [http_server.add("/big.tar", body, rate=200_000)], "sha256": cache.sha256_bytes(body),
             "size": len(body)}  # fmt: skip
     use_registry({"big": {"inference": spec}})

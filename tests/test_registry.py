@@ -54,10 +54,46 @@ def test_packaged_registry_has_the_five_release_2_4_models():
         assert entry.artifacts["weights"].urls == (
             f"https://bj.bcebos.com/paddleseg/dygraph/cityscapes/{cfg}/model.pdparams",
         )
-        assert entry.artifacts["inference"].urls[0].endswith(f"/pdmodel/{name}.tar")
         # no checksum was ever published: none may be invented
         assert all(a.sha256 is None for a in entry.artifacts.values())
-    assert models["danet"].artifacts["onnx"].urls[-1] == "https://bj.bcebos.com/paddle2onnx/model_zoo/danet.onnx"
+    # Only URLs that PaddlePaddle documents (read in Paddle2ONNX's and PaddleSeg's public history; issue 11):
+    p2o = "https://bj.bcebos.com/paddle2onnx/model_zoo/"
+    documented = {
+        "bisenet": {
+            "inference": ("https://paddleocr.bj.bcebos.com/paddle2onnx/models/pdmodel/bisenet.tar", p2o + "bisenet.tar.gz"),
+            "onnx": ("https://paddleocr.bj.bcebos.com/paddle2onnx/models/onnx/bisenet.tar", p2o + "bisenet.onnx"),
+        },
+        "danet": {"inference": (p2o + "danet.tar.gz",), "onnx": (p2o + "danet.onnx",)},
+        "deeplabv3": {"inference": (p2o + "deeplabv3.tar.gz",), "onnx": (p2o + "deeplabv3.onnx",)},
+        "deeplabv3p": {},  # trained weights only
+        "fcn": {
+            "inference": (
+                "https://bj.bcebos.com/paddlehub/fastdeploy/FCN_HRNet_W18_cityscapes_with_argmax_infer.tgz",
+                "https://paddleseg.bj.bcebos.com/tipc/infer_models/fcn_hrnetw18_cityscapes_1024x512_80k.zip",
+            ),
+        },
+    }
+    for name, kinds in documented.items():
+        artifacts = models[name].artifacts
+        assert {k: a.urls for k, a in artifacts.items() if k != "weights"} == kinds
+        for artifact in artifacts.values():  # and each says where it is documented
+            assert len(artifact.docs) == len(artifact.urls)
+            assert all(d.startswith("https://github.com/PaddlePaddle/") for d in artifact.docs)
+
+
+def test_docs_are_shown_per_url_in_info_json():
+    proc = run_zoo("info", "fcn", "--json", check=True)
+    sources = json.loads(proc.stdout)["artifacts"]["inference"]["sources"]
+    assert [s["url"].rsplit(".", 1)[-1] for s in sources] == ["tgz", "zip"]
+    assert "deploy/fastdeploy/semantic_segmentation/cpu-gpu/README.md" in sources[0]["docs"]
+    assert sources[1]["docs"].endswith("test_tipc/prepare.sh")
+
+
+def test_registry_without_docs_still_parses_and_shows_none(tmp_path):
+    entries, _ = registry.parse_file(write(tmp_path / "r.toml", GOOD), {"fcn"})
+    assert entries[0].as_dict()["artifacts"]["inference"]["sources"] == [
+        {"url": "http://127.0.0.1:1/mine.tar", "docs": None}
+    ]
 
 
 def test_entries_are_frozen(tmp_path):
@@ -87,6 +123,8 @@ def test_syntax_error_names_file_line_and_column(tmp_path):
         ('architecture = "fcn"\n[models.x.weights]\nsize = 3', "[models.x].weights: missing required key 'urls'"),
         ('architecture = "fcn"\n[models.x.weights]\nurls = ["u"]\nsize = -1', "key 'size' must be a positive integer"),
         ('architecture = "fcn"', "needs at least one artifact table"),
+        ('architecture = "fcn"\n[models.x.weights]\nurls = ["u", "v"]\ndocs = ["d"]', "key 'docs' has 1 entries for 2 urls"),
+        ('architecture = "fcn"\n[models.x.weights]\nurls = ["u"]\ndocs = "d"', "key 'docs' must be a list of strings"),
         ('architecture = "fcn"\nsumary = "typo"\n[models.x.weights]\nurls = ["u"]', "unknown key 'sumary'"),
         ('architecture = "nosuch"\n[models.x.weights]\nurls = ["u"]', "no installed plugin provides 'nosuch'"),
     ],

@@ -1,10 +1,16 @@
-"""Safe extraction of model archives and bundles.
+"""Safe extraction of model archives (tar, .tgz/.tar.gz and other compressed tars, zip) and bundles.
 
-Every member of a tar is checked before a single byte is written: only regular files and folders, relative names
-without ``..``, no duplicates, names on an allowlist, bounded count and size, and a proper end-of-archive marker (a
-truncated download is not mistaken for a short archive). Pickle side files (``model.pdiparams.info``) are skipped. Files
-are written by this module, not by ``tarfile.extract``, into a ``.staging-*`` folder on the cache's filesystem; the
-entry becomes visible only through :func:`zoo.cache.commit_tree`, complete, its manifest written last.
+Every member is checked before a single byte is written, by one policy for tar and zip alike: only regular files and
+folders (no links, devices, FIFOs; no encrypted zip members), relative names without ``..``, no duplicates, names on
+an allowlist, a bounded count, and bounded sizes — the declared sizes may add up to at most ``max_bytes`` (default
+``ZOO_MAX_UNPACKED``, 1 GiB: five times PaddleSeg's largest model) and, beyond the first MiB, to at most
+``ZOO_MAX_RATIO`` (100) times the archive's own size, so a decompression bomb is refused once its headers are read,
+not after it was unpacked. While writing, no member may yield more than it declared. A tar must end with its
+end-of-archive marker (a truncated download is not mistaken for a short archive); zip members must not share data (a
+zip bomb's trick). Pickle side files (``model.pdiparams.info``) are skipped. Files are written by this module, not by
+``tarfile``/``zipfile``'s extract, into a ``.staging-*`` folder on the cache's filesystem; the entry becomes visible
+only through :func:`zoo.cache.commit_tree`, complete, its manifest written last. A Paddle model's ``model.pdiparams``
+must hold exactly its program's parameters (:mod:`zoo.params`) before it is committed.
 """
 
 from __future__ import annotations
@@ -14,19 +20,23 @@ import logging
 import lzma
 import os
 import re
+import stat
 import tarfile
+import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
-from zoo import cache
+from zoo import cache, config, params
 from zoo.errors import ArchiveError
 
 log = logging.getLogger(__name__)
 
-MAX_MEMBERS = 64  # a PaddleSeg inference tar holds a folder and 3-5 files
-MAX_BYTES = 4 << 30  # unpacked; the largest zoo model is ~200 MB
+MAX_MEMBERS = 64  # a PaddleSeg inference archive holds a folder and 3-5 files
+MAX_BYTES: int | None = None  # unpacked bytes; None: ZOO_MAX_UNPACKED
+RATIO_GRACE = 1 << 20  # up to this many unpacked bytes the ratio is not checked (small text files pack well)
 BUNDLE_MAX_MEMBERS = 100_000
 BUNDLE_MAX_BYTES = 256 << 30
 PADDLE_FILES = frozenset({"model.pdmodel", "model.json", "model.pdiparams", "deploy.yaml"})
@@ -34,8 +44,42 @@ SKIPPED_FILES = frozenset({"model.pdiparams.info"})  # pickles: never unpacked, 
 ONNX_FILE = "model.onnx"
 _ONNX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.onnx$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile,
+                NotImplementedError)  # fmt: skip
+_ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+_MODEL_HINT = ("it is not the Paddle model its program describes; check the registry entry's 'inference' URL, or run "
+               "'zoo pull NAME --from weights'")
 _REFETCH = "delete it and pull again ('zoo pull NAME --force'), or report the URL"
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One archive member as the checks see it, tar and zip alike."""
+
+    name: str  # as stored
+    problem: str | None  # why it is no plain file or folder (a link, a device, encrypted, ...), or None
+    is_dir: bool
+    size: int  # declared unpacked bytes (0 for a folder)
+    handle: Any  # its TarInfo or ZipInfo, to read it
+
+
+@dataclass(frozen=True)
+class _Limits:
+    members: int  # at most this many members
+    bytes: int  # declared sizes add up to at most this
+    archive_size: int  # bytes of the archive file itself
+    ratio: int  # unpacked / archive size, beyond RATIO_GRACE
+
+
+def is_archive(path: Path) -> bool:
+    """Whether ``path`` is a zip or a (possibly compressed) tar, judged by its content."""
+    return _looks_zip(path) or tarfile.is_tarfile(path)
+
+
+def _looks_zip(path: Path) -> bool:
+    """A zip by its directory at the end, or (a cut-off one) by its first local header."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04" or zipfile.is_zipfile(f)
 
 
 def is_paddle_file(name: str) -> bool:
@@ -58,102 +102,160 @@ def extract(
     max_bytes: int | None = None,
     hint: str = _REFETCH,
 ) -> list[str]:
-    """Check every member of ``archive``, then write its regular files under ``dest`` (an empty folder).
+    """Check every member of ``archive`` (a zip or a tar, judged by content), then write its regular files under
+    ``dest`` (an empty folder).
 
     ``allow`` decides which (flattened) names may exist; ``flatten`` strips a single top folder; the limits default to
-    MAX_MEMBERS and MAX_BYTES. Returns the names written. Raises ArchiveError, naming the member and the problem,
-    before writing anything if a check fails.
+    MAX_MEMBERS and ZOO_MAX_UNPACKED. Returns the names written. Raises ArchiveError, naming the member and the
+    problem, before writing anything if a check fails.
     """
-    max_members = MAX_MEMBERS if max_members is None else max_members
-    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
+    if max_bytes is None:
+        max_bytes = MAX_BYTES if MAX_BYTES is not None else config.max_unpacked()
+    limits = _Limits(MAX_MEMBERS if max_members is None else max_members, max_bytes, archive.stat().st_size,
+                     config.max_ratio())  # fmt: skip
+    kind = "zip" if _looks_zip(archive) else "tar"
     try:
-        with tarfile.open(archive, "r:*") as tf:
-            plan = _plan(tf, archive, allow, flatten, max_members, max_bytes, hint)
-            for info, name in plan:
-                _write_member(tf, info, dest, name, archive, hint)
+        if kind == "zip":
+            with zipfile.ZipFile(archive) as zf:
+                plan = _plan(_zip_members(zf, archive, hint), archive, allow, flatten, limits, hint)
+                for member, name in plan:
+                    _write_member(zf.open(member.handle), member, dest, name, archive, hint)
+        else:
+            with tarfile.open(archive, "r:*") as tf:
+                plan = _plan(_tar_members(tf, archive, hint), archive, allow, flatten, limits, hint)
+                for member, name in plan:
+                    _write_member(tf.extractfile(member.handle), member, dest, name, archive, hint)
     except ArchiveError:
         raise
     except _READ_ERRORS as exc:
-        raise ArchiveError(f"{archive} is not a readable tar archive ({exc}); {hint}") from None
+        raise ArchiveError(f"{archive} is not a readable {kind} archive ({exc}); {hint}") from None
     return [name for _, name in plan]
 
 
+def _tar_members(tf: tarfile.TarFile, archive: Path, hint: str) -> Iterator[_Member]:
+    """A tar's members as they are read (so a bomb stops at its first huge header), then the end-marker check."""
+    for info in tf:
+        yield _Member(info.name, _tar_problem(info), info.isdir(), info.size if info.isfile() else 0, info)
+    _check_end_marker(tf, archive, hint)
+
+
+def _tar_problem(info: tarfile.TarInfo) -> str | None:
+    if info.issym():
+        return f"is a symbolic link (to '{info.linkname}')"
+    if info.islnk():
+        return f"is a hard link (to '{info.linkname}')"
+    if info.ischr() or info.isblk():
+        return "is a device file"
+    if info.isfifo():
+        return "is a FIFO"
+    if info.issparse() or not (info.isfile() or info.isdir()):
+        return f"is not a regular file or folder (tar type {info.type!r})"
+    return None
+
+
+def _zip_members(zf: zipfile.ZipFile, archive: Path, hint: str) -> Iterator[_Member]:
+    infos = zf.infolist()
+    # A zip bomb points many entries at the same compressed data: each member's local header and data must end
+    # before the next member's header starts.
+    spans = sorted((i.header_offset, i.header_offset + len(i.FileHeader()) + i.compress_size, i.filename)
+                   for i in infos)  # fmt: skip
+    for (_, end, name), (start, _, _) in zip(spans, spans[1:]):
+        if start < end:
+            raise ArchiveError(f"{archive}: member '{name}' shares its data with another member; refusing to "
+                               f"extract anything — {hint}")  # fmt: skip
+    for info in infos:
+        yield _Member(info.filename, _zip_problem(info), info.is_dir(), 0 if info.is_dir() else info.file_size, info)
+
+
+def _zip_problem(info: zipfile.ZipInfo) -> str | None:
+    mode = info.external_attr >> 16
+    if info.create_system == 3 and stat.S_IFMT(mode):  # made on unix: the file type is recorded
+        if stat.S_ISLNK(mode):
+            return "is a symbolic link"
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            return f"is not a regular file or folder (mode {oct(mode)})"
+    if info.flag_bits & 0x1:
+        return "is encrypted"
+    if not info.is_dir() and info.compress_type not in _ZIP_METHODS:
+        return f"uses compression method {info.compress_type} (zoo reads stored and deflated members)"
+    return None
+
+
 def _plan(
-    tf: tarfile.TarFile,
+    found: Iterator[_Member],
     archive: Path,
     allow: Callable[[str], bool],
     flatten: bool,
-    max_members: int,
-    max_bytes: int,
+    limits: _Limits,
     hint: str,
-) -> list[tuple[tarfile.TarInfo, str]]:
+) -> list[tuple[_Member, str]]:
     """Every check, no writes: the list of (member, name to write)."""
 
     def bad(member: str, what: str) -> ArchiveError:
         return ArchiveError(f"{archive}: member '{member}' {what}; refusing to extract anything — {hint}")
 
-    members: list[tuple[tarfile.TarInfo, tuple[str, ...]]] = []
-    for count, info in enumerate(tf, start=1):
-        if count > max_members:
-            raise ArchiveError(f"{archive} has more than {max_members} members; refusing to extract it — {hint}")
-        parts = _checked_parts(info, bad)
+    members: list[tuple[_Member, tuple[str, ...]]] = []
+    declared = 0
+    for count, member in enumerate(found, start=1):
+        if count > limits.members:
+            raise ArchiveError(f"{archive} has more than {limits.members} members; refusing to extract it — {hint}")
+        if member.problem:
+            raise bad(member.name, member.problem)
+        parts = _checked_parts(member, bad)
+        declared += member.size
+        _check_size(member.name, declared, limits, bad)  # before the next header: a bomb's data is never inflated
         if parts:  # the archive's own root folder ('./') carries nothing
-            members.append((info, parts))
-    _check_end_marker(tf, archive, hint)
-    if not any(info.isfile() for info, _ in members):
+            members.append((member, parts))
+    if all(m.is_dir for m, _ in members):
         raise ArchiveError(f"{archive} holds no files; {hint}")
 
     strip = 0
     if flatten:
         tops = {parts[0] for _, parts in members}
-        if len(tops) == 1 and all(len(parts) >= 2 for info, parts in members if info.isfile()):
+        if len(tops) == 1 and all(len(parts) >= 2 for m, parts in members if not m.is_dir):
             strip = 1
 
-    plan: list[tuple[tarfile.TarInfo, str]] = []
+    plan: list[tuple[_Member, str]] = []
     seen: dict[str, str] = {}
     folders: set[str] = {""}  # folders some file lies in; "" is the (flattened) top
-    total = 0
-    for info, parts in members:
+    for member, parts in members:
         kept = parts[strip:]
         name = "/".join(kept)
-        kind = "folder" if info.isdir() else "file"
+        kind = "folder" if member.is_dir else "file"
         if name in seen:
-            raise bad(info.name, f"appears twice (as a {seen[name]} and as a {kind})")
+            raise bad(member.name, f"appears twice (as a {seen[name]} and as a {kind})")
         seen[name] = kind
-        if info.isdir():
+        if member.is_dir:
             continue
         folders.update("/".join(kept[:i]) for i in range(1, len(kept)))
         if name in SKIPPED_FILES:
-            log.info("%s: skipping %s (a pickle side file zoo never needs or loads)", archive, info.name)
+            log.info("%s: skipping %s (a pickle side file zoo never needs or loads)", archive, member.name)
             continue
         if not allow(name):
-            raise bad(info.name, "is not a file zoo expects in this archive")
-        total += info.size
-        if total > max_bytes:
-            raise ArchiveError(f"{archive} unpacks to more than {max_bytes} bytes; refusing to extract it — {hint}")
-        plan.append((info, name))
-    for info, parts in members:
+            raise bad(member.name, "is not a file zoo expects in this archive")
+        plan.append((member, name))
+    for member, parts in members:
         name = "/".join(parts[strip:])
-        if info.isfile() and name in folders:
-            raise bad(info.name, "is a file, but other members lie under it")
-        if info.isdir() and name not in folders:
-            raise bad(info.name, "is a folder zoo does not expect in this archive")
+        if not member.is_dir and name in folders:
+            raise bad(member.name, "is a file, but other members lie under it")
+        if member.is_dir and name not in folders:
+            raise bad(member.name, "is a folder zoo does not expect in this archive")
     return plan
 
 
-def _checked_parts(info: tarfile.TarInfo, bad: Callable[[str, str], ArchiveError]) -> tuple[str, ...]:
+def _check_size(name: str, declared: int, limits: _Limits, bad: Callable[[str, str], ArchiveError]) -> None:
+    """The caps on what the archive says it unpacks to, so far (pip and conda cap archives the same two ways)."""
+    if declared > limits.bytes:
+        raise bad(name, f"takes the archive past {limits.bytes} unpacked bytes, zoo's cap (ZOO_MAX_UNPACKED=BYTES "
+                        "raises it for a model that really is that big)")  # fmt: skip
+    if declared > RATIO_GRACE and declared > limits.ratio * limits.archive_size:
+        raise bad(name, f"takes the archive to {declared} unpacked bytes from {limits.archive_size}, more than "
+                        f"{limits.ratio} times its size: a decompression bomb (the limit is ZOO_MAX_RATIO)")  # fmt: skip
+
+
+def _checked_parts(member: _Member, bad: Callable[[str, str], ArchiveError]) -> tuple[str, ...]:
     """The member's name as path components, or an ArchiveError saying why it is unsafe."""
-    if info.issym():
-        raise bad(info.name, f"is a symbolic link (to '{info.linkname}')")
-    if info.islnk():
-        raise bad(info.name, f"is a hard link (to '{info.linkname}')")
-    if info.ischr() or info.isblk():
-        raise bad(info.name, "is a device file")
-    if info.isfifo():
-        raise bad(info.name, "is a FIFO")
-    if info.issparse() or not (info.isfile() or info.isdir()):
-        raise bad(info.name, f"is not a regular file or folder (tar type {info.type!r})")
-    raw = info.name
+    raw = member.name
     if not raw or "\x00" in raw or "\\" in raw:
         raise bad(raw, "has an invalid name")
     if raw.startswith("/") or _DRIVE.match(raw):
@@ -161,7 +263,7 @@ def _checked_parts(info: tarfile.TarInfo, bad: Callable[[str, str], ArchiveError
     parts = tuple(p for p in PurePosixPath(raw).parts if p != ".")
     if ".." in parts:
         raise bad(raw, "climbs out of the archive with '..'")
-    if not parts and not info.isdir():
+    if not parts and not member.is_dir:
         raise bad(raw, "has an empty name")
     return parts
 
@@ -176,23 +278,25 @@ def _check_end_marker(tf: tarfile.TarFile, archive: Path, hint: str) -> None:
         raise ArchiveError(f"{archive} is corrupt at byte {tf.offset} (not a tar header); {hint}")
 
 
-def _write_member(tf: tarfile.TarFile, info: tarfile.TarInfo, dest: Path, name: str, archive: Path, hint: str) -> None:
+def _write_member(source: IO[bytes] | None, member: _Member, dest: Path, name: str, archive: Path, hint: str) -> None:
     target = dest.joinpath(*name.split("/"))
     if dest.resolve() not in target.resolve().parents:  # belt and braces: the name checks already forbid this
-        raise ArchiveError(f"{archive}: member '{info.name}' would land outside {dest}; {hint}")
+        raise ArchiveError(f"{archive}: member '{member.name}' would land outside {dest}; {hint}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    source = tf.extractfile(info)
     if source is None:
-        raise ArchiveError(f"{archive}: member '{info.name}' has no data; {hint}")
+        raise ArchiveError(f"{archive}: member '{member.name}' has no data; {hint}")
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
     written = 0
     with os.fdopen(fd, "wb") as out, source:
-        while chunk := source.read(cache.CHUNK):
-            out.write(chunk)
+        while chunk := source.read(min(cache.CHUNK, member.size - written + 1)):
             written += len(chunk)
-    if written != info.size:
+            if written > member.size:  # never more than it declared, whatever its stream holds
+                raise ArchiveError(f"{archive}: member '{member.name}' holds more than its declared {member.size} "
+                                   f"bytes; refusing it — {hint}")  # fmt: skip
+            out.write(chunk)
+    if written != member.size:
         raise ArchiveError(
-            f"{archive}: member '{info.name}' holds {written} of its {info.size} bytes; the archive is truncated "
+            f"{archive}: member '{member.name}' holds {written} of its {member.size} bytes; the archive is truncated "
             f"— {hint}"
         )
 
@@ -214,11 +318,12 @@ def extract_paddle_model(archive: Path, provenance: dict[str, Any]) -> Path:
                 f"expected model.json or model.pdmodel and {cache.PARAMS_FILE}; check the registry entry's "
                 "'inference' URL, or run 'zoo pull NAME --from weights'"
             )
+        params.check_model(cache.program_file(stage), stage / cache.PARAMS_FILE, _MODEL_HINT)
         return commit(stage, parent, provenance)
 
 
 def extract_onnx_model(archive: Path, provenance: dict[str, Any]) -> Path:
-    """Unpack a tar holding one .onnx file (stored as model.onnx) into ``onnx/<key>/``; return the .onnx path."""
+    """Unpack an archive holding one .onnx file (stored as model.onnx) into ``onnx/<key>/``; return the .onnx path."""
     parent = cache.onnx_dir()
     with cache.staging(parent) as stage:
         names = extract(archive, stage, allow=is_onnx_file, flatten=True)

@@ -16,6 +16,8 @@ Nothing here creates directories: callers create what they write into.
 | ZOO_RETRIES         | extra attempts per URL after a 5xx, a dropped connection or a timeout (3) |
 | ZOO_BACKOFF         | first retry delay in seconds, doubled at each retry (1)               |
 | ZOO_DEADLINE        | seconds one source (URL or mirror) may take, retries included (3600)  |
+| ZOO_MAX_UNPACKED    | bytes one model archive may unpack to (1073741824 = 1 GiB)            |
+| ZOO_MAX_RATIO       | unpacked size / archive size allowed beyond the first MiB (100)        |
 """
 
 from __future__ import annotations
@@ -139,3 +141,16 @@ def backoff() -> float:
 def deadline() -> float:
     """ZOO_DEADLINE: seconds one download source may take in total."""
     return _number("ZOO_DEADLINE", 3600.0)
+
+
+# ---- archives (read by zoo/archive.py) ----
+
+
+def max_unpacked() -> int:
+    """ZOO_MAX_UNPACKED: bytes one model archive may unpack to (default 1 GiB: 5x PaddleSeg's largest, danet)."""
+    return int(_number("ZOO_MAX_UNPACKED", float(1 << 30), integer=True))
+
+
+def max_ratio() -> int:
+    """ZOO_MAX_RATIO: how many times its own size an archive may unpack to (default 100)."""
+    return int(_number("ZOO_MAX_RATIO", 100, integer=True))

@@ -32,6 +32,11 @@ class Artifact:
     urls: tuple[str, ...]  # tried in order
     sha256: str | None = None  # "sha256:<hex>" when published
     size: int | None = None  # bytes, when published
+    docs: tuple[str, ...] = ()  # where each URL is documented (same order as urls), when the registry says
+
+    def sources(self) -> list[dict[str, str | None]]:
+        """Each URL with the page that documents it (None where the registry does not say)."""
+        return [{"url": url, "docs": self.docs[i] if i < len(self.docs) else None} for i, url in enumerate(self.urls)]
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,10 @@ class ModelEntry:
             "dataset": self.dataset, "num_classes": self.num_classes,
             "train_size": list(self.train_size) if self.train_size else None, "miou": self.miou,
             "license": self.license, "homepage": self.homepage, "source": self.source,
-            "artifacts": {k: {"urls": list(a.urls), "sha256": a.sha256, "size": a.size} for k, a in self.artifacts.items()},
+            "artifacts": {
+                k: {"urls": list(a.urls), "sha256": a.sha256, "size": a.size, "sources": a.sources()}
+                for k, a in self.artifacts.items()
+            },
         }  # fmt: skip
 
 
@@ -95,11 +103,16 @@ def _parse_artifact(where: str, kind: str, table: Any, problems: list[str]) -> A
     size = table.get("size")
     if size is not None and not (_type_ok(size, int) and size > 0):
         problems.append(f"{where}.{kind}: key 'size' must be a positive integer (bytes), got {size!r}")
-    for key in sorted(set(table) - {"urls", "sha256", "size"}):
-        problems.append(f"{where}.{kind}: unknown key '{key}' (expected urls, sha256, size)")
+    docs = table.get("docs", [])
+    if not (isinstance(docs, list) and all(isinstance(d, str) and d for d in docs)):
+        problems.append(f"{where}.{kind}: key 'docs' must be a list of strings (one per URL), got {docs!r}")
+    elif docs and isinstance(urls, list) and len(docs) != len(urls):
+        problems.append(f"{where}.{kind}: key 'docs' has {len(docs)} entries for {len(urls)} urls; give one per URL")
+    for key in sorted(set(table) - {"urls", "sha256", "size", "docs"}):
+        problems.append(f"{where}.{kind}: unknown key '{key}' (expected urls, sha256, size, docs)")
     if len(problems) > start:
         return None
-    return Artifact(kind, tuple(urls), sha, size)
+    return Artifact(kind, tuple(urls), sha, size, tuple(docs))
 
 
 def parse_file(path: Path, known_architectures: set[str] | None = None) -> tuple[list[ModelEntry], set[str]]:

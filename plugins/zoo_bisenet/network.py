@@ -23,7 +23,15 @@ import paddle.nn.functional as F
 from zoo.nn import ops
 from zoo.nn.layers import ConvBN, ConvBNReLU
 
-__all__ = ["BiSeNetV2", "build"]
+__all__ = ["BiSeNetV2", "build", "PADDLESEG_CONFIG", "PADDLESEG_DEFAULTS"]
+
+# The model section of PaddleSeg release/2.4 configs/bisenet/bisenet_cityscapes_1024x1024_160k.yml, less
+# `num_classes` (a build argument). tests/test_networks.py holds it to the verbatim copy in tests/reference/bisenet.yml
+# and builds PaddleSeg's own BiSeNetV2 from that file to compare logits.
+PADDLESEG_CONFIG = {"type": "BiSeNetV2"}
+# PaddleSeg's defaults for what the config leaves out (checked against PaddleSeg's signature by the tests)
+PADDLESEG_DEFAULTS = {"lambd": 0.25, "align_corners": False}
+SETTINGS = {**PADDLESEG_DEFAULTS, **PADDLESEG_CONFIG}
 
 
 def _resize_to(x: paddle.Tensor, like: paddle.Tensor, align_corners: bool) -> paddle.Tensor:
@@ -250,4 +258,4 @@ class BiSeNetV2(nn.Layer):
 
 def build(num_classes: int = 19) -> nn.Layer:
     """BiSeNetV2 as in PaddleSeg's ``bisenet_cityscapes_1024x1024_160k`` (lambd 0.25, align_corners False)."""
-    return BiSeNetV2(num_classes=num_classes)
+    return BiSeNetV2(num_classes=num_classes, lambd=SETTINGS["lambd"], align_corners=SETTINGS["align_corners"])

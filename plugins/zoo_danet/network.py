@@ -1,6 +1,7 @@
 """DANet (dual attention network) on ResNet50_vd, laid out so PaddleSeg's DANet state dicts load as they are.
 
-Matches PaddleSeg's ``danet_resnet50_os8_cityscapes_1024x512_80k``: backbone output stride 8 with multi-grid (1, 2, 4),
+Matches PaddleSeg's ``danet_resnet50_os8_cityscapes_1024x512_80k`` (:data:`PADDLESEG_CONFIG`): backbone output
+stride 8 and *no* multi-grid (the config sets none, so PaddleSeg's default (1, 1, 1): only DeepLabV3/V3+ use (1, 2, 4)),
 the head reads backbone stage 3 (index 3; index 2 is selected but unused), bilinear upsampling with
 ``align_corners=False`` and ``align_mode=1``. Reference: Fu et al., "Dual Attention Network for Scene Segmentation",
 https://arxiv.org/abs/1809.02983.
@@ -16,7 +17,21 @@ from zoo.nn import ops
 from zoo.nn.layers import ConvBNReLU
 from zoo.nn.resnet_vd import resnet50_vd
 
-BACKBONE_INDICES = (2, 3)
+# The model section of PaddleSeg release/2.4 configs/danet/danet_resnet50_os8_cityscapes_1024x512_80k.yml, less
+# `pretrained` (a download) and `num_classes` (a build argument). tests/test_networks.py holds it to the verbatim copy
+# in tests/reference/danet.yml, and builds PaddleSeg's own DANet from that file to compare logits.
+PADDLESEG_CONFIG = {
+    "type": "DANet",
+    "backbone": {"type": "ResNet50_vd", "output_stride": 8},
+    "backbone_indices": [2, 3],
+}
+# PaddleSeg's defaults for what the config leaves out (checked against PaddleSeg's signatures by the tests)
+PADDLESEG_DEFAULTS = {"align_corners": False, "backbone": {"multi_grid": [1, 1, 1]}}
+SETTINGS = {
+    **PADDLESEG_DEFAULTS, **PADDLESEG_CONFIG,
+    "backbone": {**PADDLESEG_DEFAULTS["backbone"], **PADDLESEG_CONFIG["backbone"]},
+}  # fmt: skip
+BACKBONE_INDICES = tuple(SETTINGS["backbone_indices"])
 
 
 def _classifier(in_channels: int, num_classes: int) -> nn.Sequential:
@@ -106,9 +121,12 @@ class DAHead(nn.Layer):
 class DANet(nn.Layer):
     """DANet: eval mode returns the main logits at input size; train mode returns [main, cam, pam, aux] logits."""
 
-    def __init__(self, num_classes: int = 19, align_corners: bool = False):
+    def __init__(self, num_classes: int = 19, align_corners: bool = SETTINGS["align_corners"]):
         super().__init__()
-        self.backbone = resnet50_vd(output_stride=8, multi_grid=(1, 2, 4))
+        backbone = SETTINGS["backbone"]
+        if backbone["type"] != "ResNet50_vd":
+            raise ValueError(f"zoo's DANet has a ResNet50_vd backbone, not {backbone['type']}")
+        self.backbone = resnet50_vd(output_stride=backbone["output_stride"], multi_grid=backbone["multi_grid"])
         self.head = DAHead(num_classes, self.backbone.feat_channels[BACKBONE_INDICES[-1]])
         self.align_corners = align_corners
 

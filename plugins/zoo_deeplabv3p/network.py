@@ -1,6 +1,6 @@
 """DeepLabV3+ on ResNet50_vd, laid out like PaddleSeg's ``DeepLabV3P`` so its Cityscapes weights load unchanged.
 
-Config reproduced: deeplabv3p_resnet50_os8_cityscapes_1024x512_80k (ResNet50_vd, output stride 8, multi-grid
+Config reproduced (:data:`PADDLESEG_CONFIG`): deeplabv3p_resnet50_os8_cityscapes_1024x512_80k (ResNet50_vd, output stride 8, multi-grid
 (1, 2, 4); backbone indices (0, 3): stage 0 is the low-level decoder input, stage 3 feeds the ASPP; ASPP ratios
 (1, 12, 24, 36), 256 channels, separable 3x3 branches, image pooling; bilinear resizing with align_corners False).
 
@@ -18,10 +18,23 @@ import paddle.nn.functional as F
 from zoo.nn.layers import ASPPModule, ConvBNReLU, SeparableConvBNReLU
 from zoo.nn.resnet_vd import resnet50_vd
 
-ALIGN_CORNERS = False
-ASPP_RATIOS = (1, 12, 24, 36)
-ASPP_CHANNELS = 256
-BACKBONE_INDICES = (0, 3)
+# The model section of PaddleSeg release/2.4 configs/deeplabv3p/deeplabv3p_resnet50_os8_cityscapes_1024x512_80k.yml,
+# less `pretrained` (downloads) and `num_classes` (a build argument). tests/test_networks.py holds it to the verbatim
+# copy in tests/reference/deeplabv3p.yml and builds PaddleSeg's own DeepLabV3P from that file to compare logits.
+PADDLESEG_CONFIG = {
+    "type": "DeepLabV3P",
+    "backbone": {"type": "ResNet50_vd", "output_stride": 8, "multi_grid": [1, 2, 4]},
+    "backbone_indices": [0, 3],
+    "aspp_ratios": [1, 12, 24, 36],
+    "aspp_out_channels": 256,
+    "align_corners": False,
+}
+PADDLESEG_DEFAULTS: dict = {"backbone": {}}  # the config sets every argument the network has
+ALIGN_CORNERS = PADDLESEG_CONFIG["align_corners"]
+ASPP_RATIOS = tuple(PADDLESEG_CONFIG["aspp_ratios"])
+ASPP_CHANNELS = PADDLESEG_CONFIG["aspp_out_channels"]
+BACKBONE_INDICES = tuple(PADDLESEG_CONFIG["backbone_indices"])
+_BACKBONE = PADDLESEG_CONFIG["backbone"]
 LOW_LEVEL_CHANNELS = 48
 
 
@@ -58,7 +71,9 @@ class DeepLabV3P(nn.Layer):
 
     def __init__(self, num_classes: int = 19):
         super().__init__()
-        self.backbone = resnet50_vd(output_stride=8, multi_grid=(1, 2, 4))
+        if _BACKBONE["type"] != "ResNet50_vd":
+            raise ValueError(f"zoo's DeepLabV3P has a ResNet50_vd backbone, not {_BACKBONE['type']}")
+        self.backbone = resnet50_vd(output_stride=_BACKBONE["output_stride"], multi_grid=_BACKBONE["multi_grid"])
         self.head = _DeepLabV3PHead(num_classes, [self.backbone.feat_channels[i] for i in BACKBONE_INDICES])
 
     def forward(self, x):
