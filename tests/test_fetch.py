@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.http_server import LOGIN_PAGE, FaultServer, http_server  # noqa: F401
-from zoo import cache, config, fetch, pins
+from zoo import cache, config, fetch, partial, pins
 from zoo.errors import DownloadError, IntegrityError, OfflineError, ZooError
 from zoo.registry import Artifact
 
@@ -602,8 +602,8 @@ def test_https_trusts_the_ca_named_by_ssl_cert_file(
 
 def test_large_download_starts_writeback_as_it_goes(http_server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[int, int]] = []
-    monkeypatch.setattr(fetch, "_start_writeback", lambda fd, offset, length: calls.append((offset, length)))
-    monkeypatch.setattr(fetch, "WRITEBACK", 100_000)
+    monkeypatch.setattr(partial, "_start_writeback", lambda fd, offset, length: calls.append((offset, length)))
+    monkeypatch.setattr(partial, "WRITEBACK", 100_000)
     big = DATA * 4  # 256 KiB
     assert get(art(http_server.add("/big.tgz", big), data=big)).sha256 == sha(big)
     assert calls and calls[0][0] == 0

@@ -23,13 +23,9 @@ IntegrityError if some source delivered wrong bytes, else OfflineError if offlin
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
-import json
 import os
 import re
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -39,14 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from zoo import cache, config, pins
+from zoo import progress as progress_mod
 from zoo.errors import DownloadError, IntegrityError, OfflineError
 from zoo.registry import Artifact
+from zoo.partial import TempDownload
 from zoo.transport import Client, TransportError
 
 CHUNK = 1 << 20  # bytes per read when copying a local file or re-hashing a partial download
 MAX_LOCK = 64 << 20  # bytes: the most a mirror's zoo.lock may hold
-WRITEBACK = 8 << 20  # bytes: a download starts its writeback to disk after every this many (see _start_writeback)
-HEAD = 512  # bytes kept from the start of a download to recognise an HTML page
 MAX_DELAY = 30.0  # cap of one backoff sleep, seconds
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _NEXT_STEPS = (
@@ -108,7 +104,7 @@ def fetch(
     offline = config.offline() if offline is None else offline
     require_hash = config.require_hash() if require_hash is None else require_hash
     mirror = config.mirror() if mirror is None else (mirror or None)
-    progress = _stderr_is_terminal() if progress is None else progress
+    progress = progress_mod.stderr_is_terminal() if progress is None else progress
     expected = _expected(artifact, pin_id)
     if require_hash and expected.sha256 is None:
         raise IntegrityError(
@@ -227,12 +223,12 @@ def _mirror_lock(mirror: str, session: _Session) -> dict[str, dict[str, Any]]:
 def _from_source(source: _Source, pin_id: str, force: bool, progress: bool, session: _Session) -> Fetched:
     """Download or copy one source into a temp file, verify it and rename it into the cache."""
     expected = source.expected
-    temp = _Temp(expected)
+    temp = TempDownload(expected.sha256, expected.size)
     try:
         remote = isinstance(source.target, str)
         if remote and not force:
             temp.claim_partial()
-        with _progress_bar(progress, pin_id, expected.size) as bar:
+        with progress_mod.bar(progress, pin_id, expected.size) as bar:
             for _ in range(2):  # a second pass only if a resumed download turns out wrong as a whole
                 if remote:
                     _http(session, source.label, temp, expected, bar)
@@ -257,7 +253,7 @@ def _from_source(source: _Source, pin_id: str, force: bool, progress: bool, sess
         temp.close()
 
 
-def _http(session: _Session, url: str, temp: _Temp, expected: _Expected, bar: Any) -> None:
+def _http(session: _Session, url: str, temp: TempDownload, expected: _Expected, bar: Any) -> None:
     """GET ``url`` into ``temp`` with retries, resuming from what ``temp`` already holds."""
     deadline = time.monotonic() + config.deadline()
     attempts = 1 + config.retries()
@@ -284,7 +280,7 @@ def _http(session: _Session, url: str, temp: _Temp, expected: _Expected, bar: An
     raise _Failed(f"{reason} (gave up after {attempts} attempts)")
 
 
-def _request(session: _Session, url: str, temp: _Temp, expected: _Expected, bar: Any, deadline: float) -> None:
+def _request(session: _Session, url: str, temp: TempDownload, expected: _Expected, bar: Any, deadline: float) -> None:
     """One GET; appends to ``temp`` on 206, restarts it on 200. Raises _Failed."""
     offset = temp.size
     headers = {}
@@ -325,7 +321,7 @@ def _request(session: _Session, url: str, temp: _Temp, expected: _Expected, bar:
         raise _Failed(f"connection lost after {received} of {length} bytes (the server closed it early)", retry=True)
 
 
-def _copy(path: Path, temp: _Temp, bar: Any) -> None:
+def _copy(path: Path, temp: TempDownload, bar: Any) -> None:
     if not path.is_file():
         raise _Failed("no such file", gone=True)
     temp.reset()
@@ -338,7 +334,7 @@ def _copy(path: Path, temp: _Temp, bar: Any) -> None:
         raise _Failed(f"cannot read it ({exc.strerror or exc})", keep=False) from None
 
 
-def _verify(temp: _Temp, digest: str, expected: _Expected) -> None:
+def _verify(temp: TempDownload, digest: str, expected: _Expected) -> None:
     html = temp.looks_html()
     page = "; it is an HTML page (usually a login, error or 'download' page), not the artifact" if html else ""
     if expected.sha256 is not None:
@@ -469,36 +465,6 @@ def _local_path(location: str) -> Path:
     return Path(location).expanduser()
 
 
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _progress_bar(enabled: bool, desc: str, total: int | None) -> Any:
-    if not enabled:
-        return _NoBar(total)
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                leave=False, dynamic_ncols=True)  # fmt: skip
-
-
-class _NoBar(contextlib.nullcontext):
-    """What a download reports progress to when no bar is shown (tqdm is not even imported)."""
-
-    def __init__(self, total: int | None) -> None:
-        super().__init__(self)
-        self.total = total
-
-    def update(self, n: int) -> None:
-        pass
-
-    def reset(self, total: int | None = None) -> None:
-        self.total = total
-
-
 class _Session:
     """A transport client, created only when a source needs the network."""
 
@@ -521,181 +487,3 @@ class _Session:
 
     def __exit__(self, *exc: object) -> None:
         self._client = None
-
-
-# ---- the temp file --------------------------------------------------------------------------------------------------
-
-
-class _Temp:
-    """A unique ``.incomplete`` file in blobs/; left behind as ``.<hex>.partial`` only when it can be resumed."""
-
-    def __init__(self, expected: _Expected):
-        self.expected = expected
-        self.hex = cache.hex_of(expected.sha256) if expected.sha256 else None
-        self.resumable = self.hex is not None and expected.size is not None
-        prefix = f".{self.hex}." if self.hex else "."
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".incomplete", dir=cache.blobs_dir())
-        self.path = Path(name)
-        self.file = os.fdopen(fd, "r+b")
-        self.validator: str | None = None  # ETag or Last-Modified of the bytes we hold
-        self.validator_url: str | None = None  # ... as given by this URL
-        self.html_type = False  # the last response said text/html
-        self.resumed = False  # the bytes came from more than one response
-        self.committed = False
-        self._hash = _Sha256()
-        self._start()
-
-    def _start(self) -> None:
-        self.size = 0
-        self.head = b""
-        self._written_back = 0  # bytes whose writeback to disk has been started
-        self._hash.close()  # waits for a block still being hashed
-        self._hash = _Sha256()
-
-    @property
-    def partial(self) -> Path:
-        return cache.blobs_dir() / f".{self.hex}.partial"
-
-    @property
-    def partial_meta(self) -> Path:
-        return cache.blobs_dir() / f".{self.hex}.partial.json"
-
-    def claim_partial(self) -> None:
-        """Take over a previous run's partial download (an atomic rename, so only one process gets it)."""
-        if not self.resumable:
-            return
-        try:
-            meta = json.loads(self.partial_meta.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            meta = {}
-        self.file.close()
-        try:
-            os.replace(self.partial, self.path)
-        except FileNotFoundError:
-            pass
-        with contextlib.suppress(OSError):
-            self.partial_meta.unlink()
-        self.file = open(self.path, "r+b")  # noqa: SIM115 — closed by close()/commit()
-        while chunk := self.file.read(CHUNK):
-            self._add(chunk)
-        self._written_back = self.size  # an earlier run wrote it: the kernel writes it back on its own
-        if self.size >= (self.expected.size or 0):
-            self.reset()  # cannot be a proper prefix
-        elif isinstance(meta, dict):
-            self.validator, self.validator_url = meta.get("validator"), meta.get("url")
-
-    def write(self, chunk: bytes) -> None:
-        self.file.write(chunk)
-        self._add(chunk)
-        if self.size - self._written_back >= WRITEBACK:
-            self.file.flush()
-            _start_writeback(self.file.fileno(), self._written_back, self.size - self._written_back)
-            self._written_back = self.size
-
-    def _add(self, chunk: bytes) -> None:
-        self._hash.update(chunk)
-        if len(self.head) < HEAD:
-            self.head += chunk[: HEAD - len(self.head)]
-        self.size += len(chunk)
-
-    def reset(self) -> None:
-        self.file.seek(0)
-        self.file.truncate()
-        self.validator = self.validator_url = None
-        self.resumed = self.html_type = False
-        self._start()
-
-    def looks_html(self) -> bool:
-        start = self.head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-        return self.html_type or start.startswith((b"<!doctype html", b"<html"))
-
-    def finish(self) -> str:
-        """Flush and fsync; the sha256 of everything written."""
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        return "sha256:" + self._hash.hexdigest()
-
-    def commit(self, dest: Path) -> Path:
-        self.file.close()
-        os.replace(self.path, dest)  # an identical blob from a concurrent fetch may be replaced: same bytes
-        self.committed = True
-        cache.fsync_dir(dest.parent)
-        return dest
-
-    def close(self) -> None:
-        """Remove the temp file, or keep it as the resumable partial if it holds a useful prefix."""
-        self._hash.close()
-        if self.committed:
-            return
-        with contextlib.suppress(OSError):
-            self.file.close()
-        if self.resumable and 0 < self.size < (self.expected.size or 0):
-            with contextlib.suppress(OSError):
-                meta = {"url": self.validator_url, "validator": self.validator}
-                self.partial_meta.write_text(json.dumps(meta), encoding="utf-8")
-                os.replace(self.path, self.partial)
-                return
-        with contextlib.suppress(OSError):
-            self.path.unlink()
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to start writing a range of the file to disk now, without waiting (Linux sync_file_range with
-    SYNC_FILE_RANGE_WRITE), so the fsync that ends a download waits for its last few MiB only. Elsewhere, and if the
-    call fails, nothing happens: it is only a head start."""
-    call = _sync_file_range()
-    if call is not None:
-        call(fd, offset, length, 2)  # 2 = SYNC_FILE_RANGE_WRITE; the result is ignored on purpose
-
-
-@functools.cache
-def _sync_file_range() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        call = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    call.restype = ctypes.c_int
-    return call
-
-
-class _Sha256:
-    """sha256 of a download, hashed on a worker thread while the next block is received (hashlib and socket reads
-    both release the GIL, so hashing costs no wall time as long as it keeps up with the network)."""
-
-    THREADED = 1 << 16  # bytes: smaller blocks are hashed in place
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-        self._pool: Any = None
-        self._pending: Any = None
-
-    def update(self, block: bytes) -> None:
-        self._wait()
-        if len(block) < self.THREADED:
-            self._hash.update(block)
-            return
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="zoo-sha256")
-        self._pending = self._pool.submit(self._hash.update, bytes(block))  # a copy only if it was a view
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
-
-    def hexdigest(self) -> str:
-        self._wait()
-        return self._hash.hexdigest()
-
-    def close(self) -> None:
-        self._wait()
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
