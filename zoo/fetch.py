@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,8 +99,13 @@ def fetch(
     offline: bool | None = None,
     require_hash: bool | None = None,
     progress: bool | None = None,
+    check: Callable[[Path], Any] | None = None,
 ) -> Fetched:
-    """Put ``artifact`` in the cache (or find it there) and return the verified blob."""
+    """Put ``artifact`` in the cache (or find it there) and return the verified blob.
+
+    ``check`` is called on the downloaded file before it becomes a blob or is pinned; whatever it raises (e.g. a
+    WeightsError for unsafe weights) propagates, and the refused bytes are neither kept nor pinned."""
+    offline_by = _offline_by(offline)
     offline = config.offline() if offline is None else offline
     require_hash = config.require_hash() if require_hash is None else require_hash
     mirror = config.mirror() if mirror is None else (mirror or None)
@@ -119,8 +124,8 @@ def fetch(
         expected = _expected(artifact, pin_id)  # another process may have pinned it while we waited
         if not force and (hit := _cached(expected)):
             return hit
-        with _Session() as session:
-            fetched = _fetch_from_sources(artifact, pin_id, expected, mirror, force, offline, progress, session)
+        with _Session(progress, check, offline_by) as session:
+            fetched = _fetch_from_sources(artifact, pin_id, expected, mirror, force, offline, session)
         if artifact.sha256 is None:
             pins.record(pin_id, fetched.sha256, fetched.size, fetched.url)
         return fetched
@@ -131,7 +136,7 @@ def fetch(
 
 def _fetch_from_sources(
     artifact: Artifact, pin_id: str, expected: _Expected, mirror: str | None, force: bool, offline: bool,
-    progress: bool, session: _Session,
+    session: _Session,
 ) -> Fetched:  # fmt: skip
     notes: list[str] = []
     integrity = skipped = False
@@ -155,7 +160,7 @@ def _fetch_from_sources(
             skipped = True
             continue
         try:
-            return _from_source(source, pin_id, force, progress, session)
+            return _from_source(source, pin_id, force, session)
         except _Failed as failure:
             notes.append(f"{source.label}: {failure.reason}")
             integrity = integrity or failure.integrity
@@ -170,15 +175,29 @@ def _fetch_from_sources(
     if skipped:
         what = expected.sha256 or "no hash pinned yet"
         raise OfflineError(
-            f"'{pin_id}' ({what}) is not in the cache ({cache.blobs_dir()}) and offline mode (ZOO_OFFLINE) forbids "
-            f"downloading it ({tried}); run 'zoo bundle import FILE' with a bundle that holds it, pass --mirror DIR "
-            "(a folder with blobs/<hex>), or unset ZOO_OFFLINE"
+            f"'{pin_id}' ({what}) is not in the cache ({cache.blobs_dir()}) and offline mode ({session.offline_by}) "
+            f"forbids downloading it ({tried}); run 'zoo bundle import FILE' with a bundle that holds it, pass "
+            f"--mirror DIR (a folder with blobs/<hex>), or {_undo_offline(session.offline_by)}"
         )
     kept = ""
     if expected.sha256 and (partial := cache.blobs_dir() / f".{cache.hex_of(expected.sha256)}.partial").is_file():
         kept = f"; the {partial.stat().st_size} bytes received are kept and the next attempt resumes from there"
     raise DownloadError(f"could not download '{pin_id}' ({tried}){kept}; {_NEXT_STEPS}",
                         gone=len(gone) == len(artifact.urls) > 0 and all(gone))  # fmt: skip
+
+
+def _offline_by(offline: bool | None) -> str:
+    """What set offline mode, for messages: the --offline flag (offline=True) and/or ZOO_OFFLINE."""
+    env = "ZOO_OFFLINE=1" if config.offline() else ""
+    if offline:
+        return "--offline" + (f" and {env}" if env else "")
+    return env or "offline=False"
+
+
+def _undo_offline(offline_by: str) -> str:
+    steps = (["drop --offline"] if "--offline" in offline_by else []) + (
+        ["unset ZOO_OFFLINE"] if "ZOO_OFFLINE" in offline_by else [])  # fmt: skip
+    return " and ".join(steps) or "go online"
 
 
 def _mirror_source(
@@ -220,7 +239,7 @@ def _mirror_lock(mirror: str, session: _Session) -> dict[str, dict[str, Any]]:
     return pins.parse(text, url)
 
 
-def _from_source(source: _Source, pin_id: str, force: bool, progress: bool, session: _Session) -> Fetched:
+def _from_source(source: _Source, pin_id: str, force: bool, session: _Session) -> Fetched:
     """Download or copy one source into a temp file, verify it and rename it into the cache."""
     expected = source.expected
     temp = TempDownload(expected.sha256, expected.size)
@@ -228,7 +247,7 @@ def _from_source(source: _Source, pin_id: str, force: bool, progress: bool, sess
         remote = isinstance(source.target, str)
         if remote and not force:
             temp.claim_partial()
-        with progress_mod.bar(progress, pin_id, expected.size) as bar:
+        with progress_mod.bar(session.progress, pin_id, expected.size) as bar:
             for _ in range(2):  # a second pass only if a resumed download turns out wrong as a whole
                 if remote:
                     _http(session, source.label, temp, expected, bar)
@@ -243,6 +262,12 @@ def _from_source(source: _Source, pin_id: str, force: bool, progress: bool, sess
                         raise
                     temp.reset()  # the old prefix was stale; fetch it all again
                     bar.reset(total=expected.size)
+        if session.check is not None:
+            try:
+                session.check(temp.path)
+            except BaseException:
+                temp.reset()  # refused content is never kept, not even as a partial download
+                raise
         path = temp.commit(cache.blob_path(digest))
         return Fetched(path, digest, temp.size, source.label, reused=False)
     except _Failed as failure:
@@ -466,9 +491,13 @@ def _local_path(location: str) -> Path:
 
 
 class _Session:
-    """A transport client, created only when a source needs the network."""
+    """What one fetch needs throughout: its settings, and a transport client created only when a source needs the
+    network."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: bool, check: Callable[[Path], Any] | None, offline_by: str) -> None:
+        self.progress = progress  # show a progress bar
+        self.check = check  # called on the finished download before it is committed
+        self.offline_by = offline_by  # "--offline" or "ZOO_OFFLINE": what set offline mode
         self._client: Client | None = None
 
     @property
