@@ -144,3 +144,38 @@ def test_export_weights_url_never_caches_or_pins_refused_content(http_server, mo
     folder = export_model("unet-tiny", weights=url)
     assert cache.read_manifest(folder)["provenance"]["weights_sha256"] == cache.sha256_file(tmp_path / "good.pdparams")
     assert pins.get(f"unet-tiny/weights@{url}")["sha256"] == cache.sha256_file(tmp_path / "good.pdparams")
+
+
+# ---- 2. names are checked before any path is built from them -------------------------------------------------------
+
+
+def test_cache_rm_refuses_names_that_are_paths(models, zoo_home: Path, tmp_path: Path) -> None:
+    folder = models.install("unet-tiny")
+    victim = zoo_home / "victim.json"
+    victim.write_text("{}")
+    elsewhere = tmp_path / "elsewhere" / "victim.json"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("{}")
+    manifest = folder / cache.MANIFEST
+    before = manifest.read_bytes()
+    for name in ("../../victim", str(elsewhere.with_suffix("")), f"../models/{folder.name}/manifest", "UNET-TINY",
+                 "unet-tiny/../unet-tiny"):  # fmt: skip
+        proc = run_zoo("cache", "rm", name)
+        assert proc.returncode == 1, (name, proc.stdout, proc.stderr)
+        assert "is not a model name" in one_line(proc.stderr) and "zoo cache ls" in proc.stderr
+        proc = run_zoo("cache", "path", name)
+        assert proc.returncode == 1 and "is not a model name" in one_line(proc.stderr)
+    assert victim.read_text() == "{}" and elsewhere.read_text() == "{}" and manifest.read_bytes() == before
+    assert run_zoo("cache", "rm", "unet-tiny").returncode == 0  # a real name still works
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/b", "", ".hidden", "fcn\n"])
+def test_every_cache_path_from_a_name_is_checked(name: str) -> None:
+    from zoo.errors import InvalidNameError
+
+    for call in (cache.ref_path, cache.get_ref, cache.paddle_model_dir, cache.onnx_model_path, cache.cached_formats,
+                 lambda n: cache.set_ref(n, "paddle", {"key": "0" * 64}), cache.drop_ref):  # fmt: skip
+        with pytest.raises(InvalidNameError):
+            call(name)
+    assert not cache.refs_dir().exists() and not cache.locks_dir().exists()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import config
-from zoo.errors import IntegrityError, NotCachedError
+from zoo.errors import IntegrityError, InvalidNameError, NotCachedError
 
 CHUNK = 1 << 20
 TEMP_PREFIX = ".staging-"  # folders being built or discarded
@@ -237,8 +237,21 @@ def discard(path: Path) -> None:
 # ---- refs: name → entries -------------------------------------------------------------------------------------------
 
 
+def check_name(name: str) -> str:
+    """``name`` if it follows the registry's naming rule, else InvalidNameError. Every path built from a model name
+    goes through here first, so no name ('../../x', '/abs/path', 'a/b') can reach outside the cache."""
+    from zoo.registry import _NAME
+
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidNameError(
+            f"{name!r} is not a model name (lowercase letters, digits, '.', '_' and '-', starting with a letter or "
+            "digit); run 'zoo cache ls' or 'zoo list' to see the names"
+        )
+    return name
+
+
 def ref_path(name: str) -> Path:
-    return refs_dir() / f"{name}.json"
+    return refs_dir() / f"{check_name(name)}.json"
 
 
 def get_ref(name: str) -> dict[str, Any]:
@@ -251,7 +264,7 @@ def set_ref(name: str, fmt: str, record: dict[str, Any]) -> None:
     """Point ``name``'s ``fmt`` ("paddle" or "onnx") at an entry; record has at least 'key'."""
     from zoo import locks
 
-    with locks.hold(locks_dir() / f"ref-{name}.lock"):
+    with locks.hold(locks_dir() / f"ref-{check_name(name)}.lock"):
         ref = get_ref(name)
         ref[fmt] = {**record, "updated": _now()}
         atomic_write_json(ref_path(name), ref)
