@@ -179,3 +179,217 @@ def test_every_cache_path_from_a_name_is_checked(name: str) -> None:
         with pytest.raises(InvalidNameError):
             call(name)
     assert not cache.refs_dir().exists() and not cache.locks_dir().exists()
+
+
+# ---- raw sockets: servers that misbehave below HTTP ------------------------------------------------------------------
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that runs ``behave(conn)`` for each connection, in a thread; stop() ends it."""
+
+    def __init__(self, behave):
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.connections = 0
+        self._behave = behave
+        self._conns: list = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        import threading
+
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            self._conns.append(conn)
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn) -> None:
+        try:
+            conn.recv(65536)  # the request
+            self._behave(conn, self.stopping)
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._thread.join(5)
+        for conn in self._conns:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_server():
+    servers: list[RawServer] = []
+
+    def start(behave) -> RawServer:
+        servers.append(RawServer(behave))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def trickle_headers(conn, stopping) -> None:
+    """The status line and headers one byte at a time, forever slower than any deadline, each gap under ZOO_TIMEOUT."""
+    for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nX-Padding: " + b"a" * 10_000:
+        if stopping.wait(0.3):
+            return
+        conn.sendall(bytes([byte]))
+
+
+def never_answer(conn, stopping) -> None:
+    stopping.wait(60)
+
+
+NET = {"ZOO_TIMEOUT": "1", "ZOO_RETRIES": "1", "ZOO_BACKOFF": "0.01"}
+
+
+# ---- 4. the deadline covers connect, headers and body; SIGTERM cleans up like Ctrl-C --------------------------------
+
+
+def test_deadline_covers_trickled_headers(raw_server, use_registry) -> None:  # noqa: F811
+    import time
+
+    server = raw_server(trickle_headers)
+    use_registry({"tiny": {"inference": server.url("/tiny.tar")}})
+    start = time.monotonic()
+    proc = run_zoo("pull", "tiny", "--quiet", env={**NET, "ZOO_DEADLINE": "3"}, timeout=60)
+    took = time.monotonic() - start
+    assert proc.returncode == 1 and "ZOO_DEADLINE=3s" in _error_line(proc.stderr)
+    assert took < 20, took  # the old code only looked at the clock between body blocks: ~1 h of headers
+    assert server.connections == 1  # a missed deadline is not retried
+    assert leftovers() == []
+
+
+def _error_line(stderr: str) -> str:
+    """The error line of a run that may also have printed wait notices."""
+    errors = [line for line in stderr.splitlines() if line.startswith("zoo: error:")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+def test_sigterm_mid_download_leaves_only_a_resumable_partial(http_server, use_registry) -> None:  # noqa: F811
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = os.urandom(200_000)
+    url = http_server.add("/big.bin", data, rate=40_000)
+    use_registry({"big": {"inference": {"urls": [url], "sha256": cache.sha256_bytes(data), "size": len(data)}}})
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "pull", "big", "--quiet"], stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **NET})  # fmt: skip
+    blobs = cache.blobs_dir()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(p.stat().st_size > 20_000 for p in blobs.glob(".*.incomplete")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and one_line(err) == "zoo: interrupted"
+    left = sorted(p.name for p in blobs.iterdir())
+    hex_ = cache.sha256_bytes(data).split(":")[1]
+    assert left == [f".{hex_}.partial", f".{hex_}.partial.json"], left  # no .incomplete
+    kept = (blobs / f".{hex_}.partial").stat().st_size
+    assert 0 < kept < len(data)
+    from zoo import fetch
+    from zoo.registry import Artifact
+
+    http_server.add("/big.bin", data)
+    http_server.clear_log()
+    got = fetch.fetch(Artifact("inference", (url,), cache.sha256_bytes(data), len(data)), pin_id="big/inference",
+                      progress=False)  # fmt: skip
+    assert got.path.read_bytes() == data
+    assert [r.range for r in http_server.requests("/big.bin")] == [f"bytes={kept}-"]  # resumed, not restarted
+
+
+# ---- 6. a cut download is a transient failure, not the server's content --------------------------------------------
+
+
+def _known(url: str, data: bytes) -> dict:
+    return {"urls": [url], "sha256": cache.sha256_bytes(data), "size": len(data)}
+
+
+def test_short_body_without_length_is_resumed(http_server, monkeypatch) -> None:  # noqa: F811
+    import os
+
+    from zoo import fetch
+    from zoo.registry import Artifact
+
+    for key, value in NET.items():
+        monkeypatch.setenv(key, value)
+    data = os.urandom(102_400)
+    url = http_server.add("/m.bin", data, length="close", close_early=True, cut=50_000, times=1)
+    got = fetch.fetch(Artifact("inference", (url,), cache.sha256_bytes(data), len(data)), pin_id="m/inference",
+                      progress=False)  # fmt: skip
+    assert got.path.read_bytes() == data
+    assert [r.range for r in http_server.requests("/m.bin")] == [None, "bytes=50000-"]
+
+
+def test_short_body_that_stays_short_says_the_connection_was_lost(http_server, use_registry) -> None:  # noqa: F811
+    import os
+
+    data = os.urandom(102_400)
+    url = http_server.add("/m.bin", data, length="close", close_early=True, cut=50_000, range="ignore")
+    use_registry({"m": {"inference": _known(url, data)}})
+    proc = run_zoo("pull", "m", "--quiet", env=NET)
+    line = _error_line(proc.stderr)
+    assert proc.returncode == 1 and "connection lost after 50000 of 102400 bytes" in line, line
+    assert "mismatch" not in line and "differs" not in line
+    assert len(http_server.requests("/m.bin")) == 2  # retried (ZOO_RETRIES=1)
+    hex_ = cache.sha256_bytes(data).split(":")[1]
+    assert sorted(p.name for p in cache.blobs_dir().iterdir()) == [f".{hex_}.partial", f".{hex_}.partial.json"]
+    assert "the 50000 bytes received are kept" in line
+
+
+# ---- issue 13 item 8: long waits say what they wait on; errors name the proxy and what set offline -----------------
+
+
+def test_silent_server_is_announced_while_waiting(raw_server, use_registry) -> None:  # noqa: F811
+    server = raw_server(never_answer)
+    url = server.url("/tiny.tar")
+    use_registry({"tiny": {"inference": url}})
+    proc = run_zoo("pull", "tiny", "--quiet", env={**NET, "ZOO_TIMEOUT": "2"}, timeout=60)
+    assert proc.returncode == 1
+    waits = [line for line in proc.stderr.splitlines() if line.startswith("zoo: waiting for")]
+    assert waits and all(url in line and "attempt" in line for line in waits), proc.stderr
+    assert "timed out after ZOO_TIMEOUT=2s" in _error_line(proc.stderr)
+
+
+def test_dead_proxy_is_named(use_registry, http_server) -> None:  # noqa: F811
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    url = http_server.add("/tiny.tar", b"x")
+    use_registry({"tiny": {"inference": url}})
+    env = {**NET, "http_proxy": dead, "HTTP_PROXY": dead, "no_proxy": "", "NO_PROXY": ""}
+    proc = run_zoo("pull", "tiny", "--quiet", env=env)
+    line = _error_line(proc.stderr)
+    assert proc.returncode == 1 and f"through proxy {dead}" in line, line
+    assert http_server.requests("/tiny.tar") == []  # it never reached the server
+
+
+def test_offline_error_blames_what_set_offline(use_registry, http_server) -> None:  # noqa: F811
+    use_registry({"tiny": {"inference": http_server.add("/tiny.tar", b"x")}})
+    flag = _error_line(run_zoo("pull", "tiny", "--offline").stderr)
+    assert "offline mode (--offline)" in flag and "drop --offline" in flag and "ZOO_OFFLINE" not in flag
+    env = _error_line(run_zoo("pull", "tiny", env={"ZOO_OFFLINE": "1"}).stderr)
+    assert "offline mode (ZOO_OFFLINE=1)" in env and "unset ZOO_OFFLINE" in env and "--offline" not in env
+    assert http_server.requests("/tiny.tar") == []

@@ -39,7 +39,7 @@ from zoo import progress as progress_mod
 from zoo.errors import DownloadError, IntegrityError, OfflineError
 from zoo.registry import Artifact
 from zoo.partial import TempDownload
-from zoo.transport import Client, TransportError
+from zoo.transport import Client, TransportError, proxy_for
 
 CHUNK = 1 << 20  # bytes per read when copying a local file or re-hashing a partial download
 MAX_LOCK = 64 << 20  # bytes: the most a mirror's zoo.lock may hold
@@ -285,12 +285,15 @@ def _http(session: _Session, url: str, temp: TempDownload, expected: _Expected, 
     last: _Failed | None = None
     for attempt in range(attempts):
         if attempt:
-            delay = min(config.backoff() * 2 ** (attempt - 1), MAX_DELAY, deadline - time.monotonic())
-            time.sleep(max(delay, 0))
+            delay = max(min(config.backoff() * 2 ** (attempt - 1), MAX_DELAY, deadline - time.monotonic()), 0)
+            if delay >= progress_mod.NOTICE_DELAY:
+                progress_mod.notice(f"{url}: {last.reason if last else ''}; retrying in {delay:.0f} s "
+                                    f"(attempt {attempt + 1} of {attempts})")  # fmt: skip
+            time.sleep(delay)
         if time.monotonic() >= deadline:
             break
         try:
-            _request(session, url, temp, expected, bar, deadline)
+            _request(session, url, temp, expected, bar, deadline, f"attempt {attempt + 1} of {attempts}")
             return
         except _Failed as failure:
             if not (failure.keep and temp.resumable):  # resume only what a known hash will check as a whole
@@ -305,8 +308,9 @@ def _http(session: _Session, url: str, temp: TempDownload, expected: _Expected, 
     raise _Failed(f"{reason} (gave up after {attempts} attempts)")
 
 
-def _request(session: _Session, url: str, temp: TempDownload, expected: _Expected, bar: Any, deadline: float) -> None:
-    """One GET; appends to ``temp`` on 206, restarts it on 200. Raises _Failed."""
+def _request(session: _Session, url: str, temp: TempDownload, expected: _Expected, bar: Any, deadline: float,
+             attempt: str) -> None:  # fmt: skip
+    """One GET, bounded as a whole by ``deadline``; appends to ``temp`` on 206, restarts it on 200. Raises _Failed."""
     offset = temp.size
     headers = {}
     if offset:
@@ -315,7 +319,14 @@ def _request(session: _Session, url: str, temp: TempDownload, expected: _Expecte
             headers["If-Range"] = temp.validator
     received, length = 0, None
     try:
-        with session.client.get(url, headers) as response:
+        via = f" through proxy {proxy}" if (proxy := proxy_for(url)) else ""
+
+        def waiting(seconds: float) -> None:  # called by the transport's watchdog when the server goes quiet
+            progress_mod.notice(f"waiting for {url}{via}: nothing received for {seconds:.0f} s ({attempt}; "
+                                f"ZOO_TIMEOUT={config.timeout():g}s, ZOO_DEADLINE={config.deadline():g}s)")  # fmt: skip
+
+        with session.client.get(url, headers, deadline=deadline, on_wait=waiting,
+                                wait_notice=progress_mod.wait_notice(config.timeout())) as response:  # fmt: skip
             _check_status(response)
             if response.status == 206:
                 _check_content_range(response.headers.get("content-range"), offset, expected)
@@ -340,10 +351,16 @@ def _request(session: _Session, url: str, temp: TempDownload, expected: _Expecte
                 if time.monotonic() > deadline:
                     raise _Failed(f"still downloading after ZOO_DEADLINE={config.deadline():g}s")
     except TransportError as exc:
+        if exc.kind == "deadline":  # keep=True: what arrived stays resumable
+            raise _Failed(f"no complete answer within ZOO_DEADLINE={config.deadline():g}s ({exc.detail}; "
+                          f"{temp.size} bytes received)") from None  # fmt: skip
         reason = _transport_reason(exc, received, length)
-        raise _Failed(reason, retry=exc.retry, gone=exc.kind == "unknown-host") from None
+        raise _Failed(reason, retry=exc.retry, gone=exc.kind in ("unknown-host", "invalid-url")) from None
     if length is not None and received != length:  # some servers close early without a protocol error
         raise _Failed(f"connection lost after {received} of {length} bytes (the server closed it early)", retry=True)
+    if expected.size is not None and temp.size < expected.size:  # no length announced, and the body ended short
+        raise _Failed(f"connection lost after {temp.size} of {expected.size} bytes (the server closed it early)",
+                      retry=True)  # fmt: skip
 
 
 def _copy(path: Path, temp: TempDownload, bar: Any) -> None:
@@ -383,7 +400,7 @@ def _check_status(response: Any) -> None:
     code = response.status
     if code in (200, 206):
         return
-    reason = f"HTTP {code} {response.reason}".rstrip()
+    reason = f"HTTP {code} {response.reason}".rstrip() + (f" (from proxy {response.proxy})" if response.proxy else "")
     if code == 416:  # our prefix is not a prefix of this file: start over
         raise _Failed(reason, retry=True, keep=False)
     raise _Failed(reason, retry=code >= 500 or code in (408, 429), gone=400 <= code < 500 and code not in (408, 429))

@@ -8,8 +8,22 @@ on (URL, proxy, attempt), on a terminal or not, so nothing ever hangs in silence
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from typing import Any
+
+log = logging.getLogger("zoo")
+NOTICE_DELAY = 2.0  # seconds: a retry backoff at least this long is announced
+
+
+def notice(message: str) -> None:
+    """One line on stderr about a wait (a WARNING on the "zoo" logger: shown without any logging set up)."""
+    log.warning("zoo: %s", message)
+
+
+def wait_notice(timeout: float) -> float:
+    """Seconds of silence from a server before saying what is being waited on: soon, but not for every hiccup."""
+    return min(5.0, timeout / 2)
 
 
 def stderr_is_terminal() -> bool:
