@@ -393,3 +393,64 @@ def test_offline_error_blames_what_set_offline(use_registry, http_server) -> Non
     env = _error_line(run_zoo("pull", "tiny", env={"ZOO_OFFLINE": "1"}).stderr)
     assert "offline mode (ZOO_OFFLINE=1)" in env and "unset ZOO_OFFLINE" in env and "--offline" not in env
     assert http_server.requests("/tiny.tar") == []
+
+
+# ---- 5. a full disk is one line, and leaves nothing half-written ----------------------------------------------------
+
+
+@pytest.fixture
+def small_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """small_home(kib): ZOO_HOME on a tmpfs of that size (root only; skipped where mounting is not allowed)."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def make(kib: int) -> Path:
+        where = tmp_path / f"tmpfs-{kib}k"
+        where.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(where)],
+                              capture_output=True, text=True)  # fmt: skip
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        mounted.append(where)
+        monkeypatch.setenv("ZOO_HOME", str(where))
+        return where
+
+    yield make
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _full_disk_line(stderr: str, folder: Path) -> str:
+    line = _error_line(stderr)
+    assert "no space left" in line and str(folder) in line and "bytes" in line and "Traceback" not in stderr, stderr
+    return line
+
+
+def test_full_disk_during_download(small_home, http_server, use_registry) -> None:  # noqa: F811
+    import os
+
+    home = small_home(64)
+    data = os.urandom(150_000)
+    url = http_server.add("/m.bin", data)
+    use_registry({"m": {"inference": _known(url, data)}, "n": {"inference": http_server.add("/n.bin", data)}})
+    line = _full_disk_line(run_zoo("pull", "m", "--quiet", env=NET).stderr, cache.blobs_dir())
+    assert f"needs {len(data)} bytes" in line
+    assert sorted(p.name for p in cache.blobs_dir().iterdir()) == []  # no .partial, no .partial.json
+    line = _full_disk_line(run_zoo("pull", "n", "--quiet", env=NET).stderr, cache.blobs_dir())  # unpinned
+    assert f"needs {len(data)} bytes" in line  # the Content-Length
+    assert leftovers() == [] and home.is_dir()
+
+
+def test_full_disk_during_extraction(small_home, http_server, use_registry) -> None:  # noqa: F811
+    import gzip
+
+    from tests.test_archive import model_tar
+
+    small_home(160)
+    big = gzip.compress(model_tar(top="m", files={"model.json": b'{"program": 1}',
+                                                  "model.pdiparams": b"\0" * 400_000}))  # fmt: skip
+    use_registry({"m": {"inference": http_server.add("/m.tar.gz", big)}})
+    proc = run_zoo("pull", "m", "--quiet", env=NET)
+    _full_disk_line(proc.stderr, cache.models_dir())
+    assert not [p for p in cache.models_dir().iterdir()]  # no .staging-*

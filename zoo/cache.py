@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import config
-from zoo.errors import IntegrityError, InvalidNameError, NotCachedError
+from zoo.errors import DiskFullError, IntegrityError, InvalidNameError, NotCachedError
 
 CHUNK = 1 << 20
 TEMP_PREFIX = ".staging-"  # folders being built or discarded
@@ -98,21 +98,49 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an error means the disk (or the user's quota) is full."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: OSError, folder: Path, need: int | None, what: str = "") -> DiskFullError:
+    """The one-line error for a full disk: which folder, how many bytes were needed, how many are free."""
+    import errno
+    import shutil
+
+    try:
+        free = f"{shutil.disk_usage(folder).free} bytes are free"
+    except OSError:
+        free = "its free space is unknown"
+    cause = "disk quota exceeded" if exc.errno == errno.EDQUOT else "no space left on the device"
+    needs = f"{what or 'this'} needs {need} bytes" if need is not None else f"{what or 'this'} needs more space"
+    return DiskFullError(
+        f"{cause} in {folder}: {needs}, {free}; nothing half-written was kept — free up space there (or point "
+        "ZOO_HOME at a larger disk) and run the command again"
+    )
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write a file so that readers see the old content or the new, never a mix."""
     import tempfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".incomplete", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".incomplete", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if is_disk_full(exc):
+            raise disk_full(exc, path.parent, len(data), f"writing {path.name}") from None
         raise
 
 
@@ -125,17 +153,30 @@ def read_json(path: Path) -> Any:
 
 
 @contextlib.contextmanager
-def staging(parent: Path) -> Iterator[Path]:
-    """A fresh ``.staging-*`` folder beside the final entry; removed on any failure (incl. Ctrl-C)."""
+def staging(parent: Path, need: int | None = None) -> Iterator[Path]:
+    """A fresh ``.staging-*`` folder beside the final entry; removed on any failure (incl. Ctrl-C). A full disk while
+    it is in use becomes a DiskFullError naming ``parent`` and ``need`` (bytes the entry needs, when known)."""
     import shutil
     import tempfile
 
-    parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
+    path = None
     try:
+        parent.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
         yield path
+    except OSError as exc:
+        if not is_disk_full(exc) or isinstance(exc, DiskFullError):
+            raise
+        written = _tree_size(path) if path is not None else 0
+        what = "this entry" if need is not None else f"this entry ({written} bytes written when it ran out)"
+        raise disk_full(exc, parent, need, what) from None
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _tree_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def file_records(folder: Path) -> dict[str, dict[str, Any]]:

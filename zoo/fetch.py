@@ -242,7 +242,12 @@ def _mirror_lock(mirror: str, session: _Session) -> dict[str, dict[str, Any]]:
 def _from_source(source: _Source, pin_id: str, force: bool, session: _Session) -> Fetched:
     """Download or copy one source into a temp file, verify it and rename it into the cache."""
     expected = source.expected
-    temp = TempDownload(expected.sha256, expected.size)
+    try:
+        temp = TempDownload(expected.sha256, expected.size)
+    except OSError as exc:
+        if cache.is_disk_full(exc):
+            raise cache.disk_full(exc, cache.blobs_dir(), expected.size, f"'{pin_id}'") from None
+        raise
     try:
         remote = isinstance(source.target, str)
         if remote and not force:
@@ -274,6 +279,11 @@ def _from_source(source: _Source, pin_id: str, force: bool, session: _Session) -
         if not failure.keep:
             temp.reset()
         raise
+    except OSError as exc:
+        if not cache.is_disk_full(exc):
+            raise
+        temp.discard()  # frees the space; a partial download the disk cannot hold is worth nothing
+        raise cache.disk_full(exc, cache.blobs_dir(), expected.size or temp.announced, f"'{pin_id}'") from None
     finally:
         temp.close()
 
@@ -338,6 +348,7 @@ def _request(session: _Session, url: str, temp: TempDownload, expected: _Expecte
             temp.validator = _validator(response.headers)
             temp.html_type = "text/html" in response.headers.get("content-type", "").lower()
             length = _content_length(response.headers)
+            temp.announced = None if length is None else temp.size + length
             if response.status == 200 and length is not None and expected.size not in (None, length):
                 raise _Failed(_size_reason(expected, length, temp.html_type), keep=False, integrity=True)
             if bar.total is None and length is not None:
@@ -368,12 +379,19 @@ def _copy(path: Path, temp: TempDownload, bar: Any) -> None:
         raise _Failed("no such file", gone=True)
     temp.reset()
     try:
-        with open(path, "rb") as src:
-            while chunk := src.read(CHUNK):
-                temp.write(chunk)
-                bar.update(len(chunk))
+        src = open(path, "rb")  # noqa: SIM115 — closed below
     except OSError as exc:
         raise _Failed(f"cannot read it ({exc.strerror or exc})", keep=False) from None
+    with src:
+        while True:
+            try:
+                chunk = src.read(CHUNK)
+            except OSError as exc:  # a read error; a write error (a full disk) is not the source's fault
+                raise _Failed(f"cannot read it ({exc.strerror or exc})", keep=False) from None
+            if not chunk:
+                break
+            temp.write(chunk)
+            bar.update(len(chunk))
 
 
 def _verify(temp: TempDownload, digest: str, expected: _Expected) -> None:

@@ -41,6 +41,7 @@ class TempDownload:
         self.html_type = False  # the last response said text/html
         self.resumed = False  # the bytes came from more than one response
         self.committed = False
+        self.announced: int | None = None  # the size the server announced for the whole file, if it did
         self._hash = Sha256()
         self._start()
 
@@ -129,13 +130,23 @@ class TempDownload:
         with contextlib.suppress(OSError):
             self.file.close()
         if self.resumable and 0 < self.size < (self.expected_size or 0):
-            with contextlib.suppress(OSError):
+            try:
                 meta = {"url": self.validator_url, "validator": self.validator}
                 self.partial_meta.write_text(json.dumps(meta), encoding="utf-8")
                 os.replace(self.path, self.partial)
                 return
+            except OSError:  # e.g. a full disk: keep neither half
+                with contextlib.suppress(OSError):
+                    self.partial_meta.unlink()
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+    def discard(self) -> None:
+        """Drop everything received, so that close() removes the file instead of keeping it as a partial."""
+        with contextlib.suppress(OSError):
+            self.file.seek(0)
+            self.file.truncate()
+        self.size = 0
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:
