@@ -207,7 +207,9 @@ def commit_tree(stage: Path, parent: Path, provenance: dict[str, Any]) -> Path:
     fsync_dir(stage)
     final = parent / key
     if (final / MANIFEST).is_file():
-        return final
+        if not check_tree(final):
+            return final
+        discard(final)  # a damaged copy of this very entry: the fresh one replaces it
     try:
         os.rename(stage, final)
     except OSError:

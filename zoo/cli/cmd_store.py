@@ -104,11 +104,9 @@ def verify(name: Optional[str] = typer.Argument(None, help="Only this model.")) 
         return
     for problem in report.problems:
         typer.echo(str(problem))
-    names = sorted({n for p in report.problems for n in p.names})
-    fix = (
-        "; ".join(f"run 'zoo pull {n} --force'" for n in names) if names
-        else "run 'zoo cache prune' for leftovers, or 'zoo cache rm NAME' and pull again"
-    )  # fmt: skip
+    from zoo import repair
+
+    fix = repair.for_problems(report.problems)  # a command that rebuilds each damaged entry
     raise IntegrityError(f"{len(report.problems)} problem(s) in the cache ({cache.root()}); {fix}")
 
 
