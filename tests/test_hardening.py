@@ -454,3 +454,70 @@ def test_full_disk_during_extraction(small_home, http_server, use_registry) -> N
     proc = run_zoo("pull", "m", "--quiet", env=NET)
     _full_disk_line(proc.stderr, cache.models_dir())
     assert not [p for p in cache.models_dir().iterdir()]  # no .staging-*
+
+
+# ---- also seen -------------------------------------------------------------------------------------------------------
+
+
+def test_refused_archives_are_one_line_about_the_url(http_server, use_registry) -> None:  # noqa: F811
+    import io
+    import os
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("m/evil.sh")
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"abc"))
+    urls = {"notar": http_server.add("/notar.tar", os.urandom(5000)), "odd": http_server.add("/odd.tar", buf.getvalue())}
+    use_registry({name: {"inference": url} for name, url in urls.items()})
+    for name, url in urls.items():
+        proc = run_zoo("pull", name, "--quiet", env=NET)
+        line = _error_line(proc.stderr)
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert url in line and str(cache.blobs_dir()) not in line  # the blob it would name is deleted
+        assert "--force" not in line and "NAME" not in line and "report it" in line
+    assert leftovers() == []
+
+
+def test_redirect_loop_is_one_line(http_server, use_registry) -> None:  # noqa: F811
+    use_registry({"loop": {"inference": http_server.add("/loop", b"", redirect="/loop")}})
+    proc = run_zoo("pull", "loop", "--quiet", env=NET)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "redirect" in proc.stderr and "infinite loop" in proc.stderr
+
+
+def test_fifo_and_device_are_not_called_missing(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from zoo import fetch
+    from zoo.errors import DownloadError
+    from zoo.registry import Artifact
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target, kind in ((f"file://{fifo}", "a FIFO"), ("file:///dev/zero", "a device"), (str(tmp_path), "a folder"),
+                         (f"file://{tmp_path}/absent", "no such file")):  # fmt: skip
+        with pytest.raises(DownloadError) as info:  # (a FIFO is never opened: that would block)
+            fetch.fetch(Artifact("inference", (target,)), pin_id="x/inference", progress=False)
+        assert kind in str(info.value), str(info.value)
+        if kind != "no such file":
+            assert "no such file" not in str(info.value)
+    assert leftovers() == []
+
+
+def test_url_error_with_a_text_reason_is_not_retried(http_server, monkeypatch) -> None:  # noqa: F811
+    import urllib.error
+
+    from zoo import fetch
+    from zoo.errors import DownloadError
+    from zoo.registry import Artifact
+    from zoo.transport import TransportError, _failure
+
+    error = _failure(urllib.error.URLError("no host given"))
+    assert isinstance(error, TransportError) and error.kind == "invalid-url" and not error.retry
+    monkeypatch.setenv("ZOO_RETRIES", "3")
+    monkeypatch.setenv("ZOO_BACKOFF", "5")  # a retry would sleep 5 s, 10 s, 20 s
+    with pytest.raises(DownloadError) as info:
+        fetch.fetch(Artifact("inference", ("http:///nohost.tar",)), pin_id="x/inference", progress=False)
+    assert "no host given" in str(info.value) and "attempts" not in str(info.value) and info.value.gone

@@ -1,5 +1,8 @@
 """The download engine: one artifact, from a mirror, its URLs or a local path, into ``<cache>/blobs/<hex>``.
 
+This module picks the sources and commits the result; :mod:`zoo.transfer` moves the bytes of one source (HTTP with
+retries, resume and a deadline, or a local copy) and checks them, into a :class:`zoo.partial.TempDownload`.
+
 Sources, in order: the mirror (``mirror=`` or ZOO_MIRROR: an HTTP base URL or a folder holding ``blobs/<hex>`` and
 ``zoo.lock``, the layout of an extracted bundle), then ``artifact.urls`` (https, http, ``file://`` or a plain path).
 The expected content is the registry's sha256, else the local pin (``zoo/pins.py``); a mirror is also asked for
@@ -23,10 +26,7 @@ IntegrityError if some source delivered wrong bytes, else OfflineError if offlin
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import sys
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -39,12 +39,10 @@ from zoo import progress as progress_mod
 from zoo.errors import DownloadError, IntegrityError, OfflineError
 from zoo.registry import Artifact
 from zoo.partial import TempDownload
-from zoo.transport import Client, TransportError, proxy_for
+from zoo.transfer import Expected, Failed, Session, copy_local, http_get, transport_reason, verify
+from zoo.transport import TransportError
 
-CHUNK = 1 << 20  # bytes per read when copying a local file or re-hashing a partial download
 MAX_LOCK = 64 << 20  # bytes: the most a mirror's zoo.lock may hold
-MAX_DELAY = 30.0  # cap of one backoff sleep, seconds
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _NEXT_STEPS = (
     "check your network connection, pass --mirror DIR|URL (or set ZOO_MIRROR), or run 'zoo bundle import FILE' "
     "with a bundle made on a machine that has it"
@@ -63,31 +61,10 @@ class Fetched:
 
 
 @dataclass(frozen=True)
-class _Expected:
-    sha256: str | None  # what the bytes must hash to
-    size: int | None  # how many bytes there must be
-    origin: str  # where that came from, for messages
-    pinned: bool = False  # it came from the local zoo.lock (so re-pinning is the user's call)
-
-
-@dataclass(frozen=True)
 class _Source:
     label: str  # URL or path, as shown in messages and Fetched.url
     target: str | Path  # URL to GET, or a local file to copy
-    expected: _Expected
-
-
-class _Failed(Exception):
-    """One attempt on one source failed."""
-
-    def __init__(self, reason: str, *, retry: bool = False, keep: bool = True, integrity: bool = False,
-                 gone: bool = False):  # fmt: skip
-        super().__init__(reason)
-        self.reason = reason
-        self.retry = retry  # another attempt on the same source may succeed
-        self.keep = keep  # the bytes received so far are still a valid prefix
-        self.integrity = integrity  # the source delivered wrong bytes
-        self.gone = gone  # the source does not have it (4xx, unknown host, no such file): waiting will not help
+    expected: Expected
 
 
 def fetch(
@@ -124,7 +101,7 @@ def fetch(
         expected = _expected(artifact, pin_id)  # another process may have pinned it while we waited
         if not force and (hit := _cached(expected)):
             return hit
-        with _Session(progress, check, offline_by) as session:
+        with Session(progress, check, offline_by) as session:
             fetched = _fetch_from_sources(artifact, pin_id, expected, mirror, force, offline, session)
         if artifact.sha256 is None:
             pins.record(pin_id, fetched.sha256, fetched.size, fetched.url)
@@ -135,8 +112,8 @@ def fetch(
 
 
 def _fetch_from_sources(
-    artifact: Artifact, pin_id: str, expected: _Expected, mirror: str | None, force: bool, offline: bool,
-    session: _Session,
+    artifact: Artifact, pin_id: str, expected: Expected, mirror: str | None, force: bool, offline: bool,
+    session: Session,
 ) -> Fetched:  # fmt: skip
     notes: list[str] = []
     integrity = skipped = False
@@ -161,7 +138,7 @@ def _fetch_from_sources(
             continue
         try:
             return _from_source(source, pin_id, force, session)
-        except _Failed as failure:
+        except Failed as failure:
             notes.append(f"{source.label}: {failure.reason}")
             integrity = integrity or failure.integrity
             if source.label in artifact.urls:
@@ -201,7 +178,7 @@ def _undo_offline(offline_by: str) -> str:
 
 
 def _mirror_source(
-    mirror: str, pin_id: str, expected: _Expected, offline: bool, session: _Session
+    mirror: str, pin_id: str, expected: Expected, offline: bool, session: Session
 ) -> tuple[_Source | None, str | None]:
     """The mirror's blob for this artifact, or a note saying why the mirror cannot serve it."""
     remote = _is_remote(mirror)
@@ -210,11 +187,11 @@ def _mirror_source(
     if expected.sha256 is None:
         try:
             entry = _mirror_lock(mirror, session).get(pin_id)
-        except (_Failed, IntegrityError) as exc:
+        except (Failed, IntegrityError) as exc:
             return None, f"mirror {mirror}: cannot read its zoo.lock ({exc})"
         if entry is None:
             return None, f"mirror {mirror}: its zoo.lock has no entry for '{pin_id}'"
-        expected = _Expected(entry["sha256"], entry["size"], f"pinned in the mirror's zoo.lock ({mirror})")
+        expected = Expected(entry["sha256"], entry["size"], f"pinned in the mirror's zoo.lock ({mirror})")
     hex_ = cache.hex_of(expected.sha256)
     if remote:
         url = f"{mirror.rstrip('/')}/blobs/{hex_}"
@@ -223,7 +200,7 @@ def _mirror_source(
     return _Source(str(path), path, expected), None
 
 
-def _mirror_lock(mirror: str, session: _Session) -> dict[str, dict[str, Any]]:
+def _mirror_lock(mirror: str, session: Session) -> dict[str, dict[str, Any]]:
     if not _is_remote(mirror):
         return pins.load_file(_local_path(mirror) / "zoo.lock")
     url = f"{mirror.rstrip('/')}/zoo.lock"
@@ -232,14 +209,14 @@ def _mirror_lock(mirror: str, session: _Session) -> dict[str, dict[str, Any]]:
             if response.status == 404:
                 return {}
             if response.status != 200:
-                raise _Failed(f"HTTP {response.status} {response.reason}".rstrip())
+                raise Failed(f"HTTP {response.status} {response.reason}".rstrip())
             text = response.read(MAX_LOCK).decode("utf-8", errors="replace")
     except TransportError as exc:  # any transport problem just means "no lock from this mirror"
-        raise _Failed(_transport_reason(exc, 0)) from None
+        raise Failed(transport_reason(exc, 0)) from None
     return pins.parse(text, url)
 
 
-def _from_source(source: _Source, pin_id: str, force: bool, session: _Session) -> Fetched:
+def _from_source(source: _Source, pin_id: str, force: bool, session: Session) -> Fetched:
     """Download or copy one source into a temp file, verify it and rename it into the cache."""
     expected = source.expected
     try:
@@ -255,14 +232,14 @@ def _from_source(source: _Source, pin_id: str, force: bool, session: _Session) -
         with progress_mod.bar(session.progress, pin_id, expected.size) as bar:
             for _ in range(2):  # a second pass only if a resumed download turns out wrong as a whole
                 if remote:
-                    _http(session, source.label, temp, expected, bar)
+                    http_get(session, source.label, temp, expected, bar)
                 else:
-                    _copy(source.target, temp, bar)
+                    copy_local(source.target, temp, bar)
                 digest = temp.finish()
                 try:
-                    _verify(temp, digest, expected)
+                    verify(temp, digest, expected)
                     break
-                except _Failed as failure:
+                except Failed as failure:
                     if not (temp.resumed and failure.integrity):
                         raise
                     temp.reset()  # the old prefix was stale; fetch it all again
@@ -275,7 +252,7 @@ def _from_source(source: _Source, pin_id: str, force: bool, session: _Session) -
                 raise
         path = temp.commit(cache.blob_path(digest))
         return Fetched(path, digest, temp.size, source.label, reused=False)
-    except _Failed as failure:
+    except Failed as failure:
         if not failure.keep:
             temp.reset()
         raise
@@ -288,194 +265,19 @@ def _from_source(source: _Source, pin_id: str, force: bool, session: _Session) -
         temp.close()
 
 
-def _http(session: _Session, url: str, temp: TempDownload, expected: _Expected, bar: Any) -> None:
-    """GET ``url`` into ``temp`` with retries, resuming from what ``temp`` already holds."""
-    deadline = time.monotonic() + config.deadline()
-    attempts = 1 + config.retries()
-    last: _Failed | None = None
-    for attempt in range(attempts):
-        if attempt:
-            delay = max(min(config.backoff() * 2 ** (attempt - 1), MAX_DELAY, deadline - time.monotonic()), 0)
-            if delay >= progress_mod.NOTICE_DELAY:
-                progress_mod.notice(f"{url}: {last.reason if last else ''}; retrying in {delay:.0f} s "
-                                    f"(attempt {attempt + 1} of {attempts})")  # fmt: skip
-            time.sleep(delay)
-        if time.monotonic() >= deadline:
-            break
-        try:
-            _request(session, url, temp, expected, bar, deadline, f"attempt {attempt + 1} of {attempts}")
-            return
-        except _Failed as failure:
-            if not (failure.keep and temp.resumable):  # resume only what a known hash will check as a whole
-                temp.reset()
-                bar.reset(total=expected.size)
-            if not failure.retry:
-                raise
-            last = failure
-    reason = last.reason if last else "no attempt was made"
-    if time.monotonic() >= deadline:
-        raise _Failed(f"{reason}; gave up after ZOO_DEADLINE={config.deadline():g}s")
-    raise _Failed(f"{reason} (gave up after {attempts} attempts)")
-
-
-def _request(session: _Session, url: str, temp: TempDownload, expected: _Expected, bar: Any, deadline: float,
-             attempt: str) -> None:  # fmt: skip
-    """One GET, bounded as a whole by ``deadline``; appends to ``temp`` on 206, restarts it on 200. Raises _Failed."""
-    offset = temp.size
-    headers = {}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        if temp.validator and temp.validator_url == url:
-            headers["If-Range"] = temp.validator
-    received, length = 0, None
-    try:
-        via = f" through proxy {proxy}" if (proxy := proxy_for(url)) else ""
-
-        def waiting(seconds: float) -> None:  # called by the transport's watchdog when the server goes quiet
-            progress_mod.notice(f"waiting for {url}{via}: nothing received for {seconds:.0f} s ({attempt}; "
-                                f"ZOO_TIMEOUT={config.timeout():g}s, ZOO_DEADLINE={config.deadline():g}s)")  # fmt: skip
-
-        with session.client.get(url, headers, deadline=deadline, on_wait=waiting,
-                                wait_notice=progress_mod.wait_notice(config.timeout())) as response:  # fmt: skip
-            _check_status(response)
-            if response.status == 206:
-                _check_content_range(response.headers.get("content-range"), offset, expected)
-                temp.resumed = True
-            elif offset:  # the server ignored Range, or the file changed (If-Range): start over
-                temp.reset()
-                bar.reset(total=expected.size)
-            temp.validator_url = url
-            temp.validator = _validator(response.headers)
-            temp.html_type = "text/html" in response.headers.get("content-type", "").lower()
-            length = _content_length(response.headers)
-            temp.announced = None if length is None else temp.size + length
-            if response.status == 200 and length is not None and expected.size not in (None, length):
-                raise _Failed(_size_reason(expected, length, temp.html_type), keep=False, integrity=True)
-            if bar.total is None and length is not None:
-                bar.total = temp.size + length
-            for block in response.blocks():  # one socket receive each: a dropped connection loses nothing
-                temp.write(block)
-                received += len(block)
-                bar.update(len(block))
-                if expected.size is not None and temp.size > expected.size:
-                    raise _Failed(_size_reason(expected, temp.size, temp.looks_html()), keep=False, integrity=True)
-                if time.monotonic() > deadline:
-                    raise _Failed(f"still downloading after ZOO_DEADLINE={config.deadline():g}s")
-    except TransportError as exc:
-        if exc.kind == "deadline":  # keep=True: what arrived stays resumable
-            raise _Failed(f"no complete answer within ZOO_DEADLINE={config.deadline():g}s ({exc.detail}; "
-                          f"{temp.size} bytes received)") from None  # fmt: skip
-        reason = _transport_reason(exc, received, length)
-        raise _Failed(reason, retry=exc.retry, gone=exc.kind in ("unknown-host", "invalid-url")) from None
-    if length is not None and received != length:  # some servers close early without a protocol error
-        raise _Failed(f"connection lost after {received} of {length} bytes (the server closed it early)", retry=True)
-    if expected.size is not None and temp.size < expected.size:  # no length announced, and the body ended short
-        raise _Failed(f"connection lost after {temp.size} of {expected.size} bytes (the server closed it early)",
-                      retry=True)  # fmt: skip
-
-
-def _copy(path: Path, temp: TempDownload, bar: Any) -> None:
-    if not path.is_file():
-        raise _Failed("no such file", gone=True)
-    temp.reset()
-    try:
-        src = open(path, "rb")  # noqa: SIM115 — closed below
-    except OSError as exc:
-        raise _Failed(f"cannot read it ({exc.strerror or exc})", keep=False) from None
-    with src:
-        while True:
-            try:
-                chunk = src.read(CHUNK)
-            except OSError as exc:  # a read error; a write error (a full disk) is not the source's fault
-                raise _Failed(f"cannot read it ({exc.strerror or exc})", keep=False) from None
-            if not chunk:
-                break
-            temp.write(chunk)
-            bar.update(len(chunk))
-
-
-def _verify(temp: TempDownload, digest: str, expected: _Expected) -> None:
-    html = temp.looks_html()
-    page = "; it is an HTML page (usually a login, error or 'download' page), not the artifact" if html else ""
-    if expected.sha256 is not None:
-        if digest != expected.sha256:
-            raise _Failed(f"sha256 mismatch: expected {expected.sha256} ({expected.origin}), got {digest}{page}",
-                          keep=False, integrity=True)  # fmt: skip
-    elif html:
-        raise _Failed(
-            "the server returned an HTML page (usually a login, error or 'download' page), not the artifact; "
-            "open the URL in a browser, or fix the URL in the registry",
-            keep=False,
-        )
-    if expected.size is not None and temp.size != expected.size:
-        raise _Failed(_size_reason(expected, temp.size, html), keep=False, integrity=True)
-
-
-# ---- HTTP details ---------------------------------------------------------------------------------------------------
-
-
-def _check_status(response: Any) -> None:
-    code = response.status
-    if code in (200, 206):
-        return
-    reason = f"HTTP {code} {response.reason}".rstrip() + (f" (from proxy {response.proxy})" if response.proxy else "")
-    if code == 416:  # our prefix is not a prefix of this file: start over
-        raise _Failed(reason, retry=True, keep=False)
-    raise _Failed(reason, retry=code >= 500 or code in (408, 429), gone=400 <= code < 500 and code not in (408, 429))
-
-
-def _check_content_range(value: str | None, offset: int, expected: _Expected) -> None:
-    match = _CONTENT_RANGE.match(value or "")
-    if match is None or int(match.group(1)) != offset:
-        raise _Failed(f"asked for bytes {offset}- but the server answered Content-Range {value!r}; "
-                      "the partial download was dropped", keep=False)  # fmt: skip
-    total = match.group(3)
-    if total != "*" and expected.size is not None and int(total) != expected.size:
-        raise _Failed(_size_reason(expected, int(total), False), keep=False, integrity=True)
-
-
-def _validator(headers: Any) -> str | None:
-    """A strong ETag, else Last-Modified: what If-Range may carry."""
-    etag = headers.get("etag")
-    if etag and not etag.startswith("W/"):
-        return etag
-    return headers.get("last-modified")
-
-
-def _content_length(headers: Any) -> int | None:
-    value = headers.get("content-length")
-    return int(value) if value and value.strip().isdigit() else None
-
-
-def _transport_reason(exc: TransportError, received: int, length: int | None = None) -> str:
-    if exc.kind == "unknown-host":
-        return f"unknown host ({exc.detail})"
-    if exc.kind == "timeout":
-        return f"timed out after ZOO_TIMEOUT={config.timeout():g}s ({exc.detail})"
-    if received or length:
-        of = f" of {length}" if length is not None else ""
-        return f"connection lost after {received}{of} bytes ({exc.detail})"
-    return exc.detail
-
-
-def _size_reason(expected: _Expected, got: int, html: bool) -> str:
-    page = "; it is an HTML page (usually a login, error or 'download' page), not the artifact" if html else ""
-    return f"size mismatch: expected {expected.size} bytes ({expected.origin}), got {got}{page}"
-
-
 # ---- expected content, cache hits, hints ----------------------------------------------------------------------------
 
 
-def _expected(artifact: Artifact, pin_id: str) -> _Expected:
+def _expected(artifact: Artifact, pin_id: str) -> Expected:
     if artifact.sha256 is not None:
-        return _Expected(artifact.sha256, artifact.size, "from the registry")
+        return Expected(artifact.sha256, artifact.size, "from the registry")
     pin = pins.get(pin_id)
     if pin is not None:
-        return _Expected(pin["sha256"], artifact.size or pin["size"], f"pinned in {cache.lock_file()}", pinned=True)
-    return _Expected(None, artifact.size, "from the registry")
+        return Expected(pin["sha256"], artifact.size or pin["size"], f"pinned in {cache.lock_file()}", pinned=True)
+    return Expected(None, artifact.size, "from the registry")
 
 
-def _cached(expected: _Expected) -> Fetched | None:
+def _cached(expected: Expected) -> Fetched | None:
     if expected.sha256 is None:
         return None
     path = cache.blob_path(expected.sha256)
@@ -488,7 +290,7 @@ def _cached(expected: _Expected) -> Fetched | None:
     return Fetched(path, expected.sha256, size, str(path), reused=True)
 
 
-def _integrity_hint(pin_id: str, expected: _Expected) -> str:
+def _integrity_hint(pin_id: str, expected: Expected) -> str:
     if expected.pinned:
         return (f"If the change is legitimate, delete the '{pin_id}' entry from {cache.lock_file()} "
                 "and pull again to re-pin it")  # fmt: skip
@@ -525,29 +327,3 @@ def _local_path(location: str) -> Path:
     return Path(location).expanduser()
 
 
-class _Session:
-    """What one fetch needs throughout: its settings, and a transport client created only when a source needs the
-    network."""
-
-    def __init__(self, progress: bool, check: Callable[[Path], Any] | None, offline_by: str) -> None:
-        self.progress = progress  # show a progress bar
-        self.check = check  # called on the finished download before it is committed
-        self.offline_by = offline_by  # "--offline" or "ZOO_OFFLINE": what set offline mode
-        self._client: Client | None = None
-
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            from zoo import __version__
-
-            self._client = Client(
-                timeout=config.timeout(),
-                headers={"User-Agent": f"zoo/{__version__}", "Accept-Encoding": "identity"},
-            )
-        return self._client
-
-    def __enter__(self) -> _Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._client = None

@@ -8,6 +8,7 @@ weights, seed and output op, a conversion is converted again, a published ONNX f
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from zoo import cache
 
@@ -65,3 +66,16 @@ def for_problems(problems: list) -> str:
     if not commands:
         return "run 'zoo cache prune' (it removes leftovers and entries no model uses)"
     return "; ".join(f"run '{c}'" for c in commands)
+
+
+def refused_download(exc: Exception, blob: Path, url: str) -> Exception:
+    """The error about a downloaded file zoo refused and deleted, retold about its URL, on one line: no path to a blob
+    that is gone, no 'pull --force' (it would fetch the same bytes)."""
+    from zoo import archive
+
+    text = " ".join(str(exc).split()).replace(str(blob), url)
+    text = text.replace(archive._REFETCH, "").rstrip(" —;,.")
+    return type(exc)(
+        f"{text}; nothing was kept — the file at that URL is not a usable model: report it to whoever maintains the "
+        "registry entry, or get the model another way (--mirror DIR|URL, or 'zoo bundle import FILE')"
+    )
