@@ -88,6 +88,7 @@ def path(
 
     if fmt not in ("paddle", "onnx"):
         raise typer.BadParameter("choose paddle or onnx", param_hint="--format")
+    cache.check_name(name)  # a name, never a path
     found = cache.paddle_model_dir(name) if fmt == "paddle" else cache.onnx_model_path(name)
     typer.echo(str(found))
 
@@ -115,7 +116,7 @@ def rm(name: str = typer.Argument(..., help="Model name.")) -> None:
     """Remove a model's cached files (entries and blobs no other model uses)."""
     from zoo import housekeeping
 
-    removed = housekeeping.remove(name)
+    removed = housekeeping.remove(cache.check_name(name))  # a name, never a path
     typer.echo(f"removed {name}: {len(removed)} item(s)")
 
 
