@@ -54,6 +54,14 @@ def for_problems(problems: list) -> str:
             top = problem.path.relative_to(cache.root()).parts[0]
         except (ValueError, IndexError):
             top = ""
+        if not problem.names and top in ("models", "onnx", "blobs") and problem.kind != "missing":
+            # no model uses it ('zoo cache prune' would remove it too, but only once it is a minute old)
+            doomed = problem.path if top == "blobs" else cache.root().joinpath(*problem.path.relative_to(
+                cache.root()).parts[:2])  # fmt: skip
+            command_ = f"rm -r {shlex.quote(str(doomed))}"
+            if command_ not in commands:
+                commands.append(command_)
+            continue
         for name in problem.names:
             fmt = "onnx" if top == "onnx" else "paddle"
             if top == "blobs":  # the artifact of whichever format cites this blob
