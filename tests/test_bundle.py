@@ -218,3 +218,12 @@ def test_bundle_pin_without_its_blob_is_not_imported(exported, tmp_path: Path) -
     odd = _with_pins(out, tmp_path / "odd.tar", {"tiny/weights": unbacked})
     bundle.import_bundle(odd)
     assert "tiny/weights" not in pins.load_all() and "tiny/inference" in pins.load_all()
+
+
+def test_a_file_that_is_not_a_tar_is_one_line(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(bytes(range(256)) * 12)
+    result = run_zoo("bundle", "import", str(fake))
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "not a readable tar archive" in result.stderr and "zoo bundle export" in result.stderr
+    assert snapshot() == {}

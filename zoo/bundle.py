@@ -177,10 +177,13 @@ def import_bundle(path: Path) -> BundleSummary:
     if not path.is_file():
         raise NotCachedError(f"bundle {path} does not exist; make one with 'zoo bundle export NAME... -o FILE.tar'")
     with cache.staging(cache.root()) as stage:
-        names = archive.extract(
-            path, stage, allow=is_member, max_members=archive.BUNDLE_MAX_MEMBERS,
-            max_bytes=archive.BUNDLE_MAX_BYTES, hint=_HINT,
-        )  # fmt: skip
+        try:
+            names = archive.extract(
+                path, stage, allow=is_member, max_members=archive.BUNDLE_MAX_MEMBERS,
+                max_bytes=archive.BUNDLE_MAX_BYTES, hint=_HINT,
+            )  # fmt: skip
+        except ArchiveError as exc:  # tarfile's reasons span lines; zoo's errors are one
+            raise ArchiveError(" ".join(str(exc).split())) from None
         actual = {n: {"sha256": cache.sha256_file(stage / n), "size": (stage / n).stat().st_size} for n in names}
         index = _check_index(path, stage, actual)
         trees = _check_trees(path, stage, actual)
