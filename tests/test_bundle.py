@@ -227,3 +227,28 @@ def test_a_file_that_is_not_a_tar_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "not a readable tar archive" in result.stderr and "zoo bundle export" in result.stderr
     assert snapshot() == {}
+
+
+@pytest.mark.slow
+def test_a_real_model_runs_after_import(models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real exported and converted network goes through a bundle to an offline cache and segments the same."""
+    from zoo.synthetic import write_street_png
+
+    image = tmp_path / "street.png"
+    write_street_png(image, 96, 128, seed=2)
+    onnx = models.install_converted("unet-tiny")
+    here = run_zoo("run", "unet-tiny", str(image), "--out", str(tmp_path / "here"), check=True)
+    assert here.returncode == 0
+    out = tmp_path / "unet.tar"
+    run_zoo("bundle", "export", "unet-tiny", "-o", str(out), check=True)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "air-gapped"))
+    offline = {"ZOO_OFFLINE": "1"}
+    run_zoo("bundle", "import", str(out), env=offline, check=True)
+    assert cache.onnx_model_path("unet-tiny").read_bytes() == onnx.read_bytes()
+    run_zoo("run", "unet-tiny", str(image), "--out", str(tmp_path / "there"), env=offline, check=True)
+    labels = sorted(p.name for p in (tmp_path / "here").iterdir())
+    assert "street.labels.png" in labels
+    for name in labels:
+        if name.endswith(".png"):
+            assert (tmp_path / "there" / name).read_bytes() == (tmp_path / "here" / name).read_bytes(), name
+    assert run_zoo("cache", "verify", env=offline, check=True).stdout.startswith("ok")
