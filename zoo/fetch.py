@@ -17,10 +17,13 @@ Files in ``<cache>/blobs/`` (every temporary name starts with "."):
     .<hex>.partial (+ .json)     the valid prefix of an interrupted download whose hash and size are known, with the
                                  server's ETag/Last-Modified; the next fetch claims it by rename and resumes with Range.
 
-Per source: 4xx, an unknown host and wrong content (HTML, size, hash) move on to the next source at once; 5xx,
-408/429, dropped connections and timeouts are retried with exponential backoff (ZOO_RETRIES, ZOO_BACKOFF), each read
-limited by ZOO_TIMEOUT and each source by ZOO_DEADLINE. When every source fails the error lists each one:
-IntegrityError if some source delivered wrong bytes, else OfflineError if offline mode skipped one, else DownloadError.
+Per source: 4xx, an unknown host, a bad URL and wrong content (HTML, size, hash) move on to the next source at once;
+5xx, 408/429, dropped connections, bodies shorter than the known size and timeouts are retried with exponential backoff
+(ZOO_RETRIES, ZOO_BACKOFF), each silent stretch limited by ZOO_TIMEOUT and each source as a whole (connect, headers
+and body, retries included) by ZOO_DEADLINE. When every source fails the error lists each one: IntegrityError if some
+source delivered wrong bytes, else OfflineError if offline mode skipped one (naming what set it), else DownloadError.
+Refused content (``check=``), a full disk (DiskFullError) and SIGTERM (through the CLI, as Ctrl-C) keep nothing but a
+resumable partial download.
 """
 
 from __future__ import annotations
