@@ -22,8 +22,8 @@ Per source: 4xx, an unknown host, a bad URL and wrong content (HTML, size, hash)
 (ZOO_RETRIES, ZOO_BACKOFF), each silent stretch limited by ZOO_TIMEOUT and each source as a whole (connect, headers
 and body, retries included) by ZOO_DEADLINE. When every source fails the error lists each one: IntegrityError if some
 source delivered wrong bytes, else OfflineError if offline mode skipped one (naming what set it), else DownloadError.
-Refused content (``check=``), a full disk (DiskFullError) and SIGTERM (through the CLI, as Ctrl-C) keep nothing but a
-resumable partial download.
+Refused content (``check=``) and a full disk (DiskFullError) keep nothing; SIGTERM is Ctrl-C (through the CLI): only
+a resumable partial download stays.
 """
 
 from __future__ import annotations
