@@ -176,3 +176,79 @@ def test_export_needs_cached_models(tmp_path: Path) -> None:
     result = run_zoo("bundle", "export", "nothing", "-o", str(tmp_path / "b.tar"))
     assert result.returncode == 1 and "zoo pull nothing" in result.stderr
     assert not list(tmp_path.glob("*.tar")) and not list(tmp_path.glob(".*"))
+
+
+# ---- issue 12 item 10: a bundle pins only what it carries -----------------------------------------------------------
+
+
+def _with_pins(out: Path, dest: Path, extra: dict[str, dict]) -> Path:
+    with tarfile.open(out) as tf:
+        lock = json.loads(tf.extractfile(bundle.LOCK).read())
+    return _rewrite(out, dest, {bundle.LOCK: json.dumps({**lock, **extra}).encode()}, fix_index=True)
+
+
+def test_bundle_cannot_pin_a_model_it_does_not_carry(exported, tmp_path: Path, use_registry) -> None:  # noqa: F811
+    from zoo.pull import pull
+
+    out, server = exported
+    fake = {"sha256": cache.sha256_bytes(b"evil!"), "size": 5, "url": "x", "recorded": ""}
+    bad = _with_pins(out, tmp_path / "bad.tar", {"other/inference": fake})
+    result = run_zoo("bundle", "import", str(bad))
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "pins 'other/inference', but the bundle carries no model 'other'" in result.stderr
+    assert "nothing was imported" in result.stderr
+    assert snapshot() == {} and pins.load_all() == {}
+    [got] = pull("other")  # later pulls of the other model are unaffected
+    assert got.sha256 == cache.sha256_bytes(server.routes["/other.tar"].body)
+
+
+def test_bundle_pin_must_match_the_blob_it_carries(exported, tmp_path: Path) -> None:
+    out, _ = exported
+    with tarfile.open(out) as tf:
+        lock = json.loads(tf.extractfile(bundle.LOCK).read())
+    lock["tiny/inference"]["size"] += 1
+    bad = _rewrite(out, tmp_path / "bad.tar", {bundle.LOCK: json.dumps(lock).encode()}, fix_index=True)
+    result = run_zoo("bundle", "import", str(bad))
+    assert result.returncode == 1 and "pins 'tiny/inference' to" in result.stderr and snapshot() == {}
+
+
+def test_bundle_pin_without_its_blob_is_not_imported(exported, tmp_path: Path) -> None:
+    out, _ = exported
+    unbacked = {"sha256": cache.sha256_bytes(b"not here"), "size": 8, "url": "x", "recorded": ""}
+    odd = _with_pins(out, tmp_path / "odd.tar", {"tiny/weights": unbacked})
+    bundle.import_bundle(odd)
+    assert "tiny/weights" not in pins.load_all() and "tiny/inference" in pins.load_all()
+
+
+def test_a_file_that_is_not_a_tar_is_one_line(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(bytes(range(256)) * 12)
+    result = run_zoo("bundle", "import", str(fake))
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "not a readable tar archive" in result.stderr and "zoo bundle export" in result.stderr
+    assert snapshot() == {}
+
+
+@pytest.mark.slow
+def test_a_real_model_runs_after_import(models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real exported and converted network goes through a bundle to an offline cache and segments the same."""
+    from zoo.synthetic import write_street_png
+
+    image = tmp_path / "street.png"
+    write_street_png(image, 96, 128, seed=2)
+    onnx = models.install_converted("unet-tiny")
+    here = run_zoo("run", "unet-tiny", str(image), "--out", str(tmp_path / "here"), check=True)
+    assert here.returncode == 0
+    out = tmp_path / "unet.tar"
+    run_zoo("bundle", "export", "unet-tiny", "-o", str(out), check=True)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "air-gapped"))
+    offline = {"ZOO_OFFLINE": "1"}
+    run_zoo("bundle", "import", str(out), env=offline, check=True)
+    assert cache.onnx_model_path("unet-tiny").read_bytes() == onnx.read_bytes()
+    run_zoo("run", "unet-tiny", str(image), "--out", str(tmp_path / "there"), env=offline, check=True)
+    labels = sorted(p.name for p in (tmp_path / "here").iterdir())
+    assert "street.labels.png" in labels
+    for name in labels:
+        if name.endswith(".png"):
+            assert (tmp_path / "there" / name).read_bytes() == (tmp_path / "here" / name).read_bytes(), name
+    assert run_zoo("cache", "verify", env=offline, check=True).stdout.startswith("ok")

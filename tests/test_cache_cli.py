@@ -134,3 +134,28 @@ def test_ls(two_models) -> None:
     text = run_zoo("cache", "ls", check=True)
     assert text.stdout.splitlines()[0].split() == ["NAME", "FORMATS", "SOURCE", "SIZE", "UPDATED"]
     assert "2 models" in text.stderr
+
+
+def test_verify_advice_for_each_damage_is_a_command_that_fixes_it(two_models) -> None:
+    """Issue 12 item 8: every advice string is run, and the cache is whole afterwards."""
+    import re
+    import shlex
+    import subprocess
+
+    tiny = cache.paddle_model_dir("tiny")
+    params = tiny / "model.pdiparams"
+    params.write_bytes(b"\x00" + params.read_bytes()[1:])
+    orphan = cache.paddle_model_dir("other")
+    cache.drop_ref("other")  # its entry is now used by no model
+    (orphan / "deploy.yaml").write_text("changed")
+    bad = run_zoo("cache", "verify")
+    assert bad.returncode == 1
+    advice = re.findall(r"run '([^']+)'", bad.stderr)
+    assert sorted(advice) == sorted(["zoo pull tiny --force", f"rm -r {orphan}"]), bad.stderr
+    for command in advice:
+        argv = shlex.split(command)
+        if argv[0] == "zoo":
+            run_zoo(*argv[1:], check=True)
+        else:
+            subprocess.run(argv, check=True)
+    assert run_zoo("cache", "verify", check=True).stdout.startswith("ok")

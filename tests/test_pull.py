@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
+from tests.test_fetch import no_such_host  # noqa: F401  (no system DNS in tests)
 from tests.test_archive import FILES, member, model_files, model_tar, snapshot, tar_bytes, use_registry  # noqa: F401
 from zoo import cache, housekeeping
 from zoo.errors import DownloadError, OfflineError, WeightsError
@@ -38,11 +39,9 @@ def test_pull_then_path_then_verify(http_server, use_registry) -> None:  # noqa:
     assert ok.stdout.startswith("ok")
 
     before = len(http_server.log)
-    start = time.monotonic()
     again = run_zoo("pull", "tiny", check=True)
     assert "already cached" in again.stdout and digest in again.stdout
     assert len(http_server.log) == before  # no request at all
-    assert time.monotonic() - start < 10
     assert run_zoo("cache", "path", "tiny", "--format", "onnx").returncode == 1
 
 
@@ -193,7 +192,8 @@ def test_server_error_does_not_fall_back(http_server, use_registry, monkeypatch)
         ([{"stall": 5}], False),
     ],
 )
-def test_download_error_says_whether_the_source_is_gone(http_server, monkeypatch, faults, gone) -> None:  # noqa: F811
+def test_download_error_says_whether_the_source_is_gone(http_server, monkeypatch, faults, gone,  # noqa: F811
+                                                        no_such_host) -> None:  # noqa: F811
     from zoo import fetch
     from zoo.registry import Artifact
 

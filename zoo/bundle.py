@@ -92,7 +92,8 @@ def export_bundle(names: list[str], out: Path) -> BundleSummary:
         refs_out[name] = {fmt: {k: v for k, v in rec.items() if k != "updated"} for fmt, rec in ref.items()
                           if isinstance(rec, dict)}  # fmt: skip
         sources[f"refs/{name}.json"] = _json_bytes(refs_out[name])
-    lock = {pin_id: e for pin_id, e in pins.load_all().items() if pin_id.split("/", 1)[0] in names}
+    lock = {pin_id: e for pin_id, e in pins.load_all().items()  # only pins the bundle's own files back
+            if pin_id.split("/", 1)[0] in names and f"blobs/{cache.hex_of(e['sha256'])}" in sources}  # fmt: skip
     sources[LOCK] = _json_bytes(lock)
     bad = sorted(m for m in sources if not is_member(m))
     if bad:
@@ -177,15 +178,19 @@ def import_bundle(path: Path) -> BundleSummary:
     if not path.is_file():
         raise NotCachedError(f"bundle {path} does not exist; make one with 'zoo bundle export NAME... -o FILE.tar'")
     with cache.staging(cache.root()) as stage:
-        names = archive.extract(
-            path, stage, allow=is_member, max_members=archive.BUNDLE_MAX_MEMBERS,
-            max_bytes=archive.BUNDLE_MAX_BYTES, hint=_HINT,
-        )  # fmt: skip
+        try:
+            names = archive.extract(
+                path, stage, allow=is_member, max_members=archive.BUNDLE_MAX_MEMBERS,
+                max_bytes=archive.BUNDLE_MAX_BYTES, hint=_HINT,
+            )  # fmt: skip
+        except ArchiveError as exc:  # tarfile's reasons span lines; zoo's errors are one
+            raise ArchiveError(" ".join(str(exc).split())) from None
         actual = {n: {"sha256": cache.sha256_file(stage / n), "size": (stage / n).stat().st_size} for n in names}
         index = _check_index(path, stage, actual)
         trees = _check_trees(path, stage, actual)
         refs = _check_refs(path, stage, trees)
         lock = pins.parse((stage / LOCK).read_text(encoding="utf-8"), f"{path}: {LOCK}") if LOCK in actual else {}
+        lock = _carried_pins(path, lock, refs, actual)
         _check_pins(path, lock)
         # everything is verified: make it visible, blobs and entries first, refs last
         for name in sorted(n for n in actual if n.startswith("blobs/")):
@@ -295,6 +300,26 @@ def _check_refs(path: Path, stage: Path, trees: set[tuple[str, str]]) -> dict[st
     if not refs:
         raise _fail(path, "holds no refs/<name>.json, so no model")
     return refs
+
+
+def _carried_pins(path: Path, lock: dict[str, dict[str, Any]], refs: dict[str, Any],
+                  actual: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """The bundle's pins that it may set: only for the models it carries, each matching a blob it carries.
+
+    A pin for another model would decide what later pulls of that model accept, so it is refused; a pin whose blob
+    is not in the bundle cannot be checked, so it is left out (the blob is pinned on its first download instead)."""
+    kept = {}
+    for pin_id, entry in sorted(lock.items()):
+        name = pin_id.split("/", 1)[0]
+        if name not in refs:
+            raise _fail(path, f"{LOCK} pins '{pin_id}', but the bundle carries no model '{name}'")
+        blob = actual.get(f"blobs/{cache.hex_of(entry['sha256'])}")
+        if blob is None:
+            continue
+        if blob["size"] != entry["size"]:
+            raise _fail(path, f"{LOCK} pins '{pin_id}' to {entry['size']} bytes, but its blob holds {blob['size']}")
+        kept[pin_id] = entry
+    return kept
 
 
 def _check_pins(path: Path, lock: dict[str, dict[str, Any]]) -> None:

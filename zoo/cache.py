@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import config
-from zoo.errors import IntegrityError, NotCachedError
+from zoo.errors import DiskFullError, IntegrityError, InvalidNameError, NotCachedError
 from zoo.util import now as _now
 from zoo.util import sha256_bytes, sha256_file  # noqa: F401 (their home is zoo.util; callers use cache.sha256_*)
 
@@ -86,21 +86,49 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an error means the disk (or the user's quota) is full."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: OSError, folder: Path, need: int | None, what: str = "") -> DiskFullError:
+    """The one-line error for a full disk: which folder, how many bytes were needed, how many are free."""
+    import errno
+    import shutil
+
+    try:
+        free = f"{shutil.disk_usage(folder).free} bytes are free"
+    except OSError:
+        free = "its free space is unknown"
+    cause = "disk quota exceeded" if exc.errno == errno.EDQUOT else "no space left on the device"
+    needs = f"{what or 'this'} needs {need} bytes" if need is not None else f"{what or 'this'} needs more space"
+    return DiskFullError(
+        f"{cause} in {folder}: {needs}, {free}; nothing half-written was kept — free up space there (or point "
+        "ZOO_HOME at a larger disk) and run the command again"
+    )
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write a file so that readers see the old content or the new, never a mix."""
     import tempfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".incomplete", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".incomplete", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if is_disk_full(exc):
+            raise disk_full(exc, path.parent, len(data), f"writing {path.name}") from None
         raise
 
 
@@ -113,17 +141,30 @@ def read_json(path: Path) -> Any:
 
 
 @contextlib.contextmanager
-def staging(parent: Path) -> Iterator[Path]:
-    """A fresh ``.staging-*`` folder beside the final entry; removed on any failure (incl. Ctrl-C)."""
+def staging(parent: Path, need: int | None = None) -> Iterator[Path]:
+    """A fresh ``.staging-*`` folder beside the final entry; removed on any failure (incl. Ctrl-C). A full disk while
+    it is in use becomes a DiskFullError naming ``parent`` and ``need`` (bytes the entry needs, when known)."""
     import shutil
     import tempfile
 
-    parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
+    path = None
     try:
+        parent.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
         yield path
+    except OSError as exc:
+        if not is_disk_full(exc) or isinstance(exc, DiskFullError):
+            raise
+        written = _tree_size(path) if path is not None else 0
+        what = "this entry" if need is not None else f"this entry ({written} bytes written when it ran out)"
+        raise disk_full(exc, parent, need, what) from None
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _tree_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def file_records(folder: Path) -> dict[str, dict[str, Any]]:
@@ -154,7 +195,9 @@ def commit_tree(stage: Path, parent: Path, provenance: dict[str, Any]) -> Path:
     fsync_dir(stage)
     final = parent / key
     if (final / MANIFEST).is_file():
-        return final
+        if not check_tree(final):
+            return final
+        discard(final)  # a damaged copy of this very entry: the fresh one replaces it
     try:
         os.rename(stage, final)
     except OSError:
@@ -225,8 +268,21 @@ def discard(path: Path) -> None:
 # ---- refs: name → entries -------------------------------------------------------------------------------------------
 
 
+def check_name(name: str) -> str:
+    """``name`` if it follows the registry's naming rule, else InvalidNameError. Every path built from a model name
+    goes through here first, so no name ('../../x', '/abs/path', 'a/b') can reach outside the cache."""
+    from zoo.registry import _NAME
+
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidNameError(
+            f"{name!r} is not a model name (lowercase letters, digits, '.', '_' and '-', starting with a letter or "
+            "digit); run 'zoo cache ls' or 'zoo list' to see the names"
+        )
+    return name
+
+
 def ref_path(name: str) -> Path:
-    return refs_dir() / f"{name}.json"
+    return refs_dir() / f"{check_name(name)}.json"
 
 
 def get_ref(name: str) -> dict[str, Any]:
@@ -245,7 +301,7 @@ def set_ref(name: str, fmt: str, record: dict[str, Any]) -> list[str]:
 
     if not is_entry_format(fmt):
         raise ValueError(f"'{fmt}' is neither 'paddle' nor a variant name like 'onnx' or 'onnx-int8'")
-    with locks.hold(locks_dir() / f"ref-{name}.lock"):
+    with locks.hold(locks_dir() / f"ref-{check_name(name)}.lock"):
         ref = get_ref(name)
         dropped = []
         if fmt == "paddle":

@@ -11,7 +11,8 @@ plus ``model.pdiparams``) and:
 4. checks the result (:func:`check_onnx`) and commits it to ``onnx/<key>/model.onnx`` with a ref to it.
 
 The result is cached by (Paddle model key, opset, paddle2onnx and paddle versions, :data:`RECIPE`); a repeat convert
-reads two small JSON files and imports neither paddle nor onnx. paddle2onnx 2.1 output is byte-identical across runs,
+reads two small JSON files, re-hashes the cached .onnx against its manifest (a damaged one is converted again and
+replaced) and imports neither paddle nor onnx. paddle2onnx 2.1 output is byte-identical across runs,
 and nothing zoo adds varies (no paths, no times), so ``--force`` reproduces the same sha256.
 
 Metadata keys (values are strings; JSON where marked, see :func:`decode_metadata`)::
@@ -90,15 +91,15 @@ def convert(model: ModelHandle | str, *, opset: int = DEFAULT_OPSET, force: bool
     name = handle.name
     folder = cache.paddle_model_dir(name)
     wanted = {"source": "converted", "from": folder.name, "opset": opset, "converter": _converter(), "recipe": RECIPE}
-    if not force and (hit := _find_cached(name, wanted)) is not None:
+    if not force and (hit := _find_cached(name, wanted)) is not None and _intact(hit):
         return _result(name, hit, wanted, cached=True, start=start)
 
-    from zoo import locks
+    from zoo import locks, repair
 
     with locks.hold(cache.locks_dir() / f"onnx-{folder.name}.lock"):
-        if not force and (hit := _find_cached(name, wanted)) is not None:  # another process just did it
+        if not force and (hit := _find_cached(name, wanted)) is not None and _intact(hit):  # another process did it
             return _result(name, hit, wanted, cached=True, start=start)
-        program, params = _check_source(folder, f"run 'zoo pull {name} --force' (or 'zoo export {name}')")
+        program, params = _check_source(folder, repair.advice(name, "paddle"))
         arch = handle.architecture
         manifest = cache.read_manifest(folder)
         provenance = {**manifest.get("provenance", {}), **cache.get_ref(name).get("paddle", {})}
@@ -180,7 +181,7 @@ def _check_source(folder: Path, hint: str, *, verify: bool = True) -> tuple[Path
     params = folder / cache.PARAMS_FILE
     if verify:
         try:
-            cache.verify_files(folder, [program.name, params.name])
+            cache.verify_files(folder, [program.name, params.name], hint)
         except IntegrityError as exc:
             raise IntegrityError(f"refusing to convert: {exc}") from None
     if not params.is_file():
@@ -322,6 +323,14 @@ def _find_cached(name: str, wanted: dict[str, Any]) -> Path | None:
             if matches(provenance) and provenance.get("name") == name:
                 return folder
     return None
+
+
+def _intact(folder: Path) -> bool:
+    """Whether a cached conversion still matches its manifest (re-hashed: it is reported as the model to use)."""
+    try:
+        return not cache.check_tree(folder)
+    except (OSError, ValueError, KeyError, NotCachedError):
+        return False
 
 
 def _result(name: str, folder: Path, wanted: dict[str, Any], *, cached: bool, start: float) -> ConvertResult:

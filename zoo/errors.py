@@ -16,7 +16,9 @@ callers of the Python API can catch ``KeyError``, ``ValueError``, ``OSError`` ..
     ├── WeightsError           (ValueError)        a .pdparams file is unsafe, or does not fit the network
     ├── ConversionError        (RuntimeError)      paddle2onnx failed or produced an unusable model
     ├── BackendError           (RuntimeError)      an inference backend or device is unavailable or failed
-    └── ImageError             (ValueError)        an input is not an image zoo can segment
+    ├── ImageError             (ValueError)        an input is not an image zoo can segment
+    ├── InvalidNameError       (ValueError)        a model name breaks the registry's naming rule
+    └── DiskFullError          (OSError)           no space or quota left for a write; nothing half-written kept
 """
 
 from __future__ import annotations
@@ -85,3 +87,11 @@ class BackendError(ZooError, RuntimeError):
 
 class ImageError(ZooError, ValueError):
     """An input file is not an image zoo can segment."""
+
+
+class InvalidNameError(ZooError, ValueError):
+    """A model name breaks the registry's naming rule (so it can never be turned into a cache path)."""
+
+
+class DiskFullError(ZooError, OSError):
+    """A write ran out of disk space or quota (ENOSPC, EDQUOT); nothing half-written was kept."""

@@ -32,14 +32,16 @@ def _resolve_weights(entry: registry.ModelEntry, weights: str | Path | None) -> 
     if weights == "random":
         return None, {"weights": "random"}
     from zoo import fetch
+    from zoo.weights import read_pdparams
 
     if weights is None:
         artifact = entry.artifacts.get("weights")
         if artifact is None:
             raise WeightsError(f"model '{entry.name}' has no [weights] artifact; pass --weights PATH|URL|random")
-        got = fetch.fetch(artifact, pin_id=f"{entry.name}/weights")
+        got = fetch.fetch(artifact, pin_id=f"{entry.name}/weights", check=read_pdparams)  # refused: never kept
     elif str(weights).startswith(("http://", "https://", "file://")):
-        got = fetch.fetch(Artifact("weights", (str(weights),)), pin_id=f"{entry.name}/weights@{weights}")
+        got = fetch.fetch(Artifact("weights", (str(weights),)), pin_id=f"{entry.name}/weights@{weights}",
+                          check=read_pdparams)  # fmt: skip
     else:
         path = Path(weights).expanduser()
         if not path.is_file():

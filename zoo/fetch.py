@@ -1,5 +1,8 @@
 """The download engine: one artifact, from a mirror, its URLs or a local path, into ``<cache>/blobs/<hex>``.
 
+This module picks the sources and commits the result; :mod:`zoo.transfer` moves the bytes of one source (HTTP with
+retries, resume and a deadline, or a local copy) and checks them, into a :class:`zoo.partial.TempDownload`.
+
 Sources, in order: the mirror (``mirror=`` or ZOO_MIRROR: an HTTP base URL or a folder holding ``blobs/<hex>`` and
 ``zoo.lock``, the layout of an extracted bundle), then ``artifact.urls`` (https, http, ``file://`` or a plain path).
 The expected content is the registry's sha256, else the local pin (``zoo/pins.py``); a mirror is also asked for
@@ -14,41 +17,35 @@ Files in ``<cache>/blobs/`` (every temporary name starts with "."):
     .<hex>.partial (+ .json)     the valid prefix of an interrupted download whose hash and size are known, with the
                                  server's ETag/Last-Modified; the next fetch claims it by rename and resumes with Range.
 
-Per source: 4xx, an unknown host and wrong content (HTML, size, hash) move on to the next source at once; 5xx,
-408/429, dropped connections and timeouts are retried with exponential backoff (ZOO_RETRIES, ZOO_BACKOFF), each read
-limited by ZOO_TIMEOUT and each source by ZOO_DEADLINE. When every source fails the error lists each one:
-IntegrityError if some source delivered wrong bytes, else OfflineError if offline mode skipped one, else DownloadError.
+Per source: 4xx, an unknown host, a bad URL and wrong content (HTML, size, hash) move on to the next source at once;
+5xx, 408/429, dropped connections, bodies shorter than the known size and timeouts are retried with exponential backoff
+(ZOO_RETRIES, ZOO_BACKOFF), each silent stretch limited by ZOO_TIMEOUT and each source as a whole (connect, headers
+and body, retries included) by ZOO_DEADLINE. When every source fails the error lists each one: IntegrityError if some
+source delivered wrong bytes, else OfflineError if offline mode skipped one (naming what set it), else DownloadError.
+Refused content (``check=``) and a full disk (DiskFullError) keep nothing; SIGTERM is Ctrl-C (through the CLI): only
+a resumable partial download stays.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
-import json
-import os
 import re
-import sys
-import tempfile
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zoo import cache, config, pins
+from zoo import progress as progress_mod
 from zoo.errors import DownloadError, IntegrityError, OfflineError
 from zoo.registry import Artifact
-from zoo.transport import Client, TransportError
+from zoo.partial import TempDownload
+from zoo.transfer import Expected, Failed, Session, copy_local, http_get, transport_reason, verify
+from zoo.transport import TransportError
 
-CHUNK = 1 << 20  # bytes per read when copying a local file or re-hashing a partial download
 MAX_LOCK = 64 << 20  # bytes: the most a mirror's zoo.lock may hold
-WRITEBACK = 8 << 20  # bytes: a download starts its writeback to disk after every this many (see _start_writeback)
-HEAD = 512  # bytes kept from the start of a download to recognise an HTML page
-MAX_DELAY = 30.0  # cap of one backoff sleep, seconds
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _NEXT_STEPS = (
     "check your network connection, pass --mirror DIR|URL (or set ZOO_MIRROR), or run 'zoo bundle import FILE' "
     "with a bundle made on a machine that has it"
@@ -67,31 +64,10 @@ class Fetched:
 
 
 @dataclass(frozen=True)
-class _Expected:
-    sha256: str | None  # what the bytes must hash to
-    size: int | None  # how many bytes there must be
-    origin: str  # where that came from, for messages
-    pinned: bool = False  # it came from the local zoo.lock (so re-pinning is the user's call)
-
-
-@dataclass(frozen=True)
 class _Source:
     label: str  # URL or path, as shown in messages and Fetched.url
     target: str | Path  # URL to GET, or a local file to copy
-    expected: _Expected
-
-
-class _Failed(Exception):
-    """One attempt on one source failed."""
-
-    def __init__(self, reason: str, *, retry: bool = False, keep: bool = True, integrity: bool = False,
-                 gone: bool = False):  # fmt: skip
-        super().__init__(reason)
-        self.reason = reason
-        self.retry = retry  # another attempt on the same source may succeed
-        self.keep = keep  # the bytes received so far are still a valid prefix
-        self.integrity = integrity  # the source delivered wrong bytes
-        self.gone = gone  # the source does not have it (4xx, unknown host, no such file): waiting will not help
+    expected: Expected
 
 
 def fetch(
@@ -103,12 +79,17 @@ def fetch(
     offline: bool | None = None,
     require_hash: bool | None = None,
     progress: bool | None = None,
+    check: Callable[[Path], Any] | None = None,
 ) -> Fetched:
-    """Put ``artifact`` in the cache (or find it there) and return the verified blob."""
+    """Put ``artifact`` in the cache (or find it there) and return the verified blob.
+
+    ``check`` is called on the downloaded file before it becomes a blob or is pinned; whatever it raises (e.g. a
+    WeightsError for unsafe weights) propagates, and the refused bytes are neither kept nor pinned."""
+    offline_by = _offline_by(offline)
     offline = config.offline() if offline is None else offline
     require_hash = config.require_hash() if require_hash is None else require_hash
     mirror = config.mirror() if mirror is None else (mirror or None)
-    progress = _stderr_is_terminal() if progress is None else progress
+    progress = progress_mod.stderr_is_terminal() if progress is None else progress
     expected = _expected(artifact, pin_id)
     if require_hash and expected.sha256 is None:
         raise IntegrityError(
@@ -123,8 +104,8 @@ def fetch(
         expected = _expected(artifact, pin_id)  # another process may have pinned it while we waited
         if not force and (hit := _cached(expected)):
             return hit
-        with _Session() as session:
-            fetched = _fetch_from_sources(artifact, pin_id, expected, mirror, force, offline, progress, session)
+        with Session(progress, check, offline_by) as session:
+            fetched = _fetch_from_sources(artifact, pin_id, expected, mirror, force, offline, session)
         if artifact.sha256 is None:
             pins.record(pin_id, fetched.sha256, fetched.size, fetched.url)
         return fetched
@@ -134,8 +115,8 @@ def fetch(
 
 
 def _fetch_from_sources(
-    artifact: Artifact, pin_id: str, expected: _Expected, mirror: str | None, force: bool, offline: bool,
-    progress: bool, session: _Session,
+    artifact: Artifact, pin_id: str, expected: Expected, mirror: str | None, force: bool, offline: bool,
+    session: Session,
 ) -> Fetched:  # fmt: skip
     notes: list[str] = []
     integrity = skipped = False
@@ -159,8 +140,8 @@ def _fetch_from_sources(
             skipped = True
             continue
         try:
-            return _from_source(source, pin_id, force, progress, session)
-        except _Failed as failure:
+            return _from_source(source, pin_id, force, session)
+        except Failed as failure:
             notes.append(f"{source.label}: {failure.reason}")
             integrity = integrity or failure.integrity
             if source.label in artifact.urls:
@@ -174,9 +155,9 @@ def _fetch_from_sources(
     if skipped:
         what = expected.sha256 or "no hash pinned yet"
         raise OfflineError(
-            f"'{pin_id}' ({what}) is not in the cache ({cache.blobs_dir()}) and offline mode (ZOO_OFFLINE) forbids "
-            f"downloading it ({tried}); run 'zoo bundle import FILE' with a bundle that holds it, pass --mirror DIR "
-            "(a folder with blobs/<hex>), or unset ZOO_OFFLINE"
+            f"'{pin_id}' ({what}) is not in the cache ({cache.blobs_dir()}) and offline mode ({session.offline_by}) "
+            f"forbids downloading it ({tried}); run 'zoo bundle import FILE' with a bundle that holds it, pass "
+            f"--mirror DIR (a folder with blobs/<hex>), or {_undo_offline(session.offline_by)}"
         )
     kept = ""
     if expected.sha256 and (partial := cache.blobs_dir() / f".{cache.hex_of(expected.sha256)}.partial").is_file():
@@ -185,8 +166,22 @@ def _fetch_from_sources(
                         gone=len(gone) == len(artifact.urls) > 0 and all(gone))  # fmt: skip
 
 
+def _offline_by(offline: bool | None) -> str:
+    """What set offline mode, for messages: the --offline flag (offline=True) and/or ZOO_OFFLINE."""
+    env = "ZOO_OFFLINE=1" if config.offline() else ""
+    if offline:
+        return "--offline" + (f" and {env}" if env else "")
+    return env or "offline=False"
+
+
+def _undo_offline(offline_by: str) -> str:
+    steps = (["drop --offline"] if "--offline" in offline_by else []) + (
+        ["unset ZOO_OFFLINE"] if "ZOO_OFFLINE" in offline_by else [])  # fmt: skip
+    return " and ".join(steps) or "go online"
+
+
 def _mirror_source(
-    mirror: str, pin_id: str, expected: _Expected, offline: bool, session: _Session
+    mirror: str, pin_id: str, expected: Expected, offline: bool, session: Session
 ) -> tuple[_Source | None, str | None]:
     """The mirror's blob for this artifact, or a note saying why the mirror cannot serve it."""
     remote = _is_remote(mirror)
@@ -195,11 +190,11 @@ def _mirror_source(
     if expected.sha256 is None:
         try:
             entry = _mirror_lock(mirror, session).get(pin_id)
-        except (_Failed, IntegrityError) as exc:
+        except (Failed, IntegrityError) as exc:
             return None, f"mirror {mirror}: cannot read its zoo.lock ({exc})"
         if entry is None:
             return None, f"mirror {mirror}: its zoo.lock has no entry for '{pin_id}'"
-        expected = _Expected(entry["sha256"], entry["size"], f"pinned in the mirror's zoo.lock ({mirror})")
+        expected = Expected(entry["sha256"], entry["size"], f"pinned in the mirror's zoo.lock ({mirror})")
     hex_ = cache.hex_of(expected.sha256)
     if remote:
         url = f"{mirror.rstrip('/')}/blobs/{hex_}"
@@ -208,7 +203,7 @@ def _mirror_source(
     return _Source(str(path), path, expected), None
 
 
-def _mirror_lock(mirror: str, session: _Session) -> dict[str, dict[str, Any]]:
+def _mirror_lock(mirror: str, session: Session) -> dict[str, dict[str, Any]]:
     if not _is_remote(mirror):
         return pins.load_file(_local_path(mirror) / "zoo.lock")
     url = f"{mirror.rstrip('/')}/zoo.lock"
@@ -217,209 +212,75 @@ def _mirror_lock(mirror: str, session: _Session) -> dict[str, dict[str, Any]]:
             if response.status == 404:
                 return {}
             if response.status != 200:
-                raise _Failed(f"HTTP {response.status} {response.reason}".rstrip())
+                raise Failed(f"HTTP {response.status} {response.reason}".rstrip())
             text = response.read(MAX_LOCK).decode("utf-8", errors="replace")
     except TransportError as exc:  # any transport problem just means "no lock from this mirror"
-        raise _Failed(_transport_reason(exc, 0)) from None
+        raise Failed(transport_reason(exc, 0)) from None
     return pins.parse(text, url)
 
 
-def _from_source(source: _Source, pin_id: str, force: bool, progress: bool, session: _Session) -> Fetched:
+def _from_source(source: _Source, pin_id: str, force: bool, session: Session) -> Fetched:
     """Download or copy one source into a temp file, verify it and rename it into the cache."""
     expected = source.expected
-    temp = _Temp(expected)
+    try:
+        temp = TempDownload(expected.sha256, expected.size)
+    except OSError as exc:
+        if cache.is_disk_full(exc):
+            raise cache.disk_full(exc, cache.blobs_dir(), expected.size, f"'{pin_id}'") from None
+        raise
     try:
         remote = isinstance(source.target, str)
         if remote and not force:
             temp.claim_partial()
-        with _progress_bar(progress, pin_id, expected.size) as bar:
+        with progress_mod.bar(session.progress, pin_id, expected.size) as bar:
             for _ in range(2):  # a second pass only if a resumed download turns out wrong as a whole
                 if remote:
-                    _http(session, source.label, temp, expected, bar)
+                    http_get(session, source.label, temp, expected, bar)
                 else:
-                    _copy(source.target, temp, bar)
+                    copy_local(source.target, temp, bar)
                 digest = temp.finish()
                 try:
-                    _verify(temp, digest, expected)
+                    verify(temp, digest, expected)
                     break
-                except _Failed as failure:
+                except Failed as failure:
                     if not (temp.resumed and failure.integrity):
                         raise
                     temp.reset()  # the old prefix was stale; fetch it all again
                     bar.reset(total=expected.size)
+        if session.check is not None:
+            try:
+                session.check(temp.path)
+            except BaseException:
+                temp.reset()  # refused content is never kept, not even as a partial download
+                raise
         path = temp.commit(cache.blob_path(digest))
         return Fetched(path, digest, temp.size, source.label, reused=False)
-    except _Failed as failure:
+    except Failed as failure:
         if not failure.keep:
             temp.reset()
         raise
+    except OSError as exc:
+        if not cache.is_disk_full(exc):
+            raise
+        temp.discard()  # frees the space; a partial download the disk cannot hold is worth nothing
+        raise cache.disk_full(exc, cache.blobs_dir(), expected.size or temp.announced, f"'{pin_id}'") from None
     finally:
         temp.close()
-
-
-def _http(session: _Session, url: str, temp: _Temp, expected: _Expected, bar: Any) -> None:
-    """GET ``url`` into ``temp`` with retries, resuming from what ``temp`` already holds."""
-    deadline = time.monotonic() + config.deadline()
-    attempts = 1 + config.retries()
-    last: _Failed | None = None
-    for attempt in range(attempts):
-        if attempt:
-            delay = min(config.backoff() * 2 ** (attempt - 1), MAX_DELAY, deadline - time.monotonic())
-            time.sleep(max(delay, 0))
-        if time.monotonic() >= deadline:
-            break
-        try:
-            _request(session, url, temp, expected, bar, deadline)
-            return
-        except _Failed as failure:
-            if not (failure.keep and temp.resumable):  # resume only what a known hash will check as a whole
-                temp.reset()
-                bar.reset(total=expected.size)
-            if not failure.retry:
-                raise
-            last = failure
-    reason = last.reason if last else "no attempt was made"
-    if time.monotonic() >= deadline:
-        raise _Failed(f"{reason}; gave up after ZOO_DEADLINE={config.deadline():g}s")
-    raise _Failed(f"{reason} (gave up after {attempts} attempts)")
-
-
-def _request(session: _Session, url: str, temp: _Temp, expected: _Expected, bar: Any, deadline: float) -> None:
-    """One GET; appends to ``temp`` on 206, restarts it on 200. Raises _Failed."""
-    offset = temp.size
-    headers = {}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        if temp.validator and temp.validator_url == url:
-            headers["If-Range"] = temp.validator
-    received, length = 0, None
-    try:
-        with session.client.get(url, headers) as response:
-            _check_status(response)
-            if response.status == 206:
-                _check_content_range(response.headers.get("content-range"), offset, expected)
-                temp.resumed = True
-            elif offset:  # the server ignored Range, or the file changed (If-Range): start over
-                temp.reset()
-                bar.reset(total=expected.size)
-            temp.validator_url = url
-            temp.validator = _validator(response.headers)
-            temp.html_type = "text/html" in response.headers.get("content-type", "").lower()
-            length = _content_length(response.headers)
-            if response.status == 200 and length is not None and expected.size not in (None, length):
-                raise _Failed(_size_reason(expected, length, temp.html_type), keep=False, integrity=True)
-            if bar.total is None and length is not None:
-                bar.total = temp.size + length
-            for block in response.blocks():  # one socket receive each: a dropped connection loses nothing
-                temp.write(block)
-                received += len(block)
-                bar.update(len(block))
-                if expected.size is not None and temp.size > expected.size:
-                    raise _Failed(_size_reason(expected, temp.size, temp.looks_html()), keep=False, integrity=True)
-                if time.monotonic() > deadline:
-                    raise _Failed(f"still downloading after ZOO_DEADLINE={config.deadline():g}s")
-    except TransportError as exc:
-        reason = _transport_reason(exc, received, length)
-        raise _Failed(reason, retry=exc.retry, gone=exc.kind == "unknown-host") from None
-    if length is not None and received != length:  # some servers close early without a protocol error
-        raise _Failed(f"connection lost after {received} of {length} bytes (the server closed it early)", retry=True)
-
-
-def _copy(path: Path, temp: _Temp, bar: Any) -> None:
-    if not path.is_file():
-        raise _Failed("no such file", gone=True)
-    temp.reset()
-    try:
-        with open(path, "rb") as src:
-            while chunk := src.read(CHUNK):
-                temp.write(chunk)
-                bar.update(len(chunk))
-    except OSError as exc:
-        raise _Failed(f"cannot read it ({exc.strerror or exc})", keep=False) from None
-
-
-def _verify(temp: _Temp, digest: str, expected: _Expected) -> None:
-    html = temp.looks_html()
-    page = "; it is an HTML page (usually a login, error or 'download' page), not the artifact" if html else ""
-    if expected.sha256 is not None:
-        if digest != expected.sha256:
-            raise _Failed(f"sha256 mismatch: expected {expected.sha256} ({expected.origin}), got {digest}{page}",
-                          keep=False, integrity=True)  # fmt: skip
-    elif html:
-        raise _Failed(
-            "the server returned an HTML page (usually a login, error or 'download' page), not the artifact; "
-            "open the URL in a browser, or fix the URL in the registry",
-            keep=False,
-        )
-    if expected.size is not None and temp.size != expected.size:
-        raise _Failed(_size_reason(expected, temp.size, html), keep=False, integrity=True)
-
-
-# ---- HTTP details ---------------------------------------------------------------------------------------------------
-
-
-def _check_status(response: Any) -> None:
-    code = response.status
-    if code in (200, 206):
-        return
-    reason = f"HTTP {code} {response.reason}".rstrip()
-    if code == 416:  # our prefix is not a prefix of this file: start over
-        raise _Failed(reason, retry=True, keep=False)
-    raise _Failed(reason, retry=code >= 500 or code in (408, 429), gone=400 <= code < 500 and code not in (408, 429))
-
-
-def _check_content_range(value: str | None, offset: int, expected: _Expected) -> None:
-    match = _CONTENT_RANGE.match(value or "")
-    if match is None or int(match.group(1)) != offset:
-        raise _Failed(f"asked for bytes {offset}- but the server answered Content-Range {value!r}; "
-                      "the partial download was dropped", keep=False)  # fmt: skip
-    total = match.group(3)
-    if total != "*" and expected.size is not None and int(total) != expected.size:
-        raise _Failed(_size_reason(expected, int(total), False), keep=False, integrity=True)
-
-
-def _validator(headers: Any) -> str | None:
-    """A strong ETag, else Last-Modified: what If-Range may carry."""
-    etag = headers.get("etag")
-    if etag and not etag.startswith("W/"):
-        return etag
-    return headers.get("last-modified")
-
-
-def _content_length(headers: Any) -> int | None:
-    value = headers.get("content-length")
-    return int(value) if value and value.strip().isdigit() else None
-
-
-def _transport_reason(exc: TransportError, received: int, length: int | None = None) -> str:
-    if exc.kind == "unknown-host":
-        return f"unknown host ({exc.detail})"
-    if exc.kind == "timeout":
-        return f"timed out after ZOO_TIMEOUT={config.timeout():g}s ({exc.detail})"
-    if received or length:
-        of = f" of {length}" if length is not None else ""
-        return f"connection lost after {received}{of} bytes ({exc.detail})"
-    return exc.detail
-
-
-def _size_reason(expected: _Expected, got: int, html: bool) -> str:
-    page = "; it is an HTML page (usually a login, error or 'download' page), not the artifact" if html else ""
-    return f"size mismatch: expected {expected.size} bytes ({expected.origin}), got {got}{page}"
 
 
 # ---- expected content, cache hits, hints ----------------------------------------------------------------------------
 
 
-def _expected(artifact: Artifact, pin_id: str) -> _Expected:
+def _expected(artifact: Artifact, pin_id: str) -> Expected:
     if artifact.sha256 is not None:
-        return _Expected(artifact.sha256, artifact.size, "from the registry")
+        return Expected(artifact.sha256, artifact.size, "from the registry")
     pin = pins.get(pin_id)
     if pin is not None:
-        return _Expected(pin["sha256"], artifact.size or pin["size"], f"pinned in {cache.lock_file()}", pinned=True)
-    return _Expected(None, artifact.size, "from the registry")
+        return Expected(pin["sha256"], artifact.size or pin["size"], f"pinned in {cache.lock_file()}", pinned=True)
+    return Expected(None, artifact.size, "from the registry")
 
 
-def _cached(expected: _Expected) -> Fetched | None:
+def _cached(expected: Expected) -> Fetched | None:
     if expected.sha256 is None:
         return None
     path = cache.blob_path(expected.sha256)
@@ -432,7 +293,7 @@ def _cached(expected: _Expected) -> Fetched | None:
     return Fetched(path, expected.sha256, size, str(path), reused=True)
 
 
-def _integrity_hint(pin_id: str, expected: _Expected) -> str:
+def _integrity_hint(pin_id: str, expected: Expected) -> str:
     if expected.pinned:
         return (f"If the change is legitimate, delete the '{pin_id}' entry from {cache.lock_file()} "
                 "and pull again to re-pin it")  # fmt: skip
@@ -469,233 +330,3 @@ def _local_path(location: str) -> Path:
     return Path(location).expanduser()
 
 
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _progress_bar(enabled: bool, desc: str, total: int | None) -> Any:
-    if not enabled:
-        return _NoBar(total)
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                leave=False, dynamic_ncols=True)  # fmt: skip
-
-
-class _NoBar(contextlib.nullcontext):
-    """What a download reports progress to when no bar is shown (tqdm is not even imported)."""
-
-    def __init__(self, total: int | None) -> None:
-        super().__init__(self)
-        self.total = total
-
-    def update(self, n: int) -> None:
-        pass
-
-    def reset(self, total: int | None = None) -> None:
-        self.total = total
-
-
-class _Session:
-    """A transport client, created only when a source needs the network."""
-
-    def __init__(self) -> None:
-        self._client: Client | None = None
-
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            from zoo import __version__
-
-            self._client = Client(
-                timeout=config.timeout(),
-                headers={"User-Agent": f"zoo/{__version__}", "Accept-Encoding": "identity"},
-            )
-        return self._client
-
-    def __enter__(self) -> _Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._client = None
-
-
-# ---- the temp file --------------------------------------------------------------------------------------------------
-
-
-class _Temp:
-    """A unique ``.incomplete`` file in blobs/; left behind as ``.<hex>.partial`` only when it can be resumed."""
-
-    def __init__(self, expected: _Expected):
-        self.expected = expected
-        self.hex = cache.hex_of(expected.sha256) if expected.sha256 else None
-        self.resumable = self.hex is not None and expected.size is not None
-        prefix = f".{self.hex}." if self.hex else "."
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".incomplete", dir=cache.blobs_dir())
-        self.path = Path(name)
-        self.file = os.fdopen(fd, "r+b")
-        self.validator: str | None = None  # ETag or Last-Modified of the bytes we hold
-        self.validator_url: str | None = None  # ... as given by this URL
-        self.html_type = False  # the last response said text/html
-        self.resumed = False  # the bytes came from more than one response
-        self.committed = False
-        self._hash = _Sha256()
-        self._start()
-
-    def _start(self) -> None:
-        self.size = 0
-        self.head = b""
-        self._written_back = 0  # bytes whose writeback to disk has been started
-        self._hash.close()  # waits for a block still being hashed
-        self._hash = _Sha256()
-
-    @property
-    def partial(self) -> Path:
-        return cache.blobs_dir() / f".{self.hex}.partial"
-
-    @property
-    def partial_meta(self) -> Path:
-        return cache.blobs_dir() / f".{self.hex}.partial.json"
-
-    def claim_partial(self) -> None:
-        """Take over a previous run's partial download (an atomic rename, so only one process gets it)."""
-        if not self.resumable:
-            return
-        try:
-            meta = json.loads(self.partial_meta.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            meta = {}
-        self.file.close()
-        try:
-            os.replace(self.partial, self.path)
-        except FileNotFoundError:
-            pass
-        with contextlib.suppress(OSError):
-            self.partial_meta.unlink()
-        self.file = open(self.path, "r+b")  # noqa: SIM115 — closed by close()/commit()
-        while chunk := self.file.read(CHUNK):
-            self._add(chunk)
-        self._written_back = self.size  # an earlier run wrote it: the kernel writes it back on its own
-        if self.size >= (self.expected.size or 0):
-            self.reset()  # cannot be a proper prefix
-        elif isinstance(meta, dict):
-            self.validator, self.validator_url = meta.get("validator"), meta.get("url")
-
-    def write(self, chunk: bytes) -> None:
-        self.file.write(chunk)
-        self._add(chunk)
-        if self.size - self._written_back >= WRITEBACK:
-            self.file.flush()
-            _start_writeback(self.file.fileno(), self._written_back, self.size - self._written_back)
-            self._written_back = self.size
-
-    def _add(self, chunk: bytes) -> None:
-        self._hash.update(chunk)
-        if len(self.head) < HEAD:
-            self.head += chunk[: HEAD - len(self.head)]
-        self.size += len(chunk)
-
-    def reset(self) -> None:
-        self.file.seek(0)
-        self.file.truncate()
-        self.validator = self.validator_url = None
-        self.resumed = self.html_type = False
-        self._start()
-
-    def looks_html(self) -> bool:
-        start = self.head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-        return self.html_type or start.startswith((b"<!doctype html", b"<html"))
-
-    def finish(self) -> str:
-        """Flush and fsync; the sha256 of everything written."""
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        return "sha256:" + self._hash.hexdigest()
-
-    def commit(self, dest: Path) -> Path:
-        self.file.close()
-        os.replace(self.path, dest)  # an identical blob from a concurrent fetch may be replaced: same bytes
-        self.committed = True
-        cache.fsync_dir(dest.parent)
-        return dest
-
-    def close(self) -> None:
-        """Remove the temp file, or keep it as the resumable partial if it holds a useful prefix."""
-        self._hash.close()
-        if self.committed:
-            return
-        with contextlib.suppress(OSError):
-            self.file.close()
-        if self.resumable and 0 < self.size < (self.expected.size or 0):
-            with contextlib.suppress(OSError):
-                meta = {"url": self.validator_url, "validator": self.validator}
-                self.partial_meta.write_text(json.dumps(meta), encoding="utf-8")
-                os.replace(self.path, self.partial)
-                return
-        with contextlib.suppress(OSError):
-            self.path.unlink()
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to start writing a range of the file to disk now, without waiting (Linux sync_file_range with
-    SYNC_FILE_RANGE_WRITE), so the fsync that ends a download waits for its last few MiB only. Elsewhere, and if the
-    call fails, nothing happens: it is only a head start."""
-    call = _sync_file_range()
-    if call is not None:
-        call(fd, offset, length, 2)  # 2 = SYNC_FILE_RANGE_WRITE; the result is ignored on purpose
-
-
-@functools.cache
-def _sync_file_range() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        call = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    call.restype = ctypes.c_int
-    return call
-
-
-class _Sha256:
-    """sha256 of a download, hashed on a worker thread while the next block is received (hashlib and socket reads
-    both release the GIL, so hashing costs no wall time as long as it keeps up with the network)."""
-
-    THREADED = 1 << 16  # bytes: smaller blocks are hashed in place
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-        self._pool: Any = None
-        self._pending: Any = None
-
-    def update(self, block: bytes) -> None:
-        self._wait()
-        if len(block) < self.THREADED:
-            self._hash.update(block)
-            return
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="zoo-sha256")
-        self._pending = self._pool.submit(self._hash.update, bytes(block))  # a copy only if it was a view
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
-
-    def hexdigest(self) -> str:
-        self._wait()
-        return self._hash.hexdigest()
-
-    def close(self) -> None:
-        self._wait()
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None

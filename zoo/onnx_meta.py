@@ -26,7 +26,7 @@ def check_onnx(path: Path) -> None:
     except Exception as exc:
         raise ConversionError(f"{path} is not a readable ONNX model ({exc}); convert or download it again") from None
     external = [
-        t.name or "(unnamed)" for t in _all_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL
+        t.name or "(unnamed)" for t in _model_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL
     ]
     if external:
         shown = ", ".join(external[:3]) + (f" and {len(external) - 3} more" if len(external) > 3 else "")
@@ -70,9 +70,14 @@ def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def _model_tensors(model: Any) -> list[Any]:
+    """Every TensorProto of a model: its graph's and those inside its local functions (FunctionProto nodes)."""
+    return _all_tensors(model.graph) + [t for function in model.functions for t in _all_tensors(function)]
+
+
 def _all_tensors(graph: Any) -> list[Any]:
-    """Every TensorProto of a graph: initializers and node attributes, subgraphs included."""
-    tensors = list(graph.initializer) + [s.values for s in graph.sparse_initializer]
+    """Every TensorProto of a graph (or a function): initializers and node attributes, subgraphs included."""
+    tensors = list(getattr(graph, "initializer", ())) + [s.values for s in getattr(graph, "sparse_initializer", ())]
     for node in graph.node:
         for attr in node.attribute:
             tensors += ([attr.t] if attr.HasField("t") else []) + list(attr.tensors)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from zoo import archive, cache, catalog, pins, registry
+from zoo import archive, cache, catalog, pins, registry, repair
 from zoo.errors import ArchiveError, ConversionError, DownloadError, NotCachedError, WeightsError, ZooError
 from zoo.util import first_line as _first_line
 
@@ -147,9 +147,9 @@ def _from_inference(entry: registry.ModelEntry, opts: _Options) -> PullResult:
     provenance = _provenance(entry.name, "inference", fetched, entry.artifacts["inference"])
     try:
         folder = archive.extract_paddle_model(fetched.path, provenance)
-    except ArchiveError:
+    except ArchiveError as exc:
         _forget(fetched, pin_id, before)
-        raise
+        raise repair.refused_download(exc, fetched.path, provenance["url"]) from None
     cache.set_ref(entry.name, "paddle", {"key": folder.name, **_record(provenance)})
     return PullResult(entry.name, "paddle", "inference", provenance["url"], fetched.sha256, folder, False)
 
@@ -191,9 +191,9 @@ def _pull_onnx(entry: registry.ModelEntry, opts: _Options) -> PullResult:
         provenance = _provenance(name, "onnx", fetched, entry.artifacts["onnx"])
         try:
             path = _store_onnx(fetched.path, provenance)
-        except (ArchiveError, ConversionError):
+        except (ArchiveError, ConversionError) as exc:
             _forget(fetched, pin_id, before)
-            raise
+            raise repair.refused_download(exc, fetched.path, provenance["url"]) from None
         cache.set_ref(name, "onnx", {"key": path.parent.name, **_record(provenance), "file": path.name})
         return PullResult(name, "onnx", "onnx", provenance["url"], fetched.sha256, path, False)
 

@@ -9,17 +9,25 @@ the missing bytes.
 
 Every failure in transit is a ``TransportError`` with a ``kind``; HTTP error statuses are not failures here: they come
 back as a ``Response`` for the caller to judge.
+
+A request may carry a deadline: a watchdog thread shuts the socket down when it passes, so connect, the status line
+and headers (however slowly a server trickles them) and the body all count against it — a per-read timeout alone is
+reset by every byte. The same watchdog tells the caller when nothing has been heard for a while (``on_wait``), and
+every failure names the proxy the request went through, if any.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.message import Message
 from typing import Any
 
@@ -31,7 +39,7 @@ class TransportError(Exception):
 
     def __init__(self, kind: str, detail: str):
         super().__init__(detail)
-        self.kind = kind  # "unknown-host" | "timeout" | "tls" | "invalid-url" | "connection"
+        self.kind = kind  # "unknown-host" | "timeout" | "tls" | "invalid-url" | "connection" | "deadline"
         self.detail = detail
 
     @property
@@ -43,11 +51,14 @@ class TransportError(Exception):
 class Response:
     """An HTTP response whose body has not been read yet."""
 
-    def __init__(self, raw: Any, status: int, reason: str, headers: Message):
+    def __init__(self, raw: Any, status: int, reason: str, headers: Message, watch: _Watchdog | None = None,
+                 proxy: str | None = None):  # fmt: skip
         self._raw = raw
         self.status = status
-        self.reason = reason
+        self.reason = " ".join(reason.split())  # urllib's redirect-loop reason spans lines
         self.headers = headers  # case-insensitive .get()
+        self.proxy = proxy  # the proxy the request went through, if any
+        self._watch = watch
 
     def blocks(self) -> Iterator[bytes]:
         """The body, one socket receive (at most BLOCK bytes) at a time; ends at the end of the body or when the
@@ -56,9 +67,13 @@ class Response:
             try:
                 block = self._raw.read1(BLOCK)
             except Exception as exc:  # noqa: BLE001 — converted or re-raised by _failure
-                raise _failure(exc) from None
+                raise _failure(exc, self._watch, self.proxy) from None
             if not block:
+                if self._watch is not None and self._watch.fired:
+                    raise self._watch.error()
                 return
+            if self._watch is not None:
+                self._watch.heard()
             yield block
 
     def read(self, limit: int) -> bytes:
@@ -71,6 +86,8 @@ class Response:
         return bytes(data)
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
         self._raw.close()
 
     def __enter__(self) -> Response:
@@ -86,35 +103,154 @@ class Client:
     def __init__(self, *, timeout: float, headers: dict[str, str]):
         self.timeout = timeout
         self._opener = urllib.request.OpenerDirector()
-        for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(), _LazyTLSHandler(),
+        self.watch: _Watchdog | None = None  # the watchdog of the request being opened
+        for handler in (urllib.request.ProxyHandler(), _WatchedHTTPHandler(self), _LazyTLSHandler(self),
                         _RedirectHandler(), urllib.request.HTTPDefaultErrorHandler(),
                         urllib.request.HTTPErrorProcessor()):  # fmt: skip
             self._opener.add_handler(handler)
         self._opener.addheaders = list(headers.items())
 
-    def get(self, url: str, headers: dict[str, str] | None = None) -> Response:
-        """Send a GET (following redirects) and return the response, whatever its status."""
+    def get(self, url: str, headers: dict[str, str] | None = None, *, deadline: float | None = None,
+            on_wait: Callable[[float], None] | None = None, wait_notice: float = 5.0) -> Response:  # fmt: skip
+        """Send a GET (following redirects) and return the response, whatever its status.
+
+        ``deadline`` (a ``time.monotonic()`` value) bounds the whole request, body included, until the response is
+        closed; ``on_wait(seconds)`` is called (from another thread) once nothing has arrived for ``wait_notice``
+        seconds."""
+        proxy = proxy_for(url)
+        watch = self.watch = _Watchdog(deadline, on_wait, wait_notice)
         try:
             request = urllib.request.Request(url, headers=headers or {})
             raw = self._opener.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:  # an error status, or a redirect zoo does not follow
-            return Response(exc, exc.code, str(exc.reason or ""), exc.headers)
+            return Response(exc, exc.code, str(exc.reason or ""), exc.headers, watch, proxy)
         except Exception as exc:  # noqa: BLE001 — converted or re-raised by _failure
-            raise _failure(exc) from None
-        return Response(raw, raw.status, raw.reason or "", raw.headers)
+            watch.stop()
+            raise _failure(exc, watch, proxy) from None
+        finally:
+            self.watch = None
+        watch.heard()
+        return Response(raw, raw.status, raw.reason or "", raw.headers, watch, proxy)
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy urllib sends ``url`` through (http_proxy, https_proxy, no_proxy), or None."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme.lower())
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
+
+
+class _Watchdog:
+    """One request's deadline and silence notice, on a timer thread: at the deadline the request's socket is shut
+    down (which ends a blocked connect, header or body read at once); after ``notice`` seconds without a byte,
+    ``on_wait`` is told, once."""
+
+    def __init__(self, deadline: float | None, on_wait: Callable[[float], None] | None, notice: float):
+        self.deadline = deadline
+        self.fired = False
+        self._on_wait, self._notice = on_wait, notice
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._last = time.monotonic()
+        self._thread: threading.Thread | None = None
+        if deadline is not None or on_wait is not None:
+            self._thread = threading.Thread(target=self._run, name="zoo-watchdog", daemon=True)
+            self._thread.start()
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.fired:
+                self._shut(sock)
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.001)
+
+    def heard(self) -> None:
+        self._last = time.monotonic()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def error(self) -> TransportError:
+        return TransportError("deadline", "the request (connect, headers and body) ran past its deadline")
+
+    def _run(self) -> None:
+        told = self._on_wait is None
+        while not self._stopped.is_set():
+            now = time.monotonic()
+            if self.deadline is not None and now >= self.deadline:
+                with self._lock:
+                    self.fired = True
+                    for sock in self._sockets:
+                        self._shut(sock)
+                return
+            if not told and now - self._last >= self._notice:
+                told = True
+                with contextlib.suppress(Exception):  # a notice must never break a download
+                    self._on_wait(now - self._last)  # type: ignore[misc]
+            waits = [0.5] + ([self.deadline - now] if self.deadline is not None else [])
+            self._stopped.wait(max(min(waits), 0.01))
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedConnection(http.client.HTTPConnection):
+    """An HTTP connection whose connect is bounded by the request's deadline and whose socket the watchdog holds."""
+
+    watch: _Watchdog | None = None
+
+    def connect(self) -> None:
+        remaining = self.watch.remaining() if self.watch else None
+        if remaining is not None:
+            self.timeout = min(self.timeout, remaining) if isinstance(self.timeout, int | float) else remaining
+        super().connect()
+        if self.watch is not None:
+            self.watch.attach(self.sock)
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, http.client.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, client: Client) -> None:
+        super().__init__()
+        self._client = client
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(_bound(_WatchedConnection, self._client.watch), req)
+
+
+def _bound(cls: type, watch: _Watchdog | None) -> Any:
+    """A connection factory whose connections report to ``watch``."""
+
+    def make(*args: Any, **kwargs: Any) -> Any:
+        conn = cls(*args, **kwargs)
+        conn.watch = watch
+        return conn
+
+    return make
 
 
 class _LazyTLSHandler(urllib.request.HTTPSHandler):
     """HTTPS with one TLS context, built on the first https request (loading CA certificates takes ~20 ms)."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: Client) -> None:
         super().__init__()
         self.context: ssl.SSLContext | None = None
+        self._client = client
 
     def https_open(self, req: urllib.request.Request) -> Any:
         if self.context is None:
             self.context = _tls_context()
-        return self.do_open(http.client.HTTPSConnection, req, context=self.context)
+        return self.do_open(_bound(_WatchedHTTPSConnection, self._client.watch), req, context=self.context)
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -143,15 +279,25 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
-def _failure(exc: BaseException) -> BaseException:
-    """The TransportError for a failure in transit; anything else is returned unchanged (to be re-raised)."""
+def _failure(exc: BaseException, watch: _Watchdog | None = None, proxy: str | None = None) -> BaseException:
+    """The TransportError for a failure in transit (naming the proxy, if one was used); anything else is returned
+    unchanged (to be re-raised)."""
+    if watch is not None and watch.fired:  # the watchdog shut the socket: whatever broke, the deadline did it
+        return watch.error()
+    error = _classify(exc)
+    if proxy and isinstance(error, TransportError) and error.kind != "invalid-url":
+        error = TransportError(error.kind, f"{error.detail} (through proxy {proxy})")
+    return error
+
+
+def _classify(exc: BaseException) -> BaseException:
     if isinstance(exc, TransportError):
         return exc
     if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
         inner = exc.reason
         if isinstance(inner, BaseException):
-            return _failure(inner)
-        return TransportError("connection", str(inner))
+            return _classify(inner)
+        return TransportError("invalid-url", str(inner))  # "no host given", "unknown url type": waiting won't help
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, socket.gaierror):
         return TransportError("unknown-host", detail)

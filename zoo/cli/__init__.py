@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     from zoo.errors import ZooError
 
     interrupted = False
+    import signal
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
+    saved = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None  # cleans up like ^C
     try:
         args = split_global_options(sys.argv[1:] if argv is None else list(argv))
         result = app(args=args, prog_name="zoo", standalone_mode=False)
@@ -47,5 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         code, interrupted = 130, True
     if code == 130 and not interrupted:  # typer turns Ctrl-C into Exit(130) by itself
         print("zoo: interrupted", file=sys.stderr)
+    if saved is not None:
+        signal.signal(signal.SIGTERM, saved)
     sys.stdout.flush()
     return code

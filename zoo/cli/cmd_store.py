@@ -89,6 +89,7 @@ def path(
 
     if not cache.is_entry_format(fmt):
         raise typer.BadParameter("choose paddle, onnx or a variant such as onnx-int8", param_hint="--format")
+    cache.check_name(name)  # a name, never a path
     found = cache.paddle_model_dir(name) if fmt == "paddle" else cache.variant_path(name, fmt)
     typer.echo(str(found))
 
@@ -105,11 +106,9 @@ def verify(name: Optional[str] = typer.Argument(None, help="Only this model.")) 
         return
     for problem in report.problems:
         typer.echo(str(problem))
-    names = sorted({n for p in report.problems for n in p.names})
-    fix = (
-        "; ".join(f"run 'zoo pull {n} --force'" for n in names) if names
-        else "run 'zoo cache prune' for leftovers, or 'zoo cache rm NAME' and pull again"
-    )  # fmt: skip
+    from zoo import repair
+
+    fix = repair.for_problems(report.problems)  # a command that rebuilds each damaged entry
     raise IntegrityError(f"{len(report.problems)} problem(s) in the cache ({cache.root()}); {fix}")
 
 
@@ -123,7 +122,7 @@ def rm(
     """Remove a model's cached files (entries and blobs no other model uses), or only one variant."""
     from zoo import housekeeping
 
-    removed = housekeeping.remove(name, variant)
+    removed = housekeeping.remove(cache.check_name(name), variant)  # a name, never a path
     typer.echo(f"removed {name}{f' {variant}' if variant else ''}: {len(removed)} item(s)")
 
 
