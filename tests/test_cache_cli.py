@@ -144,7 +144,8 @@ def test_verify_advice_for_each_damage_is_a_command_that_fixes_it(two_models) ->
 
     tiny = cache.paddle_model_dir("tiny")
     params = tiny / "model.pdiparams"
-    params.write_bytes(b"\x00" + params.read_bytes()[1:])
+    data = params.read_bytes()
+    params.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])  # flip a byte (FILES' params start with 0)
     orphan = cache.paddle_model_dir("other")
     cache.drop_ref("other")  # its entry is now used by no model
     (orphan / "deploy.yaml").write_text("changed")
