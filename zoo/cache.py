@@ -284,7 +284,8 @@ def onnx_model_path(name: str) -> Path:
     rec = get_ref(name).get("onnx")
     folder = onnx_dir() / rec["key"] if rec else None
     if folder is None or not (folder / MANIFEST).is_file():
-        raise NotCachedError(f"model '{name}' has no ONNX model in the cache; run 'zoo convert {name}'")
+        fix = f"'zoo convert {name}'" if "paddle" in cached_formats(name) else f"'zoo pull {name}', then 'zoo convert {name}'"
+        raise NotCachedError(f"model '{name}' has no ONNX model in the cache; run {fix}")
     return folder / rec.get("file", "model.onnx")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from zoo import archive, cache, pins, registry
+from zoo import archive, cache, pins, registry, resolve
 from zoo.errors import ArchiveError, ConversionError, DownloadError, NotCachedError, WeightsError, ZooError
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ def pull(
         results.append(_pull_paddle(entry, source, opts))
     if fmt in ("onnx", "all"):
         results.append(_pull_onnx(entry, opts))
+    resolve.remember(entry)  # the cache can describe the model once its registry file is gone
     return results
 
 

@@ -357,10 +357,11 @@ def _as_path(name_or_path: str | os.PathLike[str], registries: list[Path] | None
 
 
 def _load_registered(name: str, backend: str, device: str, threads: int | None, registries: list[Path] | None) -> Model:
-    from zoo import cache, plugins, registry
+    from zoo import cache, plugins, registry, resolve
 
     entry = registry.get(name, registries)
     arch = plugins.get_architecture(entry.architecture)
+    resolve.ensure(name, backend=backend, registries=registries)  # pull and convert what is missing
     # a cached file changed since it was written would give wrong masks silently: re-hash before loading
     if backend == "onnx":
         source = cache.onnx_model_path(name)

@@ -27,6 +27,7 @@ import numpy as np
 
 from zoo.errors import ImageError, NotCachedError
 from zoo.synthetic import street_scene
+from zoo import userfiles
 
 GRID = (8, 8)  # rows, cols of the coarse "where" grid
 MAX_REGIONS = 3  # worst grid cells reported
@@ -550,7 +551,7 @@ def verify_model(
         report=str(report / "verify.json") if report is not None else None,
     )  # fmt: skip
     if report is not None:
-        cache.atomic_write_json(report / "verify.json", result.as_dict())
+        userfiles.write_user_json(report / "verify.json", result.as_dict())
     return result
 
 
@@ -633,7 +634,7 @@ def write_marked_png(path: Path, rgb: np.ndarray, comparison: Comparison) -> Non
     ok, data = cv2.imencode(".png", np.ascontiguousarray(mark_disagreement(rgb, comparison)[:, :, ::-1]))
     if not ok:
         raise OSError(f"cannot encode the report picture {path}")
-    cache.atomic_write(path, data.tobytes())
+    userfiles.write_user_file(path, data.tobytes())
 
 
 def _stem(label: str) -> str:

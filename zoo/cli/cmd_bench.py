@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from zoo.cli._app import State, app, info, print_json, table
+from zoo.cli._app import State, app, info, parse_size, print_json, table
 
 
 class BenchBackend(str, Enum):
@@ -30,12 +30,8 @@ def bench(
 ) -> None:
     """Time a model on ONNX Runtime and Paddle Inference, each in its own process (ONNX converted if missing)."""
     from zoo import bench as bench_mod
-    from zoo.errors import ZooError
 
-    try:
-        hw = bench_mod.parse_size(size)
-    except ZooError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--size") from None
+    hw = parse_size(size)
     backends = bench_mod.BACKENDS if backend is BenchBackend.both else (backend.value,)
     result = bench_mod.bench(name, backends=backends, size=hw, threads=threads, warmup=warmup, runs=runs,
                              registries=State.registries, progress=info)  # fmt: skip

@@ -44,6 +44,10 @@ def convert(
         if output is not None or architecture is not None:
             raise typer.BadParameter("--output and --architecture are for a folder; a named model goes to the cache "
                                      f"(see 'zoo cache path {target} --format onnx')")  # fmt: skip
+        from zoo import cache, registry
+
+        registry.get(target, State.registries)  # an unknown name or
+        cache.paddle_model_dir(target)  # a model not pulled yet fails here, before "converting" is said
         if not json_:
             info(f"converting {target} to ONNX (opset {opset}) ...")
         result = convert_mod.convert(target, opset=opset, force=force, registries=State.registries)

@@ -8,18 +8,7 @@ from typing import Optional
 
 import typer
 
-from zoo.cli._app import State, app, info, print_json, stdout_to_stderr
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(f"expected HxW such as 512x1024, got {text!r}") from None
-    if h < 1 or w < 1:
-        raise typer.BadParameter(f"height and width must be positive, got {text!r}")
-    return h, w
-
+from zoo.cli._app import State, app, info, parse_size, print_json, stdout_to_stderr
 
 
 @app.command()
@@ -44,9 +33,10 @@ def verify(
     json_: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Compare ONNX Runtime with Paddle Inference on the same inputs; exit 1 if they disagree beyond tolerance."""
-    from zoo import cache, verify as verify_mod
+    from zoo import cache, registry, verify as verify_mod
 
-    hw = _parse_size(size)
+    hw = parse_size(size)
+    registry.get(name, State.registries)  # an unknown name fails before "verifying ..." is said
     images = None
     if image:
         from zoo.images import expand_inputs
