@@ -77,7 +77,8 @@ def _info_lines(entry: registry.ModelEntry, data: dict) -> list[str]:
     if data.get("input"):
         spec = data["input"]
         size = "x".join(map(str, spec["size"])) if spec.get("size") else "any"
-        lines.append(f"  input: {spec['color']} {spec['layout']} {spec['dtype']}, (x * {spec['scale']:g} - mean) / std, "
+        scaled = "x / 255" if abs(spec["scale"] * 255 - 1) < 1e-6 else f"x * {spec['scale']:g}"
+        lines.append(f"  input: {spec['color']} {spec['layout']} {spec['dtype']}, ({scaled} - mean) / std, "
                      f"mean {_floats(spec['mean'])}, std {_floats(spec['std'])}, size {size} ({spec['size_policy']})")  # fmt: skip
     if data.get("labels"):
         lines.append(f"  labels ({len(data['labels'])}): {', '.join(data['labels'])}")
