@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.http_server import LOGIN_PAGE, FaultServer, http_server  # noqa: F401
+from tests.netstub import unknown_host
 from zoo import cache, config, fetch, pins
 from zoo.errors import DownloadError, IntegrityError, OfflineError, ZooError
 from zoo.registry import Artifact
@@ -121,7 +122,8 @@ def test_404_everywhere_lists_each_url(http_server: FaultServer) -> None:
     assert_nothing_kept()
 
 
-def test_unknown_host_counts_as_gone(http_server: FaultServer) -> None:
+def test_unknown_host_counts_as_gone(http_server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    unknown_host(monkeypatch)  # resolved at the socket layer: no DNS query leaves the machine
     good = http_server.add("/m.tgz", DATA)
     assert get(art("http://no-such-host.invalid/m.tgz", good)).url == good
     with pytest.raises(DownloadError, match="unknown host"):
@@ -146,9 +148,7 @@ def test_500_forever_gives_up_after_retries(http_server: FaultServer) -> None:
 
 def test_stalled_body_times_out_then_retry_succeeds(http_server: FaultServer) -> None:
     url = http_server.add("/m.tgz", DATA, stall=5, times=1)
-    start = time.monotonic()
     assert get(art(url, data=None)).sha256 == sha(DATA)
-    assert time.monotonic() - start < 4  # ZOO_TIMEOUT cut the stall short
     assert len(http_server.requests("/m.tgz")) == 2
 
 
@@ -581,11 +581,10 @@ def test_https_with_an_untrusted_certificate_fails_at_once(
 ) -> None:
     monkeypatch.setenv("ZOO_BACKOFF", "5")  # a retry would sleep 5 s
     url = https_server.add("/m.tgz", DATA)
-    start = time.monotonic()
     with pytest.raises(DownloadError) as err:
         get(art(url))
     assert "TLS certificate not trusted" in str(err.value) and url in str(err.value)
-    assert time.monotonic() - start < 4  # not retried: waiting does not make a certificate trusted
+    assert "gave up after" not in str(err.value)  # not retried: waiting does not make a certificate trusted
     assert https_server.requests("/m.tgz") == []  # the handshake failed before any request
     assert_nothing_kept()
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
+from tests.netstub import unknown_host
 from tests.test_archive import FILES, member, model_tar, snapshot, tar_bytes, use_registry  # noqa: F401
 from zoo import cache, housekeeping
 from zoo.errors import DownloadError, OfflineError, WeightsError
@@ -39,11 +40,9 @@ def test_pull_then_path_then_verify(http_server, use_registry) -> None:  # noqa:
     assert ok.stdout.startswith("ok")
 
     before = len(http_server.log)
-    start = time.monotonic()
     again = run_zoo("pull", "tiny", check=True)
     assert "already cached" in again.stdout and digest in again.stdout
     assert len(http_server.log) == before  # no request at all
-    assert time.monotonic() - start < 10
     assert run_zoo("cache", "path", "tiny", "--format", "onnx").returncode == 1
 
 
@@ -200,6 +199,7 @@ def test_download_error_says_whether_the_source_is_gone(http_server, monkeypatch
 
     monkeypatch.setenv("ZOO_RETRIES", "0")
     monkeypatch.setenv("ZOO_TIMEOUT", "0.5")
+    unknown_host(monkeypatch)  # resolved at the socket layer: no DNS query leaves the machine
     urls = tuple(
         "http://no-such-host.invalid/x.tar" if f == "unknown-host" else http_server.add(f"/g{i}.tar", b"x" * 10, **f)
         for i, f in enumerate(faults)
