@@ -114,7 +114,7 @@ def unreadable(path: Path) -> str | None:
     if not path.exists():
         return f"{path}: no such file"
     if path.is_dir():
-        return f"{path}: is a folder, not an image; give the folder itself as the input, not a file inside it"
+        return f"{path}: is a folder, not an image"
     if not os.access(path, os.R_OK):
         return f"{path}: permission denied; check the file's permissions"
     return None
