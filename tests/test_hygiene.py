@@ -22,3 +22,21 @@ def test_demo_defines_each_name_once_and_uses_every_function():
     assert [name for name, count in Counter(defined).items() if count > 1] == []
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert [name for name in defined if name not in used and name != "main"] == []
+
+
+def test_heavy_tests_are_marked_slow_and_the_quick_mode_leaves_them_out():
+    import subprocess
+    import sys
+
+    def collected(*args: str) -> list[str]:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+                              capture_output=True, text=True, cwd=REPO, timeout=300)  # fmt: skip
+        return [line for line in proc.stdout.splitlines() if "::" in line]
+
+    heavy = ["tests/test_e2e.py", "tests/test_bundle_roundtrip.py::test_bundle_round_trip_runs_after_import",
+             "tests/test_resolve.py::test_demo_ends_with_commands_that_work"]  # fmt: skip
+    assert len(collected(*heavy)) == 13
+    assert collected("-m", "not slow", *heavy) == []
+    script = (REPO / "scripts" / "test.sh").read_text()
+    assert '--quick' in script and 'python -m pytest -q -m "not slow" "$@"' in script
+    assert "scripts/test.sh --quick" in (REPO / "README.md").read_text()
