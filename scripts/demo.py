@@ -15,6 +15,7 @@ import argparse
 import functools
 import http.server
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from zoo.cli._app import parse_size
 from zoo.synthetic import write_street_png
 
 
@@ -41,34 +43,6 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # the demo prints its own story
-        pass
-
-
-def street_image(path: Path, height: int, width: int) -> None:
-    """A synthetic street-like picture (sky, buildings, road, lane marks, a car): no licensed images involved."""
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    img = np.zeros((height, width, 3), np.uint8)
-    sky = np.linspace(235, 150, height // 3, dtype=np.float32)[:, None]
-    img[: height // 3] = np.stack([sky + 10, sky - 20, sky - 60], -1).clip(0, 255).astype(np.uint8)  # BGR: blue sky
-    for x0 in range(0, width, width // 8):
-        top = int(rng.integers(height // 8, height // 3))
-        shade = int(rng.integers(70, 150))
-        cv2.rectangle(img, (x0, top), (x0 + width // 8 - 4, height // 2), (shade, shade, shade + 10), -1)
-    img[height // 2 :] = (90, 90, 95)
-    road = np.array([[0, height], [width, height], [width * 6 // 10, height // 2], [width * 4 // 10, height // 2]])
-    cv2.fillPoly(img, [road.astype(np.int32)], (120, 115, 115))
-    for y in range(height // 2 + 20, height, 40):
-        cv2.line(img, (width // 2, y), (width // 2, y + 18), (240, 240, 240), 4)
-    cv2.rectangle(img, (width // 5, height * 5 // 8), (width // 5 + width // 6, height * 6 // 8), (40, 40, 180), -1)
-    img = (img.astype(np.int16) + rng.integers(-6, 7, img.shape)).clip(0, 255).astype(np.uint8)
-    cv2.imwrite(str(path), img)
-
-
 def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -82,7 +56,7 @@ def main() -> None:
     parser.add_argument("--out", default="demo-out", type=Path, help="folder for everything the demo writes")
     parser.add_argument("--size", default="512x1024", help="HxW of the demo image")
     args = parser.parse_args()
-    height, width = (int(v) for v in args.size.lower().split("x"))
+    height, width = parse_size(args.size)
     out = args.out.resolve()
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -130,6 +104,21 @@ def main() -> None:
     for path in sorted((out / "verify").iterdir()):
         print(f"  verify: {path}")
     print(f"  cache:  {out / 'zoo-home'}")
+    print("\nTo go on, in a shell (the cache remembers the model, so its registry file is optional from here on):")
+    for command in next_commands(name, out, image, registry):
+        print(f"  $ {command}")
+
+
+def next_commands(name: str, out: Path, image: Path, registry: Path) -> list[str]:
+    """The commands a user types next: each works as printed, in this order, with no other setup."""
+    q = shlex.quote
+    return [
+        f"export ZOO_HOME={q(str(out / 'zoo-home'))}",
+        f"zoo info {name}",
+        f"zoo run {name} {q(str(image))} --out {q(str(out / 'run-again'))}",
+        f"zoo --registry {q(str(registry))} list",
+        "zoo cache ls",
+    ]
 
 
 if __name__ == "__main__":

@@ -41,4 +41,11 @@ if [ -f "$ref/.ok" ]; then
     export ZOO_TEST_PADDLESEG_PATH="$oracle_path"
 fi
 
-python -m pytest -q "$@"
+# Everything runs by default (CI included). --quick leaves out the tests marked `slow` (the end-to-end runs of every
+# architecture, the demo, the bundle round trip): `bash scripts/test.sh --quick [PYTEST ARGS...]`.
+if [ "${1:-}" = "--quick" ]; then
+    shift
+    python -m pytest -q -m "not slow" "$@"
+else
+    python -m pytest -q "$@"
+fi

@@ -44,6 +44,19 @@ def image_folder(tmp_path: Path) -> Path:
     return folder
 
 
+def paddleseg_labels(onnx_path: Path, image: Path) -> np.ndarray:
+    """Labels computed without zoo: PaddleSeg's documented inference steps (cv2 reads BGR → RGB, /255,
+    (x - 0.5) / 0.5 per channel, HWC → CHW, batch of 1) into a bare onnxruntime session; argmax over scores."""
+    import onnxruntime as ort
+
+    rgb = cv2.cvtColor(cv2.imread(str(image), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    x = ((rgb - 0.5) / 0.5).transpose(2, 0, 1)[None].astype(np.float32)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: x})[0]
+    return out.reshape(out.shape[-2:]) if np.issubdtype(out.dtype, np.integer) else out[0].argmax(0)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("arch", ARCHS)
 def test_pull_convert_verify_run(arch, variant, models, http_server, tmp_path):  # noqa: F811
@@ -77,6 +90,7 @@ def test_pull_convert_verify_run(arch, variant, models, http_server, tmp_path): 
     labels = cv2.imread(str(out / "street.labels.png"), cv2.IMREAD_UNCHANGED)
     colour = cv2.imread(str(out / "street.color.png"))
     assert labels.shape == (H, W) and labels.dtype == np.uint8 and labels.max() < 19
+    np.testing.assert_array_equal(labels, paddleseg_labels(onnx_path, inputs / "street.png"))  # exactly equal
     assert colour.shape == (H, W, 3) and (out / "street.json").is_file()
     assert abs(sum(summary["classes"].values()) - 1.0) < 1e-3
 
@@ -88,6 +102,7 @@ def test_pull_convert_verify_run(arch, variant, models, http_server, tmp_path): 
     assert not list((tmp_path / "out2").glob("notes*")) and not list((tmp_path / "out2").glob("cut*"))
 
 
+@pytest.mark.slow
 def test_corrupted_onnx_is_caught(models, http_server, tmp_path):  # noqa: F811
     name, registry = serve_model(http_server, models, "bisenet", "pir-argmax", tmp_path)
     env = {"ZOO_REGISTRY": str(registry)}

@@ -142,7 +142,6 @@ def test_pickle_that_would_run_code_is_refused(tmp_path, payload):
     marker = tmp_path / "ran"
     if payload == "reduce":
         data = pickle.dumps({"w": _Boom()}, protocol=2).replace(b"/tmp/zoo-pickle-ran", str(marker).encode())
-        data = pickle.dumps({"w": np.zeros(2)}, protocol=2)[:0] + data
     elif payload == "exec":
         data = b"cbuiltins\nexec\n(V" + f"open({str(marker)!r}, 'w')".encode() + b"\ntR."
     else:

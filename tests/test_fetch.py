@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.http_server import LOGIN_PAGE, FaultServer, http_server  # noqa: F401
+from tests.netstub import unknown_host
 from zoo import cache, config, fetch, partial, pins
 from zoo.errors import DownloadError, IntegrityError, OfflineError, ZooError
 from zoo.registry import Artifact
@@ -124,17 +125,7 @@ def test_404_everywhere_lists_each_url(http_server: FaultServer) -> None:
 @pytest.fixture
 def no_such_host(monkeypatch: pytest.MonkeyPatch) -> str:
     """A host name the resolver does not know, answered at the socket layer (tests never ask the system's DNS)."""
-    import socket
-
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):
-        if host == "no-such-host.invalid":
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return "no-such-host.invalid"
+    return unknown_host(monkeypatch)
 
 
 def test_unknown_host_counts_as_gone(http_server: FaultServer, no_such_host: str) -> None:

@@ -21,13 +21,12 @@ import json
 import os
 import re
 import tarfile
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from zoo import archive, cache, housekeeping, pins
+from zoo import archive, cache, housekeeping, pins, userfiles
 from zoo.errors import ArchiveError, IntegrityError, NotCachedError
 from zoo.util import now as _now
 
@@ -101,7 +100,7 @@ def export_bundle(names: list[str], out: Path) -> BundleSummary:
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".incomplete", dir=out.parent)
+    fd, tmp = userfiles.temp_beside(out)  # the umask's permissions, not 0600
     try:
         files: dict[str, dict[str, Any]] = {}
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:

@@ -393,7 +393,8 @@ def variant_path(name: str, variant: str = ONNX_VARIANT) -> Path:
     folder = onnx_dir() / str(rec["key"]) if isinstance(rec, dict) and rec.get("key") else None
     if folder is None or not (folder / MANIFEST).is_file():
         if variant == ONNX_VARIANT:
-            raise NotCachedError(f"model '{name}' has no ONNX model in the cache; run 'zoo convert {name}'")
+            fix = f"'zoo convert {name}'" if "paddle" in cached_formats(name) else f"'zoo pull {name}', then 'zoo convert {name}'"
+            raise NotCachedError(f"model '{name}' has no ONNX model in the cache; run {fix}")
         precision = variant.split("-", 1)[1]
         raise NotCachedError(
             f"model '{name}' has no {variant} model in the cache; make it with "

@@ -116,15 +116,16 @@ def _stamp(path: Path) -> tuple[str, int, int]:
 
 
 def _unregistered(catalog: Catalog, name: str) -> ModelHandle:
-    """A name no registry defines: UnknownModelError with close matches.
-
-    Hook for models that are cached but no longer in any registry: resolve them here from the cache's provenance
-    (the Paddle model's manifest names its architecture and classes), returning a handle with ``entry=None``.
-    """
+    """A name no registry defines: the model the cache describes (:func:`zoo.resolve.cached_entry`), else
+    UnknownModelError with close matches."""
     import difflib
 
+    from zoo import cache, plugins, resolve
     from zoo.errors import UnknownModelError
 
+    if (cached := resolve.cached_entry(name)) is not None:  # cached, but its registry file is gone
+        arch = catalog.architectures.get(cached.architecture) or plugins.get_architecture(cached.architecture)
+        return ModelHandle(name, cached, arch, int(cached.num_classes or len(arch.labels)), cache.ref_path(name))
     close = difflib.get_close_matches(name, list(catalog.models), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     raise UnknownModelError(f"unknown model '{name}'; {hint}run 'zoo list' to see the available models")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
+from zoo.userfiles import write_user_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,12 +57,7 @@ class _Prepared:
 def segment_files(model: Model, paths: Sequence[Path], out: Path) -> Iterator[Result]:
     """Segment every path into ``out``; yields a Result per input, in input order, as each is written."""
     stems = output_stems(paths)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ZooError(
-            f"cannot create the output folder {out}: {exc.strerror or exc}; choose another with --out"
-        ) from None
+    made = False  # the output folder is made for the first result, so a run that writes nothing leaves none
     readers = ThreadPoolExecutor(READERS, thread_name_prefix="zoo-read")
     writer = ThreadPoolExecutor(1, thread_name_prefix="zoo-write")
     try:
@@ -85,11 +81,15 @@ def segment_files(model: Model, paths: Sequence[Path], out: Path) -> Iterator[Re
                 started = time.perf_counter()
                 output = model.infer(prepared.x)
                 prepared.ms["inference"] = _ms(started)
-                writing.append((path, writer.submit(_write, model, prepared, output, out, stems[path])))
             except ZooError as exc:  # queued behind earlier images so results stay in input order
                 failed: Future[dict[str, Any]] = Future()
                 failed.set_exception(exc)
                 writing.append((path, failed))
+            else:
+                if not made:
+                    make_output_folder(out)
+                    made = True
+                writing.append((path, writer.submit(_write, model, prepared, output, out, stems[path])))
             while len(writing) > WRITE_BACKLOG or (writing and writing[0][1].done()):
                 yield _written(*writing.popleft())
         while writing:
@@ -97,6 +97,27 @@ def segment_files(model: Model, paths: Sequence[Path], out: Path) -> Iterator[Re
     finally:
         readers.shutdown(wait=True, cancel_futures=True)
         writer.shutdown(wait=True, cancel_futures=True)
+
+
+def make_output_folder(out: Path) -> None:
+    """Create ``out`` (and its parents) for results; a ZooError naming --out if that is not possible."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZooError(f"cannot create the output folder {out}: {exc.strerror or exc}; choose another with --out") from None
+
+
+def unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be read at all (missing, a folder, no permission), or None; cheap, no decoding."""
+    import os
+
+    if not path.exists():
+        return f"{path}: no such file"
+    if path.is_dir():
+        return f"{path}: is a folder, not an image"
+    if not os.access(path, os.R_OK):
+        return f"{path}: permission denied; check the file's permissions"
+    return None
 
 
 def _written(path: Path, future: Future[dict[str, Any]]) -> Result:
@@ -140,10 +161,10 @@ def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: s
         "summary": out / f"{stem}.json",
     }
     ids = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)
-    files["labels"].write_bytes(png_bytes(ids))
+    write_user_file(files["labels"], png_bytes(ids), sync=False)
     if labels.dtype == np.uint8:  # a paletted PNG, like PaddleSeg's pseudo-colour maps: it decodes to `mask`
         colors = np.asarray(arch.colors(), np.uint8).reshape(-1, 3)
-        files["color"].write_bytes(png_bytes(labels, colors[np.arange(256) % len(colors)]))
+        write_user_file(files["color"], png_bytes(labels, colors[np.arange(256) % len(colors)]), sync=False)
     else:
         _encode(files["color"], ".png", mask[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
     _encode(files["overlay"], ".jpg", overlay[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -165,7 +186,7 @@ def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: s
         "timings_ms": {k: round(v, 2) for k, v in item.ms.items()},
         "warnings": list(item.notes),
     }
-    files["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_user_file(files["summary"], json.dumps(summary, indent=2) + "\n", sync=False)
     return summary
 
 
@@ -178,7 +199,7 @@ def _encode(path: Path, ext: str, image: np.ndarray, params: list[int]) -> None:
         raise OSError(f"OpenCV cannot encode {path.name}: {str(exc).strip().splitlines()[-1]}") from None
     if not ok:
         raise OSError(f"OpenCV cannot encode {path.name}")
-    path.write_bytes(data.tobytes())
+    write_user_file(path, data.tobytes(), sync=False)
 
 
 def png_bytes(ids: np.ndarray, palette: np.ndarray | None = None) -> bytes:

@@ -21,6 +21,7 @@ from zoo.compare import (  # noqa: F401 (the comparison API, re-exported where i
 )  # fmt: skip
 from zoo.errors import BackendError, ImageError, NotCachedError
 from zoo.synthetic import street_scene
+from zoo import userfiles
 
 if TYPE_CHECKING:
     from zoo.catalog import ModelHandle
@@ -158,7 +159,7 @@ def verify_model(
         report=str(report / "verify.json") if report is not None else None, pair=(specs[0].name, specs[1].name),
     )  # fmt: skip
     if report is not None:
-        cache.atomic_write_json(report / "verify.json", result.as_dict())
+        userfiles.write_user_json(report / "verify.json", result.as_dict())
     return result
 
 
@@ -222,12 +223,10 @@ def write_marked_png(path: Path, rgb: np.ndarray, comparison: Comparison) -> Non
     """Write :func:`mark_disagreement` as a PNG."""
     import cv2
 
-    from zoo import cache
-
     ok, data = cv2.imencode(".png", np.ascontiguousarray(mark_disagreement(rgb, comparison)[:, :, ::-1]))
     if not ok:
         raise OSError(f"cannot encode the report picture {path}")
-    cache.atomic_write(path, data.tobytes())
+    userfiles.write_user_file(path, data.tobytes())
 
 
 def _stem(label: str) -> str:

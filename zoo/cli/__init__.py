@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import warnings
 
+    from typer._click.exceptions import NoArgsIsHelpError
     from typer.exceptions import Abort, Exit, TyperException
 
     # paddle, when a command needs it, should not bury zoo's output under its build and glog chatter
@@ -25,7 +26,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
 
     from zoo import config
-    from zoo.errors import ZooError
 
     interrupted = False
     import signal
@@ -37,22 +37,45 @@ def main(argv: list[str] | None = None) -> int:
         args = split_global_options(sys.argv[1:] if argv is None else list(argv))
         result = app(args=args, prog_name="zoo", standalone_mode=False)
         code = result if isinstance(result, int) else 0
-    except ZooError as exc:
-        if config.debug():
-            traceback.print_exc()
-        print(f"zoo: error: {exc}", file=sys.stderr)
-        code = 1
     except Exit as exc:
-        code = exc.exit_code
-    except TyperException as exc:  # usage errors: typer's own message, exit 2
-        exc.show()
         code = exc.exit_code
     except (KeyboardInterrupt, Abort):
         print("zoo: interrupted", file=sys.stderr)
         code, interrupted = 130, True
+    except NoArgsIsHelpError as exc:  # bare `zoo` or `zoo cache`: the help, not an error
+        exc.show()
+        code = exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the one place every error becomes one line
+        if config.debug():
+            traceback.print_exc()
+        print(f"zoo: error: {error_line(exc)}", file=sys.stderr)
+        code = exc.exit_code if isinstance(exc, TyperException) else 1
     if code == 130 and not interrupted:  # typer turns Ctrl-C into Exit(130) by itself
         print("zoo: interrupted", file=sys.stderr)
     if saved is not None:
         signal.signal(signal.SIGTERM, saved)
     sys.stdout.flush()
     return code
+
+
+def error_line(exc: BaseException) -> str:
+    """Any error as the one line the user sees: what happened and what to run next.
+
+    zoo's own errors say both; a usage error gets the command's --help as the next step; anything else (a bug, or an
+    OS error zoo did not anticipate) names its type and how to see the traceback.
+    """
+    from typer.exceptions import TyperException
+
+    from zoo.errors import ZooError
+
+    if isinstance(exc, ZooError):
+        text = str(exc)
+    elif isinstance(exc, TyperException):  # click's usage errors: one line, not click's 4-line usage block
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "zoo"
+        text = f"{exc.format_message().removesuffix('.')}; see '{command} --help'"
+    elif isinstance(exc, OSError):
+        text = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}; run again with ZOO_DEBUG=1 to see where"
+    else:
+        text = f"{type(exc).__name__}: {exc}; this is a bug in zoo: run again with ZOO_DEBUG=1 and report the traceback"
+    return " ".join(text.split())  # messages quoting other libraries' multi-line text stay on one line

@@ -34,7 +34,18 @@ class ZooGroup(_UnsetHelpIsFalse, TyperGroup):
 
 
 class ZooCommand(_UnsetHelpIsFalse, TyperCommand):
-    pass
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        """``NAME INPUT... [OPTIONS]`` as click and typer print it with rich: no ``{name}`` braces."""
+        pieces, options = [], False
+        for param in self.get_params(ctx):
+            if param.param_type_name != "argument":
+                options = options or not getattr(param, "hidden", False)
+                continue
+            name = param.metavar or (param.name or "").upper()
+            if param.nargs != 1 and not name.endswith("..."):
+                name += "..."
+            pieces.append(name if param.required else f"[{name}]")
+        return pieces + (["[OPTIONS]"] if options else [])
 
 
 app = typer.Typer(
@@ -116,7 +127,9 @@ def split_global_options(argv: list[str]) -> list[str]:
             missing = not value
             i += 1
         if missing:
-            raise typer.BadParameter("--registry needs a FILE: zoo --registry FILE COMMAND ...")
+            from typer._click.exceptions import UsageError
+
+            raise UsageError("--registry needs a FILE, as in: zoo --registry FILE COMMAND")
         registries.append(Path(value))
     from zoo import catalog
 
@@ -139,6 +152,21 @@ def _root(
     pass
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``--size HxW`` (``512x1024``, ``512X1024`` or ``512×1024``) → (height, width); every command parses it here."""
+    import re
+
+    parts = re.split(r"[xX×]", text.strip())
+    try:
+        h, w = (int(v) for v in parts)
+    except ValueError:
+        h = w = 0
+    if len(parts) != 2 or h < 1 or w < 1:
+        raise typer.BadParameter(f"expected HxW with positive numbers, such as 512x1024, got {text!r}",
+                                 param_hint="--size")  # fmt: skip
+    return h, w
+
+
 def print_json(obj: Any) -> None:
     """Machine-readable output: one JSON document on stdout."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
@@ -150,6 +178,13 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     cells = [header] + rows
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 model``, ``2 models``, ``3 entries``."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
 
 
 def info(message: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_or_both, info, print_json, table
+from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_or_both, info, parse_size, print_json, table
 
 
 @app.command()
@@ -21,12 +21,8 @@ def bench(
 ) -> None:
     """Time a model on ONNX Runtime and Paddle Inference, each in its own process (ONNX converted if missing)."""
     from zoo import bench as bench_mod, catalog
-    from zoo.errors import ZooError
 
-    try:
-        hw = bench_mod.parse_size(size)
-    except ZooError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--size") from None
+    hw = parse_size(size)
     backends = bench_mod.BACKENDS if backend == "both" else (backend,)
     result = bench_mod.bench(catalog.resolve(name), backends=backends, size=hw, threads=threads, warmup=warmup,
                              runs=runs, progress=info)  # fmt: skip

@@ -44,11 +44,13 @@ def convert(
         if output is not None or architecture is not None:
             raise typer.BadParameter("--output and --architecture are for a folder; a named model goes to the cache "
                                      f"(see 'zoo cache path {target} --format onnx')")  # fmt: skip
+        from zoo import cache, catalog
+
+        handle = catalog.resolve(target)  # an unknown name or
+        cache.paddle_model_dir(target)  # a model not pulled yet fails here, before "converting" is said
         if not json_:
             info(f"converting {target} to ONNX (opset {opset}) ...")
-        from zoo import catalog
-
-        result = convert_mod.convert(catalog.resolve(target), opset=opset, force=force)
+        result = convert_mod.convert(handle, opset=opset, force=force)
         if json_:
             print_json(result.as_dict())
             return

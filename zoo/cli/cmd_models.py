@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from typing import TYPE_CHECKING
+
 from zoo import cache, catalog, plugins
 from zoo.cli._app import app, print_json, table
+
+if TYPE_CHECKING:
+    from zoo.registry import ModelEntry
 
 
 def _status(name: str) -> dict:
@@ -43,11 +48,11 @@ def info(
     name: str = typer.Argument(..., help="Model name (see 'zoo list')."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
-    """Show one model's registry entry, plugin and cache state."""
+    """Show one model's registry entry, input spec, labels, pinned hashes, provenance and cache state."""
+    from zoo import pins
+
     known = catalog.current()
-    if not known.knows(name):
-        known.resolve(name)  # UnknownModelError with close matches
-    entry = known.models[name]
+    entry = known.resolve(name).entry if not known.knows(name) else known.models[name]  # cached-only names too
     data = {**entry.as_dict(), **_status(name)}
     try:
         arch = known.resolve(name).architecture
@@ -57,24 +62,53 @@ def info(
     except Exception as exc:  # show the entry even when its plugin is broken
         data["plugin_error"] = str(exc)
     ref = cache.get_ref(name)
-    data["provenance"] = ref.get("paddle", {})
+    data["provenance"] = {k: v for k, v in ref.get("paddle", {}).items() if k != "entry"}
+    data["pins"] = {kind: pins.get(f"{name}/{kind}") for kind in entry.artifacts}  # zoo.lock: trust on first use
     if json_:
         print_json(data)
         return
+    typer.echo("\n".join(_info_lines(entry, data)))
+
+
+def _info_lines(entry: ModelEntry, data: dict) -> list[str]:
     lines = [f"{entry.name}: {entry.summary}".rstrip(": ")]
     for key in ("architecture", "config", "dataset", "num_classes", "train_size", "miou", "license", "homepage"):
         if data.get(key) is not None:
             lines.append(f"  {key}: {data[key]}")
+    if data.get("input"):
+        spec = data["input"]
+        size = "x".join(map(str, spec["size"])) if spec.get("size") else "any"
+        scaled = "x / 255" if abs(spec["scale"] * 255 - 1) < 1e-6 else f"x * {spec['scale']:g}"
+        lines.append(f"  input: {spec['color']} {spec['layout']} {spec['dtype']}, ({scaled} - mean) / std, "
+                     f"mean {_floats(spec['mean'])}, std {_floats(spec['std'])}, size {size} ({spec['size_policy']})")  # fmt: skip
+    if data.get("labels"):
+        lines.append(f"  labels ({len(data['labels'])}): {', '.join(data['labels'])}")
     for kind, art in entry.artifacts.items():
-        pin = art.sha256 or "unpinned"
-        lines.append(f"  {kind}: {art.urls[0]}" + (f" (+{len(art.urls) - 1} more)" if len(art.urls) > 1 else ""))
-        lines.append(f"    sha256: {pin}" + (f", size {art.size}" if art.size else ""))
+        for source in art.sources():  # each URL with where it is documented
+            lines.append(f"  {kind}: {source['url']}" + (f"\n    documented: {source['docs']}" if source["docs"] else ""))
+        pin = data["pins"].get(kind) or {}
+        if art.sha256:
+            sha = f"{art.sha256} (registry)"
+        elif pin.get("sha256"):
+            sha = f"{pin['sha256']} (zoo.lock, first download {pin.get('recorded', '?')})"
+        else:
+            sha = "unpinned (recorded in zoo.lock on the first download)"
+        size = art.size or pin.get("size")
+        lines.append(f"    sha256: {sha}" + (f", size {size}" if size else ""))
     cached = ", ".join(data["cached"]) or "nothing"
     lines.append(f"  cached: {cached}" + ("  (untrained weights)" if data["untrained"] else ""))
+    prov = data["provenance"]
+    if prov:
+        keys = ("source", "url", "sha256", "weights", "weights_url", "seed", "output_op", "format", "paddle", "updated")
+        lines.append("  provenance: " + ", ".join(f"{k} {prov[k]}" for k in keys if prov.get(k) is not None))
     if data["plugin_error"]:
         lines.append(f"  plugin: {data['plugin_error']}")
     lines.append(f"  registry: {entry.source}")
-    typer.echo("\n".join(lines))
+    return lines
+
+
+def _floats(values: list) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
 @app.command("plugins")

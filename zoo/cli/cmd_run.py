@@ -28,7 +28,7 @@ class Device(str, Enum):
 def run(
     model: str = typer.Argument(
         ...,
-        metavar="NAME|MODEL.onnx",
+        metavar="NAME",
         help="Registry name (see 'zoo list'), an .onnx file, or (with --backend paddle) a Paddle model folder.",
     ),  # fmt: skip
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders of images, glob patterns."),
@@ -40,15 +40,36 @@ def run(
         None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
     ),
     json_: bool = typer.Option(False, "--json", help="Print the per-image summaries as one JSON array on stdout."),
+    offline: bool = typer.Option(
+        False, "--offline", "--no-fetch", help="Never download: a model missing from the cache is an error."
+    ),
 ) -> None:
-    """Segment images; write a label map, colour mask, overlay and JSON summary per image."""
+    """Segment images; write a label map, colour mask, overlay and JSON summary per image.
+
+    A registry model missing from the cache is pulled and converted first (unless --offline).
+    """
     from zoo import images, runtime, segment
 
     paths = _without_outputs(images.expand_inputs(inputs), out)
+    # inputs that cannot be read at all are found before the model loads (seconds) and before --out is made
+    failures = [segment.Result(p, error=e) for p in paths if (e := segment.unreadable(p)) is not None]
+    if len(failures) == len(paths) == 1:
+        raise ImageError(failures[0].error)
+    for failure in failures:
+        info(f"zoo: error: {failure.error}")
+    if len(failures) == len(paths):
+        raise ImageError(f"none of the {len(paths)} inputs can be read; give image files, folders or glob patterns")
+    readable = [p for p in paths if p not in {f.path for f in failures}]
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
+        target: Any = model
+        if runtime._as_path(model) is None:  # a registry name: resolved once, and what is missing brought first
+            from zoo import backends, catalog, resolve
+
+            target = catalog.resolve(model)
+            resolve.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
-            loaded = runtime.load(model, backend=backend, device=device.value, threads=threads)
+            loaded = runtime.load(target, backend=backend, device=device.value, threads=threads)
         for w in caught:  # zoo's own as one line; anything else (e.g. from paddle's import) as Python shows it
             if issubclass(w.category, runtime.MetadataWarning):
                 info(f"zoo: warning: {w.message}")
@@ -60,8 +81,8 @@ def run(
             f"{len(paths)} input(s) → {out}"
         )
         started = time.perf_counter()
-        summaries, failures = [], []
-        for result in segment.segment_files(loaded, paths, out):
+        summaries = []
+        for result in segment.segment_files(loaded, readable, out):
             if result.error is not None:
                 failures.append(result)
                 info(f"zoo: error: {result.error}")

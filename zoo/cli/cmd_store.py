@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from zoo import cache
-from zoo.cli._app import app, bundle_app, cache_app, info, print_json, table
+from zoo.cli._app import app, bundle_app, cache_app, info, plural, print_json, table
 
 
 def _size(n: int) -> str:
@@ -70,13 +70,12 @@ def ls(json_: bool = typer.Option(False, "--json", help="Print a JSON object."))
         typer.echo(table(rows, ["NAME", "FORMATS", "SOURCE", "SIZE", "UPDATED"]))
     orphans = [e for e in found.entries if not e.names]
     unused = [b for b in found.blobs if not b.names]
-    info(
-        f"{len(found.models)} models, {len(found.entries)} entries, {len(found.blobs)} blobs, {_size(found.size)} "
-        f"in {found.root}"
-    )
+    counts = ", ".join(plural(n, what) for n, what in ((len(found.models), "model"), (len(found.entries), "entry"),
+                                                        (len(found.blobs), "blob")))  # fmt: skip
+    info(f"{counts}, {_size(found.size)} in {found.root}")
     if orphans or unused or found.temp:
-        info(f"{len(orphans)} orphan entries, {len(unused)} unreferenced blobs, {len(found.temp)} temp files: "
-             "'zoo cache prune' removes them")  # fmt: skip
+        info(f"{plural(len(orphans), 'orphan entry')}, {plural(len(unused), 'unreferenced blob')}, "
+             f"{plural(len(found.temp), 'temp file')}: 'zoo cache prune' removes them")  # fmt: skip
 
 
 @cache_app.command("path")

@@ -8,18 +8,7 @@ from typing import Optional
 
 import typer
 
-from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_pair, info, print_json, stdout_to_stderr
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(f"expected HxW such as 512x1024, got {text!r}") from None
-    if h < 1 or w < 1:
-        raise typer.BadParameter(f"height and width must be positive, got {text!r}")
-    return h, w
-
+from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_pair, info, parse_size, print_json, stdout_to_stderr
 
 
 def _described(d: dict) -> str:
@@ -54,10 +43,9 @@ def verify(
     """Compare ONNX Runtime with Paddle Inference (or any two backends) on the same inputs; exit 1 if they disagree."""
     from zoo import backends, cache, catalog, verify as verify_mod
 
-    handle = catalog.resolve(name)
+    hw = parse_size(size)
+    handle = catalog.resolve(name)  # an unknown name fails before "verifying ..." is said
     pair = backend_pair(backend)
-
-    hw = _parse_size(size)
     images = None
     if image:
         from zoo.images import expand_inputs
