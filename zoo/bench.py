@@ -112,17 +112,6 @@ class BenchResult:
         }  # fmt: skip
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"512x1024"`` → ``(512, 1024)`` (height, width)."""
-    try:
-        h, w = (int(v) for v in text.lower().replace("×", "x").split("x"))
-    except ValueError:
-        raise ZooError(f"expected a size HxW such as 512x1024, got {text!r}") from None
-    if h < 1 or w < 1:
-        raise ZooError(f"height and width must be positive, got {text!r}")
-    return h, w
-
-
 def bench(
     model: ModelHandle | str,
     *,
