@@ -16,7 +16,8 @@ callers of the Python API can catch ``KeyError``, ``ValueError``, ``OSError`` ..
     ├── WeightsError           (ValueError)        a .pdparams file is unsafe, or does not fit the network
     ├── ConversionError        (RuntimeError)      paddle2onnx failed or produced an unusable model
     ├── BackendError           (RuntimeError)      an inference backend or device is unavailable or failed
-    └── ImageError             (ValueError)        an input is not an image zoo can segment
+    ├── ImageError             (ValueError)        an input is not an image zoo can segment
+    └── EngineError            (RuntimeError)      the Ray engine is not installed, cannot connect, or its job failed
 """
 
 from __future__ import annotations
@@ -85,3 +86,7 @@ class BackendError(ZooError, RuntimeError):
 
 class ImageError(ZooError, ValueError):
     """An input file is not an image zoo can segment."""
+
+
+class EngineError(ZooError, RuntimeError):
+    """The Ray engine is not installed, cannot reach its cluster, or its job failed."""
