@@ -206,7 +206,7 @@ def _decode(name: str, data: bytes | None) -> Any:
 class Plan:
     """What a run will do: one row per image to segment, and the images whose outputs are already complete."""
 
-    todo: list[dict[str, Any]]  # {"index", "input", "stem", "data"}
+    todo: list[dict[str, Any]]  # {"index", "input", "stem", "inline", "data"}: data = the bytes read here, if inline
     done: list[str] = field(default_factory=list)  # inputs skipped by resume
     total: int = 0  # inputs after expansion
 
@@ -228,8 +228,8 @@ def plan(inputs: Sequence[str | os.PathLike[str]], out: Path, *, resume: bool = 
         if resume and _complete(Path(out), stem, name):
             result.done.append(name)
             continue
-        inline = _read_on_driver(name)
-        result.todo.append({"index": index, "input": name, "stem": stem, "data": inline})
+        data = _read_on_driver(name)  # (no None in a column: Ray's numpy batches would turn it into NaN)
+        result.todo.append({"index": index, "input": name, "stem": stem, "inline": data is not None, "data": data or b""})
     return result
 
 
@@ -264,8 +264,9 @@ class Segmenter:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         rows: dict[str, list[Any]] = {"index": [], "input": [], "summary": [], "error": []}
-        for index, name, stem, data in zip(batch["index"], batch["input"], batch["stem"], batch["data"]):
-            summary, error = self._one(str(name), str(stem), None if data is None else bytes(data))
+        for index, name, stem, inline, data in zip(batch["index"], batch["input"], batch["stem"], batch["inline"],
+                                                   batch["data"]):  # fmt: skip
+            summary, error = self._one(str(name), str(stem), bytes(data) if inline else None)
             rows["index"].append(int(index))
             rows["input"].append(str(name))
             rows["summary"].append(json.dumps(summary) if summary is not None else "")
@@ -429,6 +430,16 @@ def _zoo_error(exc: BaseException) -> BaseException:
             return e
         cause = getattr(e, "cause", None)
         stack += [e.__cause__, e.__context__] + ([cause] if isinstance(cause, BaseException) else [])
+    import re
+
+    from zoo import errors
+
+    # an actor's failed __init__ reaches the driver as ActorDiedError, which keeps only the traceback's text
+    for line in reversed(str(exc).splitlines()):
+        found = re.match(r"\s*zoo\.errors\.(\w+): (.+)$", re.sub(r"\x1b\[[0-9;]*m", "", line))
+        cls = getattr(errors, found.group(1), None) if found else None
+        if isinstance(cls, type) and issubclass(cls, ZooError) and cls is not errors.RegistryError:
+            return cls(found.group(2))  # type: ignore[union-attr]
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return EngineError(f"the Ray job failed: {first}; rerun with ZOO_DEBUG=1 for the workers' traceback")
 
