@@ -16,18 +16,18 @@ workers; ``memory://`` lives in one process only, so the driver reads those byte
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import pickle
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo import sources
 from zoo.errors import BackendError, EngineError, ImageError, IntegrityError, ZooError
+from zoo.sources import INSTALL
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from zoo.segment import Result
     from zoo.spec import Architecture
 
-INSTALL = "pip install 'zoo[ray]'"
 DRIVER_READ = ("memory",)  # fsspec protocols whose files exist only in the driver's process
 SHIP = ("object", "path")
 
@@ -127,81 +126,6 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, device: str = "cpu", 
                        model.num_classes, device, int(model.runner.threads), blob)  # fmt: skip
 
 
-# ---- inputs ---------------------------------------------------------------------------------------------------------
-
-
-def is_uri(item: str | os.PathLike[str]) -> bool:
-    return isinstance(item, str) and "://" in item
-
-
-def expand(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Local files, folders and globs (as ``zoo run`` expands them) and fsspec URIs → one list, duplicates dropped."""
-    from zoo import images
-
-    found: list[str] = []
-    for item in inputs:
-        found += _expand_uri(str(item)) if is_uri(item) else [str(p) for p in images.expand_inputs([item])]
-    seen: set[str] = set()
-    unique = []
-    for name in found:
-        key = name if is_uri(name) else str(Path(name).resolve())
-        if key not in seen:
-            seen.add(key)
-            unique.append(name)
-    return unique
-
-
-def _fsspec() -> Any:
-    try:
-        import fsspec
-    except ImportError:
-        raise EngineError(f"URI inputs need fsspec, which is not installed; run: {INSTALL}") from None
-    return fsspec
-
-
-def _expand_uri(uri: str) -> list[str]:
-    from zoo import images
-
-    fs, path = _fsspec().core.url_to_fs(uri)
-    try:
-        if fs.isdir(path):
-            names = sorted(p for p in fs.ls(path, detail=False) if fs.isfile(p))
-        elif glob.has_magic(path):
-            names = sorted(p for p in fs.glob(path) if fs.isfile(p))
-        else:
-            return [fs.unstrip_protocol(path)]  # missing: reported per file, with the other failures
-    except OSError as exc:
-        raise ImageError(f"{uri}: cannot list it ({exc}); check the URI and your credentials") from None
-    found = [fs.unstrip_protocol(p) for p in names if images.is_image_name(Path(p))]
-    if not found:
-        raise ImageError(f"{uri}: no image file there ({', '.join(images.EXTENSIONS)})")
-    return found
-
-
-def _read_bytes(uri: str) -> bytes:
-    from zoo import images
-
-    try:
-        with _fsspec().open(uri, "rb") as f:
-            data = f.read(images.MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise ImageError(f"{uri}: no such file") from None
-    except OSError as exc:
-        raise ImageError(f"{uri}: cannot read the file ({exc})") from None
-    if len(data) > images.MAX_FILE_BYTES:
-        raise ImageError(f"{uri}: the file is too large; {images.ACCEPTED}")
-    return data
-
-
-def _decode(name: str, data: bytes | None) -> Any:
-    """A Decoded image: local paths exactly as the local engine reads them, URIs through fsspec (or inlined bytes)."""
-    from zoo import images
-
-    if data is not None:
-        return images.decode_bytes(name, data)
-    return images.decode_bytes(name, _read_bytes(name)) if is_uri(name) else images.decode(Path(name))
-
-
 @dataclass
 class Plan:
     """What a run will do: one row per image to segment, and the images whose outputs are already complete."""
@@ -216,8 +140,8 @@ def plan(inputs: Sequence[str | os.PathLike[str]], out: Path, *, resume: bool = 
     from zoo import segment
 
     target = Path(out).resolve()
-    names = [n for n in expand(inputs)
-             if is_uri(n) or not (n.endswith(segment.OUTPUT_SUFFIXES) and Path(n).resolve().parent == target)]  # fmt: skip
+    names = [n for n in sources.expand(inputs)
+             if sources.is_uri(n) or not (n.endswith(segment.OUTPUT_SUFFIXES) and Path(n).resolve().parent == target)]  # fmt: skip
     if not names:
         raise ImageError(f"the inputs are all results of an earlier 'zoo run' in {out}; give the original images")
     keys = [Path(n) for n in names]
@@ -234,10 +158,10 @@ def plan(inputs: Sequence[str | os.PathLike[str]], out: Path, *, resume: bool = 
 
 
 def _read_on_driver(name: str) -> bytes | None:
-    if not is_uri(name) or name.split("://", 1)[0] not in DRIVER_READ:
+    if not sources.is_uri(name) or name.split("://", 1)[0] not in DRIVER_READ:
         return None
     try:
-        return _read_bytes(name)
+        return sources.read_bytes(name)
     except ImageError:
         return b""  # the worker reports the empty file as this input's error
 
@@ -278,7 +202,7 @@ class Segmenter:
 
         try:
             started = time.perf_counter()
-            decoded = _decode(name, data)
+            decoded = sources.decode(name, data)
             read_ms = _ms(started)
             started = time.perf_counter()
             x = self.model.prepare(decoded.rgb)
@@ -324,11 +248,15 @@ def connect(address: str | None = None, *, quiet: bool = True) -> bool:
 
 
 def _quiet_data() -> None:
+    """zoo prints its own progress (images/s) and errors on the driver: Ray Data's bars and INFO lines would repeat them."""
+    import logging
+
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # zoo prints its own progress (images/s) on the driver
+    ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def _dataset(handle: ModelHandle, rows: list[dict[str, Any]], out: Path, *, workers: int, batch_size: int) -> ray.data.Dataset:
@@ -404,7 +332,7 @@ def run(model: ModelHandle | str | os.PathLike[str], inputs: Sequence[str | os.P
         try:
             for row in ds.iter_rows():
                 summary = json.loads(row["summary"]) if row["summary"] else None
-                result = Result(row["input"] if is_uri(row["input"]) else Path(row["input"]),  # type: ignore[arg-type]
+                result = Result(row["input"] if sources.is_uri(row["input"]) else Path(row["input"]),  # type: ignore[arg-type]
                                 summary=summary, error=row["error"] or None)  # fmt: skip
                 order[id(result)] = int(row["index"])
                 results.append(result)
@@ -470,7 +398,7 @@ def read_label(name: str, data: bytes | None = None) -> np.ndarray:
     import numpy as np
 
     if data is None:
-        data = _read_bytes(name) if is_uri(name) else Path(name).read_bytes()
+        data = sources.read_bytes(name) if sources.is_uri(name) else Path(name).read_bytes()
     labels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if labels is None or labels.ndim != 2:
         raise ImageError(f"{name}: not a single-channel label map (PNG of class ids)")
@@ -490,7 +418,7 @@ class Scorer:
         total, errors, n = None, [], 0
         for image, label in zip(batch["image"], batch["label"]):
             try:
-                rgb = _decode(str(image), None).rgb
+                rgb = sources.decode(str(image), None).rgb
                 areas = self.accumulate(self.model.predict(rgb), self.read_label(str(label), None))
             except (ZooError, OSError) as exc:
                 errors.append(str(exc) if isinstance(exc, ZooError) else f"{image}: {exc}")
