@@ -1,9 +1,9 @@
 """The Ray engine: `zoo run` and `zoo eval` on a Ray cluster, through Ray Data's batch-inference idiom.
 
 The model is resolved and integrity-checked on the driver (the cache manifest's sha256, as ``zoo run`` does), then
-shipped by reference — its bytes in Ray's object store (default) or a path on a shared filesystem — with the expected
-sha256. Each worker is a Ray actor (``map_batches`` with a callable class, a fixed pool of ``workers`` actors of
-``threads_per_worker`` CPUs each) that re-hashes what it received before its ONNX Runtime session opens, and refuses a
+shipped by reference — its bytes in Ray's object store (default) or a path on a shared filesystem — with the
+expected sha256. Each worker is a Ray actor (``map_batches`` with a callable class, a fixed pool of ``workers``
+actors of ``threads_per_worker`` CPUs each) that re-hashes what it received before its ONNX Runtime session opens, and refuses a
 mismatch; a worker never downloads or converts. Per image it runs zoo/segment.py's own write function, so the outputs
 are the local engine's, file for file. A bad image becomes an error row; the run goes on.
 
@@ -140,8 +140,10 @@ def plan(inputs: Sequence[str | os.PathLike[str]], out: Path, *, resume: bool = 
     from zoo import segment
 
     target = Path(out).resolve()
-    names = [n for n in sources.expand(inputs)
-             if sources.is_uri(n) or not (n.endswith(segment.OUTPUT_SUFFIXES) and Path(n).resolve().parent == target)]  # fmt: skip
+    def earlier_result(name: str) -> bool:  # zoo's own outputs, when a run reads the folder it writes into
+        return name.endswith(segment.OUTPUT_SUFFIXES) and Path(name).resolve().parent == target
+
+    names = [n for n in sources.expand(inputs) if sources.is_uri(n) or not earlier_result(n)]
     if not names:
         raise ImageError(f"the inputs are all results of an earlier 'zoo run' in {out}; give the original images")
     keys = [Path(n) for n in names]
@@ -153,7 +155,8 @@ def plan(inputs: Sequence[str | os.PathLike[str]], out: Path, *, resume: bool = 
             result.done.append(name)
             continue
         data = _read_on_driver(name)  # (no None in a column: Ray's numpy batches would turn it into NaN)
-        result.todo.append({"index": index, "input": name, "stem": stem, "inline": data is not None, "data": data or b""})
+        row = {"index": index, "input": name, "stem": stem, "inline": data is not None, "data": data or b""}
+        result.todo.append(row)
     return result
 
 
@@ -167,7 +170,7 @@ def _read_on_driver(name: str) -> bytes | None:
 
 
 def _complete(out: Path, stem: str, name: str) -> bool:
-    """Whether an image's outputs are all there: its JSON (written last) parses, names it, and lists files that exist."""
+    """Whether an image's outputs are all there: its JSON (written last) parses, names it, lists files that exist."""
     try:
         summary = json.loads((out / f"{stem}.json").read_text(encoding="utf-8"))
         return summary.get("input") == name and all(Path(p).is_file() for p in summary["outputs"].values())
@@ -231,6 +234,8 @@ def _ms(started: float) -> float:
 
 def connect(address: str | None = None, *, quiet: bool = True) -> bool:
     """Join (``address``: "auto", "ray://HOST:PORT") or start a local Ray; True if this call started it."""
+    from zoo import config
+
     try:
         import ray
     except ImportError:
@@ -238,17 +243,19 @@ def connect(address: str | None = None, *, quiet: bool = True) -> bool:
     if ray.is_initialized():
         return False
     try:
-        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=not quiet)
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=not quiet or config.debug())  # workers' own output only when debugging
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "a local cluster"
-        raise EngineError(f"cannot connect to Ray at {where}: {str(exc).strip().splitlines()[0]}; "
-                          "start it with 'ray start --head', or leave out --address for a local one") from None  # fmt: skip
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EngineError(f"cannot connect to Ray at {where}: {first}; start it with 'ray start --head', "
+                          "or leave out --address for a local one") from None  # fmt: skip
     _quiet_data()
     return True
 
 
 def _quiet_data() -> None:
-    """zoo prints its own progress (images/s) and errors on the driver: Ray Data's bars and INFO lines would repeat them."""
+    """zoo prints its own progress (images/s) and errors on the driver; Ray Data's bars and INFO lines would repeat."""
     import logging
 
     import ray.data
@@ -259,7 +266,8 @@ def _quiet_data() -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
-def _dataset(handle: ModelHandle, rows: list[dict[str, Any]], out: Path, *, workers: int, batch_size: int) -> ray.data.Dataset:
+def _dataset(handle: ModelHandle, rows: list[dict[str, Any]], out: Path, *, workers: int,
+             batch_size: int) -> ray.data.Dataset:  # fmt: skip
     import ray.data
 
     _quiet_data()
@@ -285,7 +293,8 @@ def segment(model_handle_or_name: ModelHandle | str | os.PathLike[str], inputs: 
     """
     connect(address)
     handle = _handle(model_handle_or_name, threads_per_worker, ship)
-    return _dataset(handle, plan(inputs, Path(out), resume=resume).todo, Path(out), workers=workers, batch_size=batch_size)
+    todo = plan(inputs, Path(out), resume=resume).todo
+    return _dataset(handle, todo, Path(out), workers=workers, batch_size=batch_size)
 
 
 def _handle(model: ModelHandle | str | os.PathLike[str], threads: int, ship: str) -> ModelHandle:
@@ -312,9 +321,9 @@ class Outcome:
         return [r for r in self.results if r.error is not None]
 
 
-def run(model: ModelHandle | str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
-        *, address: str | None = None, workers: int = 2, batch_size: int = 8, threads_per_worker: int = 1,
-        resume: bool = True, ship: str = "object", on_result: Callable[[Result], None] | None = None,
+def run(model: ModelHandle | str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
+        out: str | os.PathLike[str], *, address: str | None = None, workers: int = 2, batch_size: int = 8,
+        threads_per_worker: int = 1, resume: bool = True, ship: str = "object", on_result: Callable[[Result], None] | None = None,
         progress: Callable[[str], None] | None = None) -> Outcome:  # fmt: skip
     """Segment on Ray and wait: ``on_result`` sees each Result as it arrives, ``progress`` gets images/s lines."""
     from zoo.segment import Result
@@ -332,8 +341,8 @@ def run(model: ModelHandle | str | os.PathLike[str], inputs: Sequence[str | os.P
         try:
             for row in ds.iter_rows():
                 summary = json.loads(row["summary"]) if row["summary"] else None
-                result = Result(row["input"] if sources.is_uri(row["input"]) else Path(row["input"]),  # type: ignore[arg-type]
-                                summary=summary, error=row["error"] or None)  # fmt: skip
+                name = row["input"] if sources.is_uri(row["input"]) else Path(row["input"])  # a URI keeps its "//"
+                result = Result(name, summary=summary, error=row["error"] or None)  # type: ignore[arg-type]
                 order[id(result)] = int(row["index"])
                 results.append(result)
                 if on_result is not None:
@@ -392,16 +401,17 @@ class _Meter:
 # ---- eval: additive metrics -----------------------------------------------------------------------------------------
 
 
-def read_label(name: str, data: bytes | None = None) -> np.ndarray:
-    """A label map file (PNG of class ids, 8 or 16 bit) as an array, exactly as stored."""
+def read_label(name: str, size: tuple[int, int]) -> np.ndarray:
+    """A label map file (PNG of class ids, 8 or 16 bit, local or a URI) as stored; ``size`` (H, W) is its image's."""
     import cv2
     import numpy as np
 
-    if data is None:
-        data = sources.read_bytes(name) if sources.is_uri(name) else Path(name).read_bytes()
+    data = sources.read_bytes(name) if sources.is_uri(name) else Path(name).read_bytes()
     labels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if labels is None or labels.ndim != 2:
         raise ImageError(f"{name}: not a single-channel label map (PNG of class ids)")
+    if labels.shape != tuple(size):
+        raise ImageError(f"{name}: the label map is {labels.shape[1]}x{labels.shape[0]}, its image {size[1]}x{size[0]}")
     return labels
 
 
@@ -409,7 +419,7 @@ class Scorer:
     """One Ray actor for eval: predicts each image and folds ``accumulate(pred, label)`` into one sum per batch."""
 
     def __init__(self, handle: ModelHandle, accumulate: Callable[[Any, Any], Any],
-                 read_label: Callable[[str, bytes | None], Any]):  # fmt: skip
+                 read_label: Callable[[str, tuple[int, int]], Any]):  # fmt: skip
         self.model = handle.open()
         self.accumulate = accumulate
         self.read_label = read_label
@@ -419,8 +429,8 @@ class Scorer:
         for image, label in zip(batch["image"], batch["label"]):
             try:
                 rgb = sources.decode(str(image), None).rgb
-                areas = self.accumulate(self.model.predict(rgb), self.read_label(str(label), None))
-            except (ZooError, OSError) as exc:
+                areas = self.accumulate(self.model.predict(rgb), self.read_label(str(label), rgb.shape[:2]))
+            except (ZooError, OSError, ValueError) as exc:  # one bad pair is reported; the others are scored
                 errors.append(str(exc) if isinstance(exc, ZooError) else f"{image}: {exc}")
                 continue
             total = areas if total is None else add(total, areas)
@@ -438,13 +448,14 @@ def add(a: Any, b: Any) -> Any:
 
 
 def score(model: ModelHandle | str | os.PathLike[str], pairs: Sequence[tuple[str, str]],
-          accumulate: Callable[[Any, Any], Any], *, read_label: Callable[[str, bytes | None], Any] = read_label,
+          accumulate: Callable[[Any, Any], Any], *, read_label: Callable[[str, tuple[int, int]], Any] = read_label,
           address: str | None = None, workers: int = 2, batch_size: int = 8, threads_per_worker: int = 1,
           ship: str = "object") -> tuple[Any, int, list[str]]:  # fmt: skip
     """Sum ``accumulate(prediction, label)`` over (image, label) pairs on Ray: per batch on the workers, then here.
 
     For additive metrics (confusion areas), the sum equals the local one exactly. Returns (sum, images scored,
-    error messages of the pairs that failed). ``accumulate`` and ``read_label`` must be picklable.
+    error messages of the pairs that failed). ``accumulate(pred, label)`` and ``read_label(name, (H, W))`` run on the
+    workers, so they must be picklable (module functions, functools.partial, closures).
     """
     import ray.data
 

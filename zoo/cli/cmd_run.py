@@ -50,10 +50,14 @@ def run(
     ),
     json_: bool = typer.Option(False, "--json", help="Print the per-image summaries as one JSON array on stdout."),
     engine: Engine = typer.Option(Engine.local, "--engine", help="local, or ray: Ray Data workers (zoo[ray])."),
-    address: Optional[str] = typer.Option(None, "--address", help="ray: 'auto' or ray://HOST:PORT (default: start a local Ray)."),  # noqa: UP007
+    address: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--address", help="ray: 'auto' or ray://HOST:PORT (default: start a local Ray)."
+    ),
     workers: int = typer.Option(2, "--workers", min=1, help="ray: worker actors, each with its own session."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="ray: images per batch sent to a worker."),
-    threads_per_worker: int = typer.Option(1, "--threads-per-worker", min=1, help="ray: inference threads (and CPUs) per worker."),
+    threads_per_worker: int = typer.Option(
+        1, "--threads-per-worker", min=1, help="ray: inference threads (and CPUs) per worker."
+    ),
 ) -> None:
     """Segment images; write a label map, colour mask, overlay and JSON summary per image."""
     if engine is Engine.ray:  # resumable, distributed; zoo/cli/cmd_run_ray.py
