@@ -3,8 +3,8 @@
 The model is resolved and integrity-checked on the driver (the cache manifest's sha256, as ``zoo run`` does), then
 shipped by reference — its bytes in Ray's object store (default) or a path on a shared filesystem — with the
 expected sha256. Each worker is a Ray actor (``map_batches`` with a callable class, a fixed pool of ``workers``
-actors of ``threads_per_worker`` CPUs each) that re-hashes what it received before its ONNX Runtime session opens, and refuses a
-mismatch; a worker never downloads or converts. Per image it runs zoo/segment.py's own write function, so the outputs
+actors of ``threads_per_worker`` CPUs each) that re-hashes what it received before its ONNX Runtime session opens,
+and refuses a mismatch; a worker never downloads or converts. Per image it runs zoo/segment.py's own write function, so the outputs
 are the local engine's, file for file. A bad image becomes an error row; the run goes on.
 
 Resuming: ``<stem>.json`` is written last, and a worker deletes an old one before rewriting an image's outputs, so an
@@ -323,8 +323,8 @@ class Outcome:
 
 def run(model: ModelHandle | str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
         out: str | os.PathLike[str], *, address: str | None = None, workers: int = 2, batch_size: int = 8,
-        threads_per_worker: int = 1, resume: bool = True, ship: str = "object", on_result: Callable[[Result], None] | None = None,
-        progress: Callable[[str], None] | None = None) -> Outcome:  # fmt: skip
+        threads_per_worker: int = 1, resume: bool = True, ship: str = "object",
+        on_result: Callable[[Result], None] | None = None, progress: Callable[[str], None] | None = None) -> Outcome:  # fmt: skip
     """Segment on Ray and wait: ``on_result`` sees each Result as it arrives, ``progress`` gets images/s lines."""
     from zoo.segment import Result
 
