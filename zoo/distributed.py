@@ -1,10 +1,10 @@
 """The Ray engine: `zoo run` and `zoo eval` on a Ray cluster, through Ray Data's batch-inference idiom.
 
 The model is resolved and integrity-checked on the driver (the cache manifest's sha256, as ``zoo run`` does), then
-shipped by reference — its bytes in Ray's object store (default) or a path on a shared filesystem — with the
-expected sha256. Each worker is a Ray actor (``map_batches`` with a callable class, a fixed pool of ``workers``
-actors of ``threads_per_worker`` CPUs each) that re-hashes what it received before its ONNX Runtime session opens,
-and refuses a mismatch; a worker never downloads or converts. Per image it runs zoo/segment.py's own write function, so the outputs
+shipped by reference — its bytes in Ray's object store (default) or a path on a shared filesystem — with the expected
+sha256. Each worker is a Ray actor (``map_batches`` with a callable class, a fixed pool of ``workers`` actors of
+``threads_per_worker`` CPUs each) that re-hashes what it received before its ONNX Runtime session opens, and refuses a
+mismatch; a worker never downloads or converts. Per image it runs zoo/segment.py's own write function, so the outputs
 are the local engine's, file for file. A bad image becomes an error row; the run goes on.
 
 Resuming: ``<stem>.json`` is written last, and a worker deletes an old one before rewriting an image's outputs, so an
