@@ -324,7 +324,8 @@ class Outcome:
 def run(model: ModelHandle | str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
         out: str | os.PathLike[str], *, address: str | None = None, workers: int = 2, batch_size: int = 8,
         threads_per_worker: int = 1, resume: bool = True, ship: str = "object",
-        on_result: Callable[[Result], None] | None = None, progress: Callable[[str], None] | None = None) -> Outcome:  # fmt: skip
+        on_result: Callable[[Result], None] | None = None,
+        progress: Callable[[str], None] | None = None) -> Outcome:  # fmt: skip
     """Segment on Ray and wait: ``on_result`` sees each Result as it arrives, ``progress`` gets images/s lines."""
     from zoo.segment import Result
 
