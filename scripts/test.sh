@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python -m pip install -q -e '.[test]'
+python -m pip install -q -e '.[test,ray]'
 
 ref="${ZOO_PADDLESEG_REF:-$PWD/.cache/paddleseg-ref}"
 if [ ! -f "$ref/.ok" ]; then
