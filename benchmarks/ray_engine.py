@@ -3,6 +3,7 @@
     python benchmarks/ray_engine.py                    # 200 images, bisenet at 512x1024, prints a JSON report
     python benchmarks/ray_engine.py --home DIR         # reuse (or keep) the scratch ZOO_HOME with the exported model
     python benchmarks/ray_engine.py --images 50 --size 256x512
+    python benchmarks/ray_engine.py --from-json R.json --write   # put the section into BENCHMARKS.md
 
 Local: ``zoo.segment.segment_files`` with one 2-thread session (what ``zoo run --threads 2`` runs). Ray:
 ``zoo.distributed.run`` on a local Ray started here with ``num_cpus=2`` — 2 worker actors x 1 thread, batches of 8,
@@ -29,6 +30,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 TARGET = 0.85
+BEGIN, END = "<!-- ray_engine.py: begin -->", "<!-- ray_engine.py: end -->"  # the section this script owns
+
+
+def render(r: dict) -> str:
+    """The BENCHMARKS.md section for one run's report."""
+    local, ray = r["local"], r["ray"]
+    h, w = r["size"]
+    n = r["images"]
+    rows = [f"| local: `segment_files`, one session × 2 threads | {p['seconds']:.1f} | {n / p['seconds']:.2f} |"
+            for p in local["passes"]]
+    rows += [f"| ray: 2 actors × 1 thread, batches of {r['batch_size']} (first result after "
+             f"{p['first_result_s']:.1f} s) | {p['seconds']:.1f} | {n / p['seconds']:.2f} |" for p in ray["passes"]]
+    others = ", ".join(f"{p['interference']:.0%}" for p in local["passes"])
+    verdict = "pass" if r["pass"] else "**miss**"
+    return "\n".join([
+        BEGIN,
+        "## 9. `zoo run --engine ray` vs the local pipeline",
+        "",
+        f"Written by `python benchmarks/ray_engine.py` (by hand; `benchmarks/run.py` does not run it) on {r['when']}. "
+        f"{r['images']} synthetic {h}×{w} JPEGs, model `{r['model']}` (seeded random weights), every output file "
+        "written; a local Ray started with `num_cpus=2`; passes in the order local, ray, ray, local. "
+        f"Other processes took {others} of the CPUs during the local passes (load average before "
+        f"{r['load_before']}, after {r['load_after']}): **the machine was shared and busy: the numbers are noisy**.",
+        "",
+        "| what | seconds | images/s |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"Ray ÷ local throughput (mean of the passes): **{r['ratio']:.2f}×** (target ≥ {r['target']:.2f}×: {verdict}); "
+        f"overhead {r['overhead_ms_per_image']:+.0f} ms per image, which includes starting 2 actors and their "
+        "sessions and shipping the model once per run.",
+        END,
+    ])  # fmt: skip
+
+
+def write_section(text: str) -> None:
+    path = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+    doc = path.read_text(encoding="utf-8")
+    if BEGIN in doc and END in doc:
+        doc = doc[: doc.index(BEGIN)] + text + doc[doc.index(END) + len(END) :]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(doc, encoding="utf-8")
 
 
 def setup(model: str) -> None:
@@ -93,7 +137,14 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--size", default="512x1024", help="HxW")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--from-json", type=Path, help="render a saved report instead of measuring")
+    parser.add_argument("--write", action="store_true", help="put the section into BENCHMARKS.md")
     args = parser.parse_args()
+    if args.from_json:
+        section = render(json.loads(args.from_json.read_text()))
+        write_section(section) if args.write else print(section)
+        return 0
+    load_before = "/".join(f"{v:.2f}" for v in os.getloadavg())
     size = tuple(int(v) for v in args.size.lower().split("x"))
     home = args.home or Path(tempfile.mkdtemp(prefix="zoo-bench-ray-"))
     os.environ["ZOO_HOME"] = str(home)  # a benchmark script, not zoo: it sets up its own scratch home
@@ -133,8 +184,12 @@ def main() -> int:
         "ratio": local_s / ray_s,
         "overhead_ms_per_image": (ray_s - local_s) / n * 1000.0,
         "target": TARGET, "pass": local_s / ray_s >= TARGET,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": load_before,
+        "load_after": "/".join(f"{v:.2f}" for v in os.getloadavg()),
     }  # fmt: skip
     print(json.dumps(report, indent=1))
+    if args.write:
+        write_section(render(report))
     if not args.home:
         shutil.rmtree(home, ignore_errors=True)
     return 0
