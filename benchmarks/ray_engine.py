@@ -73,11 +73,13 @@ def render(r: dict) -> str:
         BEGIN,
         "## 9. `zoo run --engine ray` vs the local pipeline",
         "",
-        f"Written by `python benchmarks/ray_engine.py` (by hand; `benchmarks/run.py` does not run it) on {r.get('when', '?')}. "
+        "Written by `python benchmarks/ray_engine.py` (by hand; `benchmarks/run.py` does not run it) on "
+        f"{r.get('when', '?')}. "
         f"{r['images']} synthetic {h}×{w} JPEGs, model `{r['model']}` (seeded random weights), every output file "
         "written; a local Ray started with `num_cpus=2`; passes in the order local, ray, ray, local. "
         f"Other processes took {others} of the CPUs during the local passes (load average before "
-        f"{r.get('load_before', '?')}, after {r.get('load_after', '?')}): **the machine was shared and busy: the numbers are noisy**.",
+        f"{r.get('load_before', '?')}, after {r.get('load_after', '?')}): **the machine was shared and busy: the "
+        "numbers are noisy**.",
         "",
         "| what | seconds | images/s |",
         "|---|---|---|",
