@@ -135,7 +135,7 @@ def test_a_resumed_run_does_only_the_unfinished_images(cluster, unet, tmp_path: 
 def test_a_tampered_model_is_refused_on_the_worker(cluster, unet: Path, tmp_path: Path):
     import ray
 
-    from zoo import distributed
+    from zoo import cache, distributed
     from zoo.errors import IntegrityError
 
     folder = images_folder(tmp_path, n=3, bad=False)
@@ -158,6 +158,29 @@ def test_a_tampered_model_is_refused_on_the_worker(cluster, unet: Path, tmp_path
 
     ok = distributed.run(good, [str(folder)], tmp_path / "c", workers=1, batch_size=2)  # the verified bytes still run
     assert len(ok.results) == 3 and not ok.failures
+
+    # a damaged node-local copy of shipped bytes is replaced from the verified bytes, not trusted
+    copy = distributed._node_copy(b"", good.sha256)  # where workers on this node keep it (rewritten: b"" != sha256)
+    copy.write_bytes(bytes(data))
+    healed = distributed.run(good, [str(folder)], tmp_path / "d", workers=1, batch_size=2)
+    assert len(healed.results) == 3 and not healed.failures
+    assert cache.sha256_file(copy) == good.sha256
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_segment_returns_a_lazy_dataset_of_the_unfinished_images(cluster, unet, tmp_path: Path):
+    from zoo import distributed
+
+    folder = images_folder(tmp_path, n=4, bad=False)
+    out = tmp_path / "out"
+    ds = distributed.segment(NAME, [str(folder)], out, workers=1, batch_size=2)
+    assert not out.exists() or not any(out.iterdir())  # nothing runs until the dataset is consumed
+    rows = sorted(ds.take_all(), key=lambda row: row["index"])
+    assert [Path(row["input"]).name for row in rows] == [p.name for p in sorted(folder.iterdir())]
+    assert all(not row["error"] and json.loads(row["summary"])["num_classes"] == 4 for row in rows)
+    assert len(list(out.glob("*.labels.png"))) == 4
+    assert distributed.segment(NAME, [str(folder)], out, workers=1).count() == 0  # resumed: nothing left to do
 
 
 @pytest.mark.slow

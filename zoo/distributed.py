@@ -79,8 +79,10 @@ class ModelHandle:
             local = _node_copy(data, self.sha256)
         got = cache.sha256_file(local)  # the file the session opens, hashed right before it opens
         if got != self.sha256:
+            fix = f"run 'zoo convert {self.name} --force' (or 'zoo verify {self.name}')" if self.blob is None else \
+                "run again"
             raise IntegrityError(f"{local} on this worker is corrupt: expected {self.sha256}, got {got}; refused — "
-                                 f"run 'zoo convert {self.name} --force' (or 'zoo verify {self.name}')")  # fmt: skip
+                                 f"{fix}")  # fmt: skip
         runner = OnnxRunner(local, self.device, self.threads)
         return Model(self.name, Path(self.source), runner, self.architecture, self.num_classes)
 
@@ -92,7 +94,7 @@ def _node_copy(data: bytes, sha256: str) -> Path:
     from zoo import cache
 
     path = Path(tempfile.gettempdir()) / f"zoo-ray-{os.getuid()}" / f"{cache.hex_of(sha256)}.onnx"
-    if not path.is_file() or path.stat().st_size != len(data):
+    if not path.is_file() or cache.sha256_file(path) != sha256:  # absent, or damaged since an earlier run wrote it
         cache.atomic_write(path, data)
     return path
 
