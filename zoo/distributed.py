@@ -110,7 +110,10 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, device: str = "cpu", 
 
     if ship not in SHIP:
         raise EngineError(f"unknown ship mode '{ship}'; choose one of: {', '.join(SHIP)}")
-    model = runtime.load(name_or_path, backend="onnx", device=device, threads=threads, registries=registries)
+    if device not in runtime.DEVICES:
+        raise BackendError(f"unknown device '{device}'; choose one of: {', '.join(runtime.DEVICES)}")
+    # the driver only verifies and reads metadata (on its CPU); the workers run the model on `device`
+    model = runtime.load(name_or_path, backend="onnx", device="cpu", threads=1, registries=registries)
     source = Path(model.source)
     expected = None
     if (source.parent / cache.MANIFEST).is_file():  # a cache entry: runtime.load has just checked it against this
@@ -125,7 +128,7 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, device: str = "cpu", 
             raise IntegrityError(f"{source} changed while zoo was reading it: expected {expected}; run again")
         blob = ray.put(data)
     return ModelHandle(model.name, str(source), expected, source.stat().st_size, model.architecture,
-                       model.num_classes, device, int(model.runner.threads), blob)  # fmt: skip
+                       model.num_classes, device, int(threads), blob)  # fmt: skip
 
 
 @dataclass
@@ -281,8 +284,13 @@ def _dataset(handle: ModelHandle, rows: list[dict[str, Any]], out: Path, *, work
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=handle.threads,  # one actor's session threads: Ray places actors so that they do not oversubscribe
+        **_resources(handle),
     )
+
+
+def _resources(handle: ModelHandle) -> dict[str, float]:
+    """What one actor reserves: its session's threads as CPUs (so Ray never oversubscribes a node), and a GPU."""
+    return {"num_cpus": handle.threads, **({"num_gpus": 1} if handle.device == "gpu" else {})}
 
 
 def segment(model_handle_or_name: ModelHandle | str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
@@ -472,7 +480,7 @@ def score(model: ModelHandle | str | os.PathLike[str], pairs: Sequence[tuple[str
     ds = ds.map_batches(Scorer, fn_constructor_kwargs={"handle": handle, "accumulate": accumulate,
                                                        "read_label": read_label},
                         batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
-                        num_cpus=handle.threads)  # fmt: skip
+                        **_resources(handle))  # fmt: skip
     total, n, errors = None, 0, []
     try:
         for row in ds.iter_rows():
