@@ -290,6 +290,11 @@ def _dataset(handle: ModelHandle, rows: list[dict[str, Any]], out: Path, *, work
 
 def _resources(handle: ModelHandle) -> dict[str, float]:
     """What one actor reserves: its session's threads as CPUs (so Ray never oversubscribes a node), and a GPU."""
+    import ray
+
+    if handle.device == "gpu" and ray.cluster_resources().get("GPU", 0) < 1:  # the actors would wait forever
+        raise EngineError("--device gpu: the Ray cluster has no GPU ('ray status' lists its resources); "
+                          "add GPU nodes, or run with --device cpu")  # fmt: skip
     return {"num_cpus": handle.threads, **({"num_gpus": 1} if handle.device == "gpu" else {})}
 
 
