@@ -30,7 +30,6 @@ from zoo.errors import BackendError, EngineError, ImageError, IntegrityError, Zo
 from zoo.sources import INSTALL
 
 if TYPE_CHECKING:
-    import numpy as np
     import ray.data
 
     from zoo.runtime import Model
@@ -417,20 +416,6 @@ class _Meter:
 # ---- eval: additive metrics -----------------------------------------------------------------------------------------
 
 
-def read_label(name: str, size: tuple[int, int]) -> np.ndarray:
-    """A label map file (PNG of class ids, 8 or 16 bit, local or a URI) as stored; ``size`` (H, W) is its image's."""
-    import cv2
-    import numpy as np
-
-    data = sources.read_bytes(name) if sources.is_uri(name) else Path(name).read_bytes()
-    labels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if labels is None or labels.ndim != 2:
-        raise ImageError(f"{name}: not a single-channel label map (PNG of class ids)")
-    if labels.shape != tuple(size):
-        raise ImageError(f"{name}: the label map is {labels.shape[1]}x{labels.shape[0]}, its image {size[1]}x{size[0]}")
-    return labels
-
-
 class Scorer:
     """One Ray actor for eval: predicts each image and folds ``accumulate(pred, label)`` into one sum per batch."""
 
@@ -464,7 +449,8 @@ def add(a: Any, b: Any) -> Any:
 
 
 def score(model: ModelHandle | str | os.PathLike[str], pairs: Sequence[tuple[str, str]],
-          accumulate: Callable[[Any, Any], Any], *, read_label: Callable[[str, tuple[int, int]], Any] = read_label,
+          accumulate: Callable[[Any, Any], Any], *,
+          read_label: Callable[[str, tuple[int, int]], Any] = sources.read_label,
           address: str | None = None, workers: int = 2, batch_size: int = 8, threads_per_worker: int = 1,
           ship: str = "object") -> tuple[Any, int, list[str]]:  # fmt: skip
     """Sum ``accumulate(prediction, label)`` over (image, label) pairs on Ray: per batch on the workers, then here.

@@ -10,9 +10,12 @@ import glob
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import EngineError, ImageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 INSTALL = "pip install 'zoo[ray]'"
 
@@ -89,3 +92,17 @@ def decode(name: str, data: bytes | None) -> Any:
     if data is not None:
         return images.decode_bytes(name, data)
     return images.decode_bytes(name, read_bytes(name)) if is_uri(name) else images.decode(Path(name))
+
+
+def read_label(name: str, size: tuple[int, int]) -> np.ndarray:
+    """A label map file (PNG of class ids, 8 or 16 bit, local or a URI) as stored; ``size`` (H, W) is its image's."""
+    import cv2
+    import numpy as np
+
+    data = read_bytes(name) if is_uri(name) else Path(name).read_bytes()
+    labels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if labels is None or labels.ndim != 2:
+        raise ImageError(f"{name}: not a single-channel label map (PNG of class ids)")
+    if labels.shape != tuple(size):
+        raise ImageError(f"{name}: the label map is {labels.shape[1]}x{labels.shape[0]}, its image {size[1]}x{size[0]}")
+    return labels
