@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python -m pip install -q -e '.[test]'
+python -m pip install -q -e '.[test,ray]'
 
 ref="${ZOO_PADDLESEG_REF:-$PWD/.cache/paddleseg-ref}"
 oracle_path="$ref/pkg${PATHSEP:-:}$ref/deps"

@@ -18,7 +18,8 @@ callers of the Python API can catch ``KeyError``, ``ValueError``, ``OSError`` ..
     ├── BackendError           (RuntimeError)      an inference backend or device is unavailable or failed
     ├── ImageError             (ValueError)        an input is not an image zoo can segment
     ├── InvalidNameError       (ValueError)        a model name breaks the registry's naming rule
-    └── DiskFullError          (OSError)           no space or quota left for a write; nothing half-written kept
+    ├── DiskFullError          (OSError)           no space or quota left for a write; nothing half-written kept
+    └── EngineError            (RuntimeError)      the Ray engine is not installed, cannot connect, or its job failed
 """
 
 from __future__ import annotations
@@ -95,3 +96,7 @@ class InvalidNameError(ZooError, ValueError):
 
 class DiskFullError(ZooError, OSError):
     """A write ran out of disk space or quota (ENOSPC, EDQUOT); nothing half-written was kept."""
+
+
+class EngineError(ZooError, RuntimeError):
+    """The Ray engine is not installed, cannot reach its cluster, or its job failed."""

@@ -66,11 +66,18 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 def decode(path: str | os.PathLike[str]) -> Decoded:
     """Decode one image file; conversions are returned as notes instead of warnings (safe to call from threads)."""
     path = Path(path)
-    data = _read_bytes(path)
-    header = _sniff(path, data)
+    return decode_bytes(path, _read_bytes(path))
+
+
+def decode_bytes(name: str | os.PathLike[str], data: bytes) -> Decoded:
+    """Decode an image's bytes read elsewhere (e.g. object storage through fsspec); ``name`` is used in messages."""
+    path = name if isinstance(name, Path) else str(name)  # a URI stays a URI ("memory://a.png", not "memory:/a.png")
+    if not data:
+        raise ImageError(f"{path}: the file is empty (0 bytes); {ACCEPTED}")
+    header = _sniff(path, data)  # type: ignore[arg-type]
     if header.width is not None and header.height is not None:
-        _check_size(path, header.width, header.height)
-    return _decode_bytes(path, data, header)
+        _check_size(path, header.width, header.height)  # type: ignore[arg-type]
+    return _decode_bytes(path, data, header)  # type: ignore[arg-type]
 
 
 def _read_bytes(path: Path) -> bytes:

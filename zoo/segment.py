@@ -238,3 +238,9 @@ def output_stems(paths: Sequence[Path]) -> dict[Path, str]:
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
+
+
+# The per-image steps under public names, for engines that run them elsewhere (zoo/distributed.py's Ray workers):
+# the same outputs, file for file.
+Prepared = _Prepared
+write_outputs = _write

@@ -24,6 +24,11 @@ class Device(str, Enum):
     gpu = "gpu"
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 def run(
     model: str = typer.Argument(
@@ -43,11 +48,25 @@ def run(
     offline: bool = typer.Option(
         False, "--offline", "--no-fetch", help="Never download: a model missing from the cache is an error."
     ),
+    engine: Engine = typer.Option(Engine.local, "--engine", help="local, or ray: Ray Data workers (zoo[ray])."),
+    address: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--address", help="ray: 'auto' or ray://HOST:PORT (default: start a local Ray)."
+    ),
+    workers: int = typer.Option(2, "--workers", min=1, help="ray: worker actors, each with its own session."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="ray: images per batch sent to a worker."),
+    threads_per_worker: int = typer.Option(
+        1, "--threads-per-worker", min=1, help="ray: inference threads (and CPUs) per worker."
+    ),
 ) -> None:
     """Segment images; write a label map, colour mask, overlay and JSON summary per image.
 
     A registry model missing from the cache is pulled and converted first (unless --offline).
     """
+    if engine is Engine.ray:  # resumable, distributed; zoo/cli/cmd_run_ray.py
+        from zoo.cli.cmd_run_ray import run_on_ray
+
+        return run_on_ray(model, inputs, out, backend=backend, device=device.value, json_=json_, address=address,
+                          workers=workers, batch_size=batch_size, threads=threads_per_worker)  # fmt: skip
     from zoo import images, runtime, segment
 
     paths = _without_outputs(images.expand_inputs(inputs), out)
