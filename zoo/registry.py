@@ -247,9 +247,9 @@ def get(name: str, extra: list[Path] | None = None) -> ModelEntry:
     models = load(extra)
     if name in models:
         return models[name]
-    from zoo import resolve  # a model the cache holds stays usable by name without its registry file
+    from zoo import provision  # a model the cache holds stays usable by name without its registry file
 
-    if (cached := resolve.cached_entry(name)) is not None:
+    if (cached := provision.cached_entry(name)) is not None:
         return cached
     close = difflib.get_close_matches(name, list(models), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""

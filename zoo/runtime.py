@@ -263,10 +263,10 @@ def model_file(model: ModelHandle, spec: Backend, precision: str = "fp32") -> Pa
 
 
 def _load_registered(model: ModelHandle, spec: Backend, device: str, threads: int | None, precision: str) -> Model:
-    from zoo import backends, resolve
+    from zoo import backends, provision
 
     if precision == "fp32":  # pull and convert what is missing; reduced-precision variants come from 'zoo quantize'
-        resolve.ensure(model, formats=spec.formats)
+        provision.ensure(model, formats=spec.formats)
     source = model_file(model, spec, precision)
     runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision)
     return Model(model.name, source, runner, model.architecture, model.num_classes, spec.name, precision, device,

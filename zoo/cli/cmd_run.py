@@ -82,10 +82,10 @@ def run(
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         target: Any = model
         if runtime._as_path(model) is None:  # a registry name: resolved once, and what is missing brought first
-            from zoo import backends, catalog, resolve
+            from zoo import backends, catalog, provision
 
             target = catalog.resolve(model)
-            resolve.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
+            provision.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
             loaded = runtime.load(target, backend=backend, device=device.value, threads=threads)

@@ -160,10 +160,10 @@ def test_an_export_is_described_by_its_provenance_without_a_registry(models, tmp
 
 
 def test_no_ref_no_entry():
-    from zoo import resolve
+    from zoo import provision
 
-    assert resolve.cached_entry("nothing-here") is None
-    assert resolve.cached_entry("../escape") is None  # not a model name: never a path outside refs/
+    assert provision.cached_entry("nothing-here") is None
+    assert provision.cached_entry("../escape") is None  # not a model name: never a path outside refs/
 
 
 def _env_without_zoo() -> dict[str, str]:
