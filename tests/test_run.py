@@ -361,6 +361,7 @@ class SlowModel:
     labels = ("sky", "road")
     architecture = Architecture("slow", "fake", labels=labels)
     runner = SimpleNamespace(device="cpu", threads=1)
+    device, threads = "cpu", 1  # Model's own fields since backends are plugins (runners need only run/describe)
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         return rgb
