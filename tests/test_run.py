@@ -380,6 +380,7 @@ class SlowModel:
     labels = ("sky", "road")
     architecture = Architecture("slow", "fake", labels=labels)
     runner = SimpleNamespace(device="cpu", threads=1)
+    device, threads = "cpu", 1  # Model's own fields since backends are plugins (runners need only run/describe)
 
     def __init__(self, spans: list[tuple[str, float, float]]):
         self.spans = spans  # (stage, start, end), appended by every stage in whatever thread runs it

@@ -76,7 +76,7 @@ def group(name: str) -> list[Any]:
     """The entry points of one group, from the one scan of installed distributions this process makes."""
     key = tuple(sys.path)
     if key not in _SCANS:
-        _SCANS.clear()  # sys.path changed: the old scan can never be asked for again
+        _SCANS.clear()  # sys.path changed (tests add plugin folders): keep only the scan of the current one
         _SCANS[key] = entry_points()
     return list(_SCANS[key].select(group=name))
 
