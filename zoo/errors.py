@@ -85,3 +85,7 @@ class BackendError(ZooError, RuntimeError):
 
 class ImageError(ZooError, ValueError):
     """An input file is not an image zoo can segment."""
+
+
+class QuantizationError(ZooError, ValueError):
+    """A reduced-precision variant (int8, fp16) could not be made: bad settings, calibration data or model."""
