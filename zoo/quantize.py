@@ -30,7 +30,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import QuantizationError
+from zoo.errors import QuantizationError, ZooError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -127,7 +127,7 @@ def folder_tensors(folder: Path, spec: InputSpec) -> Iterator[np.ndarray]:
         raise QuantizationError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); give a folder of "
                                 "calibration images, or use --calib-synthetic N")  # fmt: skip
     for path in files:
-        yield preprocess(read_image(path).rgb, spec)
+        yield preprocess(read_image(path), spec)
 
 
 def synthetic_tensors(count: int, size: tuple[int, int], spec: InputSpec, seed: int = 0) -> Iterator[np.ndarray]:
@@ -257,7 +257,7 @@ def _to_int8(model: onnx.ModelProto, dst: Path, tensors: Iterable[np.ndarray], m
                 per_channel=per_channel, reduce_range=reduce, activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=calib, extra_options=extra,
             )  # fmt: skip
-        except QuantizationError:
+        except ZooError:  # a calibration image that cannot be read says so itself
             raise
         except Exception as exc:
             raise QuantizationError(f"onnxruntime.quantization failed: {_first_line(exc)}") from exc
