@@ -29,7 +29,7 @@ CHILD = Path(__file__).with_name("precision_child.py")
 CONFIGS = ("paddle-fp32", "paddle-bf16", "ort-fp32", "ort-int8", "openvino-fp32", "openvino-bf16", "openvino-int8")
 SIZES = {"bisenet": (512, 1024), "fcn": (512, 1024), "deeplabv3": (256, 512), "deeplabv3p": (256, 512),
          "danet": (256, 512)}  # fmt: skip
-RUNS = {"bisenet": (2, 5), "fcn": (1, 4), "deeplabv3": (1, 4), "deeplabv3p": (1, 4), "danet": (1, 3)}  # warm-up, timed
+RUNS = {"bisenet": (2, 5), "fcn": (1, 3), "deeplabv3": (1, 3), "deeplabv3p": (1, 3), "danet": (1, 2)}  # warm-up, timed
 CALIB = {"fcn": 32}  # calibration scenes; the rest use DEFAULT_CALIB
 DEFAULT_CALIB = 8
 SCENES = 2  # label agreement on this many synthetic scenes (seeds 1000, 1001; calibration uses seeds 0..N-1)
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--write", type=Path, help="put the section into this markdown file")
     parser.add_argument("--from-json", type=Path, help="render a saved run again")
+    parser.add_argument("--out", type=Path, help="folder for the raw numbers and label maps (default: a temporary one)")
     args = parser.parse_args()
     if args.from_json:
         doc = json.loads(args.from_json.read_text())
@@ -131,7 +132,9 @@ def main() -> None:
 
 def collect(args: argparse.Namespace) -> dict:
     home = args.home or Path(tempfile.mkdtemp(prefix="zoo-precision-"))
-    tmp = Path(tempfile.mkdtemp(prefix="zoo-precision-out-"))
+    tmp = args.out or Path(tempfile.mkdtemp(prefix="zoo-precision-out-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    log(f"raw numbers go to {tmp / 'precision.json'}")
     started = time.time()
     doc: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)), "models": {},
                  "load_before": os.getloadavg()}  # fmt: skip
