@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python -m pip install -q -e '.[test]'
+python -m pip install -q -e '.[test,quantize,openvino]'  # quantize, openvino: tests of zoo quantize and the OpenVINO backend
 
 ref="${ZOO_PADDLESEG_REF:-$PWD/.cache/paddleseg-ref}"
 if [ ! -f "$ref/.ok" ]; then

@@ -209,3 +209,33 @@ def test_cli_errors_name_the_next_step(unet, tmp_path):
     assert proc.returncode == 1 and "no such folder" in proc.stderr
     assert "onnx-int8" not in cache.get_ref("unet-tiny")
     assert not [p for p in cache.onnx_dir().iterdir() if p.name.startswith(".")]  # no half-written entry
+
+
+@pytest.mark.parametrize(("precision", "hidden"), [("int8", "ml_dtypes"), ("fp16", "onnxconverter_common")])
+def test_missing_optional_package_is_a_one_line_error(unet, tmp_path, precision, hidden):
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys
+        class Hide:
+            def find_spec(self, name, path=None, target=None):
+                if name == {hidden!r} or name.startswith({hidden!r} + "."):
+                    raise ModuleNotFoundError(f"No module named {{name!r}}")
+        sys.meta_path.insert(0, Hide())
+        import numpy as np
+        from zoo import quantize
+        from zoo.errors import QuantizationError
+        try:
+            quantize.quantize_onnx({str(unet)!r}, {str(tmp_path / "v.onnx")!r}, precision={precision!r},
+                                   calibration=[np.zeros((1, 3, 32, 32), np.float32)])
+        except QuantizationError as exc:
+            print(exc)
+            sys.exit(3)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1 and hidden in lines[0] and "pip install 'zoo[quantize]'" in lines[0]
+    assert not (tmp_path / "v.onnx").exists()

@@ -22,6 +22,7 @@ Deterministic: the same source file, calibration tensors and settings give a byt
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
     from zoo.spec import InputSpec
 
+INSTALL = "pip install 'zoo[quantize]'"
 PRECISIONS = ("int8", "fp16")
 METHODS = ("minmax", "entropy", "percentile")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -215,9 +217,11 @@ def _to_int8(model: onnx.ModelProto, dst: Path, tensors: Iterable[np.ndarray], m
              exclude: Iterable[str], reduce_range: bool | None) -> dict[str, Any]:  # fmt: skip
     import onnx
     import onnx.version_converter
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with _needs("int8"):  # onnxruntime.quantization imports ml_dtypes, which onnxruntime does not install
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+        from onnxruntime.quantization.shape_inference import quant_pre_process
 
     known = sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
     excluded = sorted(set(exclude))
@@ -280,7 +284,8 @@ def _to_int8(model: onnx.ModelProto, dst: Path, tensors: Iterable[np.ndarray], m
 
 
 def _to_fp16(model: onnx.ModelProto, dst: Path, exclude: Iterable[str]) -> dict[str, Any]:
-    from onnxconverter_common import float16
+    with _needs("fp16"):
+        from onnxconverter_common import float16
 
     blocked = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(exclude))
     metadata = [(p.key, p.value) for p in model.metadata_props]
@@ -316,6 +321,16 @@ def _save(model: onnx.ModelProto, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.incomplete")
     onnx.save(model, str(tmp))
     os.replace(tmp, dst)
+
+
+@contextlib.contextmanager
+def _needs(precision: str) -> Iterator[None]:
+    """A missing optional package → one line saying which, and the install command."""
+    try:
+        yield
+    except ImportError as exc:
+        raise QuantizationError(f"{precision} variants need a package that is not installed ({exc}); "
+                                f"run: {INSTALL}") from exc
 
 
 def _versions(*packages: str) -> dict[str, str]:
