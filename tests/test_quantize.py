@@ -18,7 +18,7 @@ from onnx import TensorProto, numpy_helper
 
 from tests.conftest import run_zoo
 from zoo import cache, quantize
-from zoo.errors import QuantizationError
+from zoo.errors import NotCachedError, QuantizationError
 from zoo.runtime import preprocess
 from zoo.spec import InputSpec
 from zoo.synthetic import street_scene, write_street_png
@@ -187,6 +187,7 @@ def test_cli_stores_the_variant_beside_the_float_model(unet, tmp_path):
     assert ref["onnx-int8"]["key"] == doc["key"] and ref["onnx-int8"]["derived_from"] == ref["paddle"]["key"]
     folder = cache.onnx_dir() / doc["key"]
     assert cache.check_tree(folder) == []
+    assert quantize.variant_model_path("unet-tiny", "int8") == folder / "model.onnx" == Path(doc["path"])
     provenance = cache.read_manifest(folder)["provenance"]
     assert provenance["derived_from"] == ref["paddle"]["key"] and provenance["onnx_key"] == ref["onnx"]["key"]
     assert provenance["calibration"]["count"] == 2 and provenance["versions"]["onnxruntime"] == ort.__version__
@@ -208,6 +209,8 @@ def test_cli_errors_name_the_next_step(unet, tmp_path):
     proc = run_zoo("quantize", "unet-tiny", "--precision", "int8", "--calib", str(tmp_path / "missing"))
     assert proc.returncode == 1 and "no such folder" in proc.stderr
     assert "onnx-int8" not in cache.get_ref("unet-tiny")
+    with pytest.raises(NotCachedError, match="zoo quantize unet-tiny --precision int8"):
+        quantize.variant_model_path("unet-tiny", "int8")
     assert not [p for p in cache.onnx_dir().iterdir() if p.name.startswith(".")]  # no half-written entry
 
 
@@ -226,7 +229,7 @@ def test_missing_optional_package_is_a_one_line_error(unet, tmp_path, precision,
         sys.meta_path.insert(0, Hide())
         import numpy as np
         from zoo import quantize
-        from zoo.errors import QuantizationError
+        from zoo.errors import NotCachedError, QuantizationError
         try:
             quantize.quantize_onnx({str(unet)!r}, {str(tmp_path / "v.onnx")!r}, precision={precision!r},
                                    calibration=[np.zeros((1, 3, 32, 32), np.float32)])

@@ -403,3 +403,18 @@ def _store_variant(name: str, stage: Path, src: Path, provenance: dict[str, Any]
     cache.set_ref(name, provenance["variant"], {"key": folder.name, "file": "model.onnx", "variant": provenance["variant"],
                                                 "derived_from": derived_from, "onnx_key": src.parent.name})  # fmt: skip
     return folder
+
+
+def variant_model_path(name: str, precision: str) -> Path:
+    """The cached ``onnx-<precision>`` file of ``name`` (what ``zoo.load(name, precision=...)`` runs); NotCachedError
+    with the command that makes it if absent."""
+    from zoo import cache
+    from zoo.errors import NotCachedError
+
+    rec = cache.get_ref(name).get(variant_name(precision))
+    folder = cache.onnx_dir() / rec["key"] if rec else None
+    if folder is None or not (folder / cache.MANIFEST).is_file():
+        calib = " --calib-synthetic 32" if precision == "int8" else ""
+        raise NotCachedError(f"model '{name}' has no {variant_name(precision)} variant in the cache; run "
+                             f"'zoo quantize {name} --precision {precision}{calib}'")  # fmt: skip
+    return folder / rec.get("file", "model.onnx")
