@@ -303,9 +303,10 @@ def notes(doc: dict) -> list[str]:
     lines.append("Paddle Inference's reduced precision: `Config.enable_mkldnn_bfloat16()` on top of zoo's oneDNN "
                  "settings runs the PIR program (`paddle-bf16` above). On the legacy program (the faster one in "
                  f"float32): {outcome}. "
-                 "`Config.enable_mkldnn_int8()` on these float programs changes nothing (same kernels, identical "
-                 "labels): Paddle's oneDNN int8 path runs programs that already carry fake-quantize ops from "
-                 "PaddleSlim's quantization, which zoo does not depend on, so Paddle has no int8 run here.")
+                 "`Config.enable_mkldnn_int8()` on a float program (bisenet's legacy one, tried by hand) runs with labels "
+                 "identical to float32 and is no faster: Paddle's oneDNN int8 passes rewrite programs that carry "
+                 "fake-quantize/dequantize ops from PaddleSlim's quantization, which zoo does not depend on, so Paddle "
+                 "has no int8 run here.")
     return lines
 
 
