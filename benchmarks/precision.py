@@ -240,6 +240,11 @@ def render(doc: dict) -> str:
         "processes took during that configuration's runs): absolute times are inflated and noisy, the per-round "
         "ratios less so."
     )
+    if any("paddle-fp32-pir" in r for m in doc["models"].values() for r in m["rounds"]):
+        out[-1] += (" `paddle-fp32-pir` (float32 Paddle on the PIR program) was measured after all the others "
+                    "(`--add-pir-fp32`, same rounds and settings), not interleaved with them; in this run it was the "
+                    "faster float32 Paddle program for every model, unlike section 1's undisturbed run at 512×1024 — and other "
+                    "processes took less of the CPUs while it ran (see \"others\"), which favours it.")
     out.append("")
     out.append("| model | configuration | fastest ms | p50 ms | p90 ms | × Paddle fp32 | ÷ Paddle fp32 | ÷ Paddle, p50 "
                "per round | labels vs Paddle fp32 | vs ORT fp32 | peak RSS MB | ran as | others |")  # fmt: skip
@@ -377,8 +382,8 @@ def notes(doc: dict) -> list[str]:
     outcome = "; ".join(f"{', '.join(names)}: " + ("runs" if e == "ran" else f"fails at the first run with `{e}`")
                         for e, names in by_outcome.items())  # fmt: skip
     lines.append("Paddle Inference's reduced precision: `Config.enable_mkldnn_bfloat16()` on top of zoo's oneDNN "
-                 "settings runs the PIR program (`paddle-bf16` above). On the legacy program (the faster one in "
-                 f"float32): {outcome}. "
+                 "settings runs the PIR program (`paddle-bf16` above). On the legacy program (the faster float32 one in "
+                 f"section 1): {outcome}. "
                  "`Config.enable_mkldnn_int8()` on a float program (bisenet's legacy one, tried by hand) runs with labels "
                  "identical to float32 and is no faster: Paddle's oneDNN int8 passes rewrite programs that carry "
                  "fake-quantize/dequantize ops from PaddleSlim's quantization, which zoo does not depend on, so Paddle "
