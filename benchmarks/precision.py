@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, Interference, log, median, run, verdict  # noqa: E402
+from common import Interference, log, median, run, verdict  # noqa: E402
 
 CHILD = Path(__file__).with_name("precision_child.py")
 CONFIGS = ("paddle-fp32", "paddle-fp32-pir", "paddle-bf16", "ort-fp32", "ort-int8", "openvino-fp32", "openvino-bf16", "openvino-int8")
