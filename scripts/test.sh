@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python -m pip install -q -e '.[test,ray]'
+# ray: zoo run --engine ray; quantize, openvino: zoo quantize and the OpenVINO backend
+python -m pip install -q -e '.[test,ray,quantize,openvino]'
 
 ref="${ZOO_PADDLESEG_REF:-$PWD/.cache/paddleseg-ref}"
 oracle_path="$ref/pkg${PATHSEP:-:}$ref/deps"

@@ -19,7 +19,8 @@ callers of the Python API can catch ``KeyError``, ``ValueError``, ``OSError`` ..
     ├── ImageError             (ValueError)        an input is not an image zoo can segment
     ├── InvalidNameError       (ValueError)        a model name breaks the registry's naming rule
     ├── DiskFullError          (OSError)           no space or quota left for a write; nothing half-written kept
-    └── EngineError            (RuntimeError)      the Ray engine is not installed, cannot connect, or its job failed
+    ├── EngineError            (RuntimeError)      the Ray engine is not installed, cannot connect, or its job failed
+    └── QuantizationError      (ValueError)        a reduced-precision variant could not be made
 """
 
 from __future__ import annotations
@@ -100,3 +101,7 @@ class DiskFullError(ZooError, OSError):
 
 class EngineError(ZooError, RuntimeError):
     """The Ray engine is not installed, cannot reach its cluster, or its job failed."""
+
+
+class QuantizationError(ZooError, ValueError):
+    """A reduced-precision variant (int8, fp16) could not be made: bad settings, calibration data or model."""

@@ -1,0 +1,60 @@
+"""zoo quantize: a registry model's int8 (static QDQ) or fp16 ONNX variant, stored in the cache with its provenance."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from zoo.cli._app import State, app, info, print_json, stdout_to_stderr
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HxW such as 512x1024, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise typer.BadParameter(f"height and width must be positive, got {text!r}")
+    return h, w
+
+
+@app.command()
+def quantize(
+    name: str = typer.Argument(..., help="Model name (see 'zoo list')."),
+    precision: str = typer.Option(..., "--precision", metavar="int8|fp16", help="Variant to make."),
+    calib: Optional[Path] = typer.Option(  # noqa: UP007 - typer needs Optional here
+        None, "--calib", metavar="DIR", help="int8: folder of calibration images (preprocessed like zoo run)."
+    ),
+    calib_synthetic: int = typer.Option(
+        0, "--calib-synthetic", metavar="N", min=0, help="int8: calibrate on N synthetic street scenes instead."
+    ),
+    size: str = typer.Option("512x1024", "--size", metavar="HxW", help="Size of the synthetic calibration scenes."),
+    method: str = typer.Option("minmax", "--method", metavar="minmax|entropy|percentile", help="Calibration method."),
+    per_channel: bool = typer.Option(False, "--per-channel", help="int8: one weight scale per output channel."),
+    exclude: str = typer.Option("", "--exclude", metavar="OPS", help="Op types to keep in float, comma-separated."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the first synthetic calibration scene."),
+    json_: bool = typer.Option(False, "--json", help="Print a JSON object."),
+) -> None:
+    """Make a reduced-precision ONNX variant (onnx-int8, onnx-fp16) of a model, deterministic for the same inputs."""
+    from zoo import quantize as quantize_mod
+
+    ops = tuple(op.strip() for op in exclude.split(",") if op.strip())
+    if not json_:
+        info(f"making the {quantize_mod.variant_name(precision)} variant of {name} ...")
+    with stdout_to_stderr() if json_ else contextlib.nullcontext():
+        result = quantize_mod.quantize_model(
+            name, precision=precision, calib_dir=calib, calib_synthetic=calib_synthetic, size=_parse_size(size),
+            method=method, per_channel=per_channel, exclude=ops, seed=seed, registries=State.registries,
+        )  # fmt: skip
+    if json_:
+        print_json(result)
+        return
+    prov = result["provenance"]
+    calibrated = ""
+    if "calibration" in prov:
+        calibrated = f", calibrated on {prov['calibration']['count']} input(s) ({prov['method']})"
+    info(f"{name}: {result['variant']} in {result['seconds']:.1f} s{calibrated}, {prov['sha256']}")
+    typer.echo(result["path"])
