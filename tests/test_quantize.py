@@ -187,7 +187,7 @@ def test_cli_stores_the_variant_beside_the_float_model(unet, tmp_path):
     assert ref["onnx-int8"]["key"] == doc["key"] and ref["onnx-int8"]["derived_from"] == ref["paddle"]["key"]
     folder = cache.onnx_dir() / doc["key"]
     assert cache.check_tree(folder) == []
-    assert quantize.variant_model_path("unet-tiny", "int8") == folder / "model.onnx" == Path(doc["path"])
+    assert cache.variant_path("unet-tiny", "onnx-int8") == folder / "model.onnx" == Path(doc["path"])
     provenance = cache.read_manifest(folder)["provenance"]
     assert provenance["derived_from"] == ref["paddle"]["key"] and provenance["onnx_key"] == ref["onnx"]["key"]
     assert provenance["calibration"]["count"] == 2 and provenance["versions"]["onnxruntime"] == ort.__version__
@@ -210,7 +210,7 @@ def test_cli_errors_name_the_next_step(unet, tmp_path):
     assert proc.returncode == 1 and "no such folder" in proc.stderr
     assert "onnx-int8" not in cache.get_ref("unet-tiny")
     with pytest.raises(NotCachedError, match="zoo quantize unet-tiny --precision int8"):
-        quantize.variant_model_path("unet-tiny", "int8")
+        cache.variant_path("unet-tiny", "onnx-int8")
     assert not [p for p in cache.onnx_dir().iterdir() if p.name.startswith(".")]  # no half-written entry
 
 

@@ -396,9 +396,10 @@ def variant_path(name: str, variant: str = ONNX_VARIANT) -> Path:
             fix = f"'zoo convert {name}'" if "paddle" in cached_formats(name) else f"'zoo pull {name}', then 'zoo convert {name}'"
             raise NotCachedError(f"model '{name}' has no ONNX model in the cache; run {fix}")
         precision = variant.split("-", 1)[1]
+        calib = " --calib-synthetic 32" if precision == "int8" else ""  # int8 needs a calibration set
         raise NotCachedError(
-            f"model '{name}' has no {variant} model in the cache; make it with "
-            f"'zoo quantize {name} --precision {precision}'"
+            f"model '{name}' has no {variant} model in the cache; run "
+            f"'zoo quantize {name} --precision {precision}{calib}'"
         )
     return folder / rec.get("file", "model.onnx")
 

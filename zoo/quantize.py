@@ -357,64 +357,36 @@ def _first_line(exc: BaseException) -> str:
 # ---- a registry model's variant in the cache ------------------------------------------------------------------------
 
 
-def quantize_model(name: str, *, precision: str = "int8", calib_dir: Path | None = None, calib_synthetic: int = 0,
+def quantize_model(model: Any, *, precision: str = "int8", calib_dir: Path | None = None, calib_synthetic: int = 0,
                    size: tuple[int, int] = (512, 1024), method: str = "minmax", per_channel: bool = False,
-                   exclude: Iterable[str] = (), seed: int = 0,
-                   registries: list[Path] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Make the ``onnx-<precision>`` variant of a registry model from its cached float32 ONNX (converted first if
-    needed) and store it in the cache; returns what was stored (path, key, seconds, provenance)."""
+                   exclude: Iterable[str] = (), seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Make the ``onnx-<precision>`` variant of a model (a handle or name) from its cached float32 ONNX (converted
+    first if needed) and store it in the cache as a variant; returns what was stored (path, key, seconds, provenance)."""
+    import tempfile
     import time
 
-    from zoo import cache, convert, plugins, registry
+    from zoo import cache, catalog, convert
 
     start = time.perf_counter()
-    entry = registry.get(name, registries)
-    spec = plugins.get_architecture(entry.architecture).input
+    handle = catalog.handle(model)
+    spec = handle.architecture.input
     calibration: Iterable[np.ndarray] | Path | None = None
     if precision == "int8":
         if (calib_dir is None) == (calib_synthetic < 1):
             raise QuantizationError("int8 needs one calibration set: --calib DIR (images) or --calib-synthetic N "
                                     "(synthetic street scenes)")  # fmt: skip
         calibration = Path(calib_dir) if calib_dir is not None else synthetic_tensors(calib_synthetic, size, spec, seed)
-    src = convert.convert(name, registries=registries).path
-    with cache.staging(cache.onnx_dir()) as stage:
-        provenance = quantize_onnx(src, stage / "model.onnx", precision=precision, calibration=calibration,
-                                   method=method, per_channel=per_channel, exclude=exclude, input_spec=spec)  # fmt: skip
+    src = convert.ensure_onnx(handle)
+    cache.onnx_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache.onnx_dir(), prefix=cache.TEMP_PREFIX) as tmp:
+        out = Path(tmp) / "model.onnx"
+        provenance = quantize_onnx(src, out, precision=precision, calibration=calibration, method=method,
+                                   per_channel=per_channel, exclude=exclude, input_spec=spec)  # fmt: skip
         if precision == "int8":
             what = str(Path(calib_dir).resolve()) if calib_dir is not None else f"synthetic {calib_synthetic} x {size}"
             provenance["calibration"]["source"] = what
-        folder = _store_variant(name, stage, src, provenance)
-    return {"name": name, "variant": provenance["variant"], "path": str(folder / "model.onnx"), "key": folder.name,
-            "seconds": round(time.perf_counter() - start, 3), "provenance": provenance}  # fmt: skip
-
-
-def _store_variant(name: str, stage: Path, src: Path, provenance: dict[str, Any]) -> Path:
-    """Commit a staged variant to ``onnx/<key>/`` and point ``name``'s ref entry ``onnx-<precision>`` at it.
-
-    The one place that knows the cache layout of variants (to be replaced by the cache's variant API of issue 14).
-    """
-    from zoo import cache
-
-    onnx_manifest = cache.read_manifest(src.parent)
-    derived_from = onnx_manifest.get("provenance", {}).get("from") or cache.get_ref(name).get("paddle", {}).get("key")
-    record = {"source": "derived", "name": name, "derived_from": derived_from, "onnx_key": src.parent.name,
-              **provenance}  # fmt: skip
-    folder = cache.commit_tree(stage, cache.onnx_dir(), record)
-    cache.set_ref(name, provenance["variant"], {"key": folder.name, "file": "model.onnx", "variant": provenance["variant"],
-                                                "derived_from": derived_from, "onnx_key": src.parent.name})  # fmt: skip
-    return folder
-
-
-def variant_model_path(name: str, precision: str) -> Path:
-    """The cached ``onnx-<precision>`` file of ``name`` (what ``zoo.load(name, precision=...)`` runs); NotCachedError
-    with the command that makes it if absent."""
-    from zoo import cache
-    from zoo.errors import NotCachedError
-
-    rec = cache.get_ref(name).get(variant_name(precision))
-    folder = cache.onnx_dir() / rec["key"] if rec else None
-    if folder is None or not (folder / cache.MANIFEST).is_file():
-        calib = " --calib-synthetic 32" if precision == "int8" else ""
-        raise NotCachedError(f"model '{name}' has no {variant_name(precision)} variant in the cache; run "
-                             f"'zoo quantize {name} --precision {precision}{calib}'")  # fmt: skip
-    return folder / rec.get("file", "model.onnx")
+        provenance = {"source": "derived", "onnx_key": src.parent.name, **provenance}
+        path = cache.store_variant(handle, provenance["variant"], out, provenance)
+    return {"name": handle.name, "variant": provenance["variant"], "path": str(path), "key": path.parent.name,
+            "seconds": round(time.perf_counter() - start, 3),
+            "provenance": cache.read_manifest(path.parent)["provenance"]}  # fmt: skip

@@ -8,17 +8,7 @@ from typing import Optional
 
 import typer
 
-from zoo.cli._app import State, app, info, print_json, stdout_to_stderr
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(f"expected HxW such as 512x1024, got {text!r}") from None
-    if h < 1 or w < 1:
-        raise typer.BadParameter(f"height and width must be positive, got {text!r}")
-    return h, w
+from zoo.cli._app import app, info, parse_size, print_json, stdout_to_stderr
 
 
 @app.command()
@@ -39,15 +29,15 @@ def quantize(
     json_: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Make a reduced-precision ONNX variant (onnx-int8, onnx-fp16) of a model, deterministic for the same inputs."""
-    from zoo import quantize as quantize_mod
+    from zoo import catalog, quantize as quantize_mod
 
     ops = tuple(op.strip() for op in exclude.split(",") if op.strip())
     if not json_:
         info(f"making the {quantize_mod.variant_name(precision)} variant of {name} ...")
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         result = quantize_mod.quantize_model(
-            name, precision=precision, calib_dir=calib, calib_synthetic=calib_synthetic, size=_parse_size(size),
-            method=method, per_channel=per_channel, exclude=ops, seed=seed, registries=State.registries,
+            catalog.resolve(name), precision=precision, calib_dir=calib, calib_synthetic=calib_synthetic, size=parse_size(size),
+            method=method, per_channel=per_channel, exclude=ops, seed=seed,
         )  # fmt: skip
     if json_:
         print_json(result)
