@@ -72,11 +72,11 @@ def test_bench_table(models):
                         "(latency = preprocess + inference + postprocess)")  # fmt: skip
     header = lines[1].split("  ")
     header = [h.strip() for h in header if h.strip()]
-    assert header == ["BACKEND", "P50 MS", "P90 MS", "P99 MS", "IMG/S", "PRE MS", "INFER MS", "POST MS", "PEAK RSS",
+    assert header == ["BACKEND", "PRECISION", "P50 MS", "P90 MS", "P99 MS", "IMG/S", "PRE MS", "INFER MS", "POST MS", "PEAK RSS",
                       "THREADS", "PROVIDERS"]  # fmt: skip
     cells = lines[2].split()
-    assert cells[0] == "paddle" and cells[-1] == "paddle-cpu-onednn" and cells[-2] == "1" and cells[-3] == "MB"
-    p50, p90, p99, ips, pre, infer, post, rss = (float(c) for c in cells[1:9])
+    assert cells[0] == "paddle" and cells[1] == "fp32" and cells[-1] == "paddle-cpu-onednn" and cells[-2] == "1" and cells[-3] == "MB"
+    p50, p90, p99, ips, pre, infer, post, rss = (float(c) for c in cells[2:10])
     assert 0 < p50 <= p90 <= p99 and infer > 0 and rss > 0
     assert p50 == pytest.approx(pre + infer + post, abs=0.16)  # three values rounded to 0.1 each
     assert ips == pytest.approx(1000 / p50, rel=0.05 / p50 + 0.006)  # P50 rounded to 0.1, IMG/S to 0.01

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import BackendError
+from zoo.spec import Backend
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,8 +27,7 @@ PRECISIONS = ("fp32", "bf16", "int8")
 _HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # zoo precision → OpenVINO INFERENCE_PRECISION_HINT
 _KEEP_SHAPES = 4  # compiled models kept, one per input shape (zoo run over a folder of mixed sizes)
 
-# The fields of this backend's zoo.spec.Backend (issue 14's plugin contract), kept as data so this module also
-# imports where zoo.spec has no Backend yet.
+# This backend's zoo.spec.Backend, registered under the zoo.backends entry points like the built-ins.
 BACKEND_FIELDS: dict[str, Any] = {
     "name": "openvino",
     "summary": "OpenVINO CPU plugin: ONNX models in float32, bfloat16, or int8 (QDQ variants)",
@@ -38,12 +38,7 @@ BACKEND_FIELDS: dict[str, Any] = {
     "requires": ("openvino",),
     "install": INSTALL,
 }
-try:
-    from zoo.spec import Backend  # type: ignore[attr-defined]
-except ImportError:  # zoo.spec before the backend seam (issue 14)
-    BACKEND = None
-else:
-    BACKEND = Backend(**BACKEND_FIELDS)
+BACKEND = Backend(**BACKEND_FIELDS)
 
 
 def _import_openvino() -> Any:

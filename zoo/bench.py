@@ -72,6 +72,7 @@ class BackendStats:
     load_ms: float  # creating the session or predictor
     rss_after_load_mb: float  # resident set once the model is loaded, before the first image
     peak_rss_mb: float  # the child process's own peak resident set (interpreter, libraries, model, activations)
+    precision: str = "fp32"  # the precision that ran, as the backend's describe() reports it (else the one asked for)
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,12 @@ def bench(
     warmup: int = DEFAULT_WARMUP,
     runs: int = DEFAULT_RUNS,
     progress: Any = None,
+    precisions: tuple[str, ...] = ("fp32",),
 ) -> BenchResult:
     """Measure ``model`` on each backend, each in a child process; converts to ONNX first if no ONNX model is cached.
 
-    ``progress``, if given, is called with one-line status messages.
+    ``progress``, if given, is called with one-line status messages. Each backend runs at each of ``precisions`` it
+    supports (results keyed ``backend`` for fp32, ``backend/precision`` otherwise).
     """
     from zoo import backends as registered, cache, catalog
 
@@ -144,12 +147,17 @@ def bench(
 
         ensure_onnx(handle, (lambda line: progress(f"bench {name}: {line}")) if progress else None)
     result = BenchResult(name, (h, w), threads, warmup, runs)
-    for backend in backends:
+    jobs = [(s.name, p) for s in specs for p in precisions if p in s.precisions]
+    if not jobs:
+        raise ZooError(f"none of {', '.join(backends)} runs {', '.join(precisions)}; see 'zoo plugins' for what each runs")
+    for backend, precision in jobs:
+        key = backend if precision == "fp32" else f"{backend}/{precision}"
         if progress:
-            progress(f"bench {name}: {backend} at {h}x{w}, {threads} threads, {warmup} warm-up + {runs} runs")
+            progress(f"bench {name}: {key} at {h}x{w}, {threads} threads, {warmup} warm-up + {runs} runs")
         job = {"name": name, "backend": backend, "size": [h, w], "threads": threads, "warmup": warmup,
-               "runs": runs, "registries": [str(p) for p in catalog.extra_registries()]}  # fmt: skip
-        result.backends[backend] = _in_child(job)
+               "runs": runs, "precision": precision,
+               "registries": [str(p) for p in catalog.extra_registries()]}  # fmt: skip
+        result.backends[key] = _in_child(job)
     return result
 
 
@@ -201,6 +209,7 @@ def measure(
     threads: int,
     warmup: int,
     runs: int,
+    precision: str = "fp32",
 ) -> BackendStats:
     """Measure one backend in this process (``bench`` calls this in a child; its RSS covers the whole process)."""
     import numpy as np
@@ -208,7 +217,7 @@ def measure(
     from zoo import runtime
 
     started = time.perf_counter()
-    model = runtime.load(name, backend=backend, threads=threads)
+    model = runtime.load(name, backend=backend, threads=threads, precision=precision)
     load_ms = _ms(started)
     rss_loaded = _current_rss_mb()
     rgb = synthetic_image(size)
@@ -228,6 +237,7 @@ def measure(
     p50, p90, p99 = (float(v) for v in np.percentile(total, [50, 90, 99]))
     described = model.runner.describe()  # what actually ran, as the backend reports it
     return BackendStats(
+        precision=str(described.get("precision") or precision),
         backend=backend,
         source=str(model.source),
         providers=list(described.get("providers") or [described.get("engine", backend)]),
@@ -293,7 +303,8 @@ def _child(argv: list[str]) -> int:
         from zoo import catalog
 
         catalog.use_registries([Path(p) for p in job["registries"]])  # what the parent's --registry gave
-        stats = measure(job["name"], job["backend"], tuple(job["size"]), job["threads"], job["warmup"], job["runs"])
+        stats = measure(job["name"], job["backend"], tuple(job["size"]), job["threads"], job["warmup"], job["runs"],
+                        job.get("precision", "fp32"))
         doc: dict[str, Any] = {"stats": asdict(stats)}
     except ZooError as exc:
         doc = {"error": {"type": type(exc).__name__, "message": str(exc)}}

@@ -378,8 +378,9 @@ def entry_parent(fmt: str) -> Path:
 
 
 def variant_for(precision: str) -> str:
-    """The variant holding a precision: fp32 is the plain conversion "onnx", others "onnx-<precision>"."""
-    return ONNX_VARIANT if precision == "fp32" else f"{ONNX_VARIANT}-{precision}"
+    """The variant holding a precision: fp32 (and bf16) run the plain conversion "onnx", others "onnx-<precision>"."""
+    # bf16 is an engine setting (OpenVINO, oneDNN) applied to the float32 file, not a file of its own
+    return ONNX_VARIANT if precision in ("fp32", "bf16") else f"{ONNX_VARIANT}-{precision}"
 
 
 def variants(name: str) -> dict[str, dict[str, Any]]:

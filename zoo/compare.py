@@ -32,9 +32,11 @@ class Tolerance:
     min_agreement: float = 0.9999  # labels: share of pixels that must get the same class
     rtol: float = 1e-3  # logits: relative tolerance, elementwise against |paddle|
     atol_rel: float = 1e-4  # logits: absolute tolerance as a fraction of max|paddle| over the image
+    labels_only: bool = False  # reduced precision: logits pass on label agreement; their error is reported, not judged
 
-    def as_dict(self) -> dict[str, float]:
-        return {"min_agreement": self.min_agreement, "rtol": self.rtol, "atol_rel": self.atol_rel}
+    def as_dict(self) -> dict[str, Any]:
+        return {"min_agreement": self.min_agreement, "rtol": self.rtol, "atol_rel": self.atol_rel,
+                "labels_only": self.labels_only}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -247,8 +249,9 @@ def compare_logits(paddle: np.ndarray, onnx: np.ndarray, tolerance: Tolerance | 
     iou, counts, confusions = _class_stats(arg_a, arg_b, labels)
     allclose = out_of_tol == 0
     mask = bad.any(axis=1) | (flips & ~ties_mask)
+    passed = (1.0 - flipped / pixels if pixels else 1.0) >= tol.min_agreement if tol.labels_only else allclose
     return Comparison(
-        kind="logits", passed=allclose, shape=tuple(np.asarray(paddle).shape), dtypes=dtypes, pixels=pixels,
+        kind="logits", passed=passed, shape=tuple(np.asarray(paddle).shape), dtypes=dtypes, pixels=pixels,
         flipped=flipped, agreement=1.0 - flipped / pixels if pixels else 1.0, max_abs_diff=max_abs,
         class_iou=iou, class_pixels=counts, confusions=confusions, where=locate(mask), values=int(a.size),
         mean_abs_diff=mean_abs, cosine=cosine, allclose=allclose, atol=atol, max_abs_reference=max_ref,

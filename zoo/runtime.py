@@ -262,10 +262,17 @@ def model_file(model: ModelHandle, spec: Backend, precision: str = "fp32") -> Pa
     raise BackendError(f"backend '{spec.name}' runs {', '.join(spec.formats)}; zoo caches only onnx and paddle models")
 
 
+def cache_variant_is_float(precision: str) -> bool:
+    """Whether ``precision`` runs the float32 conversion (which zoo can make on demand)."""
+    from zoo import cache
+
+    return cache.variant_for(precision) == cache.ONNX_VARIANT
+
+
 def _load_registered(model: ModelHandle, spec: Backend, device: str, threads: int | None, precision: str) -> Model:
     from zoo import backends, provision
 
-    if precision == "fp32":  # pull and convert what is missing; reduced-precision variants come from 'zoo quantize'
+    if cache_variant_is_float(precision):  # pull and convert what is missing; other variants come from 'zoo quantize'
         provision.ensure(model, formats=spec.formats)
     source = model_file(model, spec, precision)
     runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision)

@@ -84,6 +84,21 @@ class VerifyResult:
         return head
 
 
+REDUCED_MIN_AGREEMENT = 0.98  # default for a reduced-precision candidate: 98% of pixels must keep their class
+
+
+def tolerance_for(precision: str, min_agreement: float | None = None, rtol: float = 1e-3,
+                  atol_rel: float = 1e-4) -> Tolerance:  # fmt: skip
+    """The default tolerance for a candidate running at ``precision``: float32 must match (logits allclose, 99.99%
+    of labels); a reduced-precision variant is judged on label agreement (98% unless given) and its logit error is
+    reported, not judged."""
+    if precision == "fp32":
+        return Tolerance(min_agreement=Tolerance.min_agreement if min_agreement is None else min_agreement,
+                         rtol=rtol, atol_rel=atol_rel)  # fmt: skip
+    agreement = REDUCED_MIN_AGREEMENT if min_agreement is None else min_agreement
+    return Tolerance(min_agreement=agreement, rtol=rtol, atol_rel=atol_rel, labels_only=True)
+
+
 def verify_model(
     model: ModelHandle | str,
     *,
@@ -96,30 +111,34 @@ def verify_model(
     report_dir: str | Path | None = None,
     convert: bool = True,
     backends: tuple[str, str] = PAIR,
+    precision: str = "fp32",
 ) -> VerifyResult:
     """Run two backends (CPU) on the same preprocessed inputs and compare their outputs; the first is the reference.
 
     ``images``: files to use; without them, ``count`` seeded synthetic images of ``size`` (H, W). A backend that runs
     ONNX uses the cached conversion; if there is none it is converted first (``convert=False``: NotCachedError).
+    ``precision``: what the second backend (the candidate) runs, e.g. the int8 variant; the reference stays float32.
     """
     from zoo import backends as registered, cache, catalog, runtime
 
     handle = catalog.handle(model)
     name, arch = handle.name, handle.architecture
-    tol = tolerance or Tolerance()
+    tol = tolerance or tolerance_for(precision)
     if len(backends) != 2 or backends[0] == backends[1]:
         raise BackendError(f"verify compares two different backends, got {', '.join(backends) or 'none'}; "
                            "e.g. --backend paddle,onnx")  # fmt: skip
     specs = [registered.get(b) for b in backends]
     ref = cache.get_ref(name).get("paddle", {})
     paths: list[Path] = []
-    for spec in specs:  # every file is re-hashed: a file changed on disk is not a backend disagreement
+    precisions = ("fp32", precision)
+    for spec, p in zip(specs, precisions):  # every file is re-hashed: a file changed on disk is not a disagreement
         if "onnx" in spec.formats:
             _ensure_onnx(handle, convert)
-        paths.append(runtime.model_file(handle, spec))
+        paths.append(runtime.model_file(handle, spec, p))
 
     started = time.perf_counter()
-    runners = [registered.open_runner(s, p, device="cpu", threads=threads) for s, p in zip(specs, paths)]
+    runners = [registered.open_runner(s, path, device="cpu", threads=threads, precision=p)
+               for s, path, p in zip(specs, paths, precisions)]  # fmt: skip
     paddle_dir = next((p for s, p in zip(specs, paths) if "paddle" in s.formats), None)
     for i, (spec, runner) in enumerate(zip(specs, runners)):
         source_key = (getattr(runner, "metadata", None) or {}).get("zoo.paddle_key")
@@ -134,7 +153,7 @@ def verify_model(
             from zoo.convert import convert as convert_model
 
             paths[i] = Path(convert_model(handle).path)
-            runners[i] = registered.open_runner(spec, paths[i], device="cpu", threads=threads)
+            runners[i] = registered.open_runner(spec, paths[i], device="cpu", threads=threads, precision=precisions[i])
     report = Path(report_dir) if report_dir is not None else None
     if report is not None:
         report.mkdir(parents=True, exist_ok=True)

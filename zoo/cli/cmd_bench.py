@@ -8,6 +8,18 @@ import typer
 from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_or_both, info, parse_size, print_json, table
 
 
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+
+def _precisions(text: str) -> tuple[str, ...]:
+    """``--precision fp32,int8`` → ("fp32", "int8"); usage error for a name zoo does not know."""
+    names = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in names if p not in PRECISIONS]
+    if bad or not names:
+        raise typer.BadParameter(f"choose from {', '.join(PRECISIONS)}, got {text!r}", param_hint="--precision")
+    return names
+
+
 @app.command()
 def bench(
     name: ModelName,
@@ -17,6 +29,8 @@ def bench(
     threads: Threads = None,
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed images first."),
     runs: int = typer.Option(10, "--runs", min=1, help="Timed images."),
+    precision: str = typer.Option("fp32", "--precision", metavar="P[,P...]",
+                                  help="Precisions to run on each backend that has them: fp32, bf16, fp16, int8."),
     json_: JsonFlag = False,
 ) -> None:
     """Time a model on ONNX Runtime and Paddle Inference, each in its own process (ONNX converted if missing)."""
@@ -25,7 +39,7 @@ def bench(
     hw = parse_size(size)
     backends = bench_mod.BACKENDS if backend == "both" else (backend,)
     result = bench_mod.bench(catalog.resolve(name), backends=backends, size=hw, threads=threads, warmup=warmup,
-                             runs=runs, progress=info)  # fmt: skip
+                             runs=runs, progress=info, precisions=_precisions(precision))  # fmt: skip
     if json_:
         print_json(result.as_dict())
         return
@@ -34,11 +48,11 @@ def bench(
     rows = []
     for stats in result.backends.values():
         rows.append([
-            stats.backend, f"{stats.p50_ms:.1f}", f"{stats.p90_ms:.1f}", f"{stats.p99_ms:.1f}",
+            stats.backend, stats.precision, f"{stats.p50_ms:.1f}", f"{stats.p90_ms:.1f}", f"{stats.p99_ms:.1f}",
             f"{stats.throughput_ips:.2f}", f"{stats.preprocess_ms:.1f}", f"{stats.inference_ms:.1f}",
             f"{stats.postprocess_ms:.1f}", f"{stats.peak_rss_mb:.0f} MB", str(stats.threads), ",".join(stats.providers),
         ])  # fmt: skip
-    header = ["BACKEND", "P50 MS", "P90 MS", "P99 MS", "IMG/S", "PRE MS", "INFER MS", "POST MS", "PEAK RSS",
+    header = ["BACKEND", "PRECISION", "P50 MS", "P90 MS", "P99 MS", "IMG/S", "PRE MS", "INFER MS", "POST MS", "PEAK RSS",
               "THREADS", "PROVIDERS"]  # fmt: skip
     typer.echo(table(rows, header))
     ratio = result.ratio()

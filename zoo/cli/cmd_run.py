@@ -45,6 +45,8 @@ def run(
         None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
     ),
     json_: bool = typer.Option(False, "--json", help="Print the per-image summaries as one JSON array on stdout."),
+    precision: str = typer.Option("fp32", "--precision", metavar="fp32|bf16|fp16|int8",
+                                  help="Run a reduced-precision variant (see 'zoo quantize') or engine precision."),
     offline: bool = typer.Option(
         False, "--offline", "--no-fetch", help="Never download: a model missing from the cache is an error."
     ),
@@ -88,7 +90,7 @@ def run(
             provision.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
-            loaded = runtime.load(target, backend=backend, device=device.value, threads=threads)
+            loaded = runtime.load(target, backend=backend, device=device.value, threads=threads, precision=precision)
         for w in caught:  # zoo's own as one line; anything else (e.g. from paddle's import) as Python shows it
             if issubclass(w.category, runtime.MetadataWarning):
                 info(f"zoo: warning: {w.message}")

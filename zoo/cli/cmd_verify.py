@@ -27,8 +27,9 @@ def verify(
     count: int = typer.Option(2, "--count", min=1, help="Number of synthetic inputs (no --image)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic inputs."),
     threads: Threads = None,
-    min_agreement: float = typer.Option(0.9999, "--min-agreement", min=0.0, max=1.0,
-                                        help="Label outputs: share of pixels that must agree."),  # fmt: skip
+    min_agreement: Optional[float] = typer.Option(  # noqa: UP007
+        None, "--min-agreement", min=0.0, max=1.0,
+        help="Share of pixels that must agree (default 0.9999; 0.98 for a reduced --precision)."),  # fmt: skip
     rtol: float = typer.Option(1e-3, "--rtol", min=0.0, help="Logits outputs: relative tolerance."),
     atol_rel: float = typer.Option(
         1e-4, "--atol-rel", min=0.0, help="Logits outputs: absolute tolerance, as a fraction of max|paddle|."
@@ -38,6 +39,8 @@ def verify(
     ),
     backend: str = typer.Option("paddle,onnx", "--backend", metavar="A,B",
                                 help="The two backends to compare, the reference first (see 'zoo plugins')."),  # fmt: skip
+    precision: str = typer.Option("fp32", "--precision", metavar="fp32|bf16|fp16|int8",
+                                  help="What the second backend runs (e.g. the int8 variant); the reference is fp32."),
     json_: JsonFlag = False,
 ) -> None:
     """Compare ONNX Runtime with Paddle Inference (or any two backends) on the same inputs; exit 1 if they disagree."""
@@ -51,16 +54,17 @@ def verify(
         from zoo.images import expand_inputs
 
         images = expand_inputs(image)
-    tolerance = verify_mod.Tolerance(min_agreement=min_agreement, rtol=rtol, atol_rel=atol_rel)
+    tolerance = verify_mod.tolerance_for(precision, min_agreement, rtol, atol_rel)
     runs_onnx = any("onnx" in backends.get(b).formats for b in pair)
     if runs_onnx and "onnx" not in cache.cached_formats(name) and "paddle" in cache.cached_formats(name):
         info(f"no ONNX model of '{name}' in the cache; converting it first")
     what = f"{len(images)} image(s)" if images else f"{count} synthetic {hw[0]}x{hw[1]} image(s)"
-    info(f"verifying {name}: {pair[0]} (reference) vs {pair[1]} on {what}")
+    candidate = pair[1] if precision == "fp32" else f"{pair[1]} {precision}"
+    info(f"verifying {name}: {pair[0]} (reference) vs {candidate} on {what}")
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         result = verify_mod.verify_model(
             handle, images=images, size=hw, count=count, seed=seed, threads=threads, tolerance=tolerance,
-            report_dir=report, backends=pair,
+            report_dir=report, backends=pair, precision=precision,
         )  # fmt: skip
     if json_:
         print_json(result.as_dict())
