@@ -142,7 +142,7 @@ class OpenVinoRunner:
         # what the convolutions (nearly all of the work) run in; the hint where the graph has none
         ran = max(conv, key=lambda k: conv[k]) if conv else hint
         return {
-            "engine": "openvino", "version": self._ov.get_version(), "provider": "CPU", "device": self.device,
+            "engine": "openvino", "version": self._ov.get_version(), "providers": ["openvino-CPU"], "device": self.device,
             "threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
             "streams": int(compiled.get_property("NUM_STREAMS")),
             "precision": ran, "inference_precision_hint": hint,
