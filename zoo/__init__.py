@@ -8,6 +8,7 @@ Public API (everything else is internal)::
     zoo.architecture("fcn")  -> Architecture         a loaded plugin's spec
     zoo.load("fcn")          -> Model                a cached model ready to run: .predict(rgb) -> label map
     zoo.verify_model("fcn")  -> VerifyResult         Paddle Inference vs ONNX Runtime on the same tensors
+    zoo.evaluate("fcn", "cityscapes/") -> EvalResult PaddleSeg's mIoU & co. on labelled data, per backend
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "ZooError",
     "__version__",
     "architecture",
+    "evaluate",
     "get",
     "list_models",
     "list_plugins",
@@ -92,3 +94,10 @@ def verify_model(name: str, **kwargs):
     from zoo import verify
 
     return verify.verify_model(name, **kwargs)
+
+
+def evaluate(model, data, *, backends=("onnx",), **kwargs):
+    """Score a model on labelled data on each backend, as PaddleSeg does (see ``zoo.evaluation.evaluate``)."""
+    from zoo import evaluation
+
+    return evaluation.evaluate(model, data, backends=backends, **kwargs)

@@ -16,7 +16,9 @@ callers of the Python API can catch ``KeyError``, ``ValueError``, ``OSError`` ..
     ├── WeightsError           (ValueError)        a .pdparams file is unsafe, or does not fit the network
     ├── ConversionError        (RuntimeError)      paddle2onnx failed or produced an unusable model
     ├── BackendError           (RuntimeError)      an inference backend or device is unavailable or failed
-    └── ImageError             (ValueError)        an input is not an image zoo can segment
+    ├── ImageError             (ValueError)        an input is not an image zoo can segment
+    ├── DatasetError           (ValueError)        an evaluation data set or one of its labels cannot be read
+    └── EvalError              (ValueError)        an evaluation cannot run as asked (slide/aug on an argmax model)
 """
 
 from __future__ import annotations
@@ -85,3 +87,11 @@ class BackendError(ZooError, RuntimeError):
 
 class ImageError(ZooError, ValueError):
     """An input file is not an image zoo can segment."""
+
+
+class DatasetError(ZooError, ValueError):
+    """An evaluation data set cannot be read: no known layout, or a missing, unreadable or wrongly sized label."""
+
+
+class EvalError(ZooError, ValueError):
+    """An evaluation cannot run as asked (e.g. sliding-window inference on a model that outputs class ids)."""
