@@ -378,15 +378,18 @@ def evaluate(
     else:
         loaded = model
     dataset = data if isinstance(data, datasets.Dataset) else datasets.open_dataset(data, split=kwargs.pop("split", "val"))
-    if kwargs.get("reference_miou") is None and isinstance(model, str) and dataset.cityscapes_val:
-        kwargs["reference_miou"] = _registry_miou(model, registries)
+    if kwargs.get("reference_miou") is None and isinstance(model, str):
+        kwargs["reference_miou"] = reference_miou(model, dataset, registries)
     return run(loaded, dataset, **kwargs)
 
 
-def _registry_miou(name: str, registries: list[Path] | None) -> float | None:
+def reference_miou(name: str, dataset: Dataset, registries: list[Path] | None = None) -> float | None:
+    """The registry's published mIoU (percent) for a registry name evaluated on Cityscapes val; else None."""
     from zoo import registry
     from zoo.errors import ZooError
 
+    if not dataset.cityscapes_val or "/" in name or name.endswith(".onnx"):
+        return None
     try:
         return registry.get(name, registries).miou
     except (ZooError, KeyError):  # a file path, or a registry that does not load: no reference

@@ -67,20 +67,26 @@ def eval_(
                                           help="Write eval.json, a per-class IoU chart and the worst images here."),  # fmt: skip
 ) -> None:
     """Measure segmentation accuracy on labelled data, as PaddleSeg's val.py does, on one or more backends."""
-    from zoo import evaluation, runtime
+    from zoo import datasets, evaluation, runtime
 
     options = evaluation.Options(mode, parse_hw(crop, "--crop"), parse_hw(stride, "--stride"), _scales(scales), flip)
     options.check()  # before any model loads
     names = [b.strip() for b in backend.split(",") if b.strip()]
     if not names:
         raise typer.BadParameter("--backend needs at least one name, e.g. onnx or onnx,paddle")
+    dataset = datasets.open_dataset(data, split=split)
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
-            result = evaluation.evaluate(model, data, backends=names, device=device, threads=threads,
-                                         registries=State.registries, split=split, options=options, limit=limit,
-                                         skip_bad=skip_bad, absent="one" if absent_one else "zero", progress=True,
-                                         keep_worst=evaluation.WORST if report else 0)  # fmt: skip
+            loaded = [runtime.load(model, backend=name, device=device, threads=threads, registries=State.registries)
+                      for name in names]  # fmt: skip
+            count = min(limit or len(dataset.samples), len(dataset.samples))
+            info(f"evaluating {loaded[0].name} on {dataset.describe()}: {count} image(s), "
+                 f"{', '.join(m.backend for m in loaded)}")  # fmt: skip
+            result = evaluation.run(loaded, dataset, options=options, limit=limit, skip_bad=skip_bad,
+                                    absent="one" if absent_one else "zero", progress=True,
+                                    keep_worst=evaluation.WORST if report else 0,
+                                    reference_miou=evaluation.reference_miou(model, dataset, State.registries))  # fmt: skip
         for w in caught:
             if issubclass(w.category, runtime.MetadataWarning):
                 info(f"zoo: warning: {w.message}")
