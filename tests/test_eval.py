@@ -252,3 +252,33 @@ def test_python_api_matches_the_cli(models, tmp_path):
     model = runtime.load("bisenet")
     again = evaluation.run(model, datasets.open_dataset(path), limit=3)
     assert again.backends["onnx"]["class_iou"] == result.backends["onnx"]["class_iou"]
+
+
+def test_progress_bar_with_images_per_second_on_a_terminal_only(models, tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    models.install_converted("bisenet")
+    path = synthetic.write_labelled_dataset(tmp_path / "fo", 3, H, W, layout="folders")
+    args = [sys.executable, "-m", "zoo", "eval", "bisenet", "--data", str(path), "--json"]
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.communicate(timeout=120)
+    os.close(master)
+    assert proc.returncode == 0
+    assert "3/3" in seen.decode(errors="replace") and "img/s" in seen.decode(errors="replace")
+    piped = run_zoo("eval", "bisenet", "--data", str(path), "--json", check=True)
+    assert "img/s" not in piped.stderr  # not a terminal: no bar
