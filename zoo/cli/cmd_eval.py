@@ -75,7 +75,6 @@ def eval_(
     if not names:
         raise typer.BadParameter("--backend needs at least one name, e.g. onnx or onnx,paddle")
     dataset = datasets.open_dataset(data, split=split)
-    _fixed_mmap_threshold()
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
@@ -105,24 +104,6 @@ def eval_(
     if result.interrupted:
         info(f"zoo: interrupted after {result.images} image(s): the numbers above cover those only")
         raise typer.Exit(130)
-
-
-def _fixed_mmap_threshold(size: int = 1 << 20) -> None:
-    """Have glibc mmap (and unmap on free) every block of ``size`` bytes or more.
-
-    An eval allocates and frees the same few 2-30 MB arrays per image on three threads. glibc raises its mmap
-    threshold to the largest block freed, so from the second image on those arrays come from per-thread heaps that
-    fragment; peak RSS over 200 Cityscapes-size images was 1.19x that over 20 (BENCHMARKS.md, "Eval"). A fixed threshold
-    (mallopt M_MMAP_THRESHOLD, which also turns the adjustment off) returns each array to the system when freed.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, size)  # M_MMAP_THRESHOLD; not glibc (no mallopt): nothing to do
-    except (OSError, AttributeError):
-        pass
 
 
 def format_table(result: Any) -> str:
