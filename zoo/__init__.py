@@ -10,6 +10,7 @@ Public API (everything else is internal)::
     zoo.resolve("fcn")       -> ModelHandle          a name resolved once: entry, architecture, cache refs
     zoo.load("fcn")          -> Model                a cached model ready to run: .predict(rgb) -> label map
     zoo.verify_model("fcn")  -> VerifyResult         Paddle Inference vs ONNX Runtime (or any two backends)
+    zoo.evaluate("fcn", "cityscapes/") -> EvalResult PaddleSeg's mIoU & co. on labelled data, per backend
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "ZooError",
     "__version__",
     "architecture",
+    "evaluate",
     "get",
     "list_backends",
     "list_models",
@@ -119,3 +121,10 @@ def verify_model(name: Any, **kwargs):
     from zoo import verify
 
     return verify.verify_model(name, **kwargs)
+
+
+def evaluate(model, data, *, backends=("onnx",), **kwargs):
+    """Score a model on labelled data on each backend, as PaddleSeg does (see ``zoo.evaluation.evaluate``)."""
+    from zoo import evaluation
+
+    return evaluation.evaluate(model, data, backends=backends, **kwargs)

@@ -20,7 +20,9 @@ callers of the Python API can catch ``KeyError``, ``ValueError``, ``OSError`` ..
     ├── InvalidNameError       (ValueError)        a model name breaks the registry's naming rule
     ├── DiskFullError          (OSError)           no space or quota left for a write; nothing half-written kept
     ├── EngineError            (RuntimeError)      the Ray engine is not installed, cannot connect, or its job failed
-    └── QuantizationError      (ValueError)        a reduced-precision variant could not be made
+    ├── QuantizationError      (ValueError)        a reduced-precision variant could not be made
+    ├── DatasetError           (ValueError)        an evaluation data set or one of its labels cannot be read
+    └── EvalError              (ValueError)        an evaluation cannot run as asked (slide/aug on an argmax model)
 """
 
 from __future__ import annotations
@@ -105,3 +107,11 @@ class EngineError(ZooError, RuntimeError):
 
 class QuantizationError(ZooError, ValueError):
     """A reduced-precision variant (int8, fp16) could not be made: bad settings, calibration data or model."""
+
+
+class DatasetError(ZooError, ValueError):
+    """An evaluation data set cannot be read: no known layout, or a missing, unreadable or wrongly sized label."""
+
+
+class EvalError(ZooError, ValueError):
+    """An evaluation cannot run as asked (e.g. sliding-window inference on a model that outputs class ids)."""

@@ -1,0 +1,62 @@
+"""zoo eval never holds the data set: its peak RSS over 200 images at 1024x2048 is within 10% of its peak over 20.
+
+    python benchmarks/eval_rss.py [--model bisenet] [--images 200] [--few 20] [--out result.json]
+
+Writes ``--images`` labelled synthetic scenes at 1024x2048 (the Cityscapes layout and size), exports ``--model`` with
+seeded random weights and converts it, then runs ``zoo eval MODEL --data ... --limit N --json`` for N = ``--few`` and
+N = ``--images``, each in its own process, and reads each one's own peak RSS (``ru_maxrss`` via ``os.wait4`` in a
+small launcher, benchmarks/common.py). Not part of CI; run once by hand (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import log, run  # noqa: E402
+
+H, W = 1024, 2048
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="bisenet")
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--few", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("eval_rss.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="zoo-eval-rss-") as tmp:
+        os.environ["ZOO_HOME"] = str(Path(tmp) / "home")
+        log(f"exporting and converting {args.model}")
+        run(["zoo", "export", args.model, "--weights", "random"])
+        run(["zoo", "convert", args.model])
+        from zoo.synthetic import write_labelled_dataset
+
+        log(f"writing {args.images} labelled scenes at {W}x{H}")
+        data = write_labelled_dataset(Path(tmp) / "cityscapes", args.images, H, W, layout="cityscapes")
+        rows = {}
+        for n in (args.few, args.images):
+            log(f"zoo eval over {n} images")
+            done = run(["zoo", "eval", args.model, "--data", str(data), "--limit", str(n), "--json",
+                        "--threads", str(args.threads)], rss=True, timeout=7200)  # fmt: skip
+            result = json.loads(done.stdout)
+            assert result["images"] == n, result["images"]
+            rows[n] = {"images": n, "peak_rss_mb": round(done.peak_rss_mb, 1), "seconds": round(done.seconds, 1),
+                       "images_per_second": result["backends"]["onnx"]["images_per_second"]}  # fmt: skip
+            log(f"  {rows[n]}")
+    ratio = rows[args.images]["peak_rss_mb"] / rows[args.few]["peak_rss_mb"]
+    doc = {"model": args.model, "size": [H, W], "runs": list(rows.values()), "ratio": round(ratio, 4),
+           "within_10_percent": abs(ratio - 1) <= 0.10}  # fmt: skip
+    args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(doc, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""zoo eval: accuracy on labelled data (PaddleSeg's mIoU, accuracy, Kappa, Dice), one column per backend.
+
+The work is zoo/evaluation.py's; this parses, prints one table (or JSON) and writes the --report folder.
+Ctrl-C prints the partial result and exits 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from zoo.cli._app import State, app, info, print_json, stdout_to_stderr
+
+
+def parse_hw(text: str | None, option: str) -> tuple[int, int] | None:
+    """``HxW`` (e.g. ``512x1024``) → (H, W). (i13's shared --size parser can replace this at the merge.)"""
+    if text is None:
+        return None
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        h, w = (int(p) for p in parts)
+        if h < 1 or w < 1:
+            raise ValueError
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes HxW in pixels, e.g. 512x1024; got {text!r}") from None
+    return h, w
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v <= 0 for v in values):
+        raise typer.BadParameter(f"--scales takes positive numbers separated by commas, e.g. 0.75,1.0,1.25; got {text!r}")
+    return values
+
+
+@app.command("eval")
+def eval_(
+    model: str = typer.Argument(..., metavar="NAME|MODEL.onnx", help="Registry name, .onnx file or Paddle model folder."),
+    data: Path = typer.Option(..., "--data", metavar="PATH",
+                              help="Cityscapes root, PaddleSeg list file ('image label' lines) or a folder with "
+                                   "images/ + labels/ (train ids; 255 ignored)."),  # fmt: skip
+    split: str = typer.Option("val", "--split", help="Cityscapes split to read."),
+    backend: str = typer.Option("onnx", "--backend", metavar="NAME[,NAME...]",
+                                help="Backends to evaluate side by side, e.g. onnx,paddle."),  # fmt: skip
+    device: str = typer.Option("cpu", "--device", help="cpu or gpu."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per backend."),  # noqa: UP007
+    mode: str = typer.Option("whole", "--mode", help="whole, or slide (sliding window, PaddleSeg's slide_inference)."),
+    crop: Optional[str] = typer.Option(None, "--crop", metavar="HxW",  # noqa: UP007
+                                       help="Slide window, height x width (PaddleSeg's crop_size [1024, 512] is 512x1024)."),  # fmt: skip
+    stride: Optional[str] = typer.Option(None, "--stride", metavar="HxW", help="Slide step, height x width."),  # noqa: UP007
+    scales: str = typer.Option("1.0", "--scales", help="Input scales to average, e.g. 0.75,1.0,1.25 (needs logits)."),
+    flip: bool = typer.Option(False, "--flip", help="Also average the mirrored image (needs logits)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate the first N images only."),  # noqa: UP007
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and count) images whose label is missing or bad."),
+    absent_one: bool = typer.Option(False, "--absent-one",
+                                    help="A class absent from prediction and labels scores IoU 1 (PaddleSeg >= 2.9) "
+                                         "instead of 0 (<= 2.8, the registry's published numbers)."),  # fmt: skip
+    json_: bool = typer.Option(False, "--json", help="Print everything as one JSON object."),
+    report: Optional[Path] = typer.Option(None, "--report", metavar="DIR",  # noqa: UP007
+                                          help="Write eval.json, a per-class IoU chart and the worst images here."),  # fmt: skip
+) -> None:
+    """Measure segmentation accuracy on labelled data, as PaddleSeg's val.py does, on one or more backends."""
+    from zoo import datasets, evaluation, runtime
+
+    options = evaluation.Options(mode, parse_hw(crop, "--crop"), parse_hw(stride, "--stride"), _scales(scales), flip)
+    options.check()  # before any model loads
+    names = [b.strip() for b in backend.split(",") if b.strip()]
+    if not names:
+        raise typer.BadParameter("--backend needs at least one name, e.g. onnx or onnx,paddle")
+    dataset = datasets.open_dataset(data, split=split)
+    with stdout_to_stderr() if json_ else contextlib.nullcontext():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", runtime.MetadataWarning)
+            loaded = [runtime.load(model, backend=name, device=device, threads=threads, registries=State.registries)
+                      for name in names]  # fmt: skip
+            count = min(limit or len(dataset.samples), len(dataset.samples))
+            info(f"evaluating {loaded[0].name} on {dataset.describe()}: {count} image(s), "
+                 f"{', '.join(m.backend for m in loaded)}")  # fmt: skip
+            result = evaluation.run(loaded, dataset, options=options, limit=limit, skip_bad=skip_bad,
+                                    absent="one" if absent_one else "zero", progress=True,
+                                    keep_worst=evaluation.WORST if report else 0,
+                                    reference_miou=evaluation.reference_miou(model, dataset, State.registries))  # fmt: skip
+        for w in caught:
+            if issubclass(w.category, runtime.MetadataWarning):
+                info(f"zoo: warning: {w.message}")
+        for message in result.skipped:
+            info(f"zoo: skipped: {message}")
+        if report is not None:
+            from zoo import eval_report
+
+            written = eval_report.write_report(result, report)
+            info(f"report: {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}")
+    if json_:
+        print_json(result.as_dict())
+    else:
+        typer.echo(format_table(result))
+    if result.interrupted:
+        info(f"zoo: interrupted after {result.images} image(s): the numbers above cover those only")
+        raise typer.Exit(130)
+
+
+def format_table(result: Any) -> str:
+    """One side-by-side table: summary rows, then IoU per class; percentages."""
+    from zoo.cli._app import table
+
+    d = result.as_dict()
+    keys = list(d["backends"])
+    cols = [d["backends"][k] for k in keys]
+    rows = [["mIoU"] + [f"{c['miou'] * 100:.2f}" for c in cols],
+            ["acc"] + [f"{c['acc'] * 100:.2f}" for c in cols],
+            ["kappa"] + [f"{c['kappa']:.4f}" for c in cols],
+            ["dice"] + [f"{c['dice'] * 100:.2f}" for c in cols]]  # fmt: skip
+    if d["reference_miou"] is not None:
+        rows.append([f"mIoU - registry ({d['reference_miou']:.2f})"] + [f"{c['miou_minus_reference']:+.2f}" for c in cols])
+    rows.append(["images/s"] + [f"{c['images_per_second'] or 0:.2f}" for c in cols])
+    for i, name in enumerate(d["labels"]):
+        rows.append([f"IoU {name}"] + [f"{c['class_iou'][i] * 100:.2f}" if i < len(c["class_iou"]) else "-" for c in cols])
+    split = f" {d['split']}" if d["split"] else ""
+    head = (f"{d['model']} on {d['data']} ({d['layout']}{split}): {d['images']} images, {d['mode']}"
+            f"{' +flip' if d['flip'] else ''}{' scales ' + ','.join(map(str, d['scales'])) if d['scales'] != [1.0] else ''}"
+            f"; {d['convention']}{'; skipped ' + str(d['skipped']) if d['skipped'] else ''}"
+            f"{'; INTERRUPTED (partial)' if d['interrupted'] else ''}")  # fmt: skip
+    return head + "\n" + table(rows, ["metric (%)"] + keys)

@@ -1,0 +1,104 @@
+"""``zoo eval --report DIR``: eval.json, a per-class IoU bar chart and the worst images, drawn with OpenCV/numpy.
+
+``worst/<rank>_<backend>_<stem>.jpg`` shows, left to right: the image, the prediction and the ground truth as colour
+overlays, and the errors (red where the prediction is wrong, grey where the label is ignored).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+BAR_COLORS = ((66, 133, 244), (234, 67, 53), (52, 168, 83), (251, 188, 5))  # RGB, one per backend
+
+
+def write_report(result: Any, out: Path) -> list[Path]:
+    """Write the report files for an EvalResult into ``out``; return their paths."""
+    import cv2
+
+    try:
+        (out / "worst").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZooError(f"cannot create the report folder {out}: {exc.strerror or exc}; choose another with --report") from None
+    written = [out / "eval.json", out / "class_iou.png"]
+    written[0].write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
+    chart = class_iou_chart(result.labels, {k: v["class_iou"] for k, v in result.backends.items()})
+    cv2.imwrite(str(written[1]), chart[:, :, ::-1])
+    colors = _colors(result)
+    for key, worst in result.worst.items():
+        for rank, item in enumerate(worst, 1):
+            path = out / "worst" / f"{rank}_{key}_{item.image.stem}.jpg"
+            panel = error_panel(item.rgb, item.pred, item.label, colors)
+            cv2.imwrite(str(path), panel[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+            written.append(path)
+    return written
+
+
+def _colors(result: Any) -> np.ndarray:
+    """256 RGB colours: the model's own palette for its classes, PaddleSeg's pseudo-colours past them."""
+    import numpy as np
+
+    return np.asarray(result.colors[:256], np.uint8)
+
+
+def class_iou_chart(labels: tuple[str, ...], ious: dict[str, list[float]], width: int = 900) -> np.ndarray:
+    """Horizontal bars: one row per class, one bar per backend, IoU 0-100 %; RGB uint8."""
+    import cv2
+    import numpy as np
+
+    row, left, right, top = 22, 150, 70, 40
+    n = len(labels)
+    img = np.full((top + row * n + 20, width, 3), 255, np.uint8)
+    span = width - left - right
+    keys = list(ious)
+    bar = max((row - 6) // max(len(keys), 1), 2)
+    for j, key in enumerate(keys):
+        color = BAR_COLORS[j % len(BAR_COLORS)]
+        cv2.rectangle(img, (left + 120 * j, 10), (left + 120 * j + 12, 22), color, -1)
+        cv2.putText(img, key, (left + 120 * j + 16, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    for x in range(0, 101, 25):  # grid every 25 %
+        gx = left + span * x // 100
+        cv2.line(img, (gx, top - 4), (gx, top + row * n), (220, 220, 220), 1)
+        cv2.putText(img, f"{x}", (gx - 8, top + row * n + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (90, 90, 90), 1)
+    for i, name in enumerate(labels):
+        y = top + row * i
+        cv2.putText(img, name[:18], (6, y + row - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        for j, key in enumerate(keys):
+            values = ious[key]
+            value = values[i] if i < len(values) else 0.0
+            y0 = y + 3 + j * bar
+            cv2.rectangle(img, (left, y0), (left + int(span * value), y0 + bar - 1), BAR_COLORS[j % len(BAR_COLORS)], -1)
+            if j == len(keys) - 1 or len(keys) == 1:
+                cv2.putText(img, f"{value * 100:.1f}", (left + int(span * value) + 4, y + row - 7),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+    return img
+
+
+def error_panel(rgb: np.ndarray, pred: np.ndarray, label: np.ndarray, palette: np.ndarray,
+                max_width: int = 2048) -> np.ndarray:  # fmt: skip
+    """Image | prediction overlay | ground-truth overlay | errors, side by side (RGB uint8)."""
+    import cv2
+    import numpy as np
+
+    from zoo import postprocess
+
+    ignored = label == 255
+    pred_mask = palette[np.asarray(pred, np.int64) % len(palette)]
+    gt_mask = palette[np.where(ignored, 0, label).astype(np.int64) % len(palette)]
+    gt_mask[ignored] = 0
+    wrong = (np.asarray(pred, np.int64) != label) & ~ignored
+    errors = (rgb // 3).astype(np.uint8)
+    errors[wrong] = (230, 30, 30)
+    errors[ignored] = (128, 128, 128)
+    panel = np.concatenate([rgb, postprocess.overlay(rgb, pred_mask, 0.5), postprocess.overlay(rgb, gt_mask, 0.5),
+                            errors], axis=1)  # fmt: skip
+    if panel.shape[1] > max_width:  # four 2048-wide Cityscapes panels would make an 8192-pixel JPEG
+        scale = max_width / panel.shape[1]
+        panel = cv2.resize(panel, (max_width, max(int(panel.shape[0] * scale), 1)), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(panel)
