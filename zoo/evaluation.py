@@ -289,9 +289,10 @@ def run(
     num_classes = max(m.num_classes for m in models)
     scored = []
     for model in models:
-        key, n = model.backend, 2
+        base = model.backend if model.precision == "fp32" else f"{model.backend}/{model.precision}"
+        key, n = base, 2
         while key in {s.key for s in scored}:
-            key, n = f"{model.backend}-{n}", n + 1
+            key, n = f"{base}-{n}", n + 1
         scored.append(Scored(key, model, metrics.Areas(num_classes)))
     bar = _bar(len(good), progress)
     readers = ThreadPoolExecutor(segment.READERS, thread_name_prefix="zoo-eval-read")
@@ -360,7 +361,7 @@ def evaluate(
     backends: Sequence[str] = ("onnx",),
     device: str = "cpu",
     threads: int | None = None,
-    registries: list[Path] | None = None,
+    precisions: Sequence[str] = ("fp32",),
     **kwargs: Any,
 ) -> EvalResult:
     """Evaluate a registry name, ``.onnx`` file or model folder on each backend (or already loaded models).
@@ -371,27 +372,29 @@ def evaluate(
     from zoo import datasets, runtime
 
     if isinstance(model, (str, Path)):
-        if not backends:
-            raise EvalError("nothing to evaluate: give at least one backend")
-        loaded = [runtime.load(model, backend=b, device=device, threads=threads, registries=registries)
-                  for b in backends]  # fmt: skip
+        if not backends or not precisions:
+            raise EvalError("nothing to evaluate: give at least one backend and precision")
+        target = runtime.resolve_target(model)
+        loaded = [runtime.load(target, backend=b, device=device, threads=threads, precision=p)
+                  for b in backends for p in precisions]  # fmt: skip
     else:
         loaded = model
     dataset = data if isinstance(data, datasets.Dataset) else datasets.open_dataset(data, split=kwargs.pop("split", "val"))
     if kwargs.get("reference_miou") is None and isinstance(model, str):
-        kwargs["reference_miou"] = reference_miou(model, dataset, registries)
+        kwargs["reference_miou"] = reference_miou(model, dataset)
     return run(loaded, dataset, **kwargs)
 
 
-def reference_miou(name: str, dataset: Dataset, registries: list[Path] | None = None) -> float | None:
+def reference_miou(name: str, dataset: Dataset) -> float | None:
     """The registry's published mIoU (percent) for a registry name evaluated on Cityscapes val; else None."""
-    from zoo import registry
+    from zoo import catalog
     from zoo.errors import ZooError
 
     if not dataset.cityscapes_val or "/" in name or name.endswith(".onnx"):
         return None
     try:
-        return registry.get(name, registries).miou
+        entry = catalog.resolve(name).entry
+        return entry.miou if entry is not None else None
     except (ZooError, KeyError):  # a file path, or a registry that does not load: no reference
         return None
 

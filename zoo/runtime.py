@@ -219,6 +219,15 @@ def load(
     return Model(name, path, runner, arch, num_classes, spec.name, precision, device, runner.describe())
 
 
+def resolve_target(model: str | os.PathLike[str] | ModelHandle) -> str | os.PathLike[str] | ModelHandle:
+    """A registry name resolved once into its handle; a path (or a handle) as it is."""
+    from zoo import catalog
+
+    if isinstance(model, catalog.ModelHandle) or _as_path(model) is not None:
+        return model
+    return catalog.resolve(str(model))
+
+
 def _backend_for(fmt: str) -> str:
     from zoo import backends
 

@@ -13,21 +13,17 @@ from typing import Any, Optional
 
 import typer
 
-from zoo.cli._app import State, app, info, print_json, stdout_to_stderr
+from zoo.cli._app import app, info, parse_size, print_json, stdout_to_stderr
 
 
 def parse_hw(text: str | None, option: str) -> tuple[int, int] | None:
-    """``HxW`` (e.g. ``512x1024``) → (H, W). (i13's shared --size parser can replace this at the merge.)"""
+    """``--crop``/``--stride`` HxW through the CLI's one size parser, with the option's own name in its message."""
     if text is None:
         return None
-    parts = text.lower().replace("*", "x").split("x")
     try:
-        h, w = (int(p) for p in parts)
-        if h < 1 or w < 1:
-            raise ValueError
-    except ValueError:
-        raise typer.BadParameter(f"{option} takes HxW in pixels, e.g. 512x1024; got {text!r}") from None
-    return h, w
+        return parse_size(text)
+    except typer.BadParameter as exc:
+        raise typer.BadParameter(str(exc.message), param_hint=option) from None
 
 
 def _scales(text: str) -> tuple[float, ...]:
@@ -49,6 +45,8 @@ def eval_(
     split: str = typer.Option("val", "--split", help="Cityscapes split to read."),
     backend: str = typer.Option("onnx", "--backend", metavar="NAME[,NAME...]",
                                 help="Backends to evaluate side by side, e.g. onnx,paddle."),  # fmt: skip
+    precision: str = typer.Option("fp32", "--precision", metavar="P[,P...]",
+                                  help="Precisions to evaluate on each backend, e.g. fp32,int8 (see 'zoo quantize')."),
     device: str = typer.Option("cpu", "--device", help="cpu or gpu."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per backend."),  # noqa: UP007
     mode: str = typer.Option("whole", "--mode", help="whole, or slide (sliding window, PaddleSeg's slide_inference)."),
@@ -74,19 +72,23 @@ def eval_(
     names = [b.strip() for b in backend.split(",") if b.strip()]
     if not names:
         raise typer.BadParameter("--backend needs at least one name, e.g. onnx or onnx,paddle")
+    precisions = [p.strip() for p in precision.split(",") if p.strip()]
+    if not precisions:
+        raise typer.BadParameter("--precision needs at least one of fp32, bf16, fp16, int8", param_hint="--precision")
+    target = runtime.resolve_target(model)  # a name is looked up once
     dataset = datasets.open_dataset(data, split=split)
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
-            loaded = [runtime.load(model, backend=name, device=device, threads=threads, registries=State.registries)
-                      for name in names]  # fmt: skip
+            loaded = [runtime.load(target, backend=name, device=device, threads=threads, precision=p)
+                      for name in names for p in precisions]  # fmt: skip
             count = min(limit or len(dataset.samples), len(dataset.samples))
             info(f"evaluating {loaded[0].name} on {dataset.describe()}: {count} image(s), "
                  f"{', '.join(m.backend for m in loaded)}")  # fmt: skip
             result = evaluation.run(loaded, dataset, options=options, limit=limit, skip_bad=skip_bad,
                                     absent="one" if absent_one else "zero", progress=True,
                                     keep_worst=evaluation.WORST if report else 0,
-                                    reference_miou=evaluation.reference_miou(model, dataset, State.registries))  # fmt: skip
+                                    reference_miou=evaluation.reference_miou(model, dataset))  # fmt: skip
         for w in caught:
             if issubclass(w.category, runtime.MetadataWarning):
                 info(f"zoo: warning: {w.message}")
