@@ -34,7 +34,7 @@ def test_heavy_tests_are_marked_slow_and_the_quick_mode_leaves_them_out():
         return [line for line in proc.stdout.splitlines() if "::" in line]
 
     heavy = ["tests/test_e2e.py", "tests/test_bundle_roundtrip.py::test_bundle_round_trip_runs_after_import",
-             "tests/test_resolve.py::test_demo_ends_with_commands_that_work"]  # fmt: skip
+             "tests/test_provision.py::test_demo_ends_with_commands_that_work"]  # fmt: skip
     assert len(collected(*heavy)) == 13
     assert collected("-m", "not slow", *heavy) == []
     script = (REPO / "scripts" / "test.sh").read_text()
