@@ -60,6 +60,11 @@ def eval_(
     absent_one: bool = typer.Option(False, "--absent-one",
                                     help="A class absent from prediction and labels scores IoU 1 (PaddleSeg >= 2.9) "
                                          "instead of 0 (<= 2.8, the registry's published numbers)."),  # fmt: skip
+    engine: str = typer.Option("local", "--engine", metavar="local|ray", help="ray: Ray Data workers (zoo[ray])."),
+    address: Optional[str] = typer.Option(None, "--address", help="ray: 'auto' or ray://HOST:PORT."),  # noqa: UP007
+    workers: int = typer.Option(2, "--workers", min=1, help="ray: worker actors, each with its own session."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="ray: images per batch sent to a worker."),
+    threads_per_worker: int = typer.Option(1, "--threads-per-worker", min=1, help="ray: threads (CPUs) per worker."),
     json_: bool = typer.Option(False, "--json", help="Print everything as one JSON object."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="DIR",  # noqa: UP007
                                           help="Write eval.json, a per-class IoU chart and the worst images here."),  # fmt: skip
@@ -77,6 +82,15 @@ def eval_(
         raise typer.BadParameter("--precision needs at least one of fp32, bf16, fp16, int8", param_hint="--precision")
     target = runtime.resolve_target(model)  # a name is looked up once
     dataset = datasets.open_dataset(data, split=split)
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"choose local or ray, got {engine!r}", param_hint="--engine")
+    if engine == "ray":  # confusion areas summed on the workers; zoo/cli/cmd_eval_ray.py
+        from zoo.cli.cmd_eval_ray import eval_on_ray
+
+        whole = options.mode == "whole" and options.scales == (1.0,) and not options.flip
+        return eval_on_ray(model, dataset, backends=names, precisions=precisions, whole=whole, limit=limit,
+                           absent="one" if absent_one else "zero", json_=json_, address=address, workers=workers,
+                           batch_size=batch_size, threads=threads_per_worker)  # fmt: skip
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
