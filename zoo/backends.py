@@ -68,47 +68,22 @@ def reset() -> None:
 
 
 def _discover(allow: set[str] | None) -> list[BackendPlugin]:
-    from zoo.plugins import _precedence, group
+    from zoo.plugins import load_group
 
-    found: list[BackendPlugin] = []
-    seen: dict[str, BackendPlugin] = {}
-    for ep in sorted(group(GROUP), key=_precedence):
-        if allow is not None and ep.name not in allow:
-            continue
-        dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else None
-        dist_version = dist.version if dist is not None else None
-        if ep.name in seen:
-            first = seen[ep.name]
-            error = (f"duplicate backend name '{ep.name}': {ep.value} ({dist_name}) and {first.value} "
-                     f"({first.distribution}); uninstall one of them")  # fmt: skip
-            found.append(BackendPlugin(ep.name, ep.value, dist_name, dist_version, None, error))
-            continue
-        try:
-            backend = _load_one(ep)
-        except Exception as exc:  # a broken plugin must never break zoo
-            hint = f"reinstall or upgrade {dist_name}" if dist_name else "reinstall the plugin"
-            plugin = BackendPlugin(ep.name, ep.value, dist_name, dist_version, None,
-                                   f"{type(exc).__name__}: {exc} — {hint}")  # fmt: skip
-        else:
+    def record(ep: Any, dist: str | None, version: str | None, backend: Any, error: str | None) -> BackendPlugin:
+        if backend is not None:  # loaded: usable only when what its runner imports is installed
             missing = [m for m in backend.requires if not _importable(m)]
-            error = None
             if missing:
                 error = f"needs {', '.join(missing)}, which is not installed — {backend.install or 'install it'}"
-            plugin = BackendPlugin(ep.name, ep.value, dist_name, dist_version, backend, error)
-        seen[ep.name] = plugin
-        found.append(plugin)
-    return found
+        return BackendPlugin(ep.name, ep.value, dist, version, backend, error)
+
+    return load_group(GROUP, allow, "backend", _load_one, record)
 
 
 def _load_one(ep: Any) -> Backend:
-    obj = ep.load()
-    if callable(obj) and not isinstance(obj, Backend):
-        obj = obj()
-    if not isinstance(obj, Backend):
-        raise TypeError(f"{ep.value} is a {type(obj).__name__}, not a zoo.spec.Backend")
-    if obj.name != ep.name:
-        raise ValueError(f"entry point '{ep.name}' names backend '{obj.name}'; they must match")
+    from zoo.plugins import load_spec
+
+    obj = load_spec(ep, Backend, "backend")
     if not obj.formats or ":" not in obj.runner:
         raise ValueError(f"backend '{obj.name}' needs formats and a runner 'module:callable', got {obj.runner!r}")
     return obj

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 from dataclasses import dataclass
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -50,15 +51,48 @@ class Plugin:
         }
 
 
-def _load_one(ep: Any) -> Architecture:
+def load_spec(ep: Any, cls: type, kind: str) -> Any:
+    """The spec an entry point publishes (an instance of ``cls``, or a callable returning one), named as the entry
+    point is; TypeError or ValueError otherwise."""
     obj = ep.load()
-    if callable(obj) and not isinstance(obj, Architecture):
+    if callable(obj) and not isinstance(obj, cls):
         obj = obj()
-    if not isinstance(obj, Architecture):
-        raise TypeError(f"{ep.value} is a {type(obj).__name__}, not a zoo.spec.Architecture")
+    if not isinstance(obj, cls):
+        raise TypeError(f"{ep.value} is a {type(obj).__name__}, not a zoo.spec.{cls.__name__}")
     if obj.name != ep.name:
-        raise ValueError(f"entry point '{ep.name}' names architecture '{obj.name}'; they must match")
+        raise ValueError(f"entry point '{ep.name}' names {kind} '{obj.name}'; they must match")
     return obj
+
+
+def load_group(name: str, allow: set[str] | None, kind: str, load: Callable[[Any], Any],
+               record: Callable[[Any, str | None, str | None, Any, str | None], Any]) -> list[Any]:  # fmt: skip
+    """Every allowed entry point of group ``name`` loaded with ``load`` and turned into ``record(ep, distribution,
+    version, spec, error)``; a duplicate name or a failure to load becomes a record with the error (a broken plugin
+    must never break zoo)."""
+    found: list[Any] = []
+    seen: dict[str, Any] = {}
+    for ep in sorted(group(name), key=_precedence):
+        if allow is not None and ep.name not in allow:
+            continue
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        dist_version = dist.version if dist is not None else None
+        if ep.name in seen:
+            first = seen[ep.name]
+            error = (f"duplicate {kind} name '{ep.name}': {ep.value} ({dist_name}) and {first.value} "
+                     f"({first.distribution}); uninstall one of them")  # fmt: skip
+            found.append(record(ep, dist_name, dist_version, None, error))
+            continue
+        try:
+            spec = load(ep)
+        except Exception as exc:  # a broken plugin must never break zoo
+            hint = f"reinstall or upgrade {dist_name}" if dist_name else "reinstall the plugin"
+            plugin = record(ep, dist_name, dist_version, None, f"{type(exc).__name__}: {exc} — {hint}")
+        else:
+            plugin = record(ep, dist_name, dist_version, spec, None)
+        seen[ep.name] = plugin
+        found.append(plugin)
+    return found
 
 
 def _precedence(ep: Any) -> tuple[str, bool, str]:
@@ -97,32 +131,13 @@ def discover() -> list[Plugin]:
 
 
 def _discover(allow: set[str] | None) -> list[Plugin]:
-    found: list[Plugin] = []
-    seen: dict[str, Plugin] = {}
-    for ep in sorted(group(GROUP), key=_precedence):
-        if allow is not None and ep.name not in allow:
-            continue
-        dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else None
-        dist_version = dist.version if dist is not None else None
-        if ep.name in seen:
-            first = seen[ep.name]
-            error = (
-                f"duplicate architecture name '{ep.name}': {ep.value} ({dist_name}) and "
-                f"{first.value} ({first.distribution}); uninstall one of them"
-            )
-            found.append(Plugin(ep.name, ep.value, dist_name, dist_version, None, error))
-            continue
-        try:
-            arch = _load_one(ep)
-            plugin = Plugin(ep.name, ep.value, dist_name, dist_version, arch)
-        except Exception as exc:  # a broken plugin must never break zoo
-            hint = f"reinstall or upgrade {dist_name}" if dist_name else "reinstall the plugin"
-            error = f"{type(exc).__name__}: {exc} — {hint}"
-            plugin = Plugin(ep.name, ep.value, dist_name, dist_version, None, error)
-        seen[ep.name] = plugin
-        found.append(plugin)
-    return found
+    def load(ep: Any) -> Architecture:
+        return load_spec(ep, Architecture, "architecture")
+
+    def record(ep: Any, dist: str | None, version: str | None, arch: Any, error: str | None) -> Plugin:
+        return Plugin(ep.name, ep.value, dist, version, arch, error)
+
+    return load_group(GROUP, allow, "architecture", load, record)
 
 
 def architectures() -> dict[str, Architecture]:
