@@ -145,12 +145,12 @@ def test_a_cached_model_works_by_name_without_its_registry(served: Path, tmp_pat
 
 def test_an_export_is_described_by_its_provenance_without_a_registry(models, tmp_path: Path):
     """A model exported under a registry name that is gone: the export's provenance names its architecture."""
-    from zoo import cache, registry
+    from zoo import cache, catalog
 
     models.install("unet-tiny")
     ref = cache.get_ref("unet-tiny")
     cache.set_ref("my-unet", "paddle", {k: v for k, v in ref["paddle"].items() if k != "updated"})
-    entry = registry.get("my-unet")
+    entry = catalog.resolve("my-unet").entry
     assert (entry.architecture, entry.num_classes) == ("unet", 4)
     image = write(tmp_path / "s.png", street())
     proc = run_zoo("run", "my-unet", str(image), "--out", str(tmp_path / "out"), "--backend", "paddle")

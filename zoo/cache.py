@@ -271,9 +271,9 @@ def discard(path: Path) -> None:
 def check_name(name: str) -> str:
     """``name`` if it follows the registry's naming rule, else InvalidNameError. Every path built from a model name
     goes through here first, so no name ('../../x', '/abs/path', 'a/b') can reach outside the cache."""
-    from zoo.registry import _NAME
+    from zoo.util import MODEL_NAME
 
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
         raise InvalidNameError(
             f"{name!r} is not a model name (lowercase letters, digits, '.', '_' and '-', starting with a letter or "
             "digit); run 'zoo cache ls' or 'zoo list' to see the names"

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -20,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import cache
 from zoo.errors import NotCachedError
+from zoo.util import MODEL_NAME
 from zoo.registry import Artifact, ModelEntry
 
 if TYPE_CHECKING:
     from zoo.catalog import ModelHandle
 
 ENTRY = "entry"  # key of the registry entry inside a ref's format records
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # registry names; anything else cannot have a ref
 
 
 def remember(entry: ModelEntry) -> None:
@@ -44,7 +43,7 @@ _CACHED = "cache: "
 
 def cached_entry(name: str) -> ModelEntry | None:
     """The entry of a model the cache holds but no registry names (None if the cache cannot describe it)."""
-    if not _NAME.match(name) or not cache.ref_path(name).is_file():
+    if not MODEL_NAME.match(name) or not cache.ref_path(name).is_file():
         return None
     ref = cache.get_ref(name)
     formats = cache.cached_formats(name)

@@ -8,7 +8,6 @@ with ``--registry``; registries shipped by plugins. A name defined twice is an e
 from __future__ import annotations
 
 import difflib
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +15,12 @@ from typing import Any
 
 from zoo import config
 from zoo.errors import RegistryError, UnknownModelError
-from zoo.util import SHA256 as _SHA256
+from zoo.util import SHA256 as _SHA256, MODEL_NAME
 
 SCHEMA = 1
 ARTIFACT_KINDS = ("inference", "onnx", "weights")
 PACKAGED = Path(__file__).with_name("registry.toml")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_NAME = MODEL_NAME
 
 
 @dataclass(frozen=True)
@@ -247,10 +246,6 @@ def get(name: str, extra: list[Path] | None = None) -> ModelEntry:
     models = load(extra)
     if name in models:
         return models[name]
-    from zoo import provision  # a model the cache holds stays usable by name without its registry file
-
-    if (cached := provision.cached_entry(name)) is not None:
-        return cached
     close = difflib.get_close_matches(name, list(models), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     raise UnknownModelError(f"unknown model '{name}'; {hint}run 'zoo list' to see the available models")

@@ -208,3 +208,10 @@ def stdout_to_stderr() -> Iterator[None]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def run_line(summary: dict[str, Any]) -> str:
+    """One line per segmented image: the top classes, the inference time, where the colour mask went."""
+    top = ", ".join(f"{name} {share:.0%}" for name, share in list(summary["classes"].items())[:3])
+    t = summary["timings_ms"]
+    return f"{summary['input']}: {top} ({t['inference']:.0f} ms) → {summary['outputs']['color']}"

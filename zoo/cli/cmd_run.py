@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from zoo.cli._app import backend_name, app, info, print_json, stdout_to_stderr
+from zoo.cli._app import app, backend_name, info, print_json, run_line, stdout_to_stderr
 from zoo.errors import ImageError
 
 
@@ -112,7 +112,7 @@ def run(
             for note in result.summary["warnings"]:
                 info(f"zoo: warning: {result.path}: {note}")
             if not json_:
-                typer.echo(_line(result.summary))
+                typer.echo(run_line(result.summary))
         seconds = time.perf_counter() - started
     if json_:
         print_json(summaries)
@@ -121,12 +121,6 @@ def run(
         info(f"{done}; {len(failures)} of {len(paths)} inputs failed")
         raise typer.Exit(1)
     info(f"{done} → {out}")
-
-
-def _line(summary: dict[str, Any]) -> str:
-    top = ", ".join(f"{name} {share:.0%}" for name, share in list(summary["classes"].items())[:3])
-    t = summary["timings_ms"]
-    return f"{summary['input']}: {top} ({t['inference']:.0f} ms) → {summary['outputs']['color']}"
 
 
 def _without_outputs(paths: list[Path], out: Path) -> list[Path]:

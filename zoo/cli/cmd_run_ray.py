@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from zoo.cli._app import info, print_json, stdout_to_stderr
+from zoo.cli._app import info, print_json, run_line, stdout_to_stderr
 from zoo.errors import EngineError
 
 
@@ -33,9 +33,7 @@ def run_on_ray(model: str, inputs: list[str], out: Path, *, backend: str, device
         for note in result.summary["warnings"]:
             info(f"zoo: warning: {result.path}: {note}")
         if not json_:
-            from zoo.cli.cmd_run import _line
-
-            typer.echo(_line(result.summary))
+            typer.echo(run_line(result.summary))
 
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         distributed.connect(address)
