@@ -116,14 +116,14 @@ def _stamp(path: Path) -> tuple[str, int, int]:
 
 
 def _unregistered(catalog: Catalog, name: str) -> ModelHandle:
-    """A name no registry defines: the model the cache describes (:func:`zoo.provision.cached_entry`), else
+    """A name no registry defines: the model the cache describes (:func:`zoo.remembered.cached_entry`), else
     UnknownModelError with close matches."""
     import difflib
 
-    from zoo import cache, plugins, provision
+    from zoo import cache, plugins, remembered
     from zoo.errors import UnknownModelError
 
-    if (cached := provision.cached_entry(name)) is not None:  # cached, but its registry file is gone
+    if (cached := remembered.cached_entry(name)) is not None:  # cached, but its registry file is gone
         arch = catalog.architectures.get(cached.architecture) or plugins.get_architecture(cached.architecture)
         return ModelHandle(name, cached, arch, int(cached.num_classes or len(arch.labels)), cache.ref_path(name))
     close = difflib.get_close_matches(name, list(catalog.models), n=3, cutoff=0.5)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from zoo import archive, cache, catalog, pins, registry, provision, repair
+from zoo import archive, cache, catalog, pins, registry, remembered, repair
 from zoo.errors import ArchiveError, ConversionError, DownloadError, NotCachedError, WeightsError, ZooError
 from zoo.util import first_line as _first_line
 
@@ -85,7 +85,7 @@ def pull(
         results.append(_pull_paddle(entry, source, opts))
     if fmt in ("onnx", "all"):
         results.append(_pull_onnx(entry, opts))
-    provision.remember(entry)  # the cache can describe the model once its registry file is gone
+    remembered.remember(entry)  # the cache can describe the model once its registry file is gone
     return results
 
 
