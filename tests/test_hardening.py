@@ -452,7 +452,9 @@ def test_full_disk_during_extraction(small_home, http_server, use_registry) -> N
                                                   "model.pdiparams": b"\0" * 400_000}))  # fmt: skip
     use_registry({"m": {"inference": http_server.add("/m.tar.gz", big)}})
     proc = run_zoo("pull", "m", "--quiet", env=NET)
-    _full_disk_line(proc.stderr, cache.models_dir())
+    line = _full_disk_line(proc.stderr, cache.models_dir())
+    needed = sum(len(data) for data in (b'{"program": 1}', b"\0" * 400_000))
+    assert f"needs {needed} bytes" in line  # the archive's declared total, from its headers
     assert not [p for p in cache.models_dir().iterdir()]  # no .staging-*
 
 

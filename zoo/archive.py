@@ -114,6 +114,7 @@ def extract(
     limits = _Limits(MAX_MEMBERS if max_members is None else max_members, max_bytes, archive.stat().st_size,
                      config.max_ratio())  # fmt: skip
     kind = "zip" if _looks_zip(archive) else "tar"
+    plan: list[tuple[_Member, str]] = []
     try:
         if kind == "zip":
             with zipfile.ZipFile(archive) as zf:
@@ -127,6 +128,12 @@ def extract(
                     _write_member(tf.extractfile(member.handle), member, dest, name, archive, hint)
     except ArchiveError:
         raise
+    except OSError as exc:
+        if cache.is_disk_full(exc):  # the plan declared every member's size: say what the entry needs in all
+            raise cache.disk_full(exc, dest.parent, sum(m.size for m, _ in plan), "this entry") from None
+        if not isinstance(exc, _READ_ERRORS):
+            raise
+        raise ArchiveError(f"{archive} is not a readable {kind} archive ({exc}); {hint}") from None
     except _READ_ERRORS as exc:
         raise ArchiveError(f"{archive} is not a readable {kind} archive ({exc}); {hint}") from None
     return [name for _, name in plan]
