@@ -15,7 +15,7 @@ from zoo.spec import Architecture
 
 PUBLIC = {
     "Architecture", "Artifact", "Backend", "InputSpec", "ModelEntry", "ModelHandle", "ZooError", "__version__",
-    "architecture", "get", "list_backends", "list_models", "list_plugins", "load", "resolve", "verify_model",
+    "architecture", "evaluate", "get", "list_backends", "list_models", "list_plugins", "load", "resolve", "verify_model",
 }  # fmt: skip
 
 

@@ -59,8 +59,8 @@ class ShippedModel:
 
     def open(self) -> Model:
         """On a worker: fetch and re-hash the model, then open its session. IntegrityError if it does not match."""
-        from zoo import cache
-        from zoo.runtime import Model, OnnxRunner
+        from zoo import backends, cache
+        from zoo.runtime import Model
 
         if self.blob is None:
             local = Path(self.source)
@@ -82,8 +82,10 @@ class ShippedModel:
                 "run again"
             raise IntegrityError(f"{local} on this worker is corrupt: expected {self.sha256}, got {got}; refused — "
                                  f"{fix}")  # fmt: skip
-        runner = OnnxRunner(local, self.device, self.threads)
-        return Model(self.name, Path(self.source), runner, self.architecture, self.num_classes)
+        spec = backends.get("onnx")  # the runner zoo run uses locally, so the outputs are the same file for file
+        runner = backends.open_runner(spec, local, device=self.device, threads=self.threads)
+        return Model(self.name, Path(self.source), runner, self.architecture, self.num_classes, spec.name, "fp32",
+                     self.device, runner.describe())  # fmt: skip
 
 
 def _node_copy(data: bytes, sha256: str) -> Path:
