@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.errors import BackendError
 from zoo.spec import Backend
+from zoo.util import first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -82,7 +83,7 @@ class OpenVinoRunner:
         try:
             self._model = self._core.read_model(str(path))
         except Exception as exc:
-            raise BackendError(f"OpenVINO cannot read {path}: {_first_line(exc)}; convert it again with "
+            raise BackendError(f"OpenVINO cannot read {path}: {first_line(exc)}; convert it again with "
                                "'zoo convert NAME --force'") from exc  # fmt: skip
         inputs = self._model.inputs
         if len(inputs) != 1:
@@ -107,7 +108,7 @@ class OpenVinoRunner:
                 compiled = self._core.compile_model(model, "CPU", self.config)
             except Exception as exc:
                 raise BackendError(f"OpenVINO cannot compile {self.path} for input {list(shape)}: "
-                                   f"{_first_line(exc)}") from exc  # fmt: skip
+                                   f"{first_line(exc)}") from exc  # fmt: skip
             if len(self._compiled) >= _KEEP_SHAPES:
                 self._compiled.pop(next(iter(self._compiled)))
             self._compiled[shape] = (compiled, compiled.create_infer_request())
@@ -119,7 +120,7 @@ class OpenVinoRunner:
         try:
             request.infer({0: x})
         except Exception as exc:
-            raise BackendError(f"OpenVINO failed on an input of shape {list(x.shape)}: {_first_line(exc)}") from exc
+            raise BackendError(f"OpenVINO failed on an input of shape {list(x.shape)}: {first_line(exc)}") from exc
         return request.get_output_tensor(0).data.copy()
 
     def compiled(self, shape: tuple[int, ...] = (1, 3, 64, 64)) -> Any:
@@ -157,8 +158,3 @@ def _zoo_precision(ov_name: str) -> str:
     names = {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "f16": "fp16", "float16": "fp16",
              "u8": "int8", "i8": "int8"}  # fmt: skip
     return names.get(ov_name.lower(), ov_name)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

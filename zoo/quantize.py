@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import QuantizationError, ZooError
+from zoo.util import first_line, sha256_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -193,7 +194,7 @@ def quantize_onnx(
         raise QuantizationError(f"{src} is not a readable ONNX model ({exc}); convert it again") from exc
     moved = constants_to_initializers(model)
     provenance: dict[str, Any] = {
-        "variant": variant_name(precision), "precision": precision, "source_sha256": _sha256(src),
+        "variant": variant_name(precision), "precision": precision, "source_sha256": sha256_file(src),
         "constants_to_initializers": moved,
     }  # fmt: skip
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -209,7 +210,7 @@ def quantize_onnx(
                 raise QuantizationError(f"{folder}: no such folder of calibration images")
             calibration = folder_tensors(folder, input_spec or input_spec_of(model))
         provenance.update(_to_int8(model, dst, calibration, method, per_channel, exclude, reduce_range))
-    provenance["sha256"] = _sha256(dst)
+    provenance["sha256"] = sha256_file(dst)
     return provenance
 
 
@@ -239,7 +240,7 @@ def _to_int8(model: onnx.ModelProto, dst: Path, tensors: Iterable[np.ndarray], m
             model = onnx.version_converter.convert_version(model, PER_CHANNEL_OPSET)
         except Exception as exc:
             raise QuantizationError(f"--per-channel needs opset {PER_CHANNEL_OPSET}, and onnx could not convert "
-                                    f"this opset {opset} model: {_first_line(exc)}; quantize per tensor") from exc  # fmt: skip
+                                    f"this opset {opset} model: {first_line(exc)}; quantize per tensor") from exc  # fmt: skip
     reader = _Calibration(model.graph.input[0].name, tensors)
     metadata = [(p.key, p.value) for p in model.metadata_props]
     calib = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -264,7 +265,7 @@ def _to_int8(model: onnx.ModelProto, dst: Path, tensors: Iterable[np.ndarray], m
         except ZooError:  # a calibration image that cannot be read says so itself
             raise
         except Exception as exc:
-            raise QuantizationError(f"onnxruntime.quantization failed: {_first_line(exc)}") from exc
+            raise QuantizationError(f"onnxruntime.quantization failed: {first_line(exc)}") from exc
         if reader.count == 0:
             raise QuantizationError("the calibration set is empty; give at least one image")
         quantized = onnx.load(str(out))
@@ -293,7 +294,7 @@ def _to_fp16(model: onnx.ModelProto, dst: Path, exclude: Iterable[str]) -> dict[
         # keep_io_types: callers keep feeding float32 and reading float32 scores (Casts at the edges)
         half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
     except Exception as exc:
-        raise QuantizationError(f"onnxconverter-common could not convert to float16: {_first_line(exc)}") from exc
+        raise QuantizationError(f"onnxconverter-common could not convert to float16: {first_line(exc)}") from exc
     _set_metadata(half, metadata, {"zoo.precision": "fp16", "zoo.variant": variant_name("fp16")})
     _save(half, dst)
     return {"tool": "onnxconverter_common.float16.convert_float_to_float16", "keep_io_types": True,
@@ -317,7 +318,7 @@ def _save(model: onnx.ModelProto, dst: Path) -> None:
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise QuantizationError(f"the converted model does not pass onnx.checker: {_first_line(exc)}") from exc
+        raise QuantizationError(f"the converted model does not pass onnx.checker: {first_line(exc)}") from exc
     tmp = dst.with_name(f".{dst.name}.incomplete")
     onnx.save(model, str(tmp))
     os.replace(tmp, dst)
@@ -341,17 +342,6 @@ def _versions(*packages: str) -> dict[str, str]:
         except PackageNotFoundError:
             found[name] = "unknown"
     return found
-
-
-def _sha256(path: Path) -> str:
-    from zoo.cache import sha256_file
-
-    return sha256_file(path)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # ---- a registry model's variant in the cache ------------------------------------------------------------------------
