@@ -215,3 +215,17 @@ def run_line(summary: dict[str, Any]) -> str:
     top = ", ".join(f"{name} {share:.0%}" for name, share in list(summary["classes"].items())[:3])
     t = summary["timings_ms"]
     return f"{summary['input']}: {top} ({t['inference']:.0f} ms) → {summary['outputs']['color']}"
+
+
+def show_result(result: Any, summaries: list[dict[str, Any]], json_: bool) -> bool:
+    """Report one image of ``zoo run`` (either engine): its error, or its warnings and (without --json) its line,
+    keeping its summary in ``summaries``. False when the image failed."""
+    if result.error is not None:
+        info(f"zoo: error: {result.error}")
+        return False
+    summaries.append(result.summary)
+    for note in result.summary["warnings"]:
+        info(f"zoo: warning: {result.path}: {note}")
+    if not json_:
+        typer.echo(run_line(result.summary))
+    return True

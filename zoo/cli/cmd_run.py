@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from zoo.cli._app import app, backend_name, info, print_json, run_line, stdout_to_stderr
+from zoo.cli._app import app, backend_name, info, print_json, show_result, stdout_to_stderr
 from zoo.errors import ImageError
 
 
@@ -104,15 +104,8 @@ def run(
         started = time.perf_counter()
         summaries = []
         for result in segment.segment_files(loaded, readable, out):
-            if result.error is not None:
+            if not show_result(result, summaries, json_):
                 failures.append(result)
-                info(f"zoo: error: {result.error}")
-                continue
-            summaries.append(result.summary)
-            for note in result.summary["warnings"]:
-                info(f"zoo: warning: {result.path}: {note}")
-            if not json_:
-                typer.echo(run_line(result.summary))
         seconds = time.perf_counter() - started
     if json_:
         print_json(summaries)

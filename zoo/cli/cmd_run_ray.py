@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from zoo.cli._app import info, print_json, run_line, stdout_to_stderr
+from zoo.cli._app import info, print_json, show_result, stdout_to_stderr
 from zoo.errors import EngineError
 
 
@@ -26,14 +26,7 @@ def run_on_ray(model: str, inputs: list[str], out: Path, *, backend: str, device
     summaries: list[dict[str, Any]] = []
 
     def show(result: Any) -> None:
-        if result.error is not None:
-            info(f"zoo: error: {result.error}")
-            return
-        summaries.append(result.summary)
-        for note in result.summary["warnings"]:
-            info(f"zoo: warning: {result.path}: {note}")
-        if not json_:
-            typer.echo(run_line(result.summary))
+        show_result(result, summaries, json_)
 
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         distributed.connect(address)
