@@ -1,13 +1,17 @@
 """Something trained, so zoo eval's numbers mean something: fine-tune BiSeNetV2 on synthetic street scenes, export it,
 convert it, and evaluate it with ``zoo eval`` on held-out scenes on both backends.
 
-    python benchmarks/eval_train.py [--minutes 4] [--home DIR] [--out result.json]
+    python benchmarks/eval_train.py [--minutes 4] [--weights FILE] [--home DIR] [--out result.json]
 
 Training is Paddle dygraph with a loop written here (zoo has no trainer): random scenes (seeds 10_000+) at 256x512,
 batch 2, cross-entropy (ignore 255) on the main head plus the auxiliary heads BiSeNetV2 returns in train mode,
 Adam (1e-3, poly decay), for ``--minutes`` of wall time. The weights go through
 ``paddle.save(state_dict)`` → ``zoo export --weights`` (zoo's safe .pdparams reader) → ``zoo convert`` → ``zoo eval``
-on 50 other scenes (seeds 0-49) in the Cityscapes layout. Not part of CI; run once by hand.
+on 50 other scenes (seeds 0-49) in the Cityscapes layout — float32 on ONNX Runtime and Paddle Inference, bf16 on
+Paddle (oneDNN) and OpenVINO, and the int8 variant ``zoo quantize`` makes (calibrated on 32 other scenes, seeds
+20000+) on ONNX Runtime and OpenVINO — with each one's mIoU drop against float32 ONNX. ``--weights FILE`` keeps the
+trained weights there (for benchmarks/precision.py ``--trained bisenet=FILE``); if FILE exists, training is skipped.
+Not part of CI; run once by hand.
 """
 
 from __future__ import annotations
@@ -78,27 +82,51 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--home", type=Path, default=None, help="ZOO_HOME to use (default: a temporary one)")
+    parser.add_argument("--weights", type=Path, help="keep the trained .pdparams here; reuse them if the file exists")
     parser.add_argument("--out", type=Path, default=Path("eval_train.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="zoo-eval-train-") as tmp:
         home = args.home or Path(tmp) / "home"
         os.environ["ZOO_HOME"] = str(home)
-        weights = Path(tmp) / "bisenet_synthetic.pdparams"
-        log(f"training BiSeNetV2 for {args.minutes} min at {H}x{W}")
-        training = train(args.minutes, weights)
-        log(f"trained: {training}")
-        run(["zoo", "export", "bisenet", "--weights", str(weights), "--output-op", "argmax"])
+        weights = args.weights or Path(tmp) / "bisenet_synthetic.pdparams"
+        if weights.is_file():
+            log(f"reusing the trained weights in {weights}")
+            training = json.loads(args.out.read_text())["training"] if args.out.is_file() else {"reused": str(weights)}
+        else:
+            log(f"training BiSeNetV2 for {args.minutes} min at {H}x{W}")
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            training = train(args.minutes, weights)
+            log(f"trained: {training}")
+        run(["zoo", "export", "bisenet", "--weights", str(weights), "--output-op", "argmax"])  # PIR: Paddle bf16 runs it
         run(["zoo", "convert", "bisenet", "--force"])
+        run(["zoo", "quantize", "bisenet", "--precision", "int8", "--calib-synthetic", "32", "--size", f"{H}x{W}",
+             "--seed", "20000"])  # fmt: skip
         from zoo.synthetic import write_labelled_dataset
 
         data = write_labelled_dataset(Path(tmp) / "cityscapes", EVAL_IMAGES, H, W, layout="cityscapes")
-        done = run(["zoo", "eval", "bisenet", "--data", str(data), "--backend", "onnx,paddle", "--json"])
-        result = json.loads(done.stdout)
-        table = run(["zoo", "eval", "bisenet", "--data", str(data), "--backend", "onnx,paddle"]).stdout
-    doc = {"training": training, "eval": result, "table": table}
+        result: dict = {}
+        tables = []
+        for backends, precision in (("onnx,paddle", "fp32"), ("paddle,openvino", "bf16"), ("onnx,openvino", "int8")):
+            cmd = ["zoo", "eval", "bisenet", "--data", str(data), "--backend", backends, "--precision", precision]
+            done = json.loads(run([*cmd, "--json"]).stdout)
+            result.setdefault("images", done["images"])
+            result.setdefault("backends", {}).update(done["backends"])
+            tables.append(run(cmd).stdout)
+    doc = {"training": training, "eval": result, "tables": tables, "summary": summary(result["backends"])}
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    print(table)
+    print("\n".join(tables))
+    print(doc["summary"])
     log(f"saved {args.out}")
+
+
+def summary(backends: dict) -> str:
+    """One markdown table: mIoU, accuracy and the drop against float32 ONNX, per backend and precision."""
+    base = backends["onnx"]["miou"]
+    lines = ["| backend/precision | mIoU % | mIoU − onnx fp32 (points) | acc % | kappa | images/s |", "|---|---|---|---|---|---|"]
+    for key, b in backends.items():
+        lines.append(f"| {key} | {100 * b['miou']:.2f} | {100 * (b['miou'] - base):+.2f} | {100 * b['acc']:.2f} | "
+                     f"{b['kappa']:.4f} | {b['images_per_second']} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Reduced precision side by side: Paddle Inference, ONNX Runtime and OpenVINO in float32, bfloat16 and int8.
 
-``python benchmarks/precision.py [--home DIR] [--models bisenet,fcn,...] [--rounds 2] [--write BENCHMARKS.md]``
+``python benchmarks/precision.py [--home DIR] [--models bisenet,fcn,...] [--trained bisenet=W.pdparams] [--rounds 2]
+[--write BENCHMARKS.md]``
 
-For each model (seeded random weights, exported as a legacy and a PIR program, converted to ONNX from the legacy
+For each model (seeded random weights, or trained ones with ``--trained NAME=FILE`` — e.g. the BiSeNetV2 that
+benchmarks/eval_train.py fine-tunes — exported as a legacy and a PIR program, converted to ONNX from the legacy
 one, int8 variant made by ``zoo quantize`` on synthetic street scenes), every configuration runs in a process of its
 own (peak RSS is its own) on the same synthetic scene, warm-up then timed ``runner.run(x)`` calls. Rounds alternate
 the order of the configurations (ABC… then …CBA) and ratios are taken per round, because this 2-core VM is shared
@@ -39,7 +41,7 @@ RESNET50 = ("deeplabv3", "deeplabv3p", "danet")
 START, END = "<!-- precision:start -->", "<!-- precision:end -->"
 
 
-def prepare(name: str, home: Path) -> dict:
+def prepare(name: str, home: Path, weights: str = "random") -> dict:
     """Export (PIR and legacy), convert, quantize; the model paths per configuration and the quantize timing."""
     env = {"ZOO_HOME": str(home)}
     os.environ.update(env)
@@ -48,9 +50,9 @@ def prepare(name: str, home: Path) -> dict:
     from zoo.export import export_model
 
     h, w = SIZES[name]
-    pir = export_model(name, weights="random", output_op="argmax", legacy=False, seed=0)
-    legacy = export_model(name, weights="random", output_op="argmax", legacy=True, seed=0)  # ref ends here
-    onnx_path = convert(name).path
+    pir = export_model(name, weights=weights, output_op="argmax", legacy=False, seed=0)
+    legacy = export_model(name, weights=weights, output_op="argmax", legacy=True, seed=0)  # ref ends here
+    onnx_path = convert(name, force=True).path
     n = CALIB.get(name, DEFAULT_CALIB)
     log(f"{name}: zoo quantize --precision int8 --calib-synthetic {n} --size {h}x{w}")
     with Interference() as seen:
@@ -59,7 +61,7 @@ def prepare(name: str, home: Path) -> dict:
     result = json.loads(done.stdout)
     int8 = Path(result["path"])
     assert cache.get_ref(name)["onnx-int8"]["key"] == int8.parent.name
-    paths = {"paddle-fp32": legacy, "paddle-bf16": pir, "ort-fp32": onnx_path, "ort-int8": int8,
+    paths = {"paddle-fp32": legacy, "paddle-fp32-pir": pir, "paddle-bf16": pir, "ort-fp32": onnx_path, "ort-int8": int8,
              "openvino-fp32": onnx_path, "openvino-bf16": onnx_path, "openvino-int8": int8}  # fmt: skip
     quantize = {"images": n, "size": [h, w], "seconds": round(done.seconds, 1), "peak_rss_mb": round(done.peak_rss_mb),
                 "others_share": round(seen.share, 2), "provenance": result["provenance"]}  # fmt: skip
@@ -153,37 +155,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--home", type=Path, help="ZOO_HOME to export into (kept); default: a temporary one")
     parser.add_argument("--models", default=",".join(SIZES))
+    parser.add_argument("--trained", action="append", default=[], metavar="NAME=FILE",
+                        help="also measure NAME with these trained .pdparams (row label NAME-trained)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--write", type=Path, help="put the section into this markdown file")
     parser.add_argument("--from-json", type=Path, help="render a saved run again")
-    parser.add_argument("--add-pir-fp32", action="store_true",
-                        help="with --from-json and --home: measure the PIR program in float32 too (one call per round)")
     parser.add_argument("--out", type=Path, help="folder for the raw numbers and label maps (default: a temporary one)")
     args = parser.parse_args()
     if args.from_json:
         doc = json.loads(args.from_json.read_text())
-        if args.add_pir_fp32:
-            add_pir_fp32(doc, args)
-            args.from_json.write_text(json.dumps(doc, indent=1, default=str))
     else:
         doc = collect(args)
     text = render(doc)
     print(text)
     if args.write:
         write_section(args.write, text)
-
-
-def add_pir_fp32(doc: dict, args: argparse.Namespace) -> None:
-    """Measure float32 Paddle on the PIR program as well, once per round, so "best float32 Paddle" is the faster of
-    the two programs (as in section 1)."""
-    os.environ["ZOO_HOME"] = str(args.home)
-    from zoo.export import export_model
-
-    tmp = args.from_json.parent
-    for name, m in doc["models"].items():
-        folder = export_model(name, weights="random", output_op="argmax", legacy=False, seed=0)  # cached: same key
-        for r, rnd in enumerate(m["rounds"]):
-            rnd["paddle-fp32-pir"] = measure("paddle-fp32-pir", name, str(folder), tmp, f"r{r}")
 
 
 def collect(args: argparse.Namespace) -> dict:
@@ -194,19 +180,21 @@ def collect(args: argparse.Namespace) -> dict:
     started = time.time()
     doc: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)), "models": {},
                  "load_before": os.getloadavg()}  # fmt: skip
-    for name in args.models.split(","):
-        log(f"{name}: export, convert, quantize")
-        prep = prepare(name, home)
+    todo = [(name, name, "random") for name in args.models.split(",") if name]
+    todo += [(spec.split("=", 1)[0] + "-trained", *spec.split("=", 1)) for spec in args.trained]
+    for key, name, weights in todo:
+        log(f"{key}: export, convert, quantize")
+        prep = prepare(name, home, weights)
         rounds = []
         for r in range(args.rounds):
             order = CONFIGS if r % 2 == 0 else tuple(reversed(CONFIGS))
-            rounds.append({c: measure(c, name, prep["paths"][c], tmp, f"r{r}") for c in order})
-        legacy_bf16 = measure("paddle-bf16", name, prep["legacy_bf16_path"], tmp, "legacy")
-        doc["models"][name] = {"size": SIZES[name], "quantize": prep["quantize"], "rows": summarize(name, rounds),
-                               "paddle_bf16_legacy": legacy_bf16.get("error") or "ran",
-                               "rounds": rounds}  # fmt: skip
+            rounds.append({c: measure(c, name, prep["paths"][c], tmp, f"{key}-r{r}") for c in order})
+        legacy_bf16 = measure("paddle-bf16", name, prep["legacy_bf16_path"], tmp, f"{key}-legacy")
+        doc["models"][key] = {"name": name, "weights": weights, "size": SIZES[name], "quantize": prep["quantize"],
+                              "rows": summarize(key, rounds), "paddle_bf16_legacy": legacy_bf16.get("error") or "ran",
+                              "rounds": rounds}  # fmt: skip
         Path(tmp / "precision.json").write_text(json.dumps(doc, indent=1, default=str))
-        if name == QUANTIZE_TARGET[0]:
+        if key == QUANTIZE_TARGET[0]:
             doc["quantize_target"] = timed_quantize(home, tmp)
     doc["minutes"] = round((time.time() - started) / 60, 1)
     doc["load_after"] = os.getloadavg()
@@ -223,28 +211,28 @@ def _versions() -> str:
 
 
 def render(doc: dict) -> str:
-    out = [START, "## 9. Reduced precision: int8, bf16 and OpenVINO", ""]
+    out = [START, "## 10. Reduced precision: int8, bf16 and OpenVINO", ""]
+    trained = [f"`{k}` ({m['weights']})" for k, m in doc["models"].items() if m.get("weights", "random") != "random"]
+    quiet = doc["load_before"][0] < 1.0
     out.append(
         f"Generated by `python benchmarks/precision.py` on {doc['started']} ({doc.get('minutes', '?')} min; "
-        f"{_versions()}). Seeded random weights (seed 0), 2 threads, batch 1, all five models at "
-        f"{SIZE[0]}×{SIZE[1]} (a quarter of Cityscapes' pixels, to keep the run short on a shared machine). Each configuration runs in its "
-        "own process; times are of `runner.run(x)` on one synthetic street scene (ms). Other processes only ever add "
-        "time, and on this shared VM they added a lot, so \"× Paddle\" (and the targets) compare the fastest call of "
-        "each configuration with best float32 Paddle Inference's fastest; \"÷ Paddle, p50 per round\" is the median "
-        "of per-round ratios of medians (rounds alternate the order, ABC…CBA), for comparison. "
-        "\"labels\" is the share of pixels whose label equals float32 Paddle's on 2 synthetic scenes not used for "
-        "calibration (\"vs ORT\": equals ORT float32's). int8 = `zoo quantize NAME --precision int8 "
-        f"--calib-synthetic N` (static QDQ, u8 activations / s8 weights, per tensor, minmax). This VM was shared with "
-        f"other work while it ran (load average before {doc['load_before'][0]:.2f}, after "
-        f"{doc.get('load_after', [float('nan')])[0]:.2f}; the \"others\" column is the largest share of the CPUs other "
-        "processes took during that configuration's runs): absolute times are inflated and noisy, the per-round "
-        "ratios less so."
+        f"{_versions()}). Seeded random weights (seed 0)"
+        + (f", and trained weights for {', '.join(trained)}" if trained else "")
+        + f", 2 threads, batch 1, every model at {SIZE[0]}×{SIZE[1]} (a quarter of Cityscapes' pixels, to keep the "
+        "run short). Each configuration runs in its own process; times are of `runner.run(x)` on one synthetic street "
+        "scene (ms), all configurations of a model interleaved, rounds alternating the order (ABC…CBA). Other "
+        "processes only ever add time, so \"× Paddle\" (and the targets) compare the fastest call of each "
+        "configuration with best float32 Paddle Inference's fastest (the faster of its legacy and PIR programs); "
+        "\"÷ Paddle, p50 per round\" is the median of per-round ratios of medians, for comparison. "
+        "\"labels\" is the share of pixels whose label equals float32 Paddle's (legacy program) on 2 synthetic scenes "
+        "not used for calibration (\"vs ORT\": equals ORT float32's). int8 = `zoo quantize NAME --precision int8 "
+        "--calib-synthetic N` (static QDQ, u8 activations / s8 weights, per tensor, minmax); paddle-bf16 = "
+        "`--backend paddle --precision bf16` (oneDNN bfloat16, PIR program). "
+        + ("Nothing else ran on the machine" if quiet else "Other work shared the machine")
+        + f" (load average before {doc['load_before'][0]:.2f}, after "
+        f"{doc.get('load_after', [float('nan')])[0]:.2f}; the \"others\" column is the largest share of the CPUs "
+        "other processes took during that configuration's runs)."
     )
-    if any("paddle-fp32-pir" in r for m in doc["models"].values() for r in m["rounds"]):
-        out[-1] += (" `paddle-fp32-pir` (float32 Paddle on the PIR program) was measured after all the others "
-                    "(`--add-pir-fp32`, same rounds and settings), not interleaved with them; in this run it was the "
-                    "faster float32 Paddle program for every model, unlike section 1's undisturbed run at 512×1024 — and other "
-                    "processes took less of the CPUs while it ran (see \"others\"), which favours it.")
     out.append("")
     out.append("| model | configuration | fastest ms | p50 ms | p90 ms | × Paddle fp32 | ÷ Paddle fp32 | ÷ Paddle, p50 "
                "per round | labels vs Paddle fp32 | vs ORT fp32 | peak RSS MB | ran as | others |")  # fmt: skip
@@ -337,9 +325,9 @@ def whys(doc: dict) -> list[str]:
             if f["agreement"] >= AGREEMENT:
                 text += " (enough)"
             else:
-                text += (" — int8 flips labels where these random-weight networks' top two class scores nearly tie "
-                         "(trained networks have clearer margins; the small trained network of the eval issue was not "
-                         "available on this branch, so its number is not here)")  # fmt: skip
+                text += (" — int8 flips labels where the network's top two class scores nearly tie"
+                         + (" (random weights: see the trained rows for a network with real margins)"
+                            if doc["models"][name].get("weights", "random") == "random" else ""))  # fmt: skip
             bf16 = timed.get("openvino-bf16")
             if bf16:
                 text += (f"; OpenVINO bf16 ran at {1 / bf16['speedup']:.2f}× with {bf16['agreement']:.2%} of the "
@@ -353,21 +341,13 @@ def whys(doc: dict) -> list[str]:
             out.append(f"- **2, {name}** ({measured}): ORT's int8 convolutions (QLinearConv, u8×s8 with VNNI) did not "
                        "gain 2.5× over its float32 ones on this model in this run.")
         elif number == 3:
-            out.append(f"- **3, {name}** ({measured}): labels are identical; the time is not. In section 1's "
-                       "undisturbed run the same ONNX files on OpenVINO (through ORT's OpenVINO EP) took 0.96× "
-                       "(bisenet) and 0.80× (fcn) of ORT's time. Here, with other processes taking ~90% of the CPUs, "
-                       "OpenVINO's float32 calls were slower than ORT's fastest; OpenVINO pins its 2 threads to "
-                       "cores, which may cost more on a contended VM than ORT's unpinned threads — not measured "
-                       "cleanly (one interleaved try was too noisy to tell).")  # fmt: skip
+            out.append(f"- **3, {name}** ({measured}): labels are identical; OpenVINO's float32 kernels were not "
+                       "faster than ORT's on this network at this size.")  # fmt: skip
         elif number == 4:
             q = doc["quantize_target"]
-            out.append(f"- **4, fcn** ({measured}): the command's own CPU time was {q['cpu_seconds']:.0f} s, "
-                       f"{q['cpu_seconds'] / 2:.0f} s of two free cores — within 2 minutes — but others took up to "
-                       f"{q['others_share']:.0%} of the CPUs, so its wall time was {q['seconds']:.0f} s. Peak RSS "
-                       "grows with the image size (fcn: 1.2 GB at 256×512, 3.8 GB at 512×1024): ORT's calibration "
-                       "runs an augmented graph with every activation's ReduceMin/ReduceMax as an output, with graph "
-                       "optimisation off; that activations stay alive until those reductions run is the likely "
-                       "cause, not measured here.")  # fmt: skip
+            out.append(f"- **4, fcn** ({measured}): the command's own CPU time was {q['cpu_seconds']:.0f} s "
+                       f"({q['cpu_seconds'] / 2:.0f} s of two free cores); others took up to "
+                       f"{q['others_share']:.0%} of the CPUs while it ran.")  # fmt: skip
     return out if len(out) > 2 else []
 
 
@@ -381,9 +361,13 @@ def notes(doc: dict) -> list[str]:
         by_outcome.setdefault(e, []).append(n)
     outcome = "; ".join(f"{', '.join(names)}: " + ("runs" if e == "ran" else f"fails at the first run with `{e}`")
                         for e, names in by_outcome.items())  # fmt: skip
-    lines.append("Paddle Inference's reduced precision: `Config.enable_mkldnn_bfloat16()` on top of zoo's oneDNN "
-                 "settings runs the PIR program (`paddle-bf16` above). On the legacy program (the faster float32 one in "
-                 f"section 1): {outcome}. "
+    lines.append("Paddle Inference's reduced precision: `zoo run|bench|eval NAME --backend paddle --precision bf16` "
+                 "(`Config.enable_mkldnn_bfloat16()` on top of zoo's oneDNN settings) runs the PIR program "
+                 "(`paddle-bf16` above). On the legacy program zoo refuses it before running (paddlepaddle 3.3.1 "
+                 "fails at the first run with `(InvalidArgument) The type of data we are trying to retrieve (float32) "
+                 "does not match the type of data (bfloat16)` … `[operator < elementwise_add > error]`; "
+                 "tests/test_paddle_config.py checks that this is still so); here: "
+                 f"{outcome}. "
                  "`Config.enable_mkldnn_int8()` on a float program (bisenet's legacy one, tried by hand) runs with labels "
                  "identical to float32 and is no faster: Paddle's oneDNN int8 passes rewrite programs that carry "
                  "fake-quantize/dequantize ops from PaddleSlim's quantization, which zoo does not depend on, so Paddle "

@@ -23,46 +23,13 @@ warnings.filterwarnings("ignore")
 import numpy as np  # noqa: E402
 
 
-class PaddleBf16:
-    """Paddle Inference with oneDNN bfloat16 (``enable_mkldnn_bfloat16``) on top of zoo's CPU settings."""
-
-    def __init__(self, folder: Path, threads: int):
-        from paddle import inference
-
-        from zoo import cache, paddle_config
-
-        program = cache.program_file(folder)
-        config = inference.Config(str(program), str(folder / cache.PARAMS_FILE))
-        self.setup = paddle_config.configure(config, program, threads=threads)
-        config.enable_mkldnn_bfloat16()
-        config.switch_ir_optim(True)
-        config.disable_glog_info()
-        self.predictor = inference.create_predictor(config)
-        self.setup["bf16"] = "enable_mkldnn_bfloat16()"
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        p = self.predictor
-        handle = p.get_input_handle(p.get_input_names()[0])
-        handle.reshape(list(x.shape))
-        handle.copy_from_cpu(x)
-        p.run()
-        return p.get_output_handle(p.get_output_names()[0]).copy_to_cpu()
-
-    def describe(self) -> dict:
-        import paddle
-
-        return {"engine": "paddle-inference", "version": paddle.__version__, "precision": "bf16", **self.setup}
-
-
 def _open(config: str, model: Path, threads: int):
     from zoo import runtime
 
     engine, precision = config.split("-")[:2]  # "paddle-fp32-pir": the PIR program in float32
     if engine == "paddle":
-        if precision == "bf16":
-            return PaddleBf16(model, threads)
-        runner = runtime.PaddleRunner(model, threads=threads)
-        runner.describe = lambda: {"engine": "paddle-inference", "precision": "fp32", **runner.setup}  # type: ignore
+        runner = runtime.PaddleRunner(model, threads=threads, precision=precision)  # bf16: enable_mkldnn_bfloat16
+        runner.describe = lambda: {"engine": "paddle-inference", "precision": precision, **runner.setup}  # type: ignore
         return runner
     if engine == "ort":
         runner = runtime.OnnxRunner(model, threads=threads)

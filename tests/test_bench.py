@@ -46,6 +46,11 @@ def test_bench_both_backends_json(models, zoo_home):
     assert doc["backends"]["onnx"]["config"]["intra_op_num_threads"] == 1
     assert doc["backends"]["onnx"]["config"]["allow_spinning"] == 0  # idle ORT workers leave the CPU to zoo run's I/O
     assert set(doc["ratio"]) == {"p50", "inference", "throughput", "peak_rss"}
+    # speed-up and label agreement are against float32 Paddle; the float32 ONNX model labels the image as Paddle does
+    assert doc["reference"] == "paddle" and doc["backends"]["paddle"]["speedup"] == 1.0
+    assert doc["backends"]["paddle"]["agreement"] == 1.0 and doc["backends"]["onnx"]["agreement"] >= 0.999
+    speedup = doc["backends"]["paddle"]["p50_ms"] / doc["backends"]["onnx"]["p50_ms"]
+    assert doc["backends"]["onnx"]["speedup"] == pytest.approx(speedup, rel=1e-2)
     assert all(v > 0 for v in doc["ratio"].values())
     # the ONNX model did not exist: bench converted it into the cache
     assert doc["backends"]["onnx"]["source"].startswith(str(zoo_home))

@@ -117,3 +117,60 @@ def test_disable_glog_info(monkeypatch: pytest.MonkeyPatch) -> None:
     paddle_config.disable_glog_info(config)
     assert config.glog_info_disabled()
     assert os.environ["GLOG_minloglevel"] == "2"
+
+
+needs_bf16 = pytest.mark.skipif(not paddle_config.cpu_has_bf16(), reason="this CPU has no AVX-512 BF16 / AMX-BF16")
+
+
+@needs_bf16
+def test_bf16_runs_a_pir_program_in_bfloat16(models) -> None:
+    """precision="bf16" really computes in bfloat16 (logits move by bf16's rounding, not float32's) and stays close."""
+    from zoo.runners.paddle import PaddleRunner
+
+    folder = models.get("unet-tiny", output_op="none")
+    fp32 = PaddleRunner(folder, threads=2)
+    bf16 = PaddleRunner(folder, threads=2, precision="bf16")
+    info = bf16.describe()
+    assert info["precision"] == "bf16" and info["options"]["bf16"] == "enable_mkldnn_bfloat16()"
+    for x in _inputs():
+        got, want = bf16.run(x), fp32.run(x)
+        scale = float(np.abs(want).max())
+        error = float(np.abs(got - want).max())
+        # bfloat16 keeps 8 significant bits: its error is ~1e-3..1e-2 of the scale, float32 reordering's is <1e-5
+        assert 1e-4 * scale < error < 0.1 * scale, (error, scale)
+        assert (got.argmax(1) == want.argmax(1)).mean() > 0.9
+
+
+@needs_bf16
+def test_bf16_refuses_a_legacy_program_before_running(models) -> None:
+    from zoo.runners.paddle import PaddleRunner
+
+    folder = models.get("unet-tiny", legacy=True)
+    with pytest.raises(BackendError, match=r"only PIR programs .* --backend openvino --precision bf16"):
+        PaddleRunner(folder, threads=2, precision="bf16")
+
+
+def test_bf16_needs_a_cpu_with_bfloat16(models, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo import util
+    from zoo.runners.paddle import PaddleRunner
+
+    monkeypatch.setattr(util, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    with pytest.raises(BackendError, match="no native bfloat16"):
+        PaddleRunner(models.get("unet-tiny"), threads=2, precision="bf16")
+    with pytest.raises(BackendError, match="not 'int8'"):
+        PaddleRunner(models.get("unet-tiny"), threads=2, precision="int8")
+
+
+@needs_bf16
+def test_bf16_still_fails_on_a_legacy_program(models) -> None:
+    """Why enable_bf16 refuses legacy programs. If this fails, Paddle fixed it: let legacy programs run bf16."""
+    from paddle import inference
+
+    folder = models.get("unet-tiny", legacy=True)
+    config = _config(folder)
+    paddle_config.configure(config, cache.program_file(folder), threads=2)
+    config.enable_mkldnn_bfloat16()
+    paddle_config.disable_glog_info(config)
+    predictor = inference.create_predictor(config)
+    with pytest.raises(Exception, match="does not match the type of data"):
+        _run(predictor, _inputs()[0])

@@ -95,5 +95,39 @@ def test_bench_precisions_run_each_variant(bad_int8):
     assert set(doc) == {"onnx", "onnx/int8"}
     assert doc["onnx"]["precision"] == "fp32" and doc["onnx/int8"]["precision"] == "int8"
     assert doc["onnx/int8"]["source"] == str(bad_int8[1]) and doc["onnx"]["source"] == str(bad_int8[0])
+    # no Paddle row: the float32 ONNX row is the reference; agreement is the oracle's on the bench image
+    from zoo.plugins import get_architecture
+
+    x = preprocess(street_scene(H, W, seed=0), get_architecture("unet").input)
+    expected = float((_labels(bad_int8[0], x) == _labels(bad_int8[1], x)).mean())
+    assert expected < 0.98
+    assert json.loads(proc.stdout)["reference"] == "onnx" and doc["onnx"]["agreement"] == 1.0
+    assert doc["onnx/int8"]["agreement"] == pytest.approx(expected, abs=1e-6)
+    assert doc["onnx/int8"]["speedup"] == pytest.approx(doc["onnx"]["p50_ms"] / doc["onnx/int8"]["p50_ms"], rel=1e-2)
+    assert doc["onnx"]["speedup"] == 1.0
     bad = run_zoo("bench", NAME, "--precision", "int4")
     assert bad.returncode == 2 and "--precision" in bad.stderr
+
+
+@pytest.mark.skipif(not __import__("zoo.paddle_config").paddle_config.cpu_has_bf16(), reason="no AVX-512 BF16 here")
+def test_paddle_bf16_through_bench_and_run(models, tmp_path: Path):
+    """Paddle Inference's own reduced precision from the CLI: bench rows per precision; a legacy program is refused."""
+    import cv2
+
+    models.install(NAME)  # a PIR program (what zoo export writes)
+    proc = run_zoo("bench", NAME, "--backend", "paddle", "--precision", "fp32,bf16", "--size", f"{H}x{W}",
+                   "--warmup", "0", "--runs", "2", "--threads", "1", "--json", timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["backends"]
+    assert set(rows) == {"paddle", "paddle/bf16"}
+    assert rows["paddle/bf16"]["precision"] == "bf16" and rows["paddle"]["precision"] == "fp32"
+    image = tmp_path / "street.png"
+    cv2.imwrite(str(image), street_scene(H, W, seed=5)[:, :, ::-1])
+    ran = run_zoo("run", NAME, str(image), "--out", str(tmp_path / "out"), "--backend", "paddle", "--precision", "bf16")
+    assert ran.returncode == 0 and (tmp_path / "out" / "street.labels.png").is_file(), ran.stderr
+    models.install(NAME, legacy=True)  # what published PaddleSeg archives hold
+    legacy = run_zoo("run", NAME, str(image), "--out", str(tmp_path / "out2"), "--backend", "paddle",
+                     "--precision", "bf16")  # fmt: skip
+    assert legacy.returncode == 1 and "only PIR programs" in legacy.stderr and "--backend openvino" in legacy.stderr
+    assert len(legacy.stderr.strip().splitlines()) == 1, legacy.stderr
+    assert not (tmp_path / "out2" / "street.labels.png").exists()

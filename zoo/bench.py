@@ -73,6 +73,8 @@ class BackendStats:
     rss_after_load_mb: float  # resident set once the model is loaded, before the first image
     peak_rss_mb: float  # the child process's own peak resident set (interpreter, libraries, model, activations)
     precision: str = "fp32"  # the precision that ran, as the backend's describe() reports it (else the one asked for)
+    speedup: float | None = None  # the reference row's p50 ÷ this row's (reference: BenchResult.reference)
+    agreement: float | None = None  # share of pixels whose label equals the reference row's, on the same image
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,27 @@ class BenchResult:
     warmup: int  # untimed images per backend
     runs: int  # timed images per backend
     backends: dict[str, BackendStats] = field(default_factory=dict)  # by backend name, in the order measured
+    reference: str | None = None  # the float32 row speed-up and agreement are against: "paddle" if it ran
+
+    def compare(self, labels: dict[str, Any]) -> BenchResult:
+        """Fill in speed-up and label agreement against float32 Paddle (else the first float32 row that ran), given
+        each row's label map of the benchmark image; returns the result with them."""
+        import dataclasses
+
+        import numpy as np
+
+        fp32 = [k for k, s in self.backends.items() if s.precision == "fp32" and k in labels]
+        ref = "paddle" if "paddle" in fp32 else (fp32[0] if fp32 else None)
+        if ref is None or len(self.backends) < 2:
+            return self
+        base, want = self.backends[ref], labels[ref]
+        rows = {}
+        for key, stats in self.backends.items():
+            got = labels.get(key)
+            agree = float(np.mean(got == want)) if got is not None and got.shape == want.shape else None
+            rows[key] = dataclasses.replace(stats, speedup=round(base.p50_ms / stats.p50_ms, 3) if stats.p50_ms else None,
+                                            agreement=None if agree is None else round(agree, 6))  # fmt: skip
+        return dataclasses.replace(self, backends=rows, reference=ref)
 
     def ratio(self) -> dict[str, float] | None:
         """onnx ÷ paddle for time, throughput and memory (below 1: ONNX Runtime is faster or smaller), if both ran."""
@@ -109,6 +132,7 @@ class BenchResult:
             "image": f"zoo.synthetic.street_scene, seed {IMAGE_SEED}",
             "latency": "preprocess + inference + postprocess, per image, in memory",
             "backends": {name: asdict(stats) for name, stats in self.backends.items()},
+            "reference": self.reference,
             "ratio": self.ratio(),
         }  # fmt: skip
 
@@ -150,6 +174,7 @@ def bench(
     jobs = [(s.name, p) for s in specs for p in precisions if p in s.precisions]
     if not jobs:
         raise ZooError(f"none of {', '.join(backends)} runs {', '.join(precisions)}; see 'zoo plugins' for what each runs")
+    labels: dict[str, Any] = {}
     for backend, precision in jobs:
         key = backend if precision == "fp32" else f"{backend}/{precision}"
         if progress:
@@ -157,14 +182,18 @@ def bench(
         job = {"name": name, "backend": backend, "size": [h, w], "threads": threads, "warmup": warmup,
                "runs": runs, "precision": precision,
                "registries": [str(p) for p in catalog.extra_registries()]}  # fmt: skip
-        result.backends[key] = _in_child(job)
-    return result
+        result.backends[key], labels[key] = _in_child(job)
+    return result.compare(labels)
 
 
-def _in_child(job: dict[str, Any]) -> BackendStats:
-    """Run :func:`measure` in a fresh interpreter; its result (or error) comes back through a JSON file."""
+def _in_child(job: dict[str, Any]) -> tuple[BackendStats, Any]:
+    """Run :func:`measure` in a fresh interpreter; its result (or error) comes back through a JSON file, the label map
+    of the benchmark image through an .npy file."""
+    import numpy as np
+
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         out = Path(tmp) / "result.json"
+        job = {**job, "labels_out": str(Path(tmp) / "labels.npy")}
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
         env.setdefault("GLOG_minloglevel", "2")  # paddle's glog chatter
@@ -178,9 +207,9 @@ def _in_child(job: dict[str, Any]) -> BackendStats:
                 f"the {job['backend']} benchmark process exited {proc.returncode} without a result: {tail}; "
                 f"try 'zoo run {job['name']} IMAGE --backend {job['backend']}' to see the failure"
             ) from None
-    if "error" in doc:
-        raise _rebuild_error(doc["error"])
-    return BackendStats(**doc["stats"])
+        if "error" in doc:
+            raise _rebuild_error(doc["error"])
+        return BackendStats(**doc["stats"]), np.load(job["labels_out"], allow_pickle=False)
 
 
 def _rebuild_error(err: dict[str, str]) -> ZooError:
@@ -210,8 +239,10 @@ def measure(
     warmup: int,
     runs: int,
     precision: str = "fp32",
+    labels_out: str | None = None,
 ) -> BackendStats:
-    """Measure one backend in this process (``bench`` calls this in a child; its RSS covers the whole process)."""
+    """Measure one backend in this process (``bench`` calls this in a child; its RSS covers the whole process).
+    ``labels_out``: save the benchmark image's label map there (.npy), for the parent's agreement column."""
     import numpy as np
 
     from zoo import runtime
@@ -229,9 +260,11 @@ def measure(
         t1 = time.perf_counter()
         output = model.infer(x)
         t2 = time.perf_counter()
-        model.to_labels(output, hw)
+        labels = model.to_labels(output, hw)
         t3 = time.perf_counter()
         stages[i] = (t1 - t0, t2 - t1, t3 - t2)
+    if labels_out:
+        np.save(labels_out, labels, allow_pickle=False)
     timed = stages[warmup:] * 1000.0
     total = timed.sum(axis=1)
     p50, p90, p99 = (float(v) for v in np.percentile(total, [50, 90, 99]))
@@ -304,7 +337,7 @@ def _child(argv: list[str]) -> int:
 
         catalog.use_registries([Path(p) for p in job["registries"]])  # what the parent's --registry gave
         stats = measure(job["name"], job["backend"], tuple(job["size"]), job["threads"], job["warmup"], job["runs"],
-                        job.get("precision", "fp32"))
+                        job.get("precision", "fp32"), job.get("labels_out"))
         doc: dict[str, Any] = {"stats": asdict(stats)}
     except ZooError as exc:
         doc = {"error": {"type": type(exc).__name__, "message": str(exc)}}

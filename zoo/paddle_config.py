@@ -85,6 +85,34 @@ def configure(config: Any, program: Path, *, threads: int | None, onednn: bool =
     return {"format": fmt, "mkldnn": onednn, "threads": n, "deleted_passes": deleted, "note": note}
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX-BF16), as oneDNN's bf16 kernels need."""
+    from zoo.util import cpu_flags
+
+    return not cpu_flags().isdisjoint({"avx512_bf16", "amx_bf16"})
+
+
+def enable_bf16(config: Any, program: Path) -> dict[str, Any]:
+    """Turn on oneDNN's bfloat16 passes (``enable_mkldnn_bfloat16``) on a CPU config ``configure`` set up.
+
+    Only PIR programs: on a legacy ``model.pdmodel`` (what published PaddleSeg exports are) paddlepaddle 3.3.1 creates
+    the predictor and then fails at the first run for all five architectures with ``(InvalidArgument) The type of data
+    we are trying to retrieve (float32) does not match the type of data (bfloat16) ... [operator < elementwise_add >
+    error]`` — so a legacy program is refused here, before any work, with what to use instead. A CPU without native
+    bf16 would emulate it far slower than float32, so it is refused too.
+    """
+    if program_format(program) != "pir":
+        raise BackendError(
+            f"Paddle Inference's bf16 runs only PIR programs (model.json) and {Path(program).parent} holds a legacy "
+            "model.pdmodel; use --backend openvino --precision bf16 (same weights, through ONNX), or export a PIR "
+            "program with 'zoo export NAME --weights FILE'"
+        )
+    if not cpu_has_bf16():
+        raise BackendError("this CPU has no native bfloat16 (AVX-512 BF16 or AMX); use --precision fp32")
+    config.enable_mkldnn_bfloat16()
+    return {"bf16": "enable_mkldnn_bfloat16()"}
+
+
 def disable_glog_info(config: Any | None = None) -> None:
     """Silence Paddle's log: glog INFO/WARNING lines, and the pass-by-pass lines of ``config``'s predictor.
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import QuantizationError, ZooError
-from zoo.util import first_line, sha256_file
+from zoo.util import cpu_flags, first_line, sha256_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,12 +55,7 @@ def variant_name(precision: str) -> str:
 
 def has_vnni() -> bool:
     """Whether this CPU has a VNNI dot product (AVX-512 VNNI or AVX-VNNI): u8×s8 then accumulates exactly in int32."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    return not cpu_flags().isdisjoint({"avx512_vnni", "avx_vnni"})
 
 
 def constants_to_initializers(model: onnx.ModelProto) -> int:

@@ -47,14 +47,20 @@ def bench(
                "(latency = preprocess + inference + postprocess)")  # fmt: skip
     rows = []
     for stats in result.backends.values():
+        compared = ([f"{stats.speedup:.2f}x" if stats.speedup else "-",
+                     f"{stats.agreement:.2%}" if stats.agreement is not None else "-"] if result.reference else [])  # fmt: skip
         rows.append([
             stats.backend, stats.precision, f"{stats.p50_ms:.1f}", f"{stats.p90_ms:.1f}", f"{stats.p99_ms:.1f}",
-            f"{stats.throughput_ips:.2f}", f"{stats.preprocess_ms:.1f}", f"{stats.inference_ms:.1f}",
+            *compared, f"{stats.throughput_ips:.2f}", f"{stats.preprocess_ms:.1f}", f"{stats.inference_ms:.1f}",
             f"{stats.postprocess_ms:.1f}", f"{stats.peak_rss_mb:.0f} MB", str(stats.threads), ",".join(stats.providers),
         ])  # fmt: skip
-    header = ["BACKEND", "PRECISION", "P50 MS", "P90 MS", "P99 MS", "IMG/S", "PRE MS", "INFER MS", "POST MS", "PEAK RSS",
-              "THREADS", "PROVIDERS"]  # fmt: skip
+    header = ["BACKEND", "PRECISION", "P50 MS", "P90 MS", "P99 MS", *(["SPEED-UP", "LABELS"] if result.reference else []),
+              "IMG/S", "PRE MS", "INFER MS", "POST MS", "PEAK RSS", "THREADS", "PROVIDERS"]  # fmt: skip
     typer.echo(table(rows, header))
+    if result.reference:
+        ref = result.backends[result.reference]
+        typer.echo(f"SPEED-UP = p50 of {ref.backend} {ref.precision} ÷ the row's; LABELS = share of pixels labelled as "
+                   f"{ref.backend} {ref.precision} labels them (same image)")  # fmt: skip
     ratio = result.ratio()
     if ratio:
         typer.echo(f"onnx/paddle: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "

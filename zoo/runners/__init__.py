@@ -20,11 +20,12 @@ ONNX = Backend(
 
 PADDLE = Backend(
     name="paddle",
-    summary="Paddle Inference: the Paddle model folder (PIR model.json or legacy model.pdmodel), oneDNN on CPU",
+    summary="Paddle Inference: the Paddle model folder (PIR model.json or legacy model.pdmodel), oneDNN on CPU "
+    "(bf16: PIR programs, AVX-512 BF16 CPUs)",
     formats=("paddle",),
     runner="zoo.runners.paddle:open_runner",
     devices=("cpu", "gpu"),
-    precisions=("fp32",),
+    precisions=("fp32", "bf16"),
     requires=("paddle",),
     install="pip install paddlepaddle (or paddlepaddle-gpu for --device gpu)",
 )

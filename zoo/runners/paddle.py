@@ -10,6 +10,8 @@ from zoo.errors import BackendError
 from zoo.runners.ort import check_device
 from zoo.util import first_line
 
+PRECISIONS = ("fp32", "bf16")
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -19,7 +21,8 @@ class PaddleRunner:
 
     On CPU, :func:`zoo.paddle_config.configure` picks the fastest settings that give correct results for the program's
     format (oneDNN for both; for PIR programs with the pass removed that breaks bilinear interpolation);
-    ``.mkldnn`` and ``.setup`` say what was used.
+    ``.mkldnn`` and ``.setup`` say what was used. ``precision="bf16"`` adds oneDNN's bfloat16 passes (PIR programs
+    only, CPUs with AVX-512 BF16 or AMX; :func:`zoo.paddle_config.enable_bf16` says why).
     """
 
     backend = "paddle"
@@ -41,6 +44,11 @@ class PaddleRunner:
             )
         self.device = device
         self.precision = precision
+        if precision not in PRECISIONS:
+            raise BackendError(f"backend 'paddle' runs {', '.join(PRECISIONS)}, not '{precision}'; "
+                               "pick another --precision or --backend")  # fmt: skip
+        if precision == "bf16" and device != "cpu":
+            raise BackendError("Paddle's bf16 runs on the CPU (oneDNN); use --device cpu, or --precision fp32")
         self.threads = int(threads or os.cpu_count() or 1)
         self.setup: dict[str, Any] = {}
         from paddle import inference
@@ -61,6 +69,8 @@ class PaddleRunner:
             from zoo import paddle_config
 
             self.setup = paddle_config.configure(config, program, threads=self.threads)
+            if precision == "bf16":
+                self.setup.update(paddle_config.enable_bf16(config, program))
             self.mkldnn = bool(self.setup["mkldnn"])
             self.providers = ["paddle-cpu-onednn" if self.mkldnn else "paddle-cpu"]
         config.switch_ir_optim(True)
