@@ -115,12 +115,19 @@ def test_paddle_bf16_through_bench_and_run(models, tmp_path: Path):
     import cv2
 
     models.install(NAME)  # a PIR program (what zoo export writes)
-    proc = run_zoo("bench", NAME, "--backend", "paddle", "--precision", "fp32,bf16", "--size", f"{H}x{W}",
+    proc = run_zoo("bench", NAME, "--backend", "onnx,paddle", "--precision", "fp32,bf16", "--size", f"{H}x{W}",
                    "--warmup", "0", "--runs", "2", "--threads", "1", "--json", timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)["backends"]
-    assert set(rows) == {"paddle", "paddle/bf16"}
+    doc = json.loads(proc.stdout)
+    rows = doc["backends"]
+    assert list(rows) == ["onnx", "paddle", "paddle/bf16"]  # ORT has no bf16: skipped, not an error
     assert rows["paddle/bf16"]["precision"] == "bf16" and rows["paddle"]["precision"] == "fp32"
+    assert doc["reference"] == "paddle" and 0.5 < rows["paddle/bf16"]["agreement"] <= 1.0
+    table = run_zoo("bench", NAME, "--backend", "onnx,paddle", "--precision", "fp32,bf16", "--size", f"{H}x{W}",
+                    "--warmup", "0", "--runs", "1", "--threads", "1", timeout=300)  # fmt: skip
+    assert table.returncode == 0 and "SPEED-UP" in table.stdout and "LABELS" in table.stdout, table.stderr
+    bad = run_zoo("bench", NAME, "--backend", "onnx,tensorrt")
+    assert bad.returncode == 2 and "tensorrt" in bad.stderr
     image = tmp_path / "street.png"
     cv2.imwrite(str(image), street_scene(H, W, seed=5)[:, :, ::-1])
     ran = run_zoo("run", NAME, str(image), "--out", str(tmp_path / "out"), "--backend", "paddle", "--precision", "bf16")

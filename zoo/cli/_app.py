@@ -86,9 +86,13 @@ def backend_name(value: str, *extra: str) -> str:
     return value
 
 
-def backend_or_both(value: str) -> str:
-    """``zoo bench --backend``: a registered backend, or both (onnx and paddle)."""
-    return backend_name(value, "both")
+def backend_list(value: str) -> str:
+    """``zoo bench --backend A[,B...]``: registered backends, comma-separated; ``both`` is onnx,paddle."""
+    names = [backend_name(v.strip(), "both") for v in str(value).split(",") if v.strip()]
+    expanded = [n for v in names for n in (("onnx", "paddle") if v == "both" else (v,))]
+    if not expanded:
+        raise typer.BadParameter("give at least one backend, e.g. onnx or onnx,openvino,paddle")
+    return ",".join(dict.fromkeys(expanded))  # in the order given, each once
 
 
 def backend_pair(value: str) -> tuple[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_or_both, info, parse_size, print_json, table
+from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_list, info, parse_size, print_json, table
 
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -23,8 +23,8 @@ def _precisions(text: str) -> tuple[str, ...]:
 @app.command()
 def bench(
     name: ModelName,
-    backend: str = typer.Option("both", "--backend", metavar="NAME|both", parser=backend_or_both,
-                                help="Backend to measure (see 'zoo plugins'), or both: onnx and paddle."),  # fmt: skip
+    backend: str = typer.Option("both", "--backend", metavar="NAME[,NAME...]", parser=backend_list,
+                                help="Backends to measure (see 'zoo plugins'); both = onnx,paddle."),  # fmt: skip
     size: str = typer.Option("512x1024", "--size", metavar="HxW", help="Input image height x width."),
     threads: Threads = None,
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed images first."),
@@ -33,11 +33,11 @@ def bench(
                                   help="Precisions to run on each backend that has them: fp32, bf16, fp16, int8."),
     json_: JsonFlag = False,
 ) -> None:
-    """Time a model on ONNX Runtime and Paddle Inference, each in its own process (ONNX converted if missing)."""
+    """Time a model on ONNX Runtime and Paddle Inference (or any backends), each in its own process."""
     from zoo import bench as bench_mod, catalog
 
     hw = parse_size(size)
-    backends = bench_mod.BACKENDS if backend == "both" else (backend,)
+    backends = tuple(backend.split(","))
     result = bench_mod.bench(catalog.resolve(name), backends=backends, size=hw, threads=threads, warmup=warmup,
                              runs=runs, progress=info, precisions=_precisions(precision))  # fmt: skip
     if json_:
