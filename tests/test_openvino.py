@@ -45,6 +45,8 @@ def test_backend_fields_follow_the_contract():
     assert fields["name"] == "openvino" and fields["formats"] == ("onnx",)
     assert fields["precisions"] == ("fp32", "bf16", "int8") and fields["requires"] == ("openvino",)
     assert fields["install"] == "pip install 'zoo[openvino]'"
+    paddle = backends_openvino.PADDLE_BACKEND
+    assert paddle.name == "openvino-paddle" and paddle.formats == ("paddle",) and paddle.precisions == ("fp32", "bf16")
     module, _, attr = fields["runner"].partition(":")
     assert getattr(importlib.import_module(module), attr) is backends_openvino.open_runner
 
@@ -139,3 +141,64 @@ def test_bad_requests_are_backend_errors(unet, tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(BackendError, match="cannot read"):
         backends_openvino.open_runner(tmp_path / "junk.onnx")
+
+
+def _paddle_labels(folder: Path, x: np.ndarray) -> np.ndarray:
+    from zoo.runners.paddle import PaddleRunner
+
+    return PaddleRunner(folder, threads=2).run(x)
+
+
+@pytest.mark.parametrize("name", ["unet-tiny", pytest.param("bisenet", marks=pytest.mark.slow),
+                                  pytest.param("fcn", marks=pytest.mark.slow)])  # fmt: skip
+def test_openvino_paddle_runs_the_legacy_program_as_paddle_does(models, name):
+    """openvino-paddle reads the Paddle program itself (no ONNX): logits of unet-tiny, labels of the real networks."""
+    from zoo.plugins import get_architecture
+    from zoo.registry import get as registry_get
+
+    arch = "unet" if name == "unet-tiny" else registry_get(name).architecture
+    spec = get_architecture(arch).input
+    output_op = "none" if name == "unet-tiny" else "argmax"
+    folder = models.get(name, output_op=output_op, legacy=True)
+    runner = backends_openvino.open_paddle_runner(folder, threads=2)
+    assert runner.backend == "openvino-paddle" and runner.path.name == "model.pdmodel"
+    for seed in (0, 1):
+        x = _scene(spec, size=(128, 256), seed=seed)
+        got, want = runner.run(x), _paddle_labels(folder, x)
+        assert got.shape == want.shape
+        if output_op == "none":
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * float(np.abs(want).max()))
+        else:
+            assert (got == want).mean() >= 0.9999, (got == want).mean()
+    described = runner.describe()
+    assert described["model_format"] == "paddle" and described["precision"] == "fp32"
+
+
+def test_openvino_paddle_refuses_what_it_cannot_read(models, tmp_path):
+    pir = models.get("unet-tiny")  # PIR model.json
+    with pytest.raises(BackendError, match=r"legacy Paddle programs .* --backend openvino"):
+        backends_openvino.open_paddle_runner(pir)
+    with pytest.raises(BackendError, match="int8 variants are ONNX files"):
+        backends_openvino.open_paddle_runner(models.get("unet-tiny", legacy=True), precision="int8")
+    with pytest.raises(BackendError, match="no Paddle program"):
+        backends_openvino.open_paddle_runner(tmp_path)
+
+
+def test_openvino_paddle_through_the_cli(models, tmp_path):
+    import cv2
+
+    from tests.conftest import run_zoo
+
+    models.install("unet-tiny", legacy=True)  # Paddle model only: nothing converted
+    image = tmp_path / "street.png"
+    cv2.imwrite(str(image), street_scene(64, 128, seed=3)[:, :, ::-1])
+    out = tmp_path / "out"
+    proc = run_zoo("run", "unet-tiny", str(image), "--out", str(out), "--backend", "openvino-paddle", "--json")
+    assert proc.returncode == 0, proc.stderr
+    written = cv2.imread(str(out / "street.labels.png"), cv2.IMREAD_UNCHANGED)
+    from zoo.plugins import get_architecture
+
+    expected = _paddle_labels(models.get("unet-tiny", legacy=True), _scene(get_architecture("unet").input, seed=3))
+    np.testing.assert_array_equal(written, expected.reshape(written.shape))
+    listed = run_zoo("plugins", "--json")
+    assert listed.returncode == 0 and '"openvino-paddle"' in listed.stdout

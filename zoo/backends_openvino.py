@@ -7,7 +7,13 @@ variant as given: OpenVINO's low-precision transformations turn its QDQ pairs in
 left in float runs in f32. :meth:`OpenVinoRunner.describe` reports what the compiled model actually runs: the
 precision property and the precisions its convolutions execute in.
 
-Registered under the ``zoo.backends`` entry-point group as ``openvino = "zoo.backends_openvino:BACKEND"``.
+A second backend, ``openvino-paddle``, runs the cached Paddle model itself through OpenVINO's Paddle frontend — no
+ONNX conversion. OpenVINO 2026.4 reads legacy ``model.pdmodel`` programs (what published PaddleSeg archives hold), not
+Paddle 3's PIR ``model.json``. On all five architectures its labels equal Paddle Inference's (tests/test_openvino.py
+checks bisenet and fcn).
+
+Registered under the ``zoo.backends`` entry-point group as ``openvino = "zoo.backends_openvino:BACKEND"`` and
+``openvino-paddle = "zoo.backends_openvino:PADDLE_BACKEND"``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,11 @@ BACKEND_FIELDS: dict[str, Any] = {
     "install": INSTALL,
 }
 BACKEND = Backend(**BACKEND_FIELDS)
+PADDLE_BACKEND = Backend(**{
+    **BACKEND_FIELDS, "name": "openvino-paddle", "formats": ("paddle",), "precisions": ("fp32", "bf16"),
+    "summary": "OpenVINO CPU plugin on the Paddle model itself (legacy model.pdmodel), no ONNX: float32 or bfloat16",
+    "runner": "zoo.backends_openvino:open_paddle_runner",
+})  # fmt: skip
 
 
 def _import_openvino() -> Any:
@@ -57,6 +68,24 @@ def open_runner(model_path: Path, *, device: str = "cpu", threads: int | None = 
     return OpenVinoRunner(Path(model_path), device=device, threads=threads, precision=precision)
 
 
+def open_paddle_runner(model_path: Path, *, device: str = "cpu", threads: int | None = None,
+                       precision: str = "fp32") -> OpenVinoRunner:  # fmt: skip
+    """A runner for a Paddle model folder's legacy program on OpenVINO's CPU plugin (``openvino-paddle``)."""
+    folder = Path(model_path)
+    program = folder / "model.pdmodel"
+    if not program.is_file():
+        if (folder / "model.json").is_file():
+            raise BackendError(f"OpenVINO reads legacy Paddle programs (model.pdmodel), and {folder} holds a PIR "
+                               "model.json; use --backend openvino (the ONNX conversion) or --backend paddle")  # fmt: skip
+        raise BackendError(f"{folder}: no Paddle program (model.pdmodel) to run")
+    if precision not in PADDLE_BACKEND.precisions:
+        raise BackendError(f"the openvino-paddle backend runs {', '.join(PADDLE_BACKEND.precisions)}, not "
+                           f"'{precision}'; int8 variants are ONNX files: use --backend openvino")  # fmt: skip
+    runner = OpenVinoRunner(program, device=device, threads=threads, precision=precision)
+    runner.backend = PADDLE_BACKEND.name
+    return runner
+
+
 class OpenVinoRunner:
     """One OpenVINO model, compiled for the CPU with a fixed thread count, one stream and an explicit precision."""
 
@@ -69,7 +98,8 @@ class OpenVinoRunner:
         if precision not in PRECISIONS:
             raise BackendError(f"the openvino backend runs {', '.join(PRECISIONS)}, not '{precision}'")
         if not path.is_file():
-            raise BackendError(f"{path}: no such ONNX model file")
+            raise BackendError(f"{path}: no such ONNX model file" if path.suffix != ".pdmodel" else
+                               f"{path}: no such Paddle program")  # fmt: skip
         self.path, self.device, self.precision = path, device, precision
         self.threads = int(threads or os.cpu_count() or 1)
         self.providers = ["openvino-cpu"]
@@ -83,8 +113,9 @@ class OpenVinoRunner:
         try:
             self._model = self._core.read_model(str(path))
         except Exception as exc:
-            raise BackendError(f"OpenVINO cannot read {path}: {first_line(exc)}; convert it again with "
-                               "'zoo convert NAME --force'") from exc  # fmt: skip
+            again = "pull it again with 'zoo pull NAME --force'" if path.suffix == ".pdmodel" else \
+                "convert it again with 'zoo convert NAME --force'"
+            raise BackendError(f"OpenVINO cannot read {path}: {first_line(exc)}; {again}") from exc
         inputs = self._model.inputs
         if len(inputs) != 1:
             raise BackendError(f"{path} takes {len(inputs)} inputs; zoo runs single-image models")
@@ -144,6 +175,7 @@ class OpenVinoRunner:
         ran = max(conv, key=lambda k: conv[k]) if conv else hint
         return {
             "engine": "openvino", "version": self._ov.get_version(), "providers": ["openvino-CPU"], "device": self.device,
+            "model_format": "paddle" if self.path.suffix == ".pdmodel" else "onnx",
             "threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
             "streams": int(compiled.get_property("NUM_STREAMS")),
             "precision": ran, "inference_precision_hint": hint,
