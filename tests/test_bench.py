@@ -45,6 +45,7 @@ def test_bench_both_backends_json(models, zoo_home):
     assert "CPUExecutionProvider" in doc["backends"]["onnx"]["providers"]
     assert doc["backends"]["onnx"]["config"]["intra_op_num_threads"] == 1
     assert doc["backends"]["onnx"]["config"]["allow_spinning"] == 0  # idle ORT workers leave the CPU to zoo run's I/O
+    assert doc["backends"]["onnx"]["config"]["enable_mem_pattern"] is False  # one peak RSS per run (BENCHMARKS.md §11)
     assert set(doc["ratio"]) == {"p50", "inference", "throughput", "peak_rss"}
     # speed-up and label agreement are against float32 Paddle; the float32 ONNX model labels the image as Paddle does
     assert doc["reference"] == "paddle" and doc["backends"]["paddle"]["speedup"] == 1.0

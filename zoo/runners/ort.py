@@ -48,6 +48,11 @@ class OnnxRunner:
         # session infers, and spinning workers took the CPU from them (folder throughput 0.87-0.92x -> 0.97x of bare
         # session.run on 2 cores); one inference alone costs 0-5% more (danet most). BENCHMARKS.md, sections 2-3.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # No memory pattern (ORT's one block planned from the first run's shapes): with it, zoo eval's peak RSS over
+        # bisenet at 1024x2048 landed at 882-886 MB in some processes and 1,034-1,057 MB in others, decided in the
+        # first two images; without it, 776-782 MB in every process, and no slower (0.90-1.09x of the pattern's time
+        # on 13 models at 512x1024; zoo eval 1.24-1.35 images/s vs 1.02-1.07). BENCHMARKS.md, section 11.
+        options.enable_mem_pattern = False
         providers = [CPU]
         if device == "gpu":
             available = ort.get_available_providers()
@@ -103,6 +108,7 @@ def session_options(session: Any) -> dict[str, Any]:
         "intra_op_num_threads": options.intra_op_num_threads,
         "inter_op_num_threads": options.inter_op_num_threads,
         "execution_mode": str(options.execution_mode).rsplit(".", 1)[-1],
+        "enable_mem_pattern": bool(options.enable_mem_pattern),
     }
     try:
         config["allow_spinning"] = int(options.get_session_config_entry("session.intra_op.allow_spinning"))
