@@ -1,7 +1,8 @@
 """One precision configuration of one model, timed in a process of its own (run by benchmarks/precision.py).
 
 ``python precision_child.py CONFIG NAME MODEL H W WARMUP RUNS SCENES OUT`` where CONFIG is one of ``paddle-fp32``,
-``paddle-fp32-pir``, ``paddle-bf16``, ``ort-fp32``, ``ort-int8``, ``openvino-fp32``, ``openvino-bf16``, ``openvino-int8``, ``openvino-paddle-fp32``, ``openvino-paddle-bf16``, NAME the registry model and MODEL the
+``paddle-fp32-pir``, ``paddle-bf16``, ``ort-fp32``, ``ort-int8``, ``openvino-fp32``, ``openvino-bf16``,
+``openvino-int8``, ``openvino-paddle-fp32``, ``openvino-paddle-bf16``, NAME the registry model and MODEL the
 Paddle model folder or the .onnx file it runs. Times ``runner.run(x)`` on synthetic street scene 1000 (the float32
 tensor zoo's preprocessing makes), saves the label maps of scenes 1000, 1001, ... (``OUT.labels.npy``) and writes
 ``OUT`` (JSON: times in ms, what ran, or the error that stopped it).

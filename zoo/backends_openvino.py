@@ -71,13 +71,17 @@ def open_runner(model_path: Path, *, device: str = "cpu", threads: int | None = 
 def open_paddle_runner(model_path: Path, *, device: str = "cpu", threads: int | None = None,
                        precision: str = "fp32") -> OpenVinoRunner:  # fmt: skip
     """A runner for a Paddle model folder's legacy program on OpenVINO's CPU plugin (``openvino-paddle``)."""
+    from zoo import cache, paddle_config
+    from zoo.errors import NotCachedError
+
     folder = Path(model_path)
-    program = folder / "model.pdmodel"
-    if not program.is_file():
-        if (folder / "model.json").is_file():
-            raise BackendError(f"OpenVINO reads legacy Paddle programs (model.pdmodel), and {folder} holds a PIR "
-                               "model.json; use --backend openvino (the ONNX conversion) or --backend paddle")  # fmt: skip
-        raise BackendError(f"{folder}: no Paddle program (model.pdmodel) to run")
+    try:
+        program = cache.program_file(folder)
+    except NotCachedError:
+        raise BackendError(f"{folder}: no Paddle program (model.pdmodel) to run") from None
+    if paddle_config.program_format(program) != "legacy":
+        raise BackendError(f"OpenVINO reads legacy Paddle programs (model.pdmodel), and {folder} holds a PIR "
+                           "model.json; use --backend openvino (the ONNX conversion) or --backend paddle")  # fmt: skip
     if precision not in PADDLE_BACKEND.precisions:
         raise BackendError(f"the openvino-paddle backend runs {', '.join(PADDLE_BACKEND.precisions)}, not "
                            f"'{precision}'; int8 variants are ONNX files: use --backend openvino")  # fmt: skip
@@ -98,8 +102,7 @@ class OpenVinoRunner:
         if precision not in PRECISIONS:
             raise BackendError(f"the openvino backend runs {', '.join(PRECISIONS)}, not '{precision}'")
         if not path.is_file():
-            raise BackendError(f"{path}: no such ONNX model file" if path.suffix != ".pdmodel" else
-                               f"{path}: no such Paddle program")  # fmt: skip
+            raise BackendError(f"{path}: no such ONNX model file")  # open_paddle_runner checked its program
         self.path, self.device, self.precision = path, device, precision
         self.threads = int(threads or os.cpu_count() or 1)
         self.providers = ["openvino-cpu"]

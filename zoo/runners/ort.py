@@ -51,7 +51,7 @@ class OnnxRunner:
         # No memory pattern (ORT's one block planned from the first run's shapes): with it, zoo eval's peak RSS over
         # bisenet at 1024x2048 landed at 882-886 MB in some processes and 1,034-1,057 MB in others, decided in the
         # first two images; without it, 776-782 MB in every process, and no slower (0.90-1.09x of the pattern's time
-        # on 13 models at 512x1024; zoo eval 1.24-1.35 images/s vs 1.02-1.07). BENCHMARKS.md, section 11.
+        # on 13 models at 512x1024; zoo eval 1.13-1.21 images/s vs 1.02-1.09). BENCHMARKS.md, section 11.
         options.enable_mem_pattern = False
         providers = [CPU]
         if device == "gpu":

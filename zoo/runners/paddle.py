@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.errors import BackendError
 from zoo.runners.ort import check_device
+from zoo.runners import PADDLE
 from zoo.util import first_line
-
-PRECISIONS = ("fp32", "bf16")
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,8 +43,8 @@ class PaddleRunner:
             )
         self.device = device
         self.precision = precision
-        if precision not in PRECISIONS:
-            raise BackendError(f"backend 'paddle' runs {', '.join(PRECISIONS)}, not '{precision}'; "
+        if precision not in PADDLE.precisions:
+            raise BackendError(f"backend 'paddle' runs {', '.join(PADDLE.precisions)}, not '{precision}'; "
                                "pick another --precision or --backend")  # fmt: skip
         if precision == "bf16" and device != "cpu":
             raise BackendError("Paddle's bf16 runs on the CPU (oneDNN); use --device cpu, or --precision fp32")
