@@ -8,7 +8,7 @@ Each mode writes one JSON object to RESULT.json (stdout is left to the native li
     peak-conv THREADS RUNS                         GFLOP/s of single large Conv models on ORT (the practical peak)
     paddle-conv THREADS RUNS                       the same convolutions on Paddle Inference (FLAGS_enable_pir_api=0)
     layer-compare CONFIGS.json THREADS RUNS        a model's convolution shapes one by one, on ORT and on Paddle
-    fetch URL SHA256 SIZE [PROFILED]               zoo.fetch.fetch of one artifact into ZOO_HOME (force), timed
+    fetch URL SHA256 SIZE [PROFILED]               zoo.net.fetch.fetch of one artifact into ZOO_HOME (force), timed
     fetch-plain URL DEST                           the same download in plain Python (http.client, 1 MiB reads)
     serve BODY PORTFILE                            a loopback FaultServer (tests/http_server.py) counting bytes sent
 """
@@ -60,7 +60,8 @@ def _bare_tensor(rgb: Any) -> Any:
 def runner_vs_bare(name: str, h: str, w: str, threads: str, warmup: str, runs: str) -> dict[str, Any]:
     import numpy as np
 
-    from zoo import bench, runtime
+    from zoo.measure import bench
+    from zoo.runners import runtime
 
     threads_n, pause = int(threads), 0.1  # the pause lets the other session's spinning workers go idle
     model = runtime.load(name, backend="onnx", threads=threads_n)
@@ -98,8 +99,9 @@ def folder(name: str, directory: str, out: str, threads: str, warmup: str) -> di
     import cv2
     import numpy as np
 
-    from zoo import images, runtime
-    from zoo.segment import segment_files
+    from zoo import images
+    from zoo.runners import runtime
+    from zoo.engines.segment import segment_files
 
     threads_n = int(threads)
     paths = images.expand_inputs([directory])
@@ -270,7 +272,7 @@ def _paddle_conv_predictor(folder: Path, conv: Any, shape: tuple[int, ...], thre
     import paddle
     from paddle import inference
 
-    from zoo import paddle_config
+    from zoo.runners import paddle_config
 
     main, startup = paddle.static.Program(), paddle.static.Program()
     with paddle.static.program_guard(main, startup):
@@ -350,12 +352,12 @@ def layer_compare(configs_json: str, threads: str, runs: str) -> dict[str, Any]:
 
 
 def fetch(url: str, sha256: str, size: str, profiled: str = "0") -> dict[str, Any]:
-    """Time one zoo.fetch.fetch; with ``profiled`` "1", also split its time by what the profiler saw it doing."""
+    """Time one zoo.net.fetch.fetch; with ``profiled`` "1", also split its time by what the profiler saw it doing."""
     import cProfile
     import pstats
 
-    from zoo import fetch as fetch_mod
-    from zoo.registry import Artifact
+    from zoo.net import fetch as fetch_mod
+    from zoo.registry.entries import Artifact
 
     artifact = Artifact("onnx", (url,), sha256, int(size))
     profiler = cProfile.Profile() if profiled == "1" else None

@@ -50,7 +50,7 @@ def train(minutes: float, out: Path) -> dict:
     import paddle
     import paddle.nn.functional as F
 
-    from zoo.export import build_network
+    from zoo.make.export import build_network
 
     paddle.seed(0)
     net = build_network("bisenet", 19, None, seed=0)

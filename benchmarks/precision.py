@@ -46,9 +46,9 @@ def prepare(name: str, home: Path, weights: str = "random") -> dict:
     """Export (PIR and legacy), convert, quantize; the model paths per configuration and the quantize timing."""
     env = {"ZOO_HOME": str(home)}
     os.environ.update(env)
-    from zoo import cache
-    from zoo.convert import convert
-    from zoo.export import export_model
+    from zoo.store import cache
+    from zoo.make.convert import convert
+    from zoo.make.export import export_model
 
     h, w = SIZES[name]
     pir = export_model(name, weights=weights, output_op="argmax", legacy=False, seed=0)

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 
 def _open(config: str, model: Path, threads: int):
-    from zoo import runtime
+    from zoo.runners import runtime
 
     engine, precision = config.split("-")[:2]  # "paddle-fp32-pir": the PIR program in float32
     if engine == "paddle":
@@ -37,7 +37,7 @@ def _open(config: str, model: Path, threads: int):
         runner.describe = lambda: {"engine": "onnxruntime", "precision": precision,  # type: ignore
                                    "providers": runner.providers}  # fmt: skip
         return runner
-    from zoo.backends_openvino import open_paddle_runner, open_runner
+    from zoo.runners.openvino import open_paddle_runner, open_runner
 
     if config.startswith("openvino-paddle-"):  # the legacy Paddle program, read by OpenVINO's Paddle frontend
         return open_paddle_runner(model, threads=threads, precision=config.rsplit("-", 1)[1])
@@ -47,8 +47,8 @@ def _open(config: str, model: Path, threads: int):
 def main() -> None:
     config, name, model, h, w, warmup, runs, scenes, out = sys.argv[1:10]
     size = (int(h), int(w))
-    from zoo.runtime import output_to_labels, preprocess
-    from zoo import plugins, registry
+    from zoo.runners.runtime import output_to_labels, preprocess
+    from zoo.registry import plugins, entries as registry
     from zoo.synthetic import street_scene
 
     doc: dict = {"config": config, "model": model, "size": list(size)}

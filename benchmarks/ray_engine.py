@@ -5,8 +5,8 @@
     python benchmarks/ray_engine.py --images 50 --size 256x512
     python benchmarks/ray_engine.py --from-json R.json --write   # put the section into BENCHMARKS.md
 
-Local: ``zoo.segment.segment_files`` with one 2-thread session (what ``zoo run --threads 2`` runs). Ray:
-``zoo.distributed.run`` on a local Ray started here with ``num_cpus=2`` — 2 worker actors x 1 thread, batches of 8,
+Local: ``zoo.engines.segment.segment_files`` with one 2-thread session (what ``zoo run --threads 2`` runs). Ray:
+``zoo.engines.distributed.run`` on a local Ray started here with ``num_cpus=2`` — 2 worker actors x 1 thread, batches of 8,
 the model shipped through the object store — what ``zoo run --engine ray --workers 2 --threads-per-worker 1`` runs.
 Both write every output file. Passes alternate local, ray, ray, local; each waits for a quiet machine first. The Ray
 time includes starting the actors and their sessions (Ray Data starts them per run); the time to the first result is
@@ -107,9 +107,9 @@ def write_section(text: str) -> None:
 
 
 def setup(model: str) -> None:
-    from zoo import cache
-    from zoo.convert import convert
-    from zoo.export import export_model
+    from zoo.store import cache
+    from zoo.make.convert import convert
+    from zoo.make.export import export_model
 
     if "onnx" in cache.cached_formats(model):
         common.log(f"setup: reusing {model} in the scratch ZOO_HOME")
@@ -135,7 +135,8 @@ def make_images(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
 
 
 def local_pass(model: str, paths: list[Path], out: Path, threads: int) -> dict[str, float]:
-    from zoo import runtime, segment
+    from zoo.engines import segment
+    from zoo.runners import runtime
 
     shutil.rmtree(out, ignore_errors=True)
     loaded = runtime.load(model, threads=threads)
@@ -148,7 +149,7 @@ def local_pass(model: str, paths: list[Path], out: Path, threads: int) -> dict[s
 
 
 def ray_pass(model: str, folder: Path, out: Path, workers: int, threads: int, batch: int) -> dict[str, float]:
-    from zoo import distributed
+    from zoo.engines import distributed
 
     shutil.rmtree(out, ignore_errors=True)
     first: list[float] = []

@@ -273,7 +273,7 @@ def _folder(d: dict[str, Any], r: dict[str, Any]) -> tuple[str, str, bool]:
     rows = [
         ["bare: back-to-back session.run on the preprocessed tensors (mean of 2 passes)", _f(bare, 2),
          _f(n / bare, 2), "1.00×"],
-        ["zoo run's pipeline (`zoo.segment.segment_files`, what `zoo run` calls): decode, preprocess, infer, "
+        ["zoo run's pipeline (`zoo.engines.segment.segment_files`, what `zoo run` calls): decode, preprocess, infer, "
          "postprocess, write (mean of 2 passes)", _f(zoo, 2), _f(n / zoo, 2), _x(ratio)],
         ["`zoo run bisenet DIR` as a command (start-up, model load and first-run setup included)",
          _f(d["cli_wall_s"], 2), _f(n / d["cli_wall_s"], 2), _x(bare / d["cli_wall_s"])],
@@ -491,7 +491,7 @@ def _pull(d: dict[str, Any], r: dict[str, Any]) -> tuple[str, str, bool]:
     rows = [
         ["curl (`time_total`: connect to last byte, written to a file)", _f(n["curl"], 3), _f(mb / n["curl"], 0),
          "1.00×"],
-        ["zoo: `zoo.fetch.fetch` in a fresh ZOO_HOME (download, sha256, fsync, rename into the cache)",
+        ["zoo: `zoo.net.fetch.fetch` in a fresh ZOO_HOME (download, sha256, fsync, rename into the cache)",
          _f(n["fetch"], 3), _f(mb / n["fetch"], 0), _x(n["curl"] / n["fetch"])],
         ["plain Python for comparison: http.client, 1 MiB `readinto`, sha256, write, fsync", _f(n["plain"], 3),
          _f(mb / n["plain"], 0), _x(n["curl"] / n["plain"])],
@@ -537,7 +537,7 @@ def _convert(d: dict[str, Any], r: dict[str, Any]) -> tuple[str, str, bool]:
                      _f(m["cached_call_s"] * 1000, 1), _ok(ok), _f(m["cached_cli_s"], 2)])  # fmt: skip
     sizes = r.get("setup", {}).get("models", {})
     text = (
-        "Export (seeded random weights) and the first `zoo.convert.convert(name)` (paddle2onnx in a child process, "
+        "Export (seeded random weights) and the first `zoo.make.convert.convert(name)` (paddle2onnx in a child process, "
         "checks, metadata stamping; from the legacy program) happen at setup; the cached convert is the median of 3 "
         "calls in one process, the CLI column the median of 3 `zoo convert NAME` commands (start-up included).\n\n"
         + _table(["model", "export PIR s", "export legacy s", "first convert s", "cached convert ms", "≤ 0.1 s",
@@ -780,7 +780,7 @@ def _why_pull(r: dict[str, Any]) -> str:
     return (
         f"By how much: {n['ratio']:.2f}× instead of 0.80× ({n['fetch']:.2f} s against curl's {n['curl']:.2f} s; "
         f"0.80× needs ≤ {n['curl'] / 0.8:.2f} s).\n\n"
-        f"Why: zoo's download loop (zoo/transport.py) took {reads or '?'} socket receives of ~{_f(block, 0)} KiB; "
+        f"Why: zoo's download loop (zoo/net/transport.py) took {reads or '?'} socket receives of ~{_f(block, 0)} KiB; "
         f"the profile splits the time into socket reads ({c_level.get('socket reads', 0) * 1000:.0f} ms), sha256 "
         f"({c_level.get('sha256', 0) * 1000:.0f} ms in the download thread; the rest runs on a worker thread, "
         f"overlapping the reads, which waited {c_level.get('waiting for the sha256 thread', 0) * 1000:.0f} ms for "
@@ -837,11 +837,11 @@ def _why_generic(r: dict[str, Any]) -> str:
 def _method(r: dict[str, Any]) -> str:
     return """## Method
 
-- Models: the five registry architectures (bisenet, fcn, deeplabv3, deeplabv3p, danet), exported by `zoo.export` with
+- Models: the five registry architectures (bisenet, fcn, deeplabv3, deeplabv3p, danet), exported by `zoo.make.export` with
   seeded random weights (seed 0) into a scratch ZOO_HOME, once as a PIR `model.json` and once as a legacy
-  `model.pdmodel` program, and converted to ONNX (opset 11) by `zoo.convert` from the legacy program. Random weights
+  `model.pdmodel` program, and converted to ONNX (opset 11) by `zoo.make.convert` from the legacy program. Random weights
   change no shape and no FLOP count; they can change nothing but the argmax output.
-- Backends are the runners `zoo run` uses (`zoo.runtime.load`), each in a fresh process per measurement so peak RSS is
+- Backends are the runners `zoo run` uses (`zoo.runners.runtime.load`), each in a fresh process per measurement so peak RSS is
   that backend's alone (`zoo bench` does the same).
 - Within a section, compared numbers are measured back to back in the same run; ratios are therefore more trustworthy
   than absolute times. Each timed measurement waits until other processes use under 15% of the CPUs and is

@@ -166,9 +166,9 @@ def versions() -> dict[str, str]:
 def setup() -> dict[str, Any]:
     """Export each model twice (PIR model.json and legacy model.pdmodel, seeded random weights), convert the legacy one
     (the format PaddleSeg publishes) with zoo, and time both steps. The Paddle ref is left on the legacy export."""
-    from zoo import cache
-    from zoo.convert import convert
-    from zoo.export import export_model
+    from zoo.store import cache
+    from zoo.make.convert import convert
+    from zoo.make.export import export_model
 
     saved = Path(os.environ["ZOO_HOME"]) / "bench-setup.json"
     if saved.is_file():
@@ -197,14 +197,14 @@ def setup() -> dict[str, Any]:
 
 def use_paddle(name: str, fmt: str, setup_done: dict[str, Any]) -> None:
     """Point ``name``'s Paddle ref at its PIR or legacy export."""
-    from zoo import cache
+    from zoo.store import cache
 
     cache.set_ref(name, "paddle", {"source": "export", **setup_done["models"][name]["paddle"][fmt]})
 
 
 def convert_times(setup_done: dict[str, Any]) -> dict[str, Any]:
     """Section 7: the first convert (from setup) and a second, cached one: in-process call and the whole CLI."""
-    from zoo.convert import convert
+    from zoo.make.convert import convert
 
     out = {}
     zoo_cmd = _zoo_cmd()
@@ -282,7 +282,7 @@ def backends(setup_done: dict[str, Any]) -> dict[str, Any]:
     If the PIR program runs over twice as slow as the legacy one on a model (zoo's runner without oneDNN for PIR),
     it is not measured on the later, larger models: it cannot be the best Paddle configuration there either.
     """
-    from zoo import bench
+    from zoo.measure import bench
 
     out: dict[str, Any] = {}
     skip_pir = ""
@@ -326,7 +326,8 @@ def openvino(home: Path, work: Path) -> dict[str, Any]:
     label matches zoo's runner (ORT's CPU provider, float32) on a synthetic street scene."""
     import numpy as np
 
-    from zoo import cache, runtime
+    from zoo.runners import runtime
+    from zoo.store import cache
     from zoo.synthetic import street_scene
 
     venv = home / "ov-venv"
@@ -493,7 +494,7 @@ def conv_configs(onnx_path: str, nodes: list[dict[str, Any]], cover: float = 0.8
 
 def layer_compare(name: str, basic_nodes: list[dict[str, Any]], work: Path) -> dict[str, Any]:
     """Section 4's look inside the ORT-vs-Paddle gap: the model's main convolution shapes one at a time."""
-    from zoo import cache
+    from zoo.store import cache
 
     chosen = conv_configs(str(cache.onnx_model_path(name)), basic_nodes)
     configs = work / f"layers-{name}.json"
@@ -509,7 +510,7 @@ def flops(overhead_done: dict[str, Any] | None, backends_done: dict[str, Any] | 
     peak["interference"], paddle["interference"] = noise, noise2
     log(f"peak: ORT {peak['peak_gflops_per_s']:.1f} GFLOP/s, Paddle {paddle['best_gflops_per_s']:.1f} GFLOP/s")
     out: dict[str, Any] = {"peak": peak, "paddle_conv": paddle, "models": {}}
-    from zoo import cache
+    from zoo.store import cache
 
     basics = {}
     for name in MODELS:
@@ -565,7 +566,7 @@ def flops(overhead_done: dict[str, Any] | None, backends_done: dict[str, Any] | 
 
 
 def rss(work: Path, image: Path) -> dict[str, Any]:
-    from zoo import cache
+    from zoo.store import cache
 
     out = {}
     for name in MODELS:

@@ -56,7 +56,7 @@ class ModelStore:
         """The session's exported model folder (model files, deploy.yaml, manifest.json). Read-only."""
         key = (name, output_op, legacy, seed)
         if key not in self._folders:
-            from zoo.export import export_model
+            from zoo.make.export import export_model
 
             if name.startswith("unet"):
                 use_unet_plugin()
@@ -74,7 +74,7 @@ class ModelStore:
 
     def install(self, name: str, **kwargs) -> Path:
         """Copy the model into the current ZOO_HOME's cache and point ``name``'s Paddle ref at it."""
-        from zoo import cache
+        from zoo.store import cache
 
         src = self.get(name, **kwargs)
         dest = cache.models_dir() / src.name
@@ -88,12 +88,12 @@ class ModelStore:
 
     def install_converted(self, name: str, **kwargs) -> Path:
         """:meth:`install`, plus its ONNX conversion (converted once per session, then copied in like a cache hit)."""
-        from zoo import cache
+        from zoo.store import cache
 
         self.install(name, **kwargs)
         key = (name, *sorted(kwargs.items()))
         if key not in self._converted:
-            from zoo.convert import convert
+            from zoo.make.convert import convert
 
             result = convert(name)
             keep = self.root / "converted" / result.path.parent.name

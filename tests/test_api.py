@@ -10,8 +10,8 @@ import dataclasses
 import pytest
 
 import zoo
-from zoo import catalog, plugins
-from zoo.spec import Architecture
+from zoo.registry import catalog, plugins
+from zoo.registry.spec import Architecture
 
 PUBLIC = {
     "Architecture", "Artifact", "Backend", "InputSpec", "ModelEntry", "ModelHandle", "ZooError", "__version__",

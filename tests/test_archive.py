@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.http_server import http_server  # noqa: F401
-from zoo import archive, cache
+from zoo.store import archive, cache
 from zoo.errors import ArchiveError
 
 
@@ -243,7 +243,7 @@ CRAFTED = {
 @pytest.fixture
 def cached_good(http_server, use_registry):  # noqa: F811
     """A cache that already holds model 'good'; model 'bad' is served from /bad.tar."""
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     use_registry({"good": {"inference": http_server.add("/good.tar", model_tar())},
                   "bad": {"inference": http_server.url("/bad.tar")}})  # fmt: skip
@@ -253,7 +253,7 @@ def cached_good(http_server, use_registry):  # noqa: F811
 
 @pytest.mark.parametrize("case", sorted(CRAFTED))
 def test_crafted_archive_is_refused_and_cache_unchanged(case: str, cached_good, tmp_path: Path) -> None:
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     body, message = CRAFTED[case]
     cached_good.add("/bad.tar", body)
@@ -268,7 +268,7 @@ def test_crafted_archive_is_refused_and_cache_unchanged(case: str, cached_good, 
 
 def test_rejected_archive_can_be_fixed_upstream(cached_good) -> None:
     """The rejected download is not pinned, so a corrected archive at the same URL is accepted."""
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     cached_good.add("/bad.tar", CRAFTED["symlink"][0])
     with pytest.raises(ArchiveError):
@@ -279,7 +279,7 @@ def test_rejected_archive_can_be_fixed_upstream(cached_good) -> None:
 
 
 def test_byte_limit(cached_good, monkeypatch: pytest.MonkeyPatch) -> None:
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     monkeypatch.setenv("ZOO_MAX_UNPACKED", "1000")  # the documented override, scaled down
     cached_good.add("/bad.tar", model_tar())
@@ -295,7 +295,7 @@ def test_byte_limit(cached_good, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_pickle_side_file_is_skipped_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     tar = tmp_path / "m.tar"
     tar.write_bytes(model_tar(extra=[member("bisenet/model.pdiparams.info", b"\x80\x04cos\nsystem\n.")]))
-    with caplog.at_level(logging.INFO, logger="zoo.archive"):
+    with caplog.at_level(logging.INFO, logger="zoo.store.archive"):
         folder = archive.extract_paddle_model(tar, {"source": "test"})
     assert not (folder / "model.pdiparams.info").exists()
     assert set(cache.read_manifest(folder)["files"]) == set(FILES)

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_zoo
-from zoo import backends, catalog, plugins, runtime
+from zoo.registry import backends, catalog, plugins
+from zoo.runners import runtime
 from zoo.errors import BackendError
-from zoo.spec import Backend
+from zoo.registry.spec import Backend
 from zoo.synthetic import street_scene
 
 NAME = "unet-tiny"
@@ -75,7 +76,7 @@ def test_backend_spec_is_frozen_and_every_field_is_commented():
     spec = backends.get("onnx")
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.name = "x"  # type: ignore[misc]
-    source = Path(sys.modules["zoo.spec"].__file__).read_text()
+    source = Path(sys.modules["zoo.registry.spec"].__file__).read_text()
     body = source.split("class Backend", 1)[1].split('"""', 2)[2]  # after the docstring
     fields = [ln for ln in body.splitlines() if ln.startswith("    ") and ": " in ln]
     assert {f.name for f in dataclasses.fields(Backend)} == {ln.split(":")[0].strip() for ln in fields}
@@ -147,7 +148,7 @@ def _fake_backends(root: Path, entry_points: dict[str, str], modules: dict[str, 
 
 
 def test_broken_backends_are_listed_and_break_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    spec = "from zoo.spec import Backend\n"
+    spec = "from zoo.registry.spec import Backend\n"
     root = _fake_backends(tmp_path / "site", {
         "importfail": "zoo_bb_importfail:BACKEND",
         "notspec": "zoo_bb_notspec:BACKEND",
@@ -164,7 +165,7 @@ def test_broken_backends_are_listed_and_break_nothing(tmp_path: Path, monkeypatc
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
     found = {(p.name, p.value): p for p in backends.discover()}
     assert "No module named 'no_such_engine_anywhere'" in found["importfail", "zoo_bb_importfail:BACKEND"].error
-    assert "not a zoo.spec.Backend" in found["notspec", "zoo_bb_notspec:BACKEND"].error
+    assert "not a zoo.registry.spec.Backend" in found["notspec", "zoo_bb_notspec:BACKEND"].error
     needs = found["needs", "zoo_bb_needs:BACKEND"]
     assert needs.backend is not None and not needs.usable and "pip install needs-engine" in needs.error
     assert "duplicate backend name 'onnx'" in found["onnx", "zoo_bb_dup:BACKEND"].error
@@ -198,7 +199,7 @@ def test_one_entry_point_scan_and_one_registry_merge_per_process(models, tmp_pat
         "real = md.entry_points\ncalls = []\n"
         "def counted(*a, **k):\n    calls.append(a or k)\n    return real(*a, **k)\n"
         "md.entry_points = counted\n"
-        "import zoo.registry as registry\nmerges = []\nreal_load = registry.load\n"
+        "import zoo.registry.entries as registry\nmerges = []\nreal_load = registry.load\n"
         "def counted_load(*a, **k):\n    merges.append(1)\n    return real_load(*a, **k)\n"
         "registry.load = counted_load\n"
         "from zoo.cli import main\n"

@@ -13,14 +13,14 @@ from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
 from tests.test_archive import FILES, model_tar, snapshot, use_registry  # noqa: F401
 from tests.test_pull import onnx_bytes
-from zoo import bundle, cache, pins
+from zoo.store import bundle, cache, pins
 from zoo.errors import ArchiveError, IntegrityError
 
 
 @pytest.fixture
 def exported(http_server, use_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
     """A bundle of 'tiny' (Paddle + ONNX) made in one ZOO_HOME; returns (bundle path, the next, empty ZOO_HOME)."""
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     use_registry({
         "tiny": {"inference": http_server.add("/tiny.tar", model_tar()),
@@ -100,7 +100,7 @@ def _blob_member(path: Path) -> str:
 
 @pytest.mark.parametrize("fix_index", [False, True], ids=["index-stale", "index-forged"])
 def test_tampered_blob_is_refused(exported, fix_index: bool, tmp_path: Path) -> None:
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     out, _ = exported
     pull("other")  # the target cache is not empty: it must stay exactly as it is
@@ -188,7 +188,7 @@ def _with_pins(out: Path, dest: Path, extra: dict[str, dict]) -> Path:
 
 
 def test_bundle_cannot_pin_a_model_it_does_not_carry(exported, tmp_path: Path, use_registry) -> None:  # noqa: F811
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     out, server = exported
     fake = {"sha256": cache.sha256_bytes(b"evil!"), "size": 5, "url": "x", "recorded": ""}

@@ -12,13 +12,13 @@ import pytest
 from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
 from tests.test_archive import FILES, model_tar, snapshot, use_registry  # noqa: F401
-from zoo import archive, cache, housekeeping
+from zoo.store import archive, cache, housekeeping
 
 
 @pytest.fixture
 def two_models(http_server, use_registry):  # noqa: F811
     """Models 'tiny' and 'other' pulled into the cache (different content)."""
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     use_registry({"tiny": {"inference": http_server.add("/tiny.tar", model_tar())},
                   "other": {"inference": http_server.add("/other.tar", model_tar(

@@ -72,7 +72,7 @@ def test_usage_error_exits_2():
 
 def test_info_text_shows_input_labels_pins_and_provenance(models):
     """What README promises of `zoo info NAME`, in the text too: input spec, labels, provenance, zoo.lock's pin."""
-    from zoo import pins
+    from zoo.store import pins
 
     models.install("unet-tiny")
     digest = "sha256:" + "ab" * 32
@@ -213,7 +213,7 @@ def test_light_commands_import_no_heavy_library(argv):
 def test_commands_with_only_flags_start_without_pydantic(argv):
     """typer 0.29 coerces every non-bool parameter value with pydantic (~70 ms of imports); zoo keeps an unset --help
     a bool and parses --registry itself, so these commands never pay it (BENCHMARKS.md, section 5)."""
-    assert _imported(argv, ("pydantic", "zoo.housekeeping" if argv != ["cache", "ls"] else "paddle")) == []
+    assert _imported(argv, ("pydantic", "zoo.store.housekeeping" if argv != ["cache", "ls"] else "paddle")) == []
 
 
 def test_help_still_works_on_every_level():

@@ -19,8 +19,8 @@ import pytest
 
 from tests.conftest import ZOO_VARS, run_zoo
 from tests.models import ModelStore, use_unet_plugin
-from zoo import cache
-from zoo.convert import ConvertResult, check_onnx, check_params, convert, convert_model_dir, read_metadata
+from zoo.store import cache
+from zoo.make.convert import ConvertResult, check_onnx, check_params, convert, convert_model_dir, read_metadata
 from zoo.errors import ConversionError, IntegrityError, NotCachedError
 
 NAME = "unet-tiny"
@@ -116,7 +116,7 @@ def test_onnx_matches_paddle_inference(converted: dict[str, Converted], variant:
 def test_metadata_is_stamped(converted: dict[str, Converted], variant: str) -> None:
     import onnx
 
-    from zoo import plugins
+    from zoo.registry import plugins
 
     c = converted[variant]
     arch = plugins.get_architecture("unet")
@@ -165,7 +165,7 @@ def test_cache_entry_and_ref(converted: dict[str, Converted], monkeypatch: pytes
 
 _CACHED_RUN = """
 import json, sys, time
-from zoo.convert import convert
+from zoo.make.convert import convert
 times = []
 for _ in range(3):
     start = time.perf_counter()
@@ -288,7 +288,7 @@ def test_truncated_params_with_a_matching_hash_are_refused(model_store: ModelSto
 
 def test_paddle2onnx_output_without_weights_fails_the_check(model_store: ModelStore, tmp_path: Path) -> None:
     """paddle2onnx exits 0 on a PIR model with no params file; check_onnx is what catches it."""
-    from zoo import convert as convert_mod
+    from zoo.make import convert as convert_mod
 
     src = model_store.get(NAME)
     raw = convert_mod._run_paddle2onnx(src / "model.json", tmp_path / "absent.pdiparams", 11)

@@ -1,7 +1,7 @@
-"""The Ray engine (zoo/distributed.py, zoo run --engine ray) on a real local Ray with 2 CPUs, one per module.
+"""The Ray engine (zoo/engines/distributed.py, zoo run --engine ray) on a real local Ray with 2 CPUs, one per module.
 
 The model is unet-tiny (seeded random weights, exported and converted by tests/models.py); the expected outputs come
-from the local engine (zoo.segment.segment_files) and, for eval, from a plain loop over the same pairs with a small
+from the local engine (zoo.engines.segment.segment_files) and, for eval, from a plain loop over the same pairs with a small
 self-contained np.bincount accumulator. Label maps, colour masks and overlays are compared byte for byte; JSON
 summaries field by field except timings and the output folder.
 """
@@ -57,7 +57,9 @@ def images_folder(root: Path, n: int = N_GOOD, bad: bool = True) -> Path:
 
 def local_outputs(folder_or_paths, out: Path):
     """The local engine's results: 1 thread, as each Ray worker runs."""
-    from zoo import images, runtime, segment
+    from zoo import images
+    from zoo.engines import segment
+    from zoo.runners import runtime
 
     paths = images.expand_inputs(folder_or_paths if isinstance(folder_or_paths, list) else [folder_or_paths])
     model = runtime.load(NAME, threads=1)
@@ -88,7 +90,7 @@ def assert_same_outputs(local_out: Path, ray_out: Path) -> int:
 @pytest.mark.slow
 @pytest.mark.ray
 def test_ray_outputs_equal_the_local_engine_file_for_file_and_a_bad_image_is_counted(cluster, unet, tmp_path: Path):
-    from zoo import distributed
+    from zoo.engines import distributed
 
     folder = images_folder(tmp_path)
     local = local_outputs(folder, tmp_path / "local")
@@ -105,7 +107,7 @@ def test_ray_outputs_equal_the_local_engine_file_for_file_and_a_bad_image_is_cou
 @pytest.mark.slow
 @pytest.mark.ray
 def test_a_resumed_run_does_only_the_unfinished_images(cluster, unet, tmp_path: Path):
-    from zoo import distributed
+    from zoo.engines import distributed
 
     folder = images_folder(tmp_path, n=12)
     out = tmp_path / "out"
@@ -135,7 +137,8 @@ def test_a_resumed_run_does_only_the_unfinished_images(cluster, unet, tmp_path: 
 def test_a_tampered_model_is_refused_on_the_worker(cluster, unet: Path, tmp_path: Path):
     import ray
 
-    from zoo import cache, distributed
+    from zoo.engines import distributed
+    from zoo.store import cache
     from zoo.errors import IntegrityError
 
     folder = images_folder(tmp_path, n=3, bad=False)
@@ -170,7 +173,7 @@ def test_a_tampered_model_is_refused_on_the_worker(cluster, unet: Path, tmp_path
 @pytest.mark.slow
 @pytest.mark.ray
 def test_segment_returns_a_lazy_dataset_of_the_unfinished_images(cluster, unet, tmp_path: Path):
-    from zoo import distributed
+    from zoo.engines import distributed
 
     folder = images_folder(tmp_path, n=4, bad=False)
     out = tmp_path / "out"
@@ -187,7 +190,7 @@ def test_segment_returns_a_lazy_dataset_of_the_unfinished_images(cluster, unet, 
 @pytest.mark.ray
 def test_fsspec_memory_and_file_uris_give_the_local_outputs(cluster, unet, tmp_path: Path):
     fsspec = pytest.importorskip("fsspec")
-    from zoo import distributed
+    from zoo.engines import distributed
 
     folder = images_folder(tmp_path, n=6)
     fs = fsspec.filesystem("memory")
@@ -216,7 +219,9 @@ def test_fsspec_memory_and_file_uris_give_the_local_outputs(cluster, unet, tmp_p
 def test_eval_sums_of_confusion_areas_equal_the_local_loop_exactly(cluster, unet, tmp_path: Path):
     import cv2
 
-    from zoo import distributed, images, runtime
+    from zoo import images
+    from zoo.engines import distributed
+    from zoo.runners import runtime
 
     folder = images_folder(tmp_path, n=10, bad=False)
     rng = np.random.default_rng(3)

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
-from zoo import cache
+from zoo.store import cache
 from zoo.synthetic import write_street_png
 
 ARCHS = ["bisenet", "danet", "deeplabv3", "deeplabv3p", "fcn"]

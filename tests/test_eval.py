@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_zoo
-from zoo import datasets, evaluation, runtime, synthetic
+from zoo import synthetic
+from zoo.measure import datasets, evaluation
+from zoo.runners import runtime
 from zoo.errors import DatasetError
 
 N, H, W = 4, 64, 128
@@ -193,7 +195,7 @@ def test_each_bad_label_error_alone(tmp_path):
 
 
 def test_paletted_label_reads_its_indices(tmp_path):
-    from zoo.segment import png_bytes
+    from zoo.engines.segment import png_bytes
 
     ids = (np.arange(H * W).reshape(H, W) % 19).astype(np.uint8)
     palette = np.asarray(runtime.Architecture("x", "x").colors(256), np.uint8)[:256]

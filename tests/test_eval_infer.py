@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zoo import evaluation, runtime
+from zoo.measure import evaluation
+from zoo.runners import runtime
 from zoo.errors import EvalError
 from zoo.synthetic import street_scene
 
@@ -23,7 +24,7 @@ def pair(models):
     pytest.importorskip("paddleseg.core.infer")
     import paddle
 
-    from zoo.export import build_network
+    from zoo.make.export import build_network
 
     models.install_converted("bisenet", output_op="none")
     model = runtime.load("bisenet", backend="onnx")

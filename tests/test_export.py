@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_zoo
-from zoo import cache, weights
+from zoo.formats import weights
+from zoo.store import cache
 from zoo.errors import WeightsError
-from zoo.export import build_network, export_model
+from zoo.make.export import build_network, export_model
 
 ARCHS = ["bisenet", "danet", "deeplabv3", "deeplabv3p", "fcn"]
 SHAPE = (1, 3, 64, 128)

@@ -1,4 +1,4 @@
-"""zoo.fetch and zoo.pins against a real fault-injecting HTTP server on 127.0.0.1.
+"""zoo.net.fetch and zoo.store.pins against a real fault-injecting HTTP server on 127.0.0.1.
 
 Every failure test checks that the cache holds nothing new and that the message says what to do next.
 """
@@ -22,9 +22,11 @@ import pytest
 
 from tests.http_server import LOGIN_PAGE, FaultServer, http_server  # noqa: F401
 from tests.netstub import unknown_host
-from zoo import cache, config, fetch, partial, pins
+from zoo import config
+from zoo.net import fetch, partial
+from zoo.store import cache, pins
 from zoo.errors import DownloadError, IntegrityError, OfflineError, ZooError
-from zoo.registry import Artifact
+from zoo.registry.entries import Artifact
 
 DATA = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(2048))  # 64 KiB, deterministic
 OTHER = DATA[::-1]
@@ -443,8 +445,8 @@ def test_mirror_cannot_substitute_content(http_server: FaultServer) -> None:
 
 CHILD = """
 import json, sys
-from zoo import fetch
-from zoo.registry import Artifact
+from zoo.net import fetch
+from zoo.registry.entries import Artifact
 url, digest, size = sys.argv[1], sys.argv[2] or None, int(sys.argv[3]) if sys.argv[3] else None
 result = fetch.fetch(Artifact("inference", (url,), digest, size), pin_id="m/inference", progress=False)
 print(json.dumps({"path": str(result.path), "reused": result.reused}))

@@ -17,7 +17,8 @@ from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
 from tests.models import UNET_DIST
 from tests.test_archive import use_registry  # noqa: F401
-from zoo import cache, pins, weights
+from zoo.formats import weights
+from zoo.store import cache, pins
 from zoo.errors import WeightsError
 
 UNET_ENV = {"PYTHONPATH": str(UNET_DIST)}
@@ -131,7 +132,7 @@ def test_pull_of_a_crafted_weights_url_leaves_nothing(http_server, use_registry)
 
 
 def test_export_weights_url_never_caches_or_pins_refused_content(http_server, models, tmp_path) -> None:  # noqa: F811
-    from zoo.export import build_network, export_model
+    from zoo.make.export import build_network, export_model
 
     url = http_server.add("/w.pdparams", HOSTILE["object-dtype"])
     with pytest.raises(WeightsError, match="refusing"):
@@ -307,8 +308,8 @@ def test_sigterm_mid_download_leaves_only_a_resumable_partial(http_server, use_r
     assert left == [f".{hex_}.partial", f".{hex_}.partial.json"], left  # no .incomplete
     kept = (blobs / f".{hex_}.partial").stat().st_size
     assert 0 < kept < len(data)
-    from zoo import fetch
-    from zoo.registry import Artifact
+    from zoo.net import fetch
+    from zoo.registry.entries import Artifact
 
     http_server.add("/big.bin", data)
     http_server.clear_log()
@@ -328,8 +329,8 @@ def _known(url: str, data: bytes) -> dict:
 def test_short_body_without_length_is_resumed(http_server, monkeypatch) -> None:  # noqa: F811
     import os
 
-    from zoo import fetch
-    from zoo.registry import Artifact
+    from zoo.net import fetch
+    from zoo.registry.entries import Artifact
 
     for key, value in NET.items():
         monkeypatch.setenv(key, value)
@@ -492,9 +493,9 @@ def test_redirect_loop_is_one_line(http_server, use_registry) -> None:  # noqa: 
 def test_fifo_and_device_are_not_called_missing(tmp_path: Path, monkeypatch) -> None:
     import os
 
-    from zoo import fetch
+    from zoo.net import fetch
     from zoo.errors import DownloadError
-    from zoo.registry import Artifact
+    from zoo.registry.entries import Artifact
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
@@ -511,10 +512,10 @@ def test_fifo_and_device_are_not_called_missing(tmp_path: Path, monkeypatch) -> 
 def test_url_error_with_a_text_reason_is_not_retried(http_server, monkeypatch) -> None:  # noqa: F811
     import urllib.error
 
-    from zoo import fetch
+    from zoo.net import fetch
     from zoo.errors import DownloadError
-    from zoo.registry import Artifact
-    from zoo.transport import TransportError, _failure
+    from zoo.registry.entries import Artifact
+    from zoo.net.transport import TransportError, _failure
 
     error = _failure(urllib.error.URLError("no host given"))
     assert isinstance(error, TransportError) and error.kind == "invalid-url" and not error.retry

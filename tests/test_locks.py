@@ -1,4 +1,4 @@
-"""zoo.locks: exclusive between processes and threads, re-entrant within a thread, released when the holder dies."""
+"""zoo.store.locks: exclusive between processes and threads, re-entrant within a thread, released when the holder dies."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import threading
 import time
 from pathlib import Path
 
-from zoo import locks
+from zoo.store import locks
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from zoo import locks
+from zoo.store import locks
 with locks.hold(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(60)

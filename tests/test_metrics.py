@@ -1,11 +1,11 @@
-"""zoo.metrics against PaddleSeg's own ``paddleseg.utils.metrics`` (the oracle), and a hand-counted example."""
+"""zoo.measure.metrics against PaddleSeg's own ``paddleseg.utils.metrics`` (the oracle), and a hand-counted example."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from zoo import metrics
+from zoo.measure import metrics
 
 NUM_CLASSES = 7
 

@@ -196,7 +196,7 @@ def _plugin_config(arch: str) -> tuple[dict, dict]:
 def test_plugin_config_is_the_paddleseg_release_2_4_config(arch):
     """The configuration each builder uses is, field for field, the model section of PaddleSeg's config file."""
     doc = _reference_yaml(arch)
-    from zoo import registry
+    from zoo.registry import entries as registry
 
     assert doc["config"] == registry.get(arch).config  # the file is the config the registry entry names
     config, defaults = _plugin_config(arch)
@@ -244,7 +244,7 @@ def _paddle_inference(folder: Path, x: np.ndarray) -> np.ndarray:
     """First output of a saved Paddle inference model (CPU, oneDNN off as PIR programs need)."""
     import paddle.inference as pi
 
-    from zoo import cache
+    from zoo.store import cache
 
     config = pi.Config(str(cache.program_file(folder)), str(folder / "model.pdiparams"))
     config.disable_mkldnn()

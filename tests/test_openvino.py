@@ -13,13 +13,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from zoo import quantize
+from zoo.make import quantize
 from zoo.errors import BackendError
-from zoo.runtime import preprocess
+from zoo.runners.runtime import preprocess
 from zoo.synthetic import street_scene
 
 ov = pytest.importorskip("openvino", reason="the openvino backend's tests need: pip install 'zoo[openvino]'")
-from zoo import backends_openvino  # noqa: E402
+from zoo.runners import openvino as backends_openvino  # noqa: E402
 
 
 def _bare_ort(path: Path, x: np.ndarray) -> np.ndarray:
@@ -35,7 +35,7 @@ def _scene(spec, size=(64, 128), seed=0) -> np.ndarray:
 
 @pytest.fixture
 def unet(models) -> tuple[Path, object]:
-    from zoo.plugins import get_architecture
+    from zoo.registry.plugins import get_architecture
 
     return models.install_converted("unet-tiny"), get_architecture("unet").input
 
@@ -95,7 +95,7 @@ def test_new_input_shape_is_compiled_for_it(unet):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["bisenet", "fcn"])
 def test_fp32_labels_equal_onnxruntime_on_a_real_model(models, name):
-    from zoo.plugins import get_architecture
+    from zoo.registry.plugins import get_architecture
 
     path = models.install_converted(name)
     spec = get_architecture(name).input
@@ -116,7 +116,7 @@ def test_missing_openvino_is_a_one_line_error_with_the_install_command(unet, tmp
                 if name == "openvino" or name.startswith("openvino."):
                     raise ModuleNotFoundError(f"No module named {{name!r}}")
         sys.meta_path.insert(0, Hide())
-        from zoo import backends_openvino
+        from zoo.runners import openvino as backends_openvino
         from zoo.errors import BackendError
         try:
             backends_openvino.open_runner({str(path)!r})
@@ -153,8 +153,8 @@ def _paddle_labels(folder: Path, x: np.ndarray) -> np.ndarray:
                                   pytest.param("fcn", marks=pytest.mark.slow)])  # fmt: skip
 def test_openvino_paddle_runs_the_legacy_program_as_paddle_does(models, name):
     """openvino-paddle reads the Paddle program itself (no ONNX): logits of unet-tiny, labels of the real networks."""
-    from zoo.plugins import get_architecture
-    from zoo.registry import get as registry_get
+    from zoo.registry.plugins import get_architecture
+    from zoo.registry.entries import get as registry_get
 
     arch = "unet" if name == "unet-tiny" else registry_get(name).architecture
     spec = get_architecture(arch).input
@@ -196,7 +196,7 @@ def test_openvino_paddle_through_the_cli(models, tmp_path):
     proc = run_zoo("run", "unet-tiny", str(image), "--out", str(out), "--backend", "openvino-paddle", "--json")
     assert proc.returncode == 0, proc.stderr
     written = cv2.imread(str(out / "street.labels.png"), cv2.IMREAD_UNCHANGED)
-    from zoo.plugins import get_architecture
+    from zoo.registry.plugins import get_architecture
 
     expected = _paddle_labels(models.get("unet-tiny", legacy=True), _scene(get_architecture("unet").input, seed=3))
     np.testing.assert_array_equal(written, expected.reshape(written.shape))

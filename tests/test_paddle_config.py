@@ -1,4 +1,4 @@
-"""zoo.paddle_config: oneDNN settings per program format give the oneDNN-off results, for PIR and legacy programs."""
+"""zoo.runners.paddle_config: oneDNN settings per program format give the oneDNN-off results, for PIR and legacy programs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from zoo import cache, paddle_config
+from zoo.runners import paddle_config
+from zoo.store import cache
 from zoo.errors import BackendError
 
 SIZES = [(64, 96), (45, 70)]  # two sizes through one predictor: oneDNN caches primitives per shape

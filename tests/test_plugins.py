@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import run_zoo
 from tests.models import UNET_DIST
-from zoo import plugins, registry
+from zoo.registry import plugins, entries as registry
 from zoo.errors import PluginError
-from zoo.spec import CITYSCAPES_LABELS, Architecture, pseudo_color_palette
+from zoo.registry.spec import CITYSCAPES_LABELS, Architecture, pseudo_color_palette
 
 BUILTINS = {"bisenet", "danet", "deeplabv3", "deeplabv3p", "fcn"}
 
@@ -45,7 +45,7 @@ def broken_plugins(tmp_path, monkeypatch) -> Path:
             "zoo_importfail": "import no_such_module_anywhere\n",
             "zoo_raises": "raise RuntimeError('plugin exploded at load')\n",
             "zoo_notspec": "PLUGIN = {'name': 'notspec'}\n",
-            "zoo_dupfcn": "from zoo.spec import Architecture\nPLUGIN = Architecture(name='fcn', summary='impostor')\n",
+            "zoo_dupfcn": "from zoo.registry.spec import Architecture\nPLUGIN = Architecture(name='fcn', summary='impostor')\n",
         },
     )
     monkeypatch.syspath_prepend(str(root))
@@ -79,7 +79,7 @@ def test_spec_is_frozen_and_every_field_is_commented():
     arch = plugins.get_architecture("fcn")
     with pytest.raises(AttributeError):
         arch.name = "x"  # type: ignore[misc]
-    source = Path(__import__("zoo.spec").spec.__file__).read_text()
+    source = Path(__import__("zoo.registry.spec").spec.__file__).read_text()
     for cls in ("class InputSpec", "class Architecture"):
         body = source.split(cls, 1)[1].split("\n\n    def ", 1)[0]
         fields = [line for line in body.splitlines() if line.startswith("    ") and ": " in line and " = " in line]
@@ -91,7 +91,7 @@ def test_broken_plugins_are_reported_and_never_break_other_commands(broken_plugi
     errors = {p.value: p.error for p in found.values() if p.error}
     assert "No module named 'no_such_module_anywhere'" in errors["zoo_importfail:PLUGIN"]
     assert "plugin exploded at load" in errors["zoo_raises:PLUGIN"]
-    assert "not a zoo.spec.Architecture" in errors["zoo_notspec:PLUGIN"]
+    assert "not a zoo.registry.spec.Architecture" in errors["zoo_notspec:PLUGIN"]
     dup = errors["zoo_dupfcn:PLUGIN"]
     assert "duplicate architecture name 'fcn'" in dup and "zoo-broken" in dup and "zoo_fcn:PLUGIN" in dup
     assert all("reinstall" in e or "uninstall" in e for e in errors.values())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from zoo import postprocess
-from zoo.spec import CITYSCAPES_LABELS, Architecture, pseudo_color_palette
+from zoo.registry.spec import CITYSCAPES_LABELS, Architecture, pseudo_color_palette
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.int64])

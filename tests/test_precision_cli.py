@@ -14,8 +14,9 @@ import onnxruntime as ort
 import pytest
 
 from tests.conftest import run_zoo
-from zoo import cache, quantize
-from zoo.runtime import preprocess
+from zoo.make import quantize
+from zoo.store import cache
+from zoo.runners.runtime import preprocess
 from zoo.synthetic import street_scene
 
 NAME = "unet-tiny"
@@ -32,7 +33,7 @@ def _labels(path: Path, x: np.ndarray) -> np.ndarray:
 
 def _scene_tensors(count: int, seed: int = 0) -> list[np.ndarray]:
     """The inputs `zoo verify --size HxW --count N --seed S` makes: street_scene(H, W, seed=S * 1000 + i)."""
-    from zoo.plugins import get_architecture
+    from zoo.registry.plugins import get_architecture
 
     spec = get_architecture("unet").input
     return [preprocess(street_scene(H, W, seed=seed * 1000 + i), spec) for i in range(count)]
@@ -79,7 +80,7 @@ def test_run_precision_int8_writes_the_variants_labels(bad_int8, tmp_path: Path)
     out = tmp_path / "out"
     proc = run_zoo("run", NAME, str(image), "--out", str(out), "--precision", "int8", "--json")
     assert proc.returncode == 0, proc.stderr
-    from zoo.plugins import get_architecture
+    from zoo.registry.plugins import get_architecture
 
     expected = _labels(int8, preprocess(rgb, get_architecture("unet").input))
     written = cv2.imread(str(out / "street.labels.png"), cv2.IMREAD_UNCHANGED)  # grayscale class ids
@@ -96,7 +97,7 @@ def test_bench_precisions_run_each_variant(bad_int8):
     assert doc["onnx"]["precision"] == "fp32" and doc["onnx/int8"]["precision"] == "int8"
     assert doc["onnx/int8"]["source"] == str(bad_int8[1]) and doc["onnx"]["source"] == str(bad_int8[0])
     # no Paddle row: the float32 ONNX row is the reference; agreement is the oracle's on the bench image
-    from zoo.plugins import get_architecture
+    from zoo.registry.plugins import get_architecture
 
     x = preprocess(street_scene(H, W, seed=0), get_architecture("unet").input)
     expected = float((_labels(bad_int8[0], x) == _labels(bad_int8[1], x)).mean())
@@ -109,7 +110,7 @@ def test_bench_precisions_run_each_variant(bad_int8):
     assert bad.returncode == 2 and "--precision" in bad.stderr
 
 
-@pytest.mark.skipif(not __import__("zoo.paddle_config").paddle_config.cpu_has_bf16(), reason="no AVX-512 BF16 here")
+@pytest.mark.skipif(not __import__("zoo.runners.paddle_config").paddle_config.cpu_has_bf16(), reason="no AVX-512 BF16 here")
 def test_paddle_bf16_through_bench_and_run(models, tmp_path: Path):
     """Paddle Inference's own reduced precision from the CLI: bench rows per precision; a legacy program is refused."""
     import cv2

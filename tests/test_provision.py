@@ -63,7 +63,7 @@ def test_run_on_an_empty_cache_pulls_and_converts_with_progress(served: Path, tm
     assert f"{NAME}: not in the cache yet; pulling it ('zoo --registry {served} pull {NAME}')" in proc.stderr
     assert f"{NAME}: converting it to ONNX" in proc.stderr
     assert (tmp_path / "out" / "s.labels.png").is_file()
-    from zoo import cache
+    from zoo.store import cache
 
     assert cache.cached_formats(NAME) == ["paddle", "onnx"]
 
@@ -112,7 +112,7 @@ def test_convert_before_pull_advises_pull_and_says_nothing_else(served: Path):
 
 
 def test_missing_onnx_advice_names_the_command_that_works(served: Path, monkeypatch: pytest.MonkeyPatch):
-    from zoo import cache
+    from zoo.store import cache
     from zoo.errors import NotCachedError
 
     env = {"ZOO_REGISTRY": str(served)}
@@ -145,7 +145,8 @@ def test_a_cached_model_works_by_name_without_its_registry(served: Path, tmp_pat
 
 def test_an_export_is_described_by_its_provenance_without_a_registry(models, tmp_path: Path):
     """A model exported under a registry name that is gone: the export's provenance names its architecture."""
-    from zoo import cache, catalog
+    from zoo.registry import catalog
+    from zoo.store import cache
 
     models.install("unet-tiny")
     ref = cache.get_ref("unet-tiny")
@@ -160,7 +161,7 @@ def test_an_export_is_described_by_its_provenance_without_a_registry(models, tmp
 
 
 def test_no_ref_no_entry():
-    from zoo import remembered
+    from zoo.registry import remembered
 
     assert remembered.cached_entry("nothing-here") is None
     assert remembered.cached_entry("../escape") is None  # not a model name: never a path outside refs/

@@ -14,7 +14,7 @@ from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
 from tests.test_fetch import no_such_host  # noqa: F401  (no system DNS in tests)
 from tests.test_archive import FILES, member, model_files, model_tar, snapshot, tar_bytes, use_registry  # noqa: F401
-from zoo import cache, housekeeping
+from zoo.store import cache, housekeeping
 from zoo.errors import DownloadError, OfflineError, WeightsError
 
 
@@ -63,7 +63,7 @@ def test_offline(http_server, use_registry) -> None:  # noqa: F811
 
 
 def test_force_downloads_again(http_server, use_registry) -> None:  # noqa: F811
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     use_registry({"tiny": {"inference": http_server.add("/tiny.tar", model_tar())}})
     [first] = pull("tiny")
@@ -134,7 +134,7 @@ def onnx_bytes() -> bytes:
 
 
 def test_pull_onnx_file_and_tar(http_server, use_registry) -> None:  # noqa: F811
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     data = onnx_bytes()
     use_registry({
@@ -153,7 +153,7 @@ def test_pull_onnx_file_and_tar(http_server, use_registry) -> None:  # noqa: F81
 
 def test_pull_all_and_bad_onnx_is_refused(http_server, use_registry) -> None:  # noqa: F811
     from zoo.errors import ConversionError
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     use_registry({"tiny": {"inference": http_server.add("/tiny.tar", model_tar()),
                            "onnx": http_server.add("/tiny.onnx", b"not a protobuf at all")}})  # fmt: skip
@@ -171,7 +171,7 @@ def test_pull_all_and_bad_onnx_is_refused(http_server, use_registry) -> None:  #
 
 
 def test_server_error_does_not_fall_back(http_server, use_registry, monkeypatch) -> None:  # noqa: F811
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     monkeypatch.setenv("ZOO_RETRIES", "0")
     use_registry({"tiny": {"inference": http_server.add("/tiny.tar", b"", fail=503),
@@ -194,8 +194,8 @@ def test_server_error_does_not_fall_back(http_server, use_registry, monkeypatch)
 )
 def test_download_error_says_whether_the_source_is_gone(http_server, monkeypatch, faults, gone,  # noqa: F811
                                                         no_such_host) -> None:  # noqa: F811
-    from zoo import fetch
-    from zoo.registry import Artifact
+    from zoo.net import fetch
+    from zoo.registry.entries import Artifact
 
     monkeypatch.setenv("ZOO_RETRIES", "0")
     monkeypatch.setenv("ZOO_TIMEOUT", "0.5")
@@ -209,7 +209,7 @@ def test_download_error_says_whether_the_source_is_gone(http_server, monkeypatch
 
 
 def test_offline_error_is_not_gone(use_registry) -> None:  # noqa: F811
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     use_registry({"tiny": {"inference": "http://127.0.0.1:9/tiny.tar", "weights": "http://127.0.0.1:9/w.pdparams"}})
     with pytest.raises(OfflineError):
@@ -218,7 +218,7 @@ def test_offline_error_is_not_gone(use_registry) -> None:  # noqa: F811
 
 def test_missing_source_says_what_to_do(use_registry) -> None:  # noqa: F811
     from zoo.errors import NotCachedError
-    from zoo.pull import pull
+    from zoo.make.pull import pull
 
     use_registry({"tiny": {"inference": "http://127.0.0.1:9/tiny.tar"}})
     with pytest.raises(NotCachedError, match="--from inference"):
@@ -229,8 +229,9 @@ def test_missing_source_says_what_to_do(use_registry) -> None:  # noqa: F811
 
 def test_gone_inference_falls_back_to_weights(http_server, use_registry, models, tmp_path) -> None:  # noqa: F811
     """404 on the inference archive: the trained weights are fetched and exported; the result says so."""
-    from zoo import plugins, weights
-    from zoo.pull import pull
+    from zoo.formats import weights
+    from zoo.registry import plugins
+    from zoo.make.pull import pull
 
     net = plugins.load_builder(plugins.get_architecture("unet"))(num_classes=4)
     params = tmp_path / "model.pdparams"

@@ -1,7 +1,7 @@
-"""zoo.quantize and `zoo quantize`: int8 (static QDQ) and fp16 variants of real exported models.
+"""zoo.make.quantize and `zoo quantize`: int8 (static QDQ) and fp16 variants of real exported models.
 
 Expected values come from outside the code under test: the graph itself (onnx), a bare onnxruntime session on the
-float32 model, hashlib over the calibration tensors, zoo.verify's comparison of label maps.
+float32 model, hashlib over the calibration tensors, zoo.measure.verify's comparison of label maps.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import pytest
 from onnx import TensorProto
 
 from tests.conftest import run_zoo
-from zoo import cache, quantize
+from zoo.make import quantize
+from zoo.store import cache
 from zoo.errors import NotCachedError, QuantizationError
-from zoo.runtime import preprocess
-from zoo.spec import InputSpec
+from zoo.runners.runtime import preprocess
+from zoo.registry.spec import InputSpec
 from zoo.synthetic import street_scene, write_street_png
-from zoo.verify import Tolerance, compare_labels
+from zoo.measure.verify import Tolerance, compare_labels
 
 SIZE = (64, 128)
 
@@ -41,7 +42,7 @@ def _run(path: Path, x: np.ndarray) -> np.ndarray:
 
 def _scenes(count: int, seed: int = 100, size: tuple[int, int] = SIZE) -> list[np.ndarray]:
     """Synthetic street scenes preprocessed with the unet plugin's own input spec (ImageNet mean/std)."""
-    from zoo.plugins import get_architecture
+    from zoo.registry.plugins import get_architecture
 
     spec = get_architecture("unet").input
     assert spec != InputSpec()  # so that a spec mix-up shows in the hashes below
@@ -228,7 +229,7 @@ def test_missing_optional_package_is_a_one_line_error(unet, tmp_path, precision,
                     raise ModuleNotFoundError(f"No module named {{name!r}}")
         sys.meta_path.insert(0, Hide())
         import numpy as np
-        from zoo import quantize
+        from zoo.make import quantize
         from zoo.errors import NotCachedError, QuantizationError
         try:
             quantize.quantize_onnx({str(unet)!r}, {str(tmp_path / "v.onnx")!r}, precision={precision!r},

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_zoo
-from zoo import config, registry
+from zoo import config
+from zoo.registry import entries as registry
 from zoo.errors import RegistryError, UnknownModelError
 
 GOOD = """

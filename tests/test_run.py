@@ -1,7 +1,7 @@
-"""zoo.runtime and `zoo run`: preprocessing, both runners, load(), and the CLI on real tiny exported models.
+"""zoo.runners.runtime and `zoo run`: preprocessing, both runners, load(), and the CLI on real tiny exported models.
 
 The models are unet-tiny (the zoo-unet test plugin, seeded random weights) exported by tests/models.py — PIR with an
-argmax output, and a legacy model.pdmodel with a logits output — and converted to ONNX by zoo.convert, once per
+argmax output, and a legacy model.pdmodel with a logits output — and converted to ONNX by zoo.make.convert, once per
 session. Tolerances: preprocessing 1e-6 absolute; labels exactly equal.
 """
 
@@ -21,11 +21,11 @@ import pytest
 from tests.conftest import run_zoo
 from tests.models import ModelStore, model_store, models  # noqa: F401 - fixtures
 from tests.test_images import street, write
-from zoo import runtime
+from zoo.runners import runtime
 from zoo.errors import BackendError, ImageError, NotCachedError, UnknownModelError
 from zoo.images import Decoded, read_image
-from zoo.runtime import OnnxRunner, PaddleRunner, output_to_labels, preprocess
-from zoo.spec import CITYSCAPES_LABELS, Architecture, InputSpec
+from zoo.runners.runtime import OnnxRunner, PaddleRunner, output_to_labels, preprocess
+from zoo.registry.spec import CITYSCAPES_LABELS, Architecture, InputSpec
 
 NAME = "unet-tiny"
 UNET_LABELS = ("background", "road", "vehicle", "sky")
@@ -120,7 +120,7 @@ def test_output_to_labels_handles_every_export_kind():
 def test_onnx_and_paddle_runners_read_names_and_agree_exactly(unet):
     import onnx
 
-    from zoo import cache
+    from zoo.store import cache
 
     onnx_path = unet("argmax")
     ort_runner = OnnxRunner(onnx_path)
@@ -130,7 +130,7 @@ def test_onnx_and_paddle_runners_read_names_and_agree_exactly(unet):
     assert ort_runner.output_names == [o.name for o in graph.output]  # read, never hard-coded
     assert pd_runner.input_name == "x" and pd_runner.output_names  # e.g. fetch_name_0
     assert ort_runner.providers == ["CPUExecutionProvider"] and ort_runner.threads == (__import__("os").cpu_count())
-    # PIR program: oneDNN with the placement pass that breaks bilinear interpolation removed (zoo/paddle_config.py)
+    # PIR program: oneDNN with the placement pass that breaks bilinear interpolation removed (zoo/runners/paddle_config.py)
     assert pd_runner.mkldnn is True and pd_runner.providers == ["paddle-cpu-onednn"]
     assert pd_runner.setup["format"] == "pir" and "onednn_placement_pass" in pd_runner.setup["deleted_passes"]
     x = preprocess(street(72, 120), IMAGENET)
@@ -158,7 +158,7 @@ def test_legacy_program_runs_with_onednn_and_logits_are_argmaxed(unet):
 def test_gpu_fails_clearly_and_never_falls_back(unet, monkeypatch: pytest.MonkeyPatch):
     import onnxruntime as ort
 
-    from zoo import cache
+    from zoo.store import cache
 
     onnx_path = unet("argmax")
     with pytest.raises(BackendError, match="needs ONNX Runtime's CUDAExecutionProvider.*--device cpu"):
@@ -263,7 +263,7 @@ def test_bare_onnx_without_metadata_warns_and_uses_defaults(unet, tmp_path: Path
 
 
 def test_paddle_model_folder_by_path_reads_deploy_yaml(unet):
-    from zoo import cache
+    from zoo.store import cache
 
     unet("argmax")
     folder = cache.paddle_model_dir(NAME)
@@ -405,7 +405,7 @@ def test_folder_runs_overlap_reading_inference_and_writing(tmp_path: Path, monke
     """The stages overlap: reads and writes happen while an inference runs (their time spans intersect).
     Wall-clock speed is the benchmark's business (benchmarks/), not a unit test's."""
     from zoo import images
-    from zoo.segment import segment_files
+    from zoo.engines.segment import segment_files
 
     spans: list[tuple[str, float, float]] = []
 
@@ -435,14 +435,14 @@ def test_folder_runs_overlap_reading_inference_and_writing(tmp_path: Path, monke
 
 
 def test_output_names_are_distinct_for_repeated_stems():
-    from zoo.segment import output_stems
+    from zoo.engines.segment import output_stems
 
     paths = [Path("a/x.png"), Path("b/x.png"), Path("x.jpg"), Path("y.png")]
     assert list(output_stems(paths).values()) == ["x", "x-2", "x-3", "y"]
 
 
 def test_png_bytes_writes_paletted_and_16_bit_label_maps():
-    from zoo.segment import png_bytes
+    from zoo.engines.segment import png_bytes
 
     ids = np.random.default_rng(0).integers(0, 7, (30, 50)).astype(np.uint8)
     palette = np.random.default_rng(1).integers(0, 256, (256, 3)).astype(np.uint8)

@@ -18,7 +18,8 @@ import pytest
 from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
 from tests.test_archive import use_registry  # noqa: F401
-from zoo import bundle, cache, housekeeping, runtime
+from zoo.runners import runtime
+from zoo.store import bundle, cache, housekeeping
 from zoo.errors import NotCachedError
 from zoo.synthetic import street_scene
 
@@ -65,7 +66,7 @@ def test_export_drops_conversions_of_the_old_model(models, monkeypatch: pytest.M
     models.install_converted(NAME, seed=7)
     before = cache.get_ref(NAME)
     assert before["onnx"]["from"] == before["paddle"]["key"]
-    from zoo.export import export_model
+    from zoo.make.export import export_model
 
     folder = export_model(NAME, weights="random", seed=2)
     ref = cache.get_ref(NAME)
@@ -96,15 +97,15 @@ def test_pull_force_drops_conversions_of_the_old_model(models, http_server, use_
     name = "unet-pulled"  # a registry entry of its own (unet-tiny is the plugin's)
     url = http_server.add("/unet.tar", tar_of(models.get(NAME, seed=7)))
     use_registry({name: {"architecture": "unet", "num_classes": 4, "inference": url}})
-    from zoo.convert import convert
-    from zoo.pull import pull
+    from zoo.make.convert import convert
+    from zoo.make.pull import pull
 
     pull(name)
     convert(name)
     assert "onnx" in cache.get_ref(name)
     http_server.add("/unet.tar", tar_of(models.get(NAME, seed=5)))  # the publisher replaced the file
     monkeypatch.setenv("ZOO_REQUIRE_HASH", "0")
-    from zoo import pins
+    from zoo.store import pins
 
     pins.remove(f"{name}/inference")  # trust the new file (a pinned one would be refused, as it should)
     pull(name, force=True)

@@ -15,9 +15,10 @@ import pytest
 
 from tests.conftest import run_zoo
 from tests.models import ModelStore, model_store, models  # noqa: F401 - fixtures
-from zoo import cache, verify
+from zoo.measure import verify
+from zoo.store import cache
 from zoo.synthetic import street_scene
-from zoo.verify import Tolerance, compare, compare_labels, compare_logits, locate
+from zoo.measure.verify import Tolerance, compare, compare_labels, compare_logits, locate
 
 LABELS = ("road", "sidewalk", "building", "car")
 
@@ -182,7 +183,7 @@ def test_combine_sums_images():
 
 
 # ---- end to end on real models ----------------------------------------------------------------------------------
-# unet-tiny (the zoo-unet test plugin, seeded random weights) exported by tests/models.py and converted by zoo.convert.
+# unet-tiny (the zoo-unet test plugin, seeded random weights) exported by tests/models.py and converted by zoo.make.convert.
 
 NAME = "unet-tiny"
 
@@ -199,7 +200,7 @@ def installed(models: ModelStore):
 
 def install_onnx(name: str, onnx_file: Path) -> None:
     """Point ``name``'s ONNX ref at a copy of ``onnx_file``."""
-    from zoo import cache
+    from zoo.store import cache
 
     with cache.staging(cache.onnx_dir()) as stage:
         shutil.copy(onnx_file, stage / "model.onnx")
@@ -294,7 +295,7 @@ def test_onnx_of_an_older_paddle_model_is_not_compared(installed, models: ModelS
     with pytest.raises(NotCachedError, match="converted from another Paddle model"):
         verify.verify_model(NAME, size=(16, 16), count=1, convert=False)
     result = verify.verify_model(NAME, size=(16, 16), count=1)  # converts the current one first
-    from zoo.convert import read_metadata
+    from zoo.make.convert import read_metadata
 
     assert result.passed and read_metadata(Path(result.onnx_model))["paddle_key"] == Path(result.paddle_model).name
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
-from zoo.spec import Architecture, Backend, InputSpec
+from zoo.registry.spec import Architecture, Backend, InputSpec
 
 if TYPE_CHECKING:
-    from zoo.catalog import ModelHandle
-    from zoo.registry import Artifact, ModelEntry
+    from zoo.registry.catalog import ModelHandle
+    from zoo.registry.entries import Artifact, ModelEntry
 
 
 def __getattr__(name: str) -> Any:
@@ -35,11 +35,11 @@ def __getattr__(name: str) -> Any:
         except PackageNotFoundError:  # running from a source tree that was never installed
             return "0.0.0+unknown"
     if name in ("Artifact", "ModelEntry"):
-        from zoo import registry
+        from zoo.registry import entries as registry
 
         return getattr(registry, name)
     if name == "ModelHandle":
-        from zoo import catalog
+        from zoo.registry import catalog
 
         return catalog.ModelHandle
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
@@ -67,7 +67,7 @@ __all__ = [
 
 def list_models() -> list[ModelEntry]:
     """Every model of the merged registries, sorted by name."""
-    from zoo import catalog
+    from zoo.registry import catalog
 
     return sorted(catalog.current().models.values(), key=lambda e: e.name)
 
@@ -81,28 +81,28 @@ def get(name: str) -> ModelEntry:
 
 def resolve(name: str) -> ModelHandle:
     """``name`` resolved once: its registry entry, architecture and cache refs (pass it to load, verify_model)."""
-    from zoo import catalog
+    from zoo.registry import catalog
 
     return catalog.resolve(name)
 
 
 def list_backends():
     """Every discovered backend plugin: usable, unavailable (a module it needs is missing) or broken."""
-    from zoo import backends
+    from zoo.registry import backends
 
     return backends.discover()
 
 
 def list_plugins():
     """Every discovered plugin, loaded or broken."""
-    from zoo import plugins as _plugins
+    from zoo.registry import plugins as _plugins
 
     return _plugins.discover()
 
 
 def architecture(name: str) -> Architecture:
     """The loaded architecture plugin ``name``."""
-    from zoo import plugins as _plugins
+    from zoo.registry import plugins as _plugins
 
     return _plugins.get_architecture(name)
 
@@ -110,21 +110,21 @@ def architecture(name: str) -> Architecture:
 def load(model: Any, *, backend: str = "onnx", device: str = "cpu", threads: int | None = None,
          precision: str = "fp32"):  # fmt: skip
     """A cached model (registry name or handle), a .onnx file or a Paddle model folder, ready to ``predict(rgb)``."""
-    from zoo import runtime
+    from zoo.runners import runtime
 
     return runtime.load(model, backend=backend, device=device, threads=threads, precision=precision)
 
 
 def verify_model(name: Any, **kwargs):
     """Run two backends (default Paddle Inference and ONNX Runtime) on the same inputs and compare
-    (see ``zoo.verify.verify_model``)."""
-    from zoo import verify
+    (see ``zoo.measure.verify.verify_model``)."""
+    from zoo.measure import verify
 
     return verify.verify_model(name, **kwargs)
 
 
 def evaluate(model, data, *, backends=("onnx",), **kwargs):
-    """Score a model on labelled data on each backend, as PaddleSeg does (see ``zoo.evaluation.evaluate``)."""
-    from zoo import evaluation
+    """Score a model on labelled data on each backend, as PaddleSeg does (see ``zoo.measure.evaluation.evaluate``)."""
+    from zoo.measure import evaluation
 
     return evaluation.evaluate(model, data, backends=backends, **kwargs)

@@ -103,7 +103,7 @@ def debug() -> bool:
     return _flag("ZOO_DEBUG")
 
 
-# ---- downloads (read by zoo/fetch.py) ----
+# ---- downloads (read by zoo/net/fetch.py) ----
 
 
 def _number(name: str, default: float, *, integer: bool = False, positive: bool = True) -> float:
@@ -143,7 +143,7 @@ def deadline() -> float:
     return _number("ZOO_DEADLINE", 3600.0)
 
 
-# ---- archives (read by zoo/archive.py) ----
+# ---- archives (read by zoo/store/archive.py) ----
 
 
 def max_unpacked() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 TRAIN_IDS = {"road": 0, "sidewalk": 1, "building": 2, "sky": 10, "car": 13}  # Cityscapes train ids drawn here
-LAYOUTS = ("cityscapes", "list", "folders")  # what write_labelled_dataset can write (zoo.datasets reads all three)
+LAYOUTS = ("cityscapes", "list", "folders")  # what write_labelled_dataset can write (zoo.measure.datasets reads all three)
 
 
 def _draw(height: int, width: int, seed: int, lane_id: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """zoo's built-in danet architecture plugin, registered under the ``zoo.architectures`` entry points."""
 
-from zoo.spec import Architecture, InputSpec
+from zoo.registry.spec import Architecture, InputSpec
 
 PLUGIN = Architecture(
     name="danet",

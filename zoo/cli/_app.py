@@ -78,7 +78,7 @@ Threads = Annotated[
 
 def backend_name(value: str, *extra: str) -> str:
     """``--backend NAME``: one of the registered backends (``zoo plugins``), read when the option is used."""
-    from zoo import backends
+    from zoo.registry import backends
 
     known = backends.names() + extra
     if value not in known:
@@ -113,7 +113,7 @@ def use_zoo_commands() -> None:
 
 def split_global_options(argv: list[str]) -> list[str]:
     """Take ``--registry FILE`` (or ``--registry=FILE``, repeatable) from before the command into the catalog
-    (:func:`zoo.catalog.use_registries`); the rest goes to typer.
+    (:func:`zoo.registry.catalog.use_registries`); the rest goes to typer.
 
     zoo parses this one option itself: typer 0.29 imports pydantic (~70 ms) to coerce any parameter that is not a
     bool flag, even one left unset, and a root option is processed by every command. Parsed here, commands whose own
@@ -135,7 +135,7 @@ def split_global_options(argv: list[str]) -> list[str]:
 
             raise UsageError("--registry needs a FILE, as in: zoo --registry FILE COMMAND")
         registries.append(Path(value))
-    from zoo import catalog
+    from zoo.registry import catalog
 
     catalog.use_registries(registries)
     return argv[i:]

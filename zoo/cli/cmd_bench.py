@@ -1,4 +1,4 @@
-"""zoo bench: latency, throughput, stage split and peak memory of a cached model, per backend (see zoo/bench.py)."""
+"""zoo bench: latency, throughput, stage split and peak memory of a cached model, per backend (see zoo/measure/bench.py)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def bench(
     json_: JsonFlag = False,
 ) -> None:
     """Time a model on ONNX Runtime and Paddle Inference (or any backends), each in its own process."""
-    from zoo import bench as bench_mod, catalog
+    from zoo.measure import bench as bench_mod
+    from zoo.registry import catalog
 
     hw = parse_size(size)
     backends = tuple(backend.split(","))

@@ -18,7 +18,7 @@ def _is_path(target: str) -> bool:
         return True
     if not Path(target).is_dir():
         return False
-    from zoo import catalog
+    from zoo.registry import catalog
 
     return not catalog.current().knows(target)
 
@@ -37,14 +37,15 @@ def convert(
     json_: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Convert a Paddle inference model to ONNX with paddle2onnx, offline; cached by model, opset and converter."""
-    from zoo import convert as convert_mod
-    from zoo.cache import sha256_file
+    from zoo.make import convert as convert_mod
+    from zoo.store.cache import sha256_file
 
     if not _is_path(target):
         if output is not None or architecture is not None:
             raise typer.BadParameter("--output and --architecture are for a folder; a named model goes to the cache "
                                      f"(see 'zoo cache path {target} --format onnx')")  # fmt: skip
-        from zoo import cache, catalog
+        from zoo.registry import catalog
+        from zoo.store import cache
 
         handle = catalog.resolve(target)  # an unknown name or
         cache.paddle_model_dir(target)  # a model not pulled yet fails here, before "converting" is said

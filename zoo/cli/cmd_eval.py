@@ -1,6 +1,6 @@
 """zoo eval: accuracy on labelled data (PaddleSeg's mIoU, accuracy, Kappa, Dice), one column per backend.
 
-The work is zoo/evaluation.py's; this parses, prints one table (or JSON) and writes the --report folder.
+The work is zoo/measure/evaluation.py's; this parses, prints one table (or JSON) and writes the --report folder.
 Ctrl-C prints the partial result and exits 130.
 """
 
@@ -70,7 +70,8 @@ def eval_(
                                           help="Write eval.json, a per-class IoU chart and the worst images here."),  # fmt: skip
 ) -> None:
     """Measure segmentation accuracy on labelled data, as PaddleSeg's val.py does, on one or more backends."""
-    from zoo import datasets, evaluation, runtime
+    from zoo.measure import datasets, evaluation
+    from zoo.runners import runtime
 
     options = evaluation.Options(mode, parse_hw(crop, "--crop"), parse_hw(stride, "--stride"), _scales(scales), flip)
     options.check()  # before any model loads
@@ -109,7 +110,7 @@ def eval_(
         for message in result.skipped:
             info(f"zoo: skipped: {message}")
         if report is not None:
-            from zoo import eval_report
+            from zoo.measure import eval_report
 
             written = eval_report.write_report(result, report)
             info(f"report: {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}")

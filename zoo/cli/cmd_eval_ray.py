@@ -1,4 +1,4 @@
-"""zoo eval --engine ray: confusion areas summed per batch on Ray workers, then on the driver (zoo/distributed.py).
+"""zoo eval --engine ray: confusion areas summed per batch on Ray workers, then on the driver (zoo/engines/distributed.py).
 
 Not a command of its own: ``zoo eval`` calls :func:`eval_on_ray` when ``--engine ray`` is given. The metric is
 additive, so the result equals the local engine's exactly.
@@ -18,7 +18,7 @@ from zoo.errors import EngineError
 
 def _label(name: str, size: tuple[int, int]) -> Any:
     """What a worker reads for a label path (a module function, so Ray pickles it by reference)."""
-    from zoo import datasets
+    from zoo.measure import datasets
 
     return datasets.read_label(Path(name), size)
 
@@ -27,7 +27,8 @@ def eval_on_ray(model: str, dataset: Any, *, backends: list[str], precisions: li
                 limit: int | None, absent: str, json_: bool, address: str | None, workers: int, batch_size: int,
                 threads: int) -> None:  # fmt: skip
     """Score ``dataset`` with ``model`` on Ray; print the same JSON/table fields as the local engine."""
-    from zoo import distributed, metrics
+    from zoo.engines import distributed
+    from zoo.measure import metrics
 
     if backends != ["onnx"] or precisions != ["fp32"]:
         raise EngineError("--engine ray evaluates the float32 ONNX model; drop --backend/--precision, or use "

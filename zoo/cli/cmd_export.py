@@ -21,7 +21,9 @@ def export(
     json_: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Export NAME's network with trained (or seeded random) weights into the cache."""
-    from zoo import cache, catalog, export as export_mod
+    from zoo.make import export as export_mod
+    from zoo.registry import catalog
+    from zoo.store import cache
 
     folder = export_mod.export_model(catalog.resolve(name), weights=weights, output_op=output_op, seed=seed,
                                      legacy=legacy)  # fmt: skip

@@ -6,11 +6,12 @@ import typer
 
 from typing import TYPE_CHECKING
 
-from zoo import cache, catalog, plugins
+from zoo.registry import catalog, plugins
+from zoo.store import cache
 from zoo.cli._app import app, print_json, table
 
 if TYPE_CHECKING:
-    from zoo.registry import ModelEntry
+    from zoo.registry.entries import ModelEntry
 
 
 def _status(name: str) -> dict:
@@ -49,7 +50,7 @@ def info(
     json_: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Show one model's registry entry, input spec, labels, pinned hashes, provenance and cache state."""
-    from zoo import pins
+    from zoo.store import pins
 
     known = catalog.current()
     entry = known.resolve(name).entry if not known.knows(name) else known.models[name]  # cached-only names too
@@ -114,7 +115,7 @@ def _floats(values: list) -> str:
 @app.command("plugins")
 def plugins_(json_: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
     """List architecture and backend plugins, including any that failed to load and why."""
-    from zoo import backends
+    from zoo.registry import backends
 
     found = plugins.discover()
     engines = backends.discover()

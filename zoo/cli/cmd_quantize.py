@@ -29,7 +29,8 @@ def quantize(
     json_: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Make a reduced-precision ONNX variant (onnx-int8, onnx-fp16) of a model, deterministic for the same inputs."""
-    from zoo import catalog, quantize as quantize_mod
+    from zoo.make import quantize as quantize_mod
+    from zoo.registry import catalog
 
     ops = tuple(op.strip() for op in exclude.split(",") if op.strip())
     if not json_:

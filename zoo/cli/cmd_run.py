@@ -1,6 +1,6 @@
 """zoo run: segment images with a cached model or an .onnx file, writing label maps, colour masks and overlays.
 
-The outputs per image and the overlapping pipeline are zoo/segment.py's. A bad input is reported on stderr and
+The outputs per image and the overlapping pipeline are zoo/engines/segment.py's. A bad input is reported on stderr and
 skipped; the run exits 1 at the end with a count.
 """
 
@@ -69,7 +69,9 @@ def run(
 
         return run_on_ray(model, inputs, out, backend=backend, device=device.value, json_=json_, address=address,
                           workers=workers, batch_size=batch_size, threads=threads_per_worker)  # fmt: skip
-    from zoo import images, runtime, segment
+    from zoo import images
+    from zoo.engines import segment
+    from zoo.runners import runtime
 
     paths = _without_outputs(images.expand_inputs(inputs), out)
     # inputs that cannot be read at all are found before the model loads (seconds) and before --out is made
@@ -84,7 +86,8 @@ def run(
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         target: Any = model
         if runtime._as_path(model) is None:  # a registry name: resolved once, and what is missing brought first
-            from zoo import backends, catalog, provision
+            from zoo.make import provision
+            from zoo.registry import backends, catalog
 
             target = catalog.resolve(model)
             provision.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
@@ -118,7 +121,7 @@ def run(
 
 def _without_outputs(paths: list[Path], out: Path) -> list[Path]:
     """Leave out zoo's own results when a run reads the folder it writes into."""
-    from zoo import segment
+    from zoo.engines import segment
 
     target = out.resolve()
     kept = [p for p in paths if not (p.name.endswith(segment.OUTPUT_SUFFIXES) and p.resolve().parent == target)]

@@ -1,4 +1,4 @@
-"""zoo run --engine ray: the same outputs and exit codes as the local engine, on a Ray cluster (zoo/distributed.py).
+"""zoo run --engine ray: the same outputs and exit codes as the local engine, on a Ray cluster (zoo/engines/distributed.py).
 
 Not a command of its own: ``zoo run`` calls :func:`run_on_ray` when ``--engine ray`` is given.
 """
@@ -19,7 +19,7 @@ def run_on_ray(model: str, inputs: list[str], out: Path, *, backend: str, device
     """Resolve and verify the model here, segment on the workers, print per image and images/s; exit 1 on failures."""
     import contextlib
 
-    from zoo import distributed
+    from zoo.engines import distributed
 
     if backend != "onnx":
         raise EngineError(f"--engine ray runs ONNX models; drop --backend {backend}, or use --engine local")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from zoo import cache
+from zoo.store import cache
 from zoo.cli._app import app, bundle_app, cache_app, info, plural, print_json, table
 
 
@@ -36,7 +36,8 @@ def pull(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Fetch a model into the local cache; afterwards everything works offline."""
-    from zoo import catalog, pull as pull_mod
+    from zoo.make import pull as pull_mod
+    from zoo.registry import catalog
 
     if fmt not in pull_mod.FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(pull_mod.FORMATS)}", param_hint="--format")
@@ -56,7 +57,7 @@ def pull(
 @cache_app.command("ls")
 def ls(json_: bool = typer.Option(False, "--json", help="Print a JSON object.")) -> None:
     """List cached models, with formats, sources, sizes and dates."""
-    from zoo import housekeeping
+    from zoo.store import housekeeping
 
     found = housekeeping.scan()
     if json_:
@@ -96,7 +97,7 @@ def path(
 @cache_app.command("verify")
 def verify(name: Optional[str] = typer.Argument(None, help="Only this model.")) -> None:  # noqa: UP007
     """Re-hash every cached file against its manifest or name; exit 1 listing every problem."""
-    from zoo import housekeeping
+    from zoo.store import housekeeping
     from zoo.errors import IntegrityError
 
     report = housekeeping.verify(name)
@@ -105,7 +106,7 @@ def verify(name: Optional[str] = typer.Argument(None, help="Only this model.")) 
         return
     for problem in report.problems:
         typer.echo(str(problem))
-    from zoo import repair
+    from zoo.store import repair
 
     fix = repair.for_problems(report.problems)  # a command that rebuilds each damaged entry
     raise IntegrityError(f"{len(report.problems)} problem(s) in the cache ({cache.root()}); {fix}")
@@ -119,7 +120,7 @@ def rm(
     ),
 ) -> None:
     """Remove a model's cached files (entries and blobs no other model uses), or only one variant."""
-    from zoo import housekeeping
+    from zoo.store import housekeeping
 
     removed = housekeeping.remove(cache.check_name(name), variant)  # a name, never a path
     typer.echo(f"removed {name}{f' {variant}' if variant else ''}: {len(removed)} item(s)")
@@ -128,7 +129,7 @@ def rm(
 @cache_app.command("prune")
 def prune(dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed.")) -> None:
     """Remove temp files of interrupted work, entries no model points to, and unreferenced blobs."""
-    from zoo import housekeeping
+    from zoo.store import housekeeping
 
     report = housekeeping.prune(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
@@ -145,7 +146,7 @@ def bundle_export(
     output: Path = typer.Option(..., "--output", "-o", metavar="FILE.tar", help="The bundle to write."),
 ) -> None:
     """Write cached models into one tar to carry to an offline machine."""
-    from zoo import bundle
+    from zoo.store import bundle
 
     summary = bundle.export_bundle(names, output)
     typer.echo(f"wrote {summary.path}: {', '.join(summary.names)} ({summary.files} files, {_size(summary.size)})")
@@ -156,7 +157,7 @@ def bundle_import(
     file: Path = typer.Argument(..., metavar="FILE.tar", help="A bundle made by 'zoo bundle export'."),
 ) -> None:
     """Verify a bundle and add its models to the cache."""
-    from zoo import bundle
+    from zoo.store import bundle
 
     summary = bundle.import_bundle(file)
     typer.echo(f"imported {', '.join(summary.names)} from {summary.path} ({summary.files} files verified)")

@@ -44,7 +44,9 @@ def verify(
     json_: JsonFlag = False,
 ) -> None:
     """Compare ONNX Runtime with Paddle Inference (or any two backends) on the same inputs; exit 1 if they disagree."""
-    from zoo import backends, cache, catalog, verify as verify_mod
+    from zoo.measure import verify as verify_mod
+    from zoo.registry import backends, catalog
+    from zoo.store import cache
 
     hw = parse_size(size)
     handle = catalog.resolve(name)  # an unknown name fails before "verifying ..." is said

@@ -5,7 +5,7 @@ This module only describes them (it imports nothing heavy); each runner module i
 
 from __future__ import annotations
 
-from zoo.spec import Backend
+from zoo.registry.spec import Backend
 
 ONNX = Backend(
     name="onnx",

@@ -18,17 +18,17 @@ if TYPE_CHECKING:
 class PaddleRunner:
     """One Paddle Inference predictor over a model folder (PIR ``model.json`` or legacy ``model.pdmodel``).
 
-    On CPU, :func:`zoo.paddle_config.configure` picks the fastest settings that give correct results for the program's
+    On CPU, :func:`zoo.runners.paddle_config.configure` picks the fastest settings that give correct results for the program's
     format (oneDNN for both; for PIR programs with the pass removed that breaks bilinear interpolation);
     ``.mkldnn`` and ``.setup`` say what was used. ``precision="bf16"`` adds oneDNN's bfloat16 passes (PIR programs
-    only, CPUs with AVX-512 BF16 or AMX; :func:`zoo.paddle_config.enable_bf16` says why).
+    only, CPUs with AVX-512 BF16 or AMX; :func:`zoo.runners.paddle_config.enable_bf16` says why).
     """
 
     backend = "paddle"
 
     def __init__(self, model_dir: str | os.PathLike[str], device: str = "cpu", threads: int | None = None,
                  precision: str = "fp32"):  # fmt: skip
-        from zoo import cache
+        from zoo.store import cache
 
         check_device(device)
         self.path = Path(model_dir)
@@ -65,7 +65,7 @@ class PaddleRunner:
             self.mkldnn = False
             self.providers = ["paddle-gpu"]
         else:
-            from zoo import paddle_config
+            from zoo.runners import paddle_config
 
             self.setup = paddle_config.configure(config, program, threads=self.threads)
             if precision == "bf16":

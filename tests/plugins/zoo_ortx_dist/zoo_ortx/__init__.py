@@ -1,10 +1,10 @@
 """zoo-ortx: a third-party zoo backend that runs ONNX models through ONNX Runtime with its own session options.
 
-It is what a backend package needs and nothing more: this module-level :class:`zoo.spec.Backend`, one entry point
+It is what a backend package needs and nothing more: this module-level :class:`zoo.registry.spec.Backend`, one entry point
 (``[zoo.backends] ortx = zoo_ortx:BACKEND``), and the runner module it names (imported only when a model is opened).
 """
 
-from zoo.spec import Backend
+from zoo.registry.spec import Backend
 
 BACKEND = Backend(
     name="ortx",

@@ -6,7 +6,7 @@ It is installed for tests by putting its folder (with its ``.dist-info``) on ``s
 
 from pathlib import Path
 
-from zoo.spec import Architecture, InputSpec
+from zoo.registry.spec import Architecture, InputSpec
 
 PLUGIN = Architecture(
     name="unet",

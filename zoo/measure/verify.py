@@ -1,0 +1,255 @@
+"""Does one backend agree with another (by default: ONNX Runtime with Paddle Inference)? How much, and where not.
+
+:func:`verify_model` runs both backends of the pair on the same preprocessed tensors and compares their outputs per
+image and overall with :mod:`zoo.measure.compare` (the first backend is the reference); with a ``report_dir`` it writes
+``verify.json`` and, per image, a PNG with the disagreeing pixels in magenta on the dimmed image and their bounding box
+in yellow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from zoo.measure.compare import (  # noqa: F401 (the comparison API, re-exported where it used to live)
+    Comparison, Tolerance, Where, combine, compare, compare_labels, compare_logits, locate,
+)  # fmt: skip
+from zoo.errors import BackendError, ImageError, NotCachedError
+from zoo.synthetic import street_scene
+from zoo.store import userfiles
+
+if TYPE_CHECKING:
+    from zoo.registry.catalog import ModelHandle
+
+MARK = (255, 0, 255)  # disagreeing pixels in the report PNG
+BOX = (255, 255, 0)  # their bounding box
+PAIR = ("paddle", "onnx")  # what `zoo verify` compares unless told otherwise: the reference first
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """One input and how the two backends compared on it."""
+
+    image: str  # the file, or "synthetic:<seed>:<index>"
+    size: tuple[int, int]  # (H, W) of the network input
+    comparison: Comparison
+    png: str | None = None  # report picture, when a report was written
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"image": self.image, "size": list(self.size), "png": self.png, **self.comparison.as_dict()}
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The verdict on a model: per image and overall."""
+
+    name: str  # registry name
+    passed: bool  # every image within tolerance
+    tolerance: Tolerance
+    overall: Comparison  # totals over every image
+    images: tuple[ImageCheck, ...]
+    paddle_model: str | None  # cached Paddle model folder, when a backend of the pair runs it
+    onnx_model: str | None  # cached .onnx file, when a backend of the pair runs it
+    onnx_sha256: str | None
+    backends: dict[str, Any]  # how each backend ran: its runner's describe(), by backend name
+    pair: tuple[str, str] = ("paddle", "onnx")  # (reference, candidate) backend names
+    output_op: str | None = None  # what the export put at the end of the graph, when recorded
+    weights: str | None = None  # "random" for an untrained export
+    seconds: float = 0.0  # wall time, both backends included
+    report: str | None = None  # verify.json, when a report was written
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "passed": self.passed, "kind": self.overall.kind, "tolerance": self.tolerance.as_dict(),
+            "summary": self.summary(), "overall": self.overall.as_dict(), "images": [i.as_dict() for i in self.images],
+            "paddle_model": self.paddle_model, "onnx_model": self.onnx_model, "onnx_sha256": self.onnx_sha256,
+            "backends": self.backends, "output_op": self.output_op, "weights": self.weights,
+            "seconds": round(self.seconds, 3), "report": self.report,
+            "reference": self.pair[0], "candidate": self.pair[1],
+        }  # fmt: skip
+
+    def summary(self) -> str:
+        """The overall verdict in one line; for one image, that image's line (which says where)."""
+        if len(self.images) == 1:
+            return self.images[0].comparison.summary(self.tolerance)
+        failed = [i for i in self.images if not i.comparison.passed]
+        head = self.overall.summary(self.tolerance)
+        if failed:
+            head += f" [{len(failed)} of {len(self.images)} images fail]"
+        return head
+
+
+REDUCED_MIN_AGREEMENT = 0.98  # default for a reduced-precision candidate: 98% of pixels must keep their class
+
+
+def tolerance_for(precision: str, min_agreement: float | None = None, rtol: float = 1e-3,
+                  atol_rel: float = 1e-4) -> Tolerance:  # fmt: skip
+    """The default tolerance for a candidate running at ``precision``: float32 must match (logits allclose, 99.99%
+    of labels); a reduced-precision variant is judged on label agreement (98% unless given) and its logit error is
+    reported, not judged."""
+    if precision == "fp32":
+        return Tolerance(min_agreement=Tolerance.min_agreement if min_agreement is None else min_agreement,
+                         rtol=rtol, atol_rel=atol_rel)  # fmt: skip
+    agreement = REDUCED_MIN_AGREEMENT if min_agreement is None else min_agreement
+    return Tolerance(min_agreement=agreement, rtol=rtol, atol_rel=atol_rel, labels_only=True)
+
+
+def verify_model(
+    model: ModelHandle | str,
+    *,
+    images: Sequence[str | Path] | None = None,
+    size: tuple[int, int] = (512, 1024),
+    count: int = 2,
+    seed: int = 0,
+    threads: int | None = None,
+    tolerance: Tolerance | None = None,
+    report_dir: str | Path | None = None,
+    convert: bool = True,
+    backends: tuple[str, str] = PAIR,
+    precision: str = "fp32",
+) -> VerifyResult:
+    """Run two backends (CPU) on the same preprocessed inputs and compare their outputs; the first is the reference.
+
+    ``images``: files to use; without them, ``count`` seeded synthetic images of ``size`` (H, W). A backend that runs
+    ONNX uses the cached conversion; if there is none it is converted first (``convert=False``: NotCachedError).
+    ``precision``: what the second backend (the candidate) runs, e.g. the int8 variant; the reference stays float32.
+    """
+    from zoo.registry import backends as registered, catalog
+    from zoo.runners import runtime
+    from zoo.store import cache
+
+    handle = catalog.handle(model)
+    name, arch = handle.name, handle.architecture
+    tol = tolerance or tolerance_for(precision)
+    if len(backends) != 2 or backends[0] == backends[1]:
+        raise BackendError(f"verify compares two different backends, got {', '.join(backends) or 'none'}; "
+                           "e.g. --backend paddle,onnx")  # fmt: skip
+    specs = [registered.get(b) for b in backends]
+    ref = cache.get_ref(name).get("paddle", {})
+    paths: list[Path] = []
+    precisions = ("fp32", precision)
+    for spec, p in zip(specs, precisions):  # every file is re-hashed: a file changed on disk is not a disagreement
+        if "onnx" in spec.formats:
+            _ensure_onnx(handle, convert)
+        paths.append(runtime.model_file(handle, spec, p))
+
+    started = time.perf_counter()
+    runners = [registered.open_runner(s, path, device="cpu", threads=threads, precision=p)
+               for s, path, p in zip(specs, paths, precisions)]  # fmt: skip
+    paddle_dir = next((p for s, p in zip(specs, paths) if "paddle" in s.formats), None)
+    for i, (spec, runner) in enumerate(zip(specs, runners)):
+        source_key = (getattr(runner, "metadata", None) or {}).get("zoo.paddle_key")
+        if paddle_dir is not None and source_key and source_key != paddle_dir.name:
+            # converted from an earlier Paddle model of this name (re-exported or re-pulled since): comparing them
+            # would blame ONNX for a change of weights
+            if not convert:
+                raise NotCachedError(
+                    f"the cached ONNX model of '{name}' was converted from another Paddle model ({source_key[:12]}) "
+                    f"than the cached one ({paddle_dir.name[:12]}); run 'zoo convert {name}', then 'zoo verify {name}'"
+                )
+            from zoo.make.convert import convert as convert_model
+
+            paths[i] = Path(convert_model(handle).path)
+            runners[i] = registered.open_runner(spec, paths[i], device="cpu", threads=threads, precision=precisions[i])
+    report = Path(report_dir) if report_dir is not None else None
+    if report is not None:
+        report.mkdir(parents=True, exist_ok=True)
+    checks = []
+    for index, (label, rgb) in enumerate(_inputs(images, size, count, seed)):
+        x = runtime.preprocess(rgb, arch.input)
+        comparison = compare(runners[0].run(x), runners[1].run(x), tol, arch.labels)
+        png = None
+        if report is not None:
+            png = str(report / f"{index:02d}-{_stem(label)}.png")
+            write_marked_png(Path(png), _network_view(x, arch.input), comparison)
+        checks.append(ImageCheck(label, (int(x.shape[2]), int(x.shape[3])), comparison, png))
+    overall = combine([c.comparison for c in checks], tol)
+    onnx_path = next((p for s, p in zip(specs, paths) if "onnx" in s.formats), None)
+    result = VerifyResult(
+        name=name, passed=all(c.comparison.passed for c in checks), tolerance=tol, overall=overall,
+        images=tuple(checks), paddle_model=str(paddle_dir) if paddle_dir else None,
+        onnx_model=str(onnx_path) if onnx_path else None,
+        onnx_sha256=cache.sha256_file(onnx_path) if onnx_path else None,
+        backends={s.name: r.describe() for s, r in zip(specs, runners)},
+        output_op=ref.get("output_op"), weights=ref.get("weights"), seconds=time.perf_counter() - started,
+        report=str(report / "verify.json") if report is not None else None, pair=(specs[0].name, specs[1].name),
+    )  # fmt: skip
+    if report is not None:
+        userfiles.write_user_json(report / "verify.json", result.as_dict())
+    return result
+
+
+def _ensure_onnx(handle: ModelHandle, convert: bool) -> None:
+    from zoo.store import cache
+
+    if "onnx" in cache.cached_formats(handle.name):
+        return
+    if not convert:
+        cache.onnx_model_path(handle.name)  # NotCachedError says what to run
+    from zoo.make.convert import ensure_onnx
+
+    ensure_onnx(handle)
+
+
+def _inputs(images: Sequence[str | Path] | None, size: tuple[int, int], count: int, seed: int):
+    """(label, RGB uint8) per input: the files given, else seeded synthetic images."""
+    if images:
+        from zoo.images import read_image
+
+        for path in images:
+            yield str(path), read_image(path)
+        return
+    h, w = size
+    if h < 1 or w < 1 or count < 1:
+        raise ImageError(f"synthetic inputs need a positive size and count, got {h}x{w} and {count}")
+    for index in range(count):
+        yield f"synthetic:{seed}:{index}", street_scene(h, w, seed=seed * 1000 + index)
+
+
+
+
+def _network_view(x: np.ndarray, spec: Any) -> np.ndarray:
+    """The RGB picture the network saw, recovered from its input tensor (already resized, if the spec resizes)."""
+    chw = x[0].astype(np.float32)
+    mean = np.asarray(spec.mean, np.float32)[:, None, None]
+    std = np.asarray(spec.std, np.float32)[:, None, None]
+    pixels = (chw * std + mean) / (spec.scale or 1.0)
+    rgb = np.clip(pixels.transpose(1, 2, 0) + 0.5, 0, 255).astype(np.uint8)
+    return rgb[:, :, ::-1] if str(spec.color).upper() == "BGR" else rgb
+
+
+def mark_disagreement(rgb: np.ndarray, comparison: Comparison) -> np.ndarray:
+    """The image dimmed to gray, disagreeing pixels in magenta, their bounding box in yellow."""
+    gray = rgb.astype(np.float32).mean(axis=2, keepdims=True)
+    out = np.repeat(gray * 0.35 + 20, 3, axis=2).astype(np.uint8)
+    mask = comparison.mask
+    if mask is None or mask.shape != rgb.shape[:2]:
+        return out
+    out[mask] = MARK
+    if comparison.where is not None and comparison.where.bbox is not None:
+        x0, x1, y0, y1 = comparison.where.bbox
+        x0, y0 = max(x0 - 1, 0), max(y0 - 1, 0)
+        x1, y1 = min(x1 + 1, out.shape[1] - 1), min(y1 + 1, out.shape[0] - 1)
+        out[y0, x0 : x1 + 1] = out[y1, x0 : x1 + 1] = BOX
+        out[y0 : y1 + 1, x0] = out[y0 : y1 + 1, x1] = BOX
+    return out
+
+
+def write_marked_png(path: Path, rgb: np.ndarray, comparison: Comparison) -> None:
+    """Write :func:`mark_disagreement` as a PNG."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(mark_disagreement(rgb, comparison)[:, :, ::-1]))
+    if not ok:
+        raise OSError(f"cannot encode the report picture {path}")
+    userfiles.write_user_file(path, data.tobytes())
+
+
+def _stem(label: str) -> str:
+    stem = Path(label).stem if not label.startswith("synthetic:") else label.replace(":", "-")
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "image"

@@ -1,0 +1,371 @@
+"""Running a model: preprocessing, :func:`load` → :class:`Model` on a backend chosen from :mod:`zoo.backends`.
+
+Every runner takes the preprocessed float32 ``[1, 3, H, W]`` tensor and return the model's first output as it is:
+int32/int64 class ids (``[N, H, W]`` or ``[N, 1, H, W]``) or float scores ``[N, C, H, W]``. :class:`Model` turns that
+into an ``[H, W]`` label map at the image's own size. Input and output names are always read from the model: real
+exports use ``x`` → ``argmax_0.tmp_0``, ``save_infer_model/scale_0.tmp_0`` or ``fetch_name_0``.
+
+``--device gpu`` means the CUDA provider really runs the model, or a :class:`~zoo.errors.BackendError`: zoo never
+falls back to the CPU silently.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from zoo.errors import BackendError, ImageError
+from zoo.registry.spec import Architecture, Backend, InputSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from zoo.registry.catalog import ModelHandle
+
+
+
+class MetadataWarning(UserWarning):
+    """A model file has no (or unreadable) zoo metadata, so defaults decide its preprocessing and classes."""
+
+
+def preprocess(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """RGB uint8 ``[H, W, 3]`` → the network's float32 ``[1, 3, H, W]``: PaddleSeg's ``(x * scale - mean) / std``."""
+    import numpy as np
+
+    if spec.size_policy == "resize" and spec.size:
+        import cv2
+
+        h, w = spec.size
+        if rgb.shape[:2] != (h, w):
+            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+    if spec.color.upper() == "BGR":
+        rgb = rgb[:, :, ::-1]
+    std = np.asarray(spec.std, dtype=np.float64)
+    gain = (spec.scale / std).astype(np.float32)[:, None, None]  # (x * scale - mean) / std == x * gain + bias
+    bias = (-np.asarray(spec.mean, dtype=np.float64) / std).astype(np.float32)[:, None, None]
+    x = np.empty((1, 3, rgb.shape[0], rgb.shape[1]), dtype=np.float32)
+    np.multiply(rgb.transpose(2, 0, 1), gain, out=x[0])  # HWC → CHW happens inside the one pass
+    x[0] += bias
+    return x if spec.dtype == "float32" else x.astype(spec.dtype)
+
+
+class Runner(Protocol):
+    """What every backend's runner offers (see :class:`zoo.registry.spec.Backend`)."""
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def __getattr__(name: str) -> Any:
+    """The built-in runner classes, from their own modules (importing this module imports no engine)."""
+    if name == "OnnxRunner":
+        from zoo.runners.ort import OnnxRunner
+
+        return OnnxRunner
+    if name == "PaddleRunner":
+        from zoo.runners.paddle import PaddleRunner
+
+        return PaddleRunner
+    raise AttributeError(f"module 'zoo.runners.runtime' has no attribute {name!r}")
+
+
+# ---- the model a user holds -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Model:
+    """A loaded model: preprocessing, a runner and the classes it predicts. ``predict`` is all most callers need."""
+
+    name: str  # registry name, or the model file's name
+    source: Path  # the .onnx file or Paddle model folder that runs
+    runner: Runner  # the backend's runner: run(x) and describe()
+    architecture: Architecture  # the plugin (or one built from ONNX metadata) with the input spec, labels, palette
+    num_classes: int  # classes the model predicts
+    backend: str = "onnx"  # the backend's name (what --backend took)
+    precision: str = "fp32"  # the precision asked for
+    device: str = "cpu"  # the device asked for (the runner fails rather than fall back)
+    described: dict[str, Any] = field(default_factory=dict, repr=False)  # runner.describe() at load time
+
+    @property
+    def arch(self) -> Architecture:
+        return self.architecture
+
+    @property
+    def providers(self) -> list[str]:
+        """What actually runs the model, as the runner says (execution providers, or the engine's own path)."""
+        return list(self.described.get("providers") or [self.described.get("engine", self.backend)])
+
+    @property
+    def threads(self) -> int | None:
+        return self.described.get("threads")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class names; index = class id (``class_<i>`` past the plugin's list)."""
+        names = tuple(self.architecture.labels)
+        return names + tuple(f"class_{i}" for i in range(len(names), self.num_classes))
+
+    @property
+    def colors(self) -> tuple[tuple[int, int, int], ...]:
+        """RGB colour per class id, one per label."""
+        n = len(self.labels)
+        return self.architecture.colors(n)[:n]
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """Check an RGB array and make the network's input tensor."""
+        import numpy as np
+
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            got = f"{rgb.dtype} array of shape {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+            raise ImageError(f"predict() takes an RGB uint8 array of shape (H, W, 3), got a {got}; "
+                             "read files with zoo.images.read_image")  # fmt: skip
+        if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+            raise ImageError(f"predict() got an empty image of shape {rgb.shape}")
+        return preprocess(rgb, self.architecture.input)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The runner's first output for one input tensor."""
+        return self.runner.run(x)
+
+    def to_labels(self, output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """First output → ``[H, W]`` class ids at ``size`` (H, W): uint8 when they fit, else int32."""
+        return output_to_labels(output, size)
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB uint8 ``[H, W, 3]`` → label map ``[H, W]`` (class ids, uint8 when they fit)."""
+        return self.to_labels(self.infer(self.prepare(rgb)), (rgb.shape[0], rgb.shape[1]))
+
+
+def output_to_labels(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A model's first output (class ids ``[N, H, W]``/``[N, 1, H, W]`` or scores ``[N, C, H, W]``) → ``[H, W]``.
+
+    Scores are resized bilinearly to ``size`` before the argmax (as PaddleSeg does), class ids by nearest neighbour.
+    """
+    import cv2
+    import numpy as np
+
+    out = np.asarray(output)
+    h, w = size
+    if np.issubdtype(out.dtype, np.integer):
+        if out.ndim == 4 and out.shape[1] == 1:
+            out = out[:, 0]
+        if out.ndim == 3:
+            out = out[0]
+        if out.ndim != 2:
+            raise BackendError(f"the model's label output has shape {list(output.shape)}; expected [N, H, W]")
+        if out.shape != (h, w):
+            out = cv2.resize(out.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
+    elif np.issubdtype(out.dtype, np.floating) and out.ndim == 4:
+        scores = out[0]
+        if scores.shape[1:] != (h, w):
+            hwc = np.ascontiguousarray(scores.transpose(1, 2, 0), dtype=np.float32)
+            resized = cv2.resize(hwc, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
+            out = resized.argmax(axis=2)
+        else:
+            out = scores.argmax(axis=0)
+    else:
+        raise BackendError(
+            f"the model's first output is {out.dtype} of shape {list(output.shape)}; zoo expects class ids "
+            "(int [N, H, W]) or scores (float [N, C, H, W])"
+        )
+    if out.size and (out.min() < 0 or out.max() > 255):
+        return out.astype(np.int32)
+    return out.astype(np.uint8)
+
+
+# ---- load -----------------------------------------------------------------------------------------------------------
+
+
+def load(
+    model: str | os.PathLike[str] | ModelHandle,
+    *,
+    backend: str = "onnx",
+    device: str = "cpu",
+    threads: int | None = None,
+    precision: str = "fp32",
+) -> Model:
+    """A runnable model from a handle or registry name (its cached model), an ``.onnx`` file or a model folder.
+
+    A registered model takes its preprocessing and classes from its architecture plugin; an ``.onnx`` file from zoo's
+    ``zoo.*`` metadata when it has it, else PaddleSeg's defaults (with a warning). ``backend`` is any registered
+    backend (``zoo plugins``); it decides which of the model's formats runs.
+    """
+    from zoo.registry import backends, catalog
+
+    spec = backends.get(backend)
+    if device not in spec.devices:
+        raise BackendError(f"unknown device '{device}' for backend '{spec.name}'; choose one of: {', '.join(spec.devices)}")
+    if isinstance(model, catalog.ModelHandle):
+        return _load_registered(model, spec, device, threads, precision)
+    path = _as_path(model)
+    if path is None:
+        return _load_registered(catalog.resolve(str(model)), spec, device, threads, precision)
+    fmt = "paddle" if path.is_dir() else "onnx" if path.is_file() or path.suffix == ".onnx" else spec.formats[0]
+    if fmt not in spec.formats:
+        if fmt == "paddle":
+            other = _backend_for("paddle")
+            raise BackendError(f"{path} is a folder; run a Paddle model folder with --backend {other}, "
+                               "or give an .onnx file")  # fmt: skip
+        raise BackendError(f"{path} is a file; --backend {spec.name} runs a Paddle model folder (model.json|model.pdmodel)")
+    runner = backends.open_runner(spec, path, device=device, threads=threads, precision=precision)
+    meta = _onnx_metadata(runner, path) if fmt == "onnx" else _deploy_metadata(path)
+    arch = _architecture_from(meta, path)
+    num_classes = int(meta.get("num_classes") or len(arch.labels))
+    name = path.stem if path.is_file() else path.name
+    return Model(name, path, runner, arch, num_classes, spec.name, precision, device, runner.describe())
+
+
+def resolve_target(model: str | os.PathLike[str] | ModelHandle) -> str | os.PathLike[str] | ModelHandle:
+    """A registry name resolved once into its handle; a path (or a handle) as it is."""
+    from zoo.registry import catalog
+
+    if isinstance(model, catalog.ModelHandle) or _as_path(model) is not None:
+        return model
+    return catalog.resolve(str(model))
+
+
+def _backend_for(fmt: str) -> str:
+    from zoo.registry import backends
+
+    usable = [p.name for p in backends.discover() if p.backend is not None and fmt in p.backend.formats]
+    return "paddle" if "paddle" in usable or not usable else usable[0]
+
+
+def _as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
+    """The model path meant, or None for a registry name."""
+    if isinstance(name_or_path, os.PathLike):
+        return Path(name_or_path)
+    text = str(name_or_path)
+    if text.endswith(".onnx") or "/" in text or os.sep in text:
+        return Path(text).expanduser()
+    if Path(text).is_dir():
+        from zoo.registry import catalog
+
+        if not catalog.current().knows(text):
+            return Path(text)
+    return None
+
+
+def model_file(model: ModelHandle, spec: Backend, precision: str = "fp32") -> Path:
+    """The cached file (or folder) ``spec`` runs for ``model``: an ONNX variant, or the Paddle model folder.
+
+    The file is re-hashed first: a cached file changed since it was written would give wrong masks silently.
+    """
+    from zoo.store import cache
+
+    name = model.name
+    if "onnx" in spec.formats:
+        variant = cache.variant_for(precision)
+        source = cache.variant_path(name, variant)
+        cache.verify_files(source.parent, [source.name], fix=f"run 'zoo convert {name} --force'")
+        return source
+    if "paddle" in spec.formats:
+        source = cache.paddle_model_dir(name)
+        files = [cache.program_file(source).name, cache.PARAMS_FILE]
+        cache.verify_files(source, files, fix=f"run 'zoo pull {name} --force' to fetch it again")
+        return source
+    raise BackendError(f"backend '{spec.name}' runs {', '.join(spec.formats)}; zoo caches only onnx and paddle models")
+
+
+def cache_variant_is_float(precision: str) -> bool:
+    """Whether ``precision`` runs the float32 conversion (which zoo can make on demand)."""
+    from zoo.store import cache
+
+    return cache.variant_for(precision) == cache.ONNX_VARIANT
+
+
+def _load_registered(model: ModelHandle, spec: Backend, device: str, threads: int | None, precision: str) -> Model:
+    from zoo.make import provision
+    from zoo.registry import backends
+
+    if cache_variant_is_float(precision):  # pull and convert what is missing; other variants come from 'zoo quantize'
+        provision.ensure(model, formats=spec.formats)
+    source = model_file(model, spec, precision)
+    runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision)
+    return Model(model.name, source, runner, model.architecture, model.num_classes, spec.name, precision, device,
+                 runner.describe())  # fmt: skip
+
+
+def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
+    """zoo's ``zoo.*`` metadata_props (read by an ORT session already, else from the file) → architecture, input, ..."""
+    from zoo.formats.onnx_meta import decode_metadata, read_metadata
+
+    try:
+        props = getattr(runner, "metadata", None)
+        raw = decode_metadata(props) if isinstance(props, dict) else read_metadata(path)
+        meta: dict[str, Any] = {k: raw[k] for k in ("architecture", "output_op") if raw.get(k)}
+        if raw.get("input") is not None:
+            meta["input"] = _input_spec(raw["input"])
+        if raw.get("labels"):
+            meta["labels"] = tuple(str(n) for n in raw["labels"])
+        if raw.get("palette"):
+            meta["palette"] = tuple((int(r), int(g), int(b)) for r, g, b in raw["palette"])
+        if raw.get("num_classes"):
+            meta["num_classes"] = int(raw["num_classes"])
+        return meta
+    except (ValueError, TypeError, AttributeError) as exc:
+        warnings.warn(f"{path}: ignoring its unreadable zoo metadata ({exc})", MetadataWarning, stacklevel=3)
+        return {}
+
+
+def _input_spec(d: dict[str, Any]) -> InputSpec:
+    known = InputSpec.__dataclass_fields__
+    values = {k: v for k, v in d.items() if k in known}
+    for key in ("mean", "std", "size"):
+        if values.get(key) is not None:
+            values[key] = tuple(values[key])
+    if "scale" in values:
+        values["scale"] = float(values["scale"])
+    return InputSpec(**values)
+
+
+def _deploy_metadata(folder: Path) -> dict[str, Any]:
+    """What a Paddle model folder's deploy.yaml says about preprocessing (zoo's ``input``, or PaddleSeg's Normalize)."""
+    deploy = folder / "deploy.yaml"
+    if not deploy.is_file():
+        return {}
+    import yaml
+
+    try:
+        doc = (yaml.safe_load(deploy.read_text(encoding="utf-8")) or {}).get("Deploy", {})
+        if isinstance(doc.get("input"), dict):
+            return {"input": _input_spec(doc["input"])}
+        for transform in doc.get("transforms") or []:
+            if transform.get("type") == "Normalize":
+                mean = tuple(transform.get("mean", (0.5, 0.5, 0.5)))
+                std = tuple(transform.get("std", (0.5, 0.5, 0.5)))
+                return {"input": InputSpec(mean=mean, std=std)}
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exc:
+        warnings.warn(f"{deploy}: ignoring unreadable deploy.yaml ({exc})", MetadataWarning, stacklevel=3)
+    return {}
+
+
+def _architecture_from(meta: dict[str, Any], path: Path) -> Architecture:
+    """The Architecture a model file describes: its plugin updated by the metadata, or one made from the metadata."""
+    from zoo.registry import plugins
+    from zoo.errors import PluginError
+
+    if not meta.get("architecture") and not meta.get("labels"):
+        defaults = ["Cityscapes class names", "PaddleSeg's pseudo-colour palette"]
+        if "input" not in meta:
+            defaults.insert(0, "PaddleSeg's preprocessing ((x/255 - 0.5) / 0.5, no resize)")
+        warnings.warn(
+            f"{path} carries no zoo metadata, so zoo uses {', '.join(defaults)}; "
+            "if they are wrong, run the model by its registry name or make it with 'zoo convert'",
+            MetadataWarning,
+            stacklevel=3,
+        )
+    base = None
+    if meta.get("architecture"):
+        try:
+            base = plugins.get_architecture(meta["architecture"])
+        except PluginError:
+            base = None
+    if base is None:
+        base = Architecture(name=meta.get("architecture") or "unknown", summary=f"from {path.name}")
+    changes: dict[str, Any] = {k: meta[k] for k in ("input", "labels", "palette") if k in meta}
+    return replace(base, **changes) if changes else base
