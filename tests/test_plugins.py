@@ -79,7 +79,7 @@ def test_spec_is_frozen_and_every_field_is_commented():
     arch = plugins.get_architecture("fcn")
     with pytest.raises(AttributeError):
         arch.name = "x"  # type: ignore[misc]
-    source = Path(__import__("zoo.registry.spec").spec.__file__).read_text()
+    source = Path(__import__("zoo.registry.spec").registry.spec.__file__).read_text()
     for cls in ("class InputSpec", "class Architecture"):
         body = source.split(cls, 1)[1].split("\n\n    def ", 1)[0]
         fields = [line for line in body.splitlines() if line.startswith("    ") and ": " in line and " = " in line]

@@ -110,7 +110,7 @@ def test_bench_precisions_run_each_variant(bad_int8):
     assert bad.returncode == 2 and "--precision" in bad.stderr
 
 
-@pytest.mark.skipif(not __import__("zoo.runners.paddle_config").paddle_config.cpu_has_bf16(), reason="no AVX-512 BF16 here")
+@pytest.mark.skipif(not __import__("zoo.runners.paddle_config").runners.paddle_config.cpu_has_bf16(), reason="no AVX-512 BF16 here")
 def test_paddle_bf16_through_bench_and_run(models, tmp_path: Path):
     """Paddle Inference's own reduced precision from the CLI: bench rows per precision; a legacy program is refused."""
     import cv2
