@@ -38,8 +38,9 @@ def run(
     ),  # fmt: skip
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders of images, glob patterns."),
     out: Path = typer.Option(Path("zoo-out"), "--out", "-o", metavar="DIR", help="Where to write the results."),
-    backend: str = typer.Option("onnx", "--backend", metavar="NAME", parser=backend_name,
-                                help="Inference backend: onnx, paddle or a plugin's (see 'zoo plugins')."),  # fmt: skip
+    backend: Optional[str] = typer.Option(  # noqa: UP007 - typer needs Optional here
+        None, "--backend", metavar="NAME", parser=backend_name,
+        help="Inference backend: onnx, paddle or a plugin's (see 'zoo plugins'); default: the one marked default."),
     device: Device = typer.Option(Device.cpu, "--device", help="gpu fails unless the model really runs on CUDA."),
     threads: Optional[int] = typer.Option(  # noqa: UP007 - typer needs Optional here
         None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
@@ -64,6 +65,9 @@ def run(
 
     A registry model missing from the cache is pulled and converted first (unless --offline).
     """
+    from zoo.registry import backends
+
+    backend = backend or backends.default_backend().name  # the backend specs say which runs unnamed
     if engine is Engine.ray:  # resumable, distributed; zoo/cli/cmd_run_ray.py
         from zoo.cli.cmd_run_ray import run_on_ray
 
@@ -85,9 +89,9 @@ def run(
     readable = [p for p in paths if p not in {f.path for f in failures}]
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         target: Any = model
-        if runtime._as_path(model) is None:  # a registry name: resolved once, and what is missing brought first
+        if runtime.as_path(model) is None:  # a registry name: resolved once, and what is missing brought first
             from zoo.make import provision
-            from zoo.registry import backends, catalog
+            from zoo.registry import catalog
 
             target = catalog.resolve(model)
             provision.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)

@@ -370,9 +370,9 @@ def _dist_version(*names: str) -> str:
 
 
 def _zoo_version() -> str:
-    from zoo import __version__
+    from zoo import util
 
-    return __version__
+    return util.version()
 
 
 def _converter() -> str:
