@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_zoo
+from tests.discovered import declared
 from tests.models import UNET_DIST
 from zoo.registry import plugins, entries as registry
 from zoo.errors import PluginError
 from zoo.registry.spec import CITYSCAPES_LABELS, Architecture, pseudo_color_palette
 
-BUILTINS = {"bisenet", "danet", "deeplabv3", "deeplabv3p", "fcn"}
+BUILTINS = declared("zoo.architectures")  # what pyproject.toml registers, read without zoo
 
 
 def fake_dist(root: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> Path:
@@ -59,6 +60,7 @@ def test_builtins_load_through_entry_points():
     for name in BUILTINS:
         plugin = found[name]
         assert plugin.error is None and plugin.distribution == "zoo" and plugin.version
+        assert plugin.value == BUILTINS[name]
         arch = plugin.architecture
         assert isinstance(arch, Architecture) and arch.name == name
         assert arch.builder == f"zoo_{name}.network:build" and arch.labels == CITYSCAPES_LABELS
