@@ -125,6 +125,5 @@ def evaluate(model, data, *, backends=None, **kwargs):
     """Score a model on labelled data on each backend (None: the default backend), as PaddleSeg does (see
     ``zoo.measure.evaluation.evaluate``)."""
     from zoo.measure import evaluation
-    from zoo.registry import backends as registered
 
-    return evaluation.evaluate(model, data, backends=backends or (registered.default_backend().name,), **kwargs)
+    return evaluation.evaluate(model, data, backends=backends, **kwargs)

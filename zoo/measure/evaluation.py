@@ -360,7 +360,7 @@ def evaluate(
     model: str | Path | Model | Sequence[Model],
     data: str | Path | Dataset,
     *,
-    backends: Sequence[str] = ("onnx",),
+    backends: Sequence[str] | None = None,
     device: str = "cpu",
     threads: int | None = None,
     precisions: Sequence[str] = ("fp32",),
@@ -375,6 +375,10 @@ def evaluate(
     from zoo.runners import runtime
 
     if isinstance(model, (str, Path)):
+        if backends is None:  # the backend whose spec says it runs unnamed
+            from zoo.registry import backends as registered
+
+            backends = (registered.default_backend().name,)
         if not backends or not precisions:
             raise EvalError("nothing to evaluate: give at least one backend and precision")
         target = runtime.resolve_target(model)
