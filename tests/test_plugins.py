@@ -56,7 +56,7 @@ def broken_plugins(tmp_path, monkeypatch) -> Path:
 
 def test_builtins_load_through_entry_points():
     found = {p.name: p for p in plugins.discover()}
-    assert BUILTINS <= set(found)
+    assert set(BUILTINS) <= set(found)
     for name in BUILTINS:
         plugin = found[name]
         assert plugin.error is None and plugin.distribution == "zoo" and plugin.version
@@ -150,3 +150,20 @@ def test_builder_import_failure_is_a_plugin_error():
         plugins.load_builder(arch)
     with pytest.raises(PluginError, match="has no network builder"):
         plugins.load_builder(Architecture(name="nobuild", summary=""))
+
+
+def test_plugins_load_on_first_use_and_nothing_they_raise_escapes(tmp_path, monkeypatch):
+    """The one registry mechanism (zoo.registry.entrypoints): asking for one plugin imports that one only; a plugin
+    that exits or raises KeyboardInterrupt while imported is a broken record, not the end of zoo."""
+    import sys
+
+    root = fake_dist(tmp_path / "site", "zoo-rude", {"exits": "zoo_exits:PLUGIN", "interrupts": "zoo_interrupts:PLUGIN"},
+                     {"zoo_exits": "raise SystemExit(3)\n", "zoo_interrupts": "raise KeyboardInterrupt\n"})  # fmt: skip
+    monkeypatch.syspath_prepend(str(root))
+    assert plugins.get_architecture("fcn").name == "fcn"
+    assert "zoo_exits" not in sys.modules and "zoo_interrupts" not in sys.modules  # never imported for fcn
+    found = {p.name: p for p in plugins.discover()}
+    assert found["exits"].error.startswith("SystemExit: 3") and "reinstall or upgrade zoo-rude" in found["exits"].error
+    assert found["interrupts"].error.startswith("KeyboardInterrupt")
+    with pytest.raises(PluginError, match="plugin 'exits' failed to load: SystemExit"):
+        plugins.get_architecture("exits")
