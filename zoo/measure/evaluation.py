@@ -372,13 +372,11 @@ def evaluate(
     is a registry name and ``data`` is Cityscapes' val split, the registry's published mIoU is the reference.
     """
     from zoo.measure import datasets
+    from zoo.registry import backends as registered
     from zoo.runners import runtime
 
     if isinstance(model, (str, Path)):
-        if backends is None:  # the backend whose spec says it runs unnamed
-            from zoo.registry import backends as registered
-
-            backends = (registered.default_backend().name,)
+        backends = (registered.default_backend().name,) if backends is None else backends  # unnamed: as specs say
         if not backends or not precisions:
             raise EvalError("nothing to evaluate: give at least one backend and precision")
         target = runtime.resolve_target(model)

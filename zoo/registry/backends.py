@@ -51,6 +51,7 @@ class BackendPlugin:
             "summary": b.summary if b else None, "formats": list(b.formats) if b else None,
             "devices": list(b.devices) if b else None, "precisions": list(b.precisions) if b else None,
             "runner": b.runner if b else None, "install": b.install if b else None,
+            "default": b.default if b else None, "reference": b.reference if b else None,
         }  # fmt: skip
 
 
