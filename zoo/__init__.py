@@ -126,4 +126,4 @@ def evaluate(model, data, *, backends=None, **kwargs):
     ``zoo.measure.evaluation.evaluate``)."""
     from zoo.measure import evaluation
 
-    return evaluation.evaluate(model, data, backends=backends, **kwargs)
+    return evaluation.evaluate(model, data, backends=(None,) if backends is None else backends, **kwargs)

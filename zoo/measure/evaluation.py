@@ -360,7 +360,7 @@ def evaluate(
     model: str | Path | Model | Sequence[Model],
     data: str | Path | Dataset,
     *,
-    backends: Sequence[str] | None = None,
+    backends: Sequence[str | None] = (None,),  # None: the default backend, as runtime.load reads it from the specs
     device: str = "cpu",
     threads: int | None = None,
     precisions: Sequence[str] = ("fp32",),
@@ -372,11 +372,9 @@ def evaluate(
     is a registry name and ``data`` is Cityscapes' val split, the registry's published mIoU is the reference.
     """
     from zoo.measure import datasets
-    from zoo.registry import backends as registered
     from zoo.runners import runtime
 
     if isinstance(model, (str, Path)):
-        backends = (registered.default_backend().name,) if backends is None else backends  # unnamed: as specs say
         if not backends or not precisions:
             raise EvalError("nothing to evaluate: give at least one backend and precision")
         target = runtime.resolve_target(model)
