@@ -293,7 +293,7 @@ def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
         raw = decode_metadata(props) if isinstance(props, dict) else read_metadata(path)
         meta: dict[str, Any] = {k: raw[k] for k in ("architecture", "output_op") if raw.get(k)}
         if raw.get("input") is not None:
-            meta["input"] = input_spec(raw["input"])
+            meta["input"] = InputSpec.from_dict(raw["input"])
         if raw.get("labels"):
             meta["labels"] = tuple(str(n) for n in raw["labels"])
         if raw.get("palette"):
@@ -306,18 +306,6 @@ def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
         return {}
 
 
-def input_spec(d: dict[str, Any]) -> InputSpec:
-    """An InputSpec from its ``as_dict()`` form (zoo.input metadata, deploy.yaml); unknown keys are ignored."""
-    known = InputSpec.__dataclass_fields__
-    values = {k: v for k, v in d.items() if k in known}
-    for key in ("mean", "std", "size"):
-        if values.get(key) is not None:
-            values[key] = tuple(values[key])
-    if "scale" in values:
-        values["scale"] = float(values["scale"])
-    return InputSpec(**values)
-
-
 def _deploy_metadata(folder: Path) -> dict[str, Any]:
     """What a Paddle model folder's deploy.yaml says about preprocessing (zoo's ``input``, or PaddleSeg's Normalize)."""
     deploy = folder / "deploy.yaml"
@@ -328,7 +316,7 @@ def _deploy_metadata(folder: Path) -> dict[str, Any]:
     try:
         doc = (yaml.safe_load(deploy.read_text(encoding="utf-8")) or {}).get("Deploy", {})
         if isinstance(doc.get("input"), dict):
-            return {"input": input_spec(doc["input"])}
+            return {"input": InputSpec.from_dict(doc["input"])}
         for transform in doc.get("transforms") or []:
             if transform.get("type") == "Normalize":
                 mean = tuple(transform.get("mean", (0.5, 0.5, 0.5)))
