@@ -161,10 +161,10 @@ def for_format(fmt: str) -> Backend:
 
 def _role(role: str) -> Backend:
     """The loaded backend claiming ``role`` (zoo's own first, then by name); with none claiming it — ZOO_BACKENDS
-    left it out — the first loaded backend, so a restricted install still runs."""
+    left it out — the first usable backend (else loaded), so a restricted install still runs."""
     loaded = [p for p in discover() if p.backend is not None]
     claims = sorted((p for p in loaded if getattr(p.backend, role)), key=lambda p: (p.distribution != "zoo", p.name))
-    chosen = claims or loaded
+    chosen = claims or [p for p in loaded if p.usable] or loaded
     if not chosen:
         raise BackendError("no backend is loaded (none installed, or ZOO_BACKENDS excludes them all); see 'zoo plugins'")
     return chosen[0].backend  # type: ignore[return-value]
