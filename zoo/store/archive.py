@@ -10,7 +10,7 @@ end-of-archive marker (a truncated download is not mistaken for a short archive)
 zip bomb's trick). Pickle side files (``model.pdiparams.info``) are skipped. Files are written by this module, not by
 ``tarfile``/``zipfile``'s extract, into a ``.staging-*`` folder on the cache's filesystem; the entry becomes visible
 only through :func:`zoo.store.cache.commit_tree`, complete, its manifest written last. A Paddle model's ``model.pdiparams``
-must hold exactly its program's parameters (:mod:`zoo.formats.pdiparams`) before it is committed.
+must hold exactly its program's parameters (:mod:`zoo.formats.params`) before it is committed.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from zoo import config
-from zoo.formats import pdiparams
+from zoo.formats import params
 from zoo.store import cache
 from zoo.errors import ArchiveError
 
@@ -327,7 +327,7 @@ def extract_paddle_model(archive: Path, provenance: dict[str, Any]) -> Path:
                 f"expected model.json or model.pdmodel and {cache.PARAMS_FILE}; check the registry entry's "
                 "'inference' URL, or run 'zoo pull NAME --from weights'"
             )
-        pdiparams.check_model(cache.program_file(stage), stage / cache.PARAMS_FILE, _MODEL_HINT)
+        params.check_model(cache.program_file(stage), stage / cache.PARAMS_FILE, _MODEL_HINT)
         return commit(stage, parent, provenance)
 
 

@@ -70,7 +70,7 @@ def read_record(f: BinaryIO, size: int) -> tuple[str | None, tuple[int, ...]]:
         desc = f.read(desc_size)
         if len(desc) != desc_size:
             raise BadRecord("is cut short")
-        code, shape = tensor_desc(desc)
+        code, shape = _tensor_code(desc)
     except BadRecord:
         raise
     except (ValueError, KeyError, IndexError):
@@ -142,7 +142,8 @@ def program_parameters(program: Path, hint: str) -> list[Param]:
     data = program.read_bytes()
     try:
         found = _pir_parameters(data) if program.suffix == ".json" else _legacy_parameters(data)
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError, RecursionError,
+            OverflowError, MemoryError) as exc:  # a crafted program: nested 100,000 deep, a dimension of 1e400 ...
         raise ArchiveError(f"{program.name} is not a readable Paddle program ({type(exc).__name__}); {hint}") from None
     if not found:
         raise ArchiveError(f"{program.name} declares no parameters: not a Paddle inference program; {hint}")
@@ -170,20 +171,20 @@ def _pir_parameters(data: bytes) -> list[Param]:
 
 
 def _legacy_parameters(data: bytes) -> list[Param]:
-    blocks = [value for field, value in fields(data) if field == 1]
+    blocks = [value for field, value in proto_fields(data) if field == 1]
     if not blocks:
         raise ValueError("no blocks")
     found: list[Param] = []
-    for field, var in fields(blocks[0]):
+    for field, var in proto_fields(blocks[0]):
         if field != 3:  # BlockDesc.vars
             continue
-        desc = dict(fields(var))
+        desc = dict(proto_fields(var))
         name, persistable = desc[1].decode(), bool(desc.get(3, 0))
-        var_type = dict(fields(desc[2]))
+        var_type = dict(proto_fields(desc[2]))
         if not persistable or var_type[1] != DENSE_TENSOR:  # feed/fetch lists and activations are not saved
             continue
-        code, dims = tensor_desc(dict(fields(var_type[3]))[1])  # LoDTensorDesc.tensor
-        found.append((name, DTYPES[code][0], dims))
+        dtype, dims = tensor_desc(dict(proto_fields(var_type[3]))[1])  # LoDTensorDesc.tensor
+        found.append((name, dtype, dims))
     return found
 
 
@@ -204,7 +205,7 @@ def varint(buf: bytes, i: int) -> tuple[int, int]:
             raise ValueError("varint too long")
 
 
-def fields(buf: bytes) -> list[tuple[int, Any]]:
+def proto_fields(buf: bytes) -> list[tuple[int, Any]]:
     """(field number, value) of a protobuf message: ints for varints, bytes for length-delimited fields."""
     out: list[tuple[int, Any]] = []
     i = 0
@@ -229,10 +230,18 @@ def fields(buf: bytes) -> list[tuple[int, Any]]:
     return out
 
 
-def tensor_desc(buf: bytes) -> tuple[int, tuple[int, ...]]:
+def tensor_desc(buf: bytes) -> tuple[str, tuple[int, ...]]:
+    """(dtype, dims) of a serialized TensorDesc; ValueError for a data type code not in :data:`DTYPES`."""
+    code, dims = _tensor_code(buf)
+    if code not in DTYPES:
+        raise ValueError(f"unknown data type code {code}")
+    return DTYPES[code][0], dims
+
+
+def _tensor_code(buf: bytes) -> tuple[int, tuple[int, ...]]:
     """(data type code, dims) of a TensorDesc: field 1 data type, field 2 repeated int64 dims (packed or not)."""
     code, dims = None, []
-    for field, value in fields(buf):
+    for field, value in proto_fields(buf):
         if field == 1:
             code = value
         elif field == 2 and isinstance(value, int):

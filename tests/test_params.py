@@ -1,4 +1,4 @@
-"""zoo.formats.pdiparams: the one reader of Paddle's .pdiparams records, against Paddle itself.
+"""zoo.formats.params: the one reader of Paddle's .pdiparams records, against Paddle itself.
 
 The dtype table is checked against the installed paddle's VarType enum and against numpy's item sizes; the records
 are written here by hand from the format paddle.jit.save uses, and by paddle itself.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from zoo.errors import ArchiveError, IntegrityError
-from zoo.formats import pdiparams
+from zoo.formats import params as pdiparams
 
 # paddle's VarType names for the numpy-style names zoo uses (the enum spells a few differently)
 PADDLE_NAMES = {"bool": "BOOL", "int16": "INT16", "int32": "INT32", "int64": "INT64", "float16": "FP16",
