@@ -67,6 +67,9 @@ def leaks(source: str) -> list[tuple[int, str]]:
         elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):  # a list of backends
             if sum(isinstance(e, ast.Constant) and e.value in BACKEND_NAMES for e in node.elts) >= 2:
                 found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.BoolOp) and any(_names_a_backend(v) for v in node.values):  # backend or "onnx"
+            if any("backend" in ast.unparse(v).lower() for v in node.values):
+                found.append((node.lineno, ast.unparse(node)))
         elif isinstance(node, ast.Dict):  # results keyed by fixed backend words
             if any(k is not None and _names_a_backend(k) for k in node.keys):
                 found.append((node.lineno, ast.unparse(node)[:80]))
@@ -97,8 +100,9 @@ def test_the_scanner_finds_what_it_should():
               'load(m, backend="openvino")\nPAIR = ("paddle", "onnx")\n'
               'ok = fmt == "paddle"\nok = "onnx" in spec.formats\n'
               'b = typer.Option("onnx", "--backend")\nr = self.backends.get("onnx")\nd = {"paddle": 1}\n'
-              'e = [n for v in names for n in (("onnx", "paddle") if v == "both" else (v,))]\n')  # fmt: skip
-    assert sorted({line for line, _ in leaks(sample)}) == [1, 2, 3, 4, 5, 8, 9, 10, 11]
+              'e = [n for v in names for n in (("onnx", "paddle") if v == "both" else (v,))]\n'
+              'backend = backend or "onnx"\n')  # fmt: skip
+    assert sorted({line for line, _ in leaks(sample)}) == [1, 2, 3, 4, 5, 8, 9, 10, 11, 12]
 
 
 def test_no_backend_name_is_compared_or_defaulted_outside_the_backend_modules():
