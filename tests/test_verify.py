@@ -353,3 +353,13 @@ def test_cli_pass_exits_0_with_one_json_object(installed):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["passed"] is True and data["overall"]["flipped"] == 0 and data["report"] is None
+
+
+def test_one_backend_against_itself_at_another_precision_is_a_pair(installed):
+    """Sides are named backend/precision: onnx/fp32 vs onnx/fp32 is no comparison, the same backend at two precisions
+    is one (its keys differ)."""
+    from zoo.errors import BackendError
+
+    installed("argmax")
+    with pytest.raises(BackendError, match="two different backends or precisions"):
+        verify.verify_model(NAME, backends=("onnx", "onnx"), size=(16, 16), count=1)

@@ -129,9 +129,10 @@ def verify_model(
     name, arch = handle.name, handle.architecture
     tol = tolerance or tolerance_for(precision)
     backends = tuple(backends) if backends is not None else registered.default_pair()  # type: ignore[assignment]
-    if len(backends) != 2 or backends[0] == backends[1]:
-        raise BackendError(f"verify compares two different backends, got {', '.join(backends) or 'none'}; "
-                           f"e.g. --backend {','.join(registered.default_pair())}")  # fmt: skip
+    # one backend against itself is a pair too when the sides differ: paddle/fp32 vs paddle/bf16
+    if len(backends) != 2 or (backends[0] == backends[1] and precision == "fp32"):
+        raise BackendError(f"verify compares two different backends or precisions, got {', '.join(backends) or 'none'} "
+                           f"at {precision}; e.g. --backend {','.join(registered.default_pair())}")  # fmt: skip
     specs = [registered.get(b) for b in backends]
     devices = [device or s.devices[0] for s in specs]
     ref = cache.get_ref(name).get("paddle", {})
@@ -166,7 +167,7 @@ def verify_model(
         report.mkdir(parents=True, exist_ok=True)
     sides = (f"{specs[0].name}/{precisions[0]}", f"{specs[1].name}/{precisions[1]}")
     checks = []
-    for index, (label, rgb) in enumerate(_inputs(images, size, count, seed)):
+    for index, (label, rgb) in enumerate(inputs(images, size, count, seed)):
         x = runtime.preprocess(rgb, arch.input)
         comparison = compare(runners[0].run(x), runners[1].run(x), tol, arch.labels, sides)
         png = None
@@ -203,7 +204,7 @@ def _ensure_onnx(handle: ModelHandle, convert: bool) -> None:
     ensure_onnx(handle)
 
 
-def _inputs(images: Sequence[str | Path] | None, size: tuple[int, int], count: int, seed: int):
+def inputs(images: Sequence[str | Path] | None, size: tuple[int, int], count: int, seed: int):
     """(label, RGB uint8) per input: the files given, else seeded synthetic images."""
     if images:
         from zoo.images import read_image
