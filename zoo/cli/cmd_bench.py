@@ -6,9 +6,10 @@ from __future__ import annotations
 import typer
 
 from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_list, info, parse_size, print_json, table
+from zoo.store import artifacts
 
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+PRECISIONS = artifacts.PRECISIONS  # every precision zoo makes (zoo/store/artifacts.py)
 
 
 def _precisions(text: str) -> tuple[str, ...]:
@@ -30,7 +31,7 @@ def bench(
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed images first."),
     runs: int = typer.Option(10, "--runs", min=1, help="Timed images."),
     precision: str = typer.Option("fp32", "--precision", metavar="P[,P...]",
-                                  help="Precisions to run on each backend that has them: fp32, bf16, fp16, int8."),
+                                  help=f"Precisions to run on each backend that has them: {', '.join(PRECISIONS)}."),
     json_: JsonFlag = False,
 ) -> None:
     """Time a model on ONNX Runtime and Paddle Inference (or any backends), each in its own process."""

@@ -38,13 +38,16 @@ def pull(
     """Fetch a model into the local cache; afterwards everything works offline."""
     from zoo.make import pull as pull_mod
     from zoo.registry import catalog
+    from zoo.store import repair
 
     if fmt not in pull_mod.FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(pull_mod.FORMATS)}", param_hint="--format")
     if source is not None and source not in pull_mod.SOURCES:
         raise typer.BadParameter(f"choose one of {', '.join(pull_mod.SOURCES)}", param_hint="--from")
+    handle = catalog.resolve(name)
+    before = repair.remakers(handle.name)  # what a new Paddle model drops, and the commands that remake it
     results = pull_mod.pull(
-        catalog.resolve(name), fmt=fmt, source=source, mirror=mirror, force=force, offline=offline or None,
+        handle, fmt=fmt, source=source, mirror=mirror, force=force, offline=offline or None,
         require_hash=require_hash or None, progress=False if quiet else None,
     )  # fmt: skip
     for r in results:
@@ -52,6 +55,8 @@ def pull(
             info(f"{r.name}: {r.note}")
         what = "already cached" if r.reused else f"pulled from {r.source} {r.url}"
         typer.echo(f"{r.name} ({r.fmt}): {what}, {r.sha256}, at {r.path}")
+    if note := repair.dropped(handle.name, before):
+        info(f"note: {note}")
 
 
 @cache_app.command("ls")

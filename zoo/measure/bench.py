@@ -148,13 +148,13 @@ def bench(
     progress: Any = None,
     precisions: tuple[str, ...] = ("fp32",),
 ) -> BenchResult:
-    """Measure ``model`` on each backend, each in a child process; converts to ONNX first if no ONNX model is cached.
+    """Measure ``model`` on each backend, each in a child process; what is missing is pulled and converted first.
 
     ``progress``, if given, is called with one-line status messages. Each backend runs at each of ``precisions`` it
     supports (results keyed ``backend`` for fp32, ``backend/precision`` otherwise).
     """
+    from zoo.make import ensure
     from zoo.registry import backends as registered, catalog
-    from zoo.store import cache
 
     specs = [registered.get(b) for b in backends]  # BackendError names the registered ones
     if warmup < 0 or runs < 1:
@@ -165,12 +165,10 @@ def bench(
     threads = int(threads or os.cpu_count() or 1)
     handle = catalog.handle(model)  # UnknownModelError before anything is started
     name = handle.name
-    if any("paddle" in s.formats for s in specs):
-        cache.paddle_model_dir(name)  # NotCachedError says what to pull
-    if any("onnx" in s.formats for s in specs):
-        from zoo.make.convert import ensure_onnx
-
-        ensure_onnx(handle, (lambda line: progress(f"bench {name}: {line}")) if progress else None)
+    say = (lambda line: progress(f"bench {name}: {line}")) if progress else None
+    for spec in specs:  # the one door: what each backend runs is pulled and converted first when missing
+        for p in (p for p in precisions if p in spec.precisions):
+            ensure.prepare(handle, spec.name, p, progress=say)
     result = BenchResult(name, (h, w), threads, warmup, runs)
     jobs = [(s.name, p) for s in specs for p in precisions if p in s.precisions]
     if not jobs:

@@ -377,7 +377,12 @@ def evaluate(
     if isinstance(model, (str, Path)):
         if not backends or not precisions:
             raise EvalError("nothing to evaluate: give at least one backend and precision")
+        from zoo.make import ensure
+
         target = runtime.resolve_target(model)
+        for b in backends:  # what each backend runs is brought into the cache first, as zoo.load does
+            for p in precisions:
+                ensure.prepare(target, b, p)
         loaded = [runtime.load(target, backend=b, device=device, threads=threads, precision=p)
                   for b in backends for p in precisions]  # fmt: skip
     else:

@@ -116,9 +116,10 @@ def verify_model(
     """Run two backends (CPU) on the same preprocessed inputs and compare their outputs; the first is the reference.
 
     ``images``: files to use; without them, ``count`` seeded synthetic images of ``size`` (H, W). A backend that runs
-    ONNX uses the cached conversion; if there is none it is converted first (``convert=False``: NotCachedError).
+    ONNX uses the cached conversion; what is missing is pulled and converted first (``convert=False``: NotCachedError).
     ``precision``: what the second backend (the candidate) runs, e.g. the int8 variant; the reference stays float32.
     """
+    from zoo.make import ensure
     from zoo.registry import backends as registered, catalog
     from zoo.runners import runtime
     from zoo.store import cache
@@ -134,8 +135,8 @@ def verify_model(
     paths: list[Path] = []
     precisions = ("fp32", precision)
     for spec, p in zip(specs, precisions):  # every file is re-hashed: a file changed on disk is not a disagreement
-        if "onnx" in spec.formats:
-            _ensure_onnx(handle, convert)
+        if convert:  # the one door: pulled and converted first when missing
+            ensure.prepare(handle, spec.name, p)
         paths.append(runtime.model_file(handle, spec, p))
 
     started = time.perf_counter()
@@ -182,18 +183,6 @@ def verify_model(
     if report is not None:
         userfiles.write_user_json(report / "verify.json", result.as_dict())
     return result
-
-
-def _ensure_onnx(handle: ModelHandle, convert: bool) -> None:
-    from zoo.store import cache
-
-    if "onnx" in cache.cached_formats(handle.name):
-        return
-    if not convert:
-        cache.onnx_model_path(handle.name)  # NotCachedError says what to run
-    from zoo.make.convert import ensure_onnx
-
-    ensure_onnx(handle)
 
 
 def _inputs(images: Sequence[str | Path] | None, size: tuple[int, int], count: int, seed: int):
