@@ -33,19 +33,21 @@ def quantize(
 ) -> None:
     """Make a reduced-precision ONNX variant of a model, deterministic for the same inputs; a model not cached yet is
     pulled and converted first."""
-    from zoo.errors import PrecisionError
-    from zoo.make import quantize as quantize_mod
+    from zoo.make import ensure, quantize as quantize_mod
     from zoo.registry import catalog
 
-    if precision not in PRECISIONS:
-        raise PrecisionError(f"unknown precision '{precision}' for a variant; choose one of: {', '.join(PRECISIONS)}")
+    quantize_mod.check_calibration(precision, calib, calib_synthetic)  # before anything is pulled for it
+    hw = parse_size(size)
     ops = tuple(op.strip() for op in exclude.split(",") if op.strip())
-    if not json_:
-        info(f"making the {quantize_mod.variant_name(precision)} variant of {name} ...")
+    handle = catalog.resolve(name)
+    kind = artifacts.kind_for("onnx", precision)
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
+        source = ensure.ensure(handle, kind.derives_from or artifacts.ROOT, progress=info)  # pulled, converted if missing
+        if not json_:
+            info(f"making the {kind.name} variant of {name} ...")
         result = quantize_mod.quantize_model(
-            catalog.resolve(name), precision=precision, calib_dir=calib, calib_synthetic=calib_synthetic, size=parse_size(size),
-            method=method, per_channel=per_channel, exclude=ops, seed=seed, progress=info,
+            handle, source, precision=precision, calib_dir=calib, calib_synthetic=calib_synthetic, size=hw,
+            method=method, per_channel=per_channel, exclude=ops, seed=seed,
         )  # fmt: skip
     if json_:
         print_json(result)

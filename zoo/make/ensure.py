@@ -125,7 +125,8 @@ def _quantize(handle: ModelHandle, kind: artifacts.Kind, say: Progress) -> None:
 
     say(f"{handle.name}: making its {kind.name} variant ('{command(kind.make_args(handle.name))}') ...")
     precision = kind.args[kind.args.index("--precision") + 1]
-    result = quantize.quantize_model(handle, precision=precision, **_keywords(kind.settings))
+    source = cache.artifact_path(handle.name, kind.derives_from or artifacts.ROOT)  # ensure() made it just now
+    result = quantize.quantize_model(handle, source, precision=precision, **_keywords(kind.settings))
     say(f"{handle.name}: {kind.name} made in {result['seconds']:.1f} s, {result['path']}")
 
 

@@ -31,7 +31,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import QuantizationError, ZooError
+from zoo.errors import PrecisionError, QuantizationError, ZooError
 from zoo.store import artifacts
 from zoo.util import cpu_flags, first_line, sha256_file
 
@@ -342,40 +342,42 @@ def _versions(*packages: str) -> dict[str, str]:
 # ---- a registry model's variant in the cache ------------------------------------------------------------------------
 
 
-def quantize_model(model: Any, *, precision: str = "int8", calib_dir: Path | None = None, calib_synthetic: int = 0,
-                   size: tuple[int, int] = (512, 1024), method: str = "minmax", per_channel: bool = False,
-                   exclude: Iterable[str] = (), seed: int = 0, progress: Any = None) -> dict[str, Any]:  # fmt: skip
-    """Make the ``onnx-<precision>`` variant of a model (a handle or name) from its cached float32 ONNX (pulled and
-    converted first if needed, through zoo.make.ensure) and store it in the cache as a variant; returns what was
-    stored (path, key, seconds, provenance). The provenance's ``settings`` are the options that remake it."""
+def check_calibration(precision: str, calib_dir: Path | None, calib_synthetic: int) -> None:
+    """Refuse a precision no variant has, or int8 without exactly one calibration set, before anything is made."""
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"unknown precision '{precision}' for a variant; choose one of: {', '.join(PRECISIONS)}")
+    if precision == "int8" and (calib_dir is None) == (calib_synthetic < 1):
+        raise QuantizationError("int8 needs one calibration set: --calib DIR (images) or --calib-synthetic N "
+                                "(synthetic street scenes)")  # fmt: skip
+
+
+def quantize_model(model: Any, src: Path, *, precision: str = "int8", calib_dir: Path | None = None,
+                   calib_synthetic: int = 0, size: tuple[int, int] = (512, 1024), method: str = "minmax",
+                   per_channel: bool = False, exclude: Iterable[str] = (), seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Make the ``onnx-<precision>`` variant of a model (a handle or name) from ``src``, its cached float32 ONNX (what
+    ``zoo.make.ensure.ensure(handle, "onnx")`` returns), and store it in the cache as a variant; returns what was
+    stored (path, key, seconds, provenance). The provenance's ``settings`` are the options that make it again."""
     import tempfile
     import time
 
-    from zoo.make import ensure
     from zoo.registry import catalog
     from zoo.store import cache
 
     start = time.perf_counter()
     handle = catalog.handle(model)
     spec = handle.architecture.input
-    if precision not in PRECISIONS:
-        raise QuantizationError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
-    kind = artifacts.kind_for("onnx", precision)
+    check_calibration(precision, calib_dir, calib_synthetic)
     calibration: Iterable[np.ndarray] | Path | None = None
     if precision == "int8":
-        if (calib_dir is None) == (calib_synthetic < 1):
-            raise QuantizationError("int8 needs one calibration set: --calib DIR (images) or --calib-synthetic N "
-                                    "(synthetic street scenes)")  # fmt: skip
         calibration = Path(calib_dir) if calib_dir is not None else synthetic_tensors(calib_synthetic, size, spec, seed)
-    src = ensure.ensure(handle, kind.derives_from or "onnx", progress=progress)
     cache.onnx_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache.onnx_dir(), prefix=cache.TEMP_PREFIX) as tmp:
         out = Path(tmp) / "model.onnx"
         provenance = quantize_onnx(src, out, precision=precision, calibration=calibration, method=method,
                                    per_channel=per_channel, exclude=exclude, input_spec=spec)  # fmt: skip
         if precision == "int8":
-            what = str(Path(calib_dir).resolve()) if calib_dir is not None else f"synthetic {calib_synthetic} x {size}"
-            provenance["calibration"]["source"] = what
+            provenance["calibration"]["source"] = (str(Path(calib_dir).resolve()) if calib_dir is not None
+                                                   else f"synthetic {calib_synthetic} x {size}")  # fmt: skip
         settings = _settings(precision, calib_dir, calib_synthetic, size, method, per_channel, exclude, seed)
         provenance = {"source": "derived", "onnx_key": src.parent.name, "settings": settings, **provenance}
         path = cache.store_variant(handle, provenance["variant"], out, provenance)
@@ -390,11 +392,9 @@ def _settings(precision: str, calib_dir: Path | None, calib_synthetic: int, size
     chosen: dict[str, Any] = {"--exclude": ",".join(sorted(set(exclude))) or None}
     if precision == "int8":
         synthetic = calib_dir is None
-        chosen.update({
-            "--calib": None if synthetic else str(Path(calib_dir).resolve()),
-            "--calib-synthetic": calib_synthetic if synthetic else None,
-            "--size": f"{size[0]}x{size[1]}" if synthetic and tuple(size) != (512, 1024) else None,
-            "--seed": seed if synthetic and seed else None,
-            "--method": method if method != "minmax" else None, "--per-channel": per_channel or None,
-        })  # fmt: skip
+        chosen.update({"--calib": None if synthetic else str(Path(calib_dir).resolve()),
+                       "--calib-synthetic": calib_synthetic if synthetic else None,
+                       "--size": f"{size[0]}x{size[1]}" if synthetic and tuple(size) != (512, 1024) else None,
+                       "--seed": seed if synthetic and seed else None, "--method": method if method != "minmax" else None,
+                       "--per-channel": per_channel or None})  # fmt: skip
     return {option: value for option, value in chosen.items() if value is not None}
