@@ -182,3 +182,25 @@ def test_zoo_load_refuses_offline_at_the_same_door(served: Path, monkeypatch: py
 
     with pytest.raises(NotCachedError, match=f"zoo convert {SERVED}"):  # load only opens: it makes nothing
         runtime.load(SERVED)
+
+
+def test_a_stale_variant_is_refused_with_the_command_that_remakes_it(models):
+    models.install_converted(NAME, seed=7)
+    assert run_zoo("quantize", NAME, "--precision", "fp16").returncode == 0
+    old = {k: v for k, v in cache.get_ref(NAME)["onnx-fp16"].items() if k not in ("derived_from", "updated")}
+    assert run_zoo("export", NAME, "--weights", "random", "--seed", "1").returncode == 0
+    # a ref written by an older zoo (or by hand) that does not say what the variant derives from: only the file's own
+    # metadata tells it was made from the seed-7 network
+    cache.set_ref(NAME, "onnx-fp16", old)
+    args = ("verify", NAME, "--precision", "fp16", "--size", "32x48", "--count", "1")
+    refused = run_zoo(*args)
+    assert refused.returncode == 1 and "another Paddle model" in refused.stderr, refused.stderr
+    commands = advice(refused.stderr)
+    assert commands and commands[-1] == f"zoo verify {NAME}"
+    for command in commands[:-1]:
+        assert run_advice(command, {}).returncode == 0, command
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(cache.variant_path(NAME, "onnx-fp16"))).metadata_props}
+    assert props["zoo.paddle_key"] == cache.get_ref(NAME)["paddle"]["key"]  # remade from the network now cached
+    assert run_zoo(*args).returncode == 0

@@ -122,7 +122,7 @@ def verify_model(
     from zoo.make import ensure
     from zoo.registry import backends as registered, catalog
     from zoo.runners import runtime
-    from zoo.store import cache
+    from zoo.store import artifacts, cache, repair
 
     handle = catalog.handle(model)
     name, arch = handle.name, handle.architecture
@@ -148,10 +148,12 @@ def verify_model(
         if paddle_dir is not None and source_key and source_key != paddle_dir.name:
             # converted from an earlier Paddle model of this name (re-exported or re-pulled since): comparing them
             # would blame ONNX for a change of weights
-            if not convert:
+            kind = artifacts.kind_for_backend(spec, precisions[i])
+            if not convert or not kind.automatic:  # advice: the command remaking that very artifact (an int8 too)
                 raise NotCachedError(
-                    f"the cached ONNX model of '{name}' was converted from another Paddle model ({source_key[:12]}) "
-                    f"than the cached one ({paddle_dir.name[:12]}); run 'zoo convert {name}', then 'zoo verify {name}'"
+                    f"the cached {kind.name} model of '{name}' was converted from another Paddle model "
+                    f"({source_key[:12]}) than the cached one ({paddle_dir.name[:12]}); "
+                    f"run '{repair.command(name, kind.name)}', then 'zoo verify {name}'"
                 )
             from zoo.make.convert import convert as convert_model
 
