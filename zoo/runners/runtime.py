@@ -289,7 +289,7 @@ def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
         raw = decode_metadata(props) if isinstance(props, dict) else read_metadata(path)
         meta: dict[str, Any] = {k: raw[k] for k in ("architecture", "output_op") if raw.get(k)}
         if raw.get("input") is not None:
-            meta["input"] = _input_spec(raw["input"])
+            meta["input"] = input_spec_from(raw["input"])
         if raw.get("labels"):
             meta["labels"] = tuple(str(n) for n in raw["labels"])
         if raw.get("palette"):
@@ -302,7 +302,8 @@ def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
         return {}
 
 
-def _input_spec(d: dict[str, Any]) -> InputSpec:
+def input_spec_from(d: dict[str, Any]) -> InputSpec:
+    """An InputSpec from its ``as_dict()`` form (ONNX ``zoo.input`` metadata, deploy.yaml's ``input``)."""
     known = InputSpec.__dataclass_fields__
     values = {k: v for k, v in d.items() if k in known}
     for key in ("mean", "std", "size"):
@@ -323,7 +324,7 @@ def _deploy_metadata(folder: Path) -> dict[str, Any]:
     try:
         doc = (yaml.safe_load(deploy.read_text(encoding="utf-8")) or {}).get("Deploy", {})
         if isinstance(doc.get("input"), dict):
-            return {"input": _input_spec(doc["input"])}
+            return {"input": input_spec_from(doc["input"])}
         for transform in doc.get("transforms") or []:
             if transform.get("type") == "Normalize":
                 mean = tuple(transform.get("mean", (0.5, 0.5, 0.5)))
