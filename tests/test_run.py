@@ -233,7 +233,11 @@ def test_load_errors_say_what_to_do(unet, tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(UnknownModelError, match="unknown model 'unet-tinyy'; did you mean 'unet-tiny'"):
         runtime.load("unet-tinyy")
     monkeypatch.setenv("ZOO_OFFLINE", "1")  # nothing installed yet in this test's ZOO_HOME, and no download allowed
+    import zoo
+
     with pytest.raises(NotCachedError, match="ZOO_OFFLINE=1 forbids downloading it; run 'ZOO_OFFLINE=0 zoo pull unet-tiny'"):
+        zoo.load(NAME)  # the public door; runtime.load only opens, and says which command makes what is missing
+    with pytest.raises(NotCachedError, match="run 'zoo convert unet-tiny'"):
         runtime.load(NAME)
     monkeypatch.delenv("ZOO_OFFLINE")
     with pytest.raises(BackendError, match="no such ONNX model file"):

@@ -106,11 +106,13 @@ def architecture(name: str) -> Architecture:
 
 def load(model: Any, *, backend: str | None = None, device: str = "cpu", threads: int | None = None,
          precision: str = "fp32"):  # fmt: skip
-    """A cached model (registry name or handle), a .onnx file or a Paddle model folder, ready to ``predict(rgb)``;
-    ``backend`` None: the default backend (``zoo plugins``)."""
+    """A registered model (name or handle; pulled and converted first when missing), a .onnx file or a Paddle model
+    folder, ready to ``predict(rgb)``; ``backend`` None: the default backend (``zoo plugins``)."""
+    from zoo.make import ensure
     from zoo.runners import runtime
 
-    return runtime.load(model, backend=backend, device=device, threads=threads, precision=precision)
+    target = ensure.prepare(model, backend, precision)  # the one door: ZOO_OFFLINE=1 refuses a download there
+    return runtime.load(target, backend=backend, device=device, threads=threads, precision=precision)
 
 
 def verify_model(name: Any, **kwargs):

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import typer
 
 from zoo.cli._app import app, info, parse_size, print_json, stdout_to_stderr
+from zoo.store import artifacts
 
 
 def parse_hw(text: str | None, option: str) -> tuple[int, int] | None:
@@ -83,8 +84,14 @@ def eval_(
         raise typer.BadParameter("--backend needs at least one name, e.g. onnx or onnx,paddle")
     precisions = [p.strip() for p in precision.split(",") if p.strip()]
     if not precisions:
-        raise typer.BadParameter("--precision needs at least one of fp32, bf16, fp16, int8", param_hint="--precision")
+        raise typer.BadParameter(f"--precision needs at least one of {', '.join(artifacts.PRECISIONS)}",
+                                 param_hint="--precision")
+    from zoo.make import ensure
+
     target = runtime.resolve_target(model)  # a name is looked up once
+    for name in names:  # what each backend runs at each precision is brought into the cache first
+        for p in precisions:
+            ensure.prepare(target, name, p, progress=info)
     dataset = datasets.open_dataset(data, split=split)
     if engine not in ("local", "ray"):
         raise typer.BadParameter(f"choose local or ray, got {engine!r}", param_hint="--engine")

@@ -17,6 +17,7 @@ import typer
 
 from zoo.cli._app import app, backend_name, info, print_json, show_result, stdout_to_stderr
 from zoo.errors import ImageError
+from zoo.store import artifacts
 
 
 class Device(str, Enum):
@@ -46,7 +47,7 @@ def run(
         None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
     ),
     json_: bool = typer.Option(False, "--json", help="Print the per-image summaries as one JSON array on stdout."),
-    precision: str = typer.Option("fp32", "--precision", metavar="fp32|bf16|fp16|int8",
+    precision: str = typer.Option("fp32", "--precision", metavar=artifacts.PRECISION_HELP,
                                   help="Run a reduced-precision variant (see 'zoo quantize') or engine precision."),
     offline: bool = typer.Option(
         False, "--offline", "--no-fetch", help="Never download: a model missing from the cache is an error."
@@ -67,9 +68,13 @@ def run(
     """
     from zoo.registry import backends
 
+    artifacts.check_precision(precision)  # an impossible precision is refused before anything else, with the valid ones
     backend = backend or backends.default_backend().name  # the backend specs say which runs unnamed
     if engine is Engine.ray:  # resumable, distributed; zoo/cli/cmd_run_ray.py
         from zoo.cli.cmd_run_ray import run_on_ray
+        from zoo.make import ensure
+
+        ensure.prepare(model, backend, precision, fetch=not offline, progress=info)  # on the driver, as the local run
 
         return run_on_ray(model, inputs, out, backend=backend, device=device.value, json_=json_, address=address,
                           workers=workers, batch_size=batch_size, threads=threads_per_worker)  # fmt: skip
@@ -88,13 +93,10 @@ def run(
         raise ImageError(f"none of the {len(paths)} inputs can be read; give image files, folders or glob patterns")
     readable = [p for p in paths if p not in {f.path for f in failures}]
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
-        target: Any = model
-        if runtime.as_path(model) is None:  # a registry name: resolved once, and what is missing brought first
-            from zoo.make import provision
-            from zoo.registry import catalog
+        from zoo.make import ensure
 
-            target = catalog.resolve(model)
-            provision.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
+        # a registry name is resolved once, and what the backend runs at this precision brought into the cache first
+        target: Any = ensure.prepare(model, backend, precision, fetch=not offline, progress=info)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
             loaded = runtime.load(target, backend=backend, device=device.value, threads=threads, precision=precision)

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_pair, info, parse_size, print_json, stdout_to_stderr
+from zoo.store import artifacts
 
 
 def _described(d: dict) -> str:
@@ -43,14 +44,13 @@ def verify(
              "paddle,onnx as zoo ships; see 'zoo plugins')."),  # fmt: skip
     device: Optional[str] = typer.Option(  # noqa: UP007
         None, "--device", help="Where both backends run (default: each backend's first declared device)."),
-    precision: str = typer.Option("fp32", "--precision", metavar="fp32|bf16|fp16|int8",
+    precision: str = typer.Option("fp32", "--precision", metavar=artifacts.PRECISION_HELP,
                                   help="What the second backend runs (e.g. the int8 variant); the reference is fp32."),
     json_: JsonFlag = False,
 ) -> None:
     """Compare ONNX Runtime with Paddle Inference (or any two backends) on the same inputs; exit 1 if they disagree."""
     from zoo.measure import verify as verify_mod
-    from zoo.registry import backends, catalog
-    from zoo.store import cache
+    from zoo.registry import catalog
 
     hw = parse_size(size)
     handle = catalog.resolve(name)  # an unknown name fails before "verifying ..." is said
@@ -61,9 +61,10 @@ def verify(
 
         images = expand_inputs(image)
     tolerance = verify_mod.tolerance_for(precision, min_agreement, rtol, atol_rel)
-    runs_onnx = any("onnx" in backends.get(b).formats for b in pair)
-    if runs_onnx and "onnx" not in cache.cached_formats(name) and "paddle" in cache.cached_formats(name):
-        info(f"no ONNX model of '{name}' in the cache; converting it first")
+    from zoo.make import ensure
+
+    for b, p in zip(pair, ("fp32", precision)):  # what each runs is pulled and converted first when missing
+        ensure.prepare(handle, b, p, progress=info)
     what = f"{len(images)} image(s)" if images else f"{count} synthetic {hw[0]}x{hw[1]} image(s)"
     candidate = pair[1] if precision == "fp32" else f"{pair[1]} {precision}"
     info(f"verifying {name}: {pair[0]} (reference) vs {candidate} on {what}")

@@ -120,17 +120,6 @@ def convert(model: ModelHandle | str, *, opset: int = DEFAULT_OPSET, force: bool
         return _result(name, final, wanted, cached=False, start=start)
 
 
-def ensure_onnx(model: ModelHandle | str, progress: Any = None) -> Path:
-    """The cached float32 ONNX model of ``model``, converted first when there is none (``progress`` gets a line)."""
-    handle = catalog.handle(model)
-    try:
-        return cache.onnx_model_path(handle.name)
-    except NotCachedError:
-        if progress:
-            progress(f"no ONNX model of '{handle.name}' cached; converting it first")
-        return Path(convert(handle).path)
-
-
 def convert_model_dir(folder: Path, out: Path, *, opset: int = DEFAULT_OPSET, architecture: str | None = None) -> None:
     """Convert the Paddle model in a plain folder to the file ``out`` (written atomically; the cache is untouched).
 

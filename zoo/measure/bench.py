@@ -160,14 +160,14 @@ def bench(
     precisions: tuple[str, ...] = ("fp32",),
     device: str | None = None,
 ) -> BenchResult:
-    """Measure ``model`` on each backend, each in a child process; converts to ONNX first if no ONNX model is cached.
+    """Measure ``model`` on each backend, each in a child process; what is missing is pulled and converted first.
 
     ``backends`` None: the default backend and the reference one (their specs say which). ``progress``, if given, is
     called with one-line status messages. Each backend runs at each of ``precisions`` it declares (results keyed
     ``backend/precision``), on ``device`` (None: its first declared device).
     """
+    from zoo.make import ensure
     from zoo.registry import backends as registered, catalog
-    from zoo.store import cache
 
     pair = (registered.default_backend().name, registered.reference_backend().name)
     backends = tuple(backends) if backends else tuple(dict.fromkeys(pair))
@@ -180,12 +180,10 @@ def bench(
     threads = int(threads or os.cpu_count() or 1)
     handle = catalog.handle(model)  # UnknownModelError before anything is started
     name = handle.name
-    if any("paddle" in s.formats for s in specs):
-        cache.paddle_model_dir(name)  # NotCachedError says what to pull
-    if any("onnx" in s.formats for s in specs):
-        from zoo.make.convert import ensure_onnx
-
-        ensure_onnx(handle, (lambda line: progress(f"bench {name}: {line}")) if progress else None)
+    say = (lambda line: progress(f"bench {name}: {line}")) if progress else None
+    for spec in specs:  # the one door: what each backend runs is pulled and converted first when missing
+        for p in (p for p in precisions if p in spec.precisions):
+            ensure.prepare(handle, spec.name, p, progress=say)
     result = BenchResult(name, (h, w), threads, warmup, runs, device=device, pair=pair)
     jobs = [(s, p) for s in specs for p in precisions if p in s.precisions]
     if not jobs:

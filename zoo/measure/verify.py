@@ -118,12 +118,13 @@ def verify_model(
     ``device``: where both run; None: each backend's first declared device (a GPU-only plugin runs on its GPU).
 
     ``images``: files to use; without them, ``count`` seeded synthetic images of ``size`` (H, W). A backend that runs
-    ONNX uses the cached conversion; if there is none it is converted first (``convert=False``: NotCachedError).
+    ONNX uses the cached conversion; what is missing is pulled and converted first (``convert=False``: NotCachedError).
     ``precision``: what the second backend (the candidate) runs, e.g. the int8 variant; the reference stays float32.
     """
+    from zoo.make import ensure
     from zoo.registry import backends as registered, catalog
     from zoo.runners import runtime
-    from zoo.store import cache
+    from zoo.store import artifacts, cache, repair
 
     handle = catalog.handle(model)
     name, arch = handle.name, handle.architecture
@@ -139,8 +140,8 @@ def verify_model(
     paths: list[Path] = []
     precisions = ("fp32", precision)
     for spec, p in zip(specs, precisions):  # every file is re-hashed: a file changed on disk is not a disagreement
-        if "onnx" in spec.formats:
-            _ensure_onnx(handle, convert)
+        if convert:  # the one door: pulled and converted first when missing
+            ensure.prepare(handle, spec.name, p)
         paths.append(runtime.model_file(handle, spec, p))
 
     started = time.perf_counter()
@@ -152,10 +153,12 @@ def verify_model(
         if paddle_dir is not None and source_key and source_key != paddle_dir.name:
             # converted from an earlier Paddle model of this name (re-exported or re-pulled since): comparing them
             # would blame ONNX for a change of weights
-            if not convert:
+            kind = artifacts.kind_for_backend(spec, precisions[i])
+            if not convert or not kind.automatic:  # advice: the command remaking that very artifact (an int8 too)
                 raise NotCachedError(
-                    f"the cached ONNX model of '{name}' was converted from another Paddle model ({source_key[:12]}) "
-                    f"than the cached one ({paddle_dir.name[:12]}); run 'zoo convert {name}', then 'zoo verify {name}'"
+                    f"the cached {kind.name} model of '{name}' was converted from another Paddle model "
+                    f"({source_key[:12]}) than the cached one ({paddle_dir.name[:12]}); "
+                    f"run '{repair.command(name, kind.name)}', then 'zoo verify {name}'"
                 )
             from zoo.make.convert import convert as convert_model
 
@@ -190,18 +193,6 @@ def verify_model(
     if report is not None:
         userfiles.write_user_json(report / "verify.json", result.as_dict())
     return result
-
-
-def _ensure_onnx(handle: ModelHandle, convert: bool) -> None:
-    from zoo.store import cache
-
-    if "onnx" in cache.cached_formats(handle.name):
-        return
-    if not convert:
-        cache.onnx_model_path(handle.name)  # NotCachedError says what to run
-    from zoo.make.convert import ensure_onnx
-
-    ensure_onnx(handle)
 
 
 def inputs(images: Sequence[str | Path] | None, size: tuple[int, int], count: int, seed: int):

@@ -190,6 +190,9 @@ def load(
 ) -> Model:
     """A runnable model from a handle or registry name (its cached model), an ``.onnx`` file or a model folder.
 
+    Only opens: a registered model's artifact must be in the cache already (``zoo.make.ensure.prepare`` brings it;
+    ``zoo.load`` and every command call that first), else NotCachedError says which command makes it.
+
     A registered model takes its preprocessing and classes from its architecture plugin; an ``.onnx`` file from zoo's
     ``zoo.*`` metadata when it has it, else PaddleSeg's defaults (with a warning). ``backend`` is any registered
     backend (``zoo plugins``), by default the one whose spec says ``default``; it decides which of the model's formats
@@ -245,39 +248,26 @@ def as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
 
 
 def model_file(model: ModelHandle, spec: Backend, precision: str = "fp32") -> Path:
-    """The cached file (or folder) ``spec`` runs for ``model``: an ONNX variant, or the Paddle model folder.
+    """The cached file (or folder) ``spec`` runs for ``model`` at ``precision``: the artifact kind the table
+    (zoo/store/artifacts.py) names for them. Nothing is made here (zoo.make.ensure does that); a missing artifact is a
+    NotCachedError naming the command that makes it.
 
-    The file is re-hashed first: a cached file changed since it was written would give wrong masks silently.
+    The files are re-hashed first: a cached file changed since it was written would give wrong masks silently; the
+    advice is the command that remakes that very artifact.
     """
-    from zoo.store import cache
+    from zoo.store import artifacts, cache, repair
 
-    name = model.name
-    if "onnx" in spec.formats:
-        variant = cache.variant_for(precision)
-        source = cache.variant_path(name, variant)
-        cache.verify_files(source.parent, [source.name], fix=f"run 'zoo convert {name} --force'")
-        return source
-    if "paddle" in spec.formats:
-        source = cache.paddle_model_dir(name)
-        files = [cache.program_file(source).name, cache.PARAMS_FILE]
-        cache.verify_files(source, files, fix=f"run 'zoo pull {name} --force' to fetch it again")
-        return source
-    raise BackendError(f"backend '{spec.name}' runs {', '.join(spec.formats)}; zoo caches only onnx and paddle models")
-
-
-def cache_variant_is_float(precision: str) -> bool:
-    """Whether ``precision`` runs the float32 conversion (which zoo can make on demand)."""
-    from zoo.store import cache
-
-    return cache.variant_for(precision) == cache.ONNX_VARIANT
+    kind = artifacts.kind_for_backend(spec, precision)
+    source = cache.artifact_path(model.name, kind.name)
+    folder, names = (source, [cache.program_file(source).name, cache.PARAMS_FILE]) if source.is_dir() else (
+        source.parent, [source.name])  # fmt: skip
+    cache.verify_files(folder, names, fix=repair.advice(model.name, kind.name))
+    return source
 
 
 def _load_registered(model: ModelHandle, spec: Backend, device: str, threads: int | None, precision: str) -> Model:
-    from zoo.make import provision
     from zoo.registry import backends
 
-    if cache_variant_is_float(precision):  # pull and convert what is missing; other variants come from 'zoo quantize'
-        provision.ensure(model, formats=spec.formats)
     source = model_file(model, spec, precision)
     runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision)
     return Model(model.name, source, runner, model.architecture, model.num_classes, spec.name, precision, device,
