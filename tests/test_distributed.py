@@ -137,7 +137,7 @@ def test_a_resumed_run_does_only_the_unfinished_images(cluster, unet, tmp_path: 
 def test_a_tampered_model_is_refused_on_the_worker(cluster, unet: Path, tmp_path: Path):
     import ray
 
-    from zoo.engines import distributed
+    from zoo.engines import distributed, shipping
     from zoo.store import cache
     from zoo.errors import IntegrityError
 
@@ -163,7 +163,7 @@ def test_a_tampered_model_is_refused_on_the_worker(cluster, unet: Path, tmp_path
     assert len(ok.results) == 3 and not ok.failures
 
     # a damaged node-local copy of shipped bytes is replaced from the verified bytes, not trusted
-    copy = distributed._node_copy(b"", good.sha256)  # where workers on this node keep it (rewritten: b"" != sha256)
+    copy = shipping.node_copy(b"", good.sha256)  # where workers on this node keep it (rewritten: b"" != sha256)
     copy.write_bytes(bytes(data))
     healed = distributed.run(good, [str(folder)], tmp_path / "d", workers=1, batch_size=2)
     assert len(healed.results) == 3 and not healed.failures

@@ -16,17 +16,14 @@ from typing import Any, Optional
 import typer
 
 from zoo.cli._app import app, backend_name, info, print_json, show_result, stdout_to_stderr
+from zoo.cli.engine_options import (AddressFlag, BatchSizeFlag, EngineFlag, ThreadsPerWorkerFlag, WorkersFlag,
+                                   ray_options)
 from zoo.errors import ImageError
 
 
 class Device(str, Enum):
     cpu = "cpu"
     gpu = "gpu"
-
-
-class Engine(str, Enum):
-    local = "local"
-    ray = "ray"
 
 
 @app.command()
@@ -50,25 +47,25 @@ def run(
     offline: bool = typer.Option(
         False, "--offline", "--no-fetch", help="Never download: a model missing from the cache is an error."
     ),
-    engine: Engine = typer.Option(Engine.local, "--engine", help="local, or ray: Ray Data workers (zoo[ray])."),
-    address: Optional[str] = typer.Option(  # noqa: UP007
-        None, "--address", help="ray: 'auto' or ray://HOST:PORT (default: start a local Ray)."
-    ),
-    workers: int = typer.Option(2, "--workers", min=1, help="ray: worker actors, each with its own session."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="ray: images per batch sent to a worker."),
-    threads_per_worker: int = typer.Option(
-        1, "--threads-per-worker", min=1, help="ray: inference threads (and CPUs) per worker."
-    ),
+    engine: EngineFlag = "local",
+    address: AddressFlag = None,
+    workers: WorkersFlag = None,
+    batch_size: BatchSizeFlag = None,
+    threads_per_worker: ThreadsPerWorkerFlag = None,
 ) -> None:
     """Segment images; write a label map, colour mask, overlay and JSON summary per image.
 
     A registry model missing from the cache is pulled and converted first (unless --offline).
     """
-    if engine is Engine.ray:  # resumable, distributed; zoo/cli/cmd_run_ray.py
+    ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
+                      threads_per_worker=threads_per_worker, threads=threads)
+    if ray is not None:  # resumable, distributed; zoo/cli/cmd_run_ray.py
         from zoo.cli.cmd_run_ray import run_on_ray
 
-        return run_on_ray(model, inputs, out, backend=backend, device=device.value, json_=json_, address=address,
-                          workers=workers, batch_size=batch_size, threads=threads_per_worker)  # fmt: skip
+        with stdout_to_stderr() if json_ else contextlib.nullcontext():
+            target = provisioned(model, backend, offline)
+        return run_on_ray(target, inputs, out, backend=backend, precision=precision, device=device.value, json_=json_,
+                          ray=ray)  # fmt: skip
     from zoo import images
     from zoo.engines import segment
     from zoo.runners import runtime
@@ -84,13 +81,7 @@ def run(
         raise ImageError(f"none of the {len(paths)} inputs can be read; give image files, folders or glob patterns")
     readable = [p for p in paths if p not in {f.path for f in failures}]
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
-        target: Any = model
-        if runtime._as_path(model) is None:  # a registry name: resolved once, and what is missing brought first
-            from zoo.make import provision
-            from zoo.registry import backends, catalog
-
-            target = catalog.resolve(model)
-            provision.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
+        target = provisioned(model, backend, offline)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
             loaded = runtime.load(target, backend=backend, device=device.value, threads=threads, precision=precision)
@@ -117,6 +108,23 @@ def run(
         info(f"{done}; {len(failures)} of {len(paths)} inputs failed")
         raise typer.Exit(1)
     info(f"{done} → {out}")
+
+
+def provisioned(model: str, backend: str, offline: bool) -> Any:
+    """A registry name resolved once, with what ``backend`` runs brought into the cache first; a path as it is.
+
+    Both engines start here, so a missing model (and ``--offline``) behaves the same on either.
+    """
+    from zoo.runners import runtime
+
+    if runtime._as_path(model) is not None:
+        return model
+    from zoo.make import provision
+    from zoo.registry import backends, catalog
+
+    target = catalog.resolve(model)
+    provision.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
+    return target
 
 
 def _without_outputs(paths: list[Path], out: Path) -> list[Path]:
