@@ -61,7 +61,9 @@ def run(
                       threads_per_worker=threads_per_worker, threads=threads)
     if ray is not None:  # resumable, distributed; zoo/cli/cmd_run_ray.py
         from zoo.cli.cmd_run_ray import run_on_ray
+        from zoo.engines.ray_cluster import require_ray
 
+        require_ray()  # before the model is brought into the cache
         with stdout_to_stderr() if json_ else contextlib.nullcontext():
             target = provisioned(model, backend, offline)
         return run_on_ray(target, inputs, out, backend=backend, precision=precision, device=device.value, json_=json_,

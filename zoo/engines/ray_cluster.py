@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from zoo.engines.sources import INSTALL
 from zoo.errors import EngineError, ZooError
@@ -57,14 +58,20 @@ def private_folder(name: str) -> Path:
     return path
 
 
-def connect(address: str | None = None) -> bool:
-    """Join (``address``: "auto", "ray://HOST:PORT") or start a local Ray; True if this call started it."""
-    from zoo import config
-
+def require_ray() -> Any:
+    """The ray module, or an EngineError with the install command (checked before any slower work)."""
     try:
         import ray
     except ImportError:
         raise EngineError(f"--engine ray needs Ray, which is not installed; run: {INSTALL}") from None
+    return ray
+
+
+def connect(address: str | None = None) -> bool:
+    """Join (``address``: "auto", "ray://HOST:PORT") or start a local Ray; True if this call started it."""
+    from zoo import config
+
+    ray = require_ray()
     if ray.is_initialized():
         return False
     debug = config.debug()
