@@ -111,16 +111,52 @@ def zoo_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-P", "-m", "zoo"]
 
 
+def checkout_parent(root: Path) -> Path:
+    """A folder holding a checkout named ``zoo``: the repository's plugins/ and its zoo/ package folder inside."""
+    parent = root / "parent"
+    checkout = parent / "zoo"
+    for folder in ("plugins/zoo_fcn", "zoo/registry", "zoo/engines"):
+        (checkout / folder).mkdir(parents=True)
+    (checkout / "plugins" / "zoo_fcn" / "__init__.py").write_text("raise SystemExit('the checkout was imported')\n")
+    return parent
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_workers_import_the_installed_zoo_wherever_the_driver_starts(cluster, tmp_path: Path):
+    """Ray puts the driver's folder first on its workers' sys.path, so a ``zoo`` folder there became the package
+    (a namespace package of the checkout's folders). A job zoo connects imports the package the driver runs."""
+    script = (
+        "import sys, ray, zoo\n"
+        "from zoo.engines import ray_cluster\n"
+        "ray_cluster.connect(sys.argv[1])\n"
+        "@ray.remote\n"
+        "def where():\n"
+        "    import zoo\n"
+        "    return str(getattr(zoo, '__file__', None))\n"
+        "print(zoo.__file__)\n"
+        "print(ray.get(where.remote()))\n"
+    )
+    parent = checkout_parent(tmp_path)
+    proc = subprocess.run([sys.executable, "-P", "-c", script, cluster], cwd=parent, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip  (-P: the driver itself does not look in its folder, as `zoo` does)
+    assert proc.returncode == 0, proc.stderr
+    driver, worker = proc.stdout.split()
+    assert worker == driver and Path(driver).parent != parent / "zoo"
+
+
+def zoo_command() -> list[str]:
+    """The installed ``zoo`` script, as a user runs it (``python -m`` would put the working folder on sys.path)."""
+    script = Path(sys.executable).with_name("zoo")
+    return [str(script)] if script.is_file() else [sys.executable, "-P", "-m", "zoo"]
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_ray_run_from_the_parent_folder_of_a_checkout_named_zoo(unet, tmp_path: Path):
-    """Ray puts the driver's folder on its workers' sys.path; a checkout named ``zoo`` there must not become the
-    package. zoo starts its own local Ray here, so Ray's start-up lines would show too: stderr holds zoo's only."""
-    parent = tmp_path / "parent"
-    checkout = parent / "zoo"
-    for folder in ("plugins/zoo_fcn", "zoo/registry", "zoo/engines"):  # the shape of a clone: plugins/ and zoo/zoo/
-        (checkout / folder).mkdir(parents=True)
-    (checkout / "plugins" / "zoo_fcn" / "__init__.py").write_text("raise SystemExit('the checkout was imported')\n")
+    """zoo starts its own local Ray from there: relative inputs and --out mean what they mean in that folder, and
+    stderr holds zoo's lines only (Ray's start-up and C++ log lines would show here too)."""
+    parent = checkout_parent(tmp_path)
     shutil.copytree(images_folder(tmp_path, n=3), parent / "frames")
     env = {k: v for k, v in os.environ.items() if k != "ZOO_DEBUG"}
     proc = subprocess.run([*zoo_command(), "run", NAME, "frames", "--out", "masks", "--engine", "ray", "--json"],
