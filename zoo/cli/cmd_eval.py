@@ -96,10 +96,13 @@ def eval_(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
             if ray is not None:  # the same evaluation, its per-image step on Ray actors
-                from zoo.engines import ray_eval
+                from zoo.engines import ray_cluster, ray_eval
 
-                result = ray_eval.evaluate(target, dataset, backends=names, precisions=precisions, device=device,
-                                           ray=ray, announce=info, **shared)  # fmt: skip
+                try:
+                    result = ray_eval.evaluate(target, dataset, backends=names, precisions=precisions,
+                                               device=device, ray=ray, announce=info, **shared)  # fmt: skip
+                finally:
+                    ray_cluster.disconnect()
             else:
                 loaded = [runtime.load(target, backend=name, device=device, threads=threads, precision=p)
                           for name in names for p in precisions]  # fmt: skip

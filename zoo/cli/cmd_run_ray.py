@@ -35,9 +35,13 @@ def run_on_ray(model: Any, inputs: list[str], out: Path, *, backend: str, precis
                                         threads=ray.threads_per_worker, ship=ray.ship)  # fmt: skip
         info(f"{handle.name} ({handle.architecture.name}, {handle.num_classes} classes) on {handle.backend}, Ray: "
              f"{ray.workers} worker(s) x {handle.threads} thread(s), batches of {ray.batch_size} → {out}")  # fmt: skip
-        outcome = distributed.run(handle, inputs, out, address=ray.address, workers=ray.workers,
-                                  batch_size=ray.batch_size, threads_per_worker=ray.threads_per_worker,
-                                  ship=ray.ship, on_result=show, progress=lambda line: info(f"zoo: {line}"))  # fmt: skip
+        try:
+            outcome = distributed.run(handle, inputs, out, address=ray.address, workers=ray.workers,
+                                      batch_size=ray.batch_size, threads_per_worker=ray.threads_per_worker,
+                                      ship=ray.ship, on_result=show,
+                                      progress=lambda line: info(f"zoo: {line}"))  # fmt: skip
+        finally:
+            ray_cluster.disconnect()
     if json_:
         print_json([r.summary for r in outcome.results if r.summary is not None])
     if outcome.skipped:

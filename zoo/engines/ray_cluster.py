@@ -117,6 +117,17 @@ def stderr_to_devnull() -> Iterator[None]:
         os.close(devnull)
 
 
+def disconnect() -> None:
+    """Leave Ray (and stop the local one this process started) while stdout still goes where the caller sent it:
+    the CLI calls it before printing --json, so nothing of Ray's background threads can follow the JSON."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        with quiet(), stderr_to_devnull():
+            ray.shutdown()
+
+
 def enter(cwd: str) -> None:
     """On an actor: work in the driver's folder when this node has it (relative inputs and --out then resolve as on
     the driver); zoo itself is imported by now, from the installed package."""

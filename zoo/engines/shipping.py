@@ -78,7 +78,7 @@ class ShippedModel:
                      self.precision, self.device, runner.describe())  # fmt: skip
 
 
-def node_copy(data: bytes, sha256: str, suffix: str = ".onnx") -> Path:
+def node_copy(data: bytes, sha256: str, suffix: str) -> Path:
     """The shipped model as a file on this node (one per content hash, written atomically, shared by its actors)."""
     from zoo.store import cache
 
