@@ -1,6 +1,7 @@
 """zoo eval: accuracy on labelled data (PaddleSeg's mIoU, accuracy, Kappa, Dice), one column per backend.
 
-The work is zoo/measure/evaluation.py's; this parses, prints one table (or JSON) and writes the --report folder.
+The work is zoo/measure/evaluation.py's, with its per-image step here (--engine local) or on Ray actors
+(zoo/engines/ray_eval.py); either way this parses, prints one table (or JSON) and writes the --report folder.
 Ctrl-C prints the partial result and exits 130.
 """
 
