@@ -174,3 +174,11 @@ def test_ray_run_from_the_parent_folder_of_a_checkout_named_zoo(unet, tmp_path: 
     lines = proc.stderr.splitlines()
     assert [line for line in lines if not any(re.fullmatch(p, line) for p in zoo_lines)] == [], proc.stderr
     assert re.fullmatch(zoo_lines[-1], lines[-1])
+
+    # ZOO_DEBUG=1 keeps Ray's own lines, for a bug report
+    debug = subprocess.run([*zoo_command(), "run", NAME, "frames", "--out", "again", "--engine", "ray"], cwd=parent,
+                           capture_output=True, text=True, env={**env, "ZOO_DEBUG": "1"}, timeout=600)  # fmt: skip
+    assert debug.returncode == 1, debug.stderr
+    theirs = [line for line in debug.stderr.splitlines()
+              if not line.startswith(("zoo:", NAME)) and not re.fullmatch(zoo_lines[-1], line)]  # fmt: skip
+    assert any("ray" in line.lower() for line in theirs), debug.stderr
