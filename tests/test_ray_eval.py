@@ -182,3 +182,21 @@ def test_ray_run_from_the_parent_folder_of_a_checkout_named_zoo(unet, tmp_path: 
     theirs = [line for line in debug.stderr.splitlines()
               if not line.startswith(("zoo:", NAME)) and not re.fullmatch(zoo_lines[-1], line)]  # fmt: skip
     assert any("ray" in line.lower() for line in theirs), debug.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_eval_runs_the_local_inference_modes(cluster, models: ModelStore, tmp_path: Path):
+    """--flip and --scales on Ray are the local engine's own aug_inference: the same numbers, not a refusal."""
+    from zoo.synthetic import write_labelled_dataset
+
+    models.install_converted(NAME, output_op="none")  # logits, so scores can be averaged
+    data = write_labelled_dataset(tmp_path / "data", 4, 48, 64, layout="folders", ignore_border=2)
+    common = ["eval", NAME, "--data", str(data), "--flip", "--scales", "0.75,1.0", "--json"]
+    local = json.loads(run_zoo(*common, "--threads", "1", check=True).stdout)
+    on_ray = json.loads(run_zoo(*common, "--engine", "ray", "--address", cluster, check=True).stdout)
+    assert (on_ray["flip"], on_ray["scales"], on_ray["images"]) == (True, [0.75, 1.0], 4)
+    assert without_timing(on_ray) == without_timing(local)
+    whole = json.loads(run_zoo(*common[:4], "--json", "--threads", "1", check=True).stdout)
+    ious = [[b["class_iou"] for b in d["backends"].values()] for d in (whole, local)]
+    assert ious[0] != ious[1]  # the modes do change the numbers
