@@ -7,7 +7,7 @@ decides what a bad sample does (``skip_bad``), keeps the worst images for ``--re
 every model (in PaddleSeg's modes, zoo/measure/inference.py) and counts per-class areas (zoo/measure/metrics.py): the
 local engine here and the Ray engine's workers (zoo/engines/ray_eval.py) call the same two functions.
 
-Locally the data flows as in ``zoo run`` (zoo/engines/segment.py): reader threads decode and preprocess the next
+Locally the data flows as in ``zoo run``: reader threads decode and preprocess the next
 images while the calling thread infers, so memory holds a few images' maps, never the data set. Ctrl-C stops at the
 current image and returns the partial result (``interrupted``).
 """
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from zoo.runners.runtime import Model
 
 WORST = 4  # images kept per backend for --report (the lowest per-image mIoU)
+READERS = 2  # decode + preprocess threads (as zoo run's local pipeline)
+PREFETCH = 3  # samples read ahead of the one being inferred
 
 
 @dataclass
@@ -265,7 +267,6 @@ def run(
     reference_miou: float | None = None,
 ) -> EvalResult:
     """Score loaded models on the same images of ``data``; see the module docstring. Ctrl-C returns a partial result."""
-    from zoo.engines import segment
     from zoo.measure import datasets
     from zoo.measure.datasets import Dataset
 
@@ -273,14 +274,14 @@ def run(
     dataset = data if isinstance(data, Dataset) else datasets.open_dataset(data, split=split)
     tally = Tally(models, dataset, options=options, limit=limit, skip_bad=skip_bad, absent=absent, progress=progress,
                   keep_worst=keep_worst, reference_miou=reference_miou)  # fmt: skip
-    readers = ThreadPoolExecutor(segment.READERS, thread_name_prefix="zoo-eval-read")
+    readers = ThreadPoolExecutor(READERS, thread_name_prefix="zoo-eval-read")
     started, interrupted = time.perf_counter(), False
     try:
         queue = iter(tally.good)
         reading: deque[Future[Loaded]] = deque()
 
         def read_more() -> None:
-            while len(reading) < segment.PREFETCH and (sample := next(queue, None)) is not None:
+            while len(reading) < PREFETCH and (sample := next(queue, None)) is not None:
                 reading.append(readers.submit(load_sample, sample, models))
 
         read_more()
