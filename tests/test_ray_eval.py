@@ -105,6 +105,17 @@ def test_an_option_one_engine_cannot_honour_is_refused_by_name(tmp_path: Path):
     assert not (tmp_path / "o").exists()
 
 
+def test_inputs_none_of_which_can_be_read_are_refused_alike_before_ray_starts(tmp_path: Path):
+    want = [f"zoo: error: {tmp_path / 'missing.png'}: no such file",
+            f"zoo: error: {tmp_path / 'gone.jpg'}: no such file",
+            "zoo: error: none of the 2 inputs can be read; give image files, folders or glob patterns"]  # fmt: skip
+    for engine in ("local", "ray"):
+        proc = run_zoo("run", NAME, str(tmp_path / "missing.png"), str(tmp_path / "gone.jpg"), "--out",
+                       str(tmp_path / "out"), "--engine", engine)  # fmt: skip
+        assert (proc.returncode, proc.stderr.splitlines()) == (1, want), engine
+    assert not (tmp_path / "out").exists()
+
+
 def zoo_command() -> list[str]:
     """The installed ``zoo`` script, as a user runs it (``python -m`` would put the working folder on sys.path)."""
     script = Path(sys.executable).with_name("zoo")

@@ -64,6 +64,11 @@ def run(
         from zoo.engines.ray_cluster import require_ray
 
         require_ray()  # before the model is brought into the cache
+        from zoo.engines import sources
+
+        names = sources.expand(inputs)
+        if not any(sources.is_uri(n) for n in names):  # the workers report each unreadable one, as they go
+            unreadable_inputs([Path(n) for n in names])
         with stdout_to_stderr() if json_ else contextlib.nullcontext():
             target = provisioned(model, backend, offline)
         return run_on_ray(target, inputs, out, backend=backend, precision=precision, device=device.value, json_=json_,
@@ -73,14 +78,9 @@ def run(
     from zoo.runners import runtime
 
     paths = _without_outputs(images.expand_inputs(inputs), out)
-    # inputs that cannot be read at all are found before the model loads (seconds) and before --out is made
-    failures = [segment.Result(p, error=e) for p in paths if (e := segment.unreadable(p)) is not None]
-    if len(failures) == len(paths) == 1:
-        raise ImageError(failures[0].error)
+    failures = unreadable_inputs(paths)
     for failure in failures:
         info(f"zoo: error: {failure.error}")
-    if len(failures) == len(paths):
-        raise ImageError(f"none of the {len(paths)} inputs can be read; give image files, folders or glob patterns")
     readable = [p for p in paths if p not in {f.path for f in failures}]
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         target = provisioned(model, backend, offline)
@@ -110,6 +110,21 @@ def run(
         info(f"{done}; {len(failures)} of {len(paths)} inputs failed")
         raise typer.Exit(1)
     info(f"{done} → {out}")
+
+
+def unreadable_inputs(paths: list[Path]) -> list[Any]:
+    """The inputs that cannot be read at all (a Result each), found before the model loads (seconds) and before
+    --out is made; when none can be read, the error (each engine checks its local inputs here)."""
+    from zoo.engines import segment
+
+    failures = [segment.Result(p, error=e) for p in paths if (e := segment.unreadable(p)) is not None]
+    if len(failures) == len(paths) == 1:
+        raise ImageError(failures[0].error)
+    if failures and len(failures) == len(paths):
+        for failure in failures:
+            info(f"zoo: error: {failure.error}")
+        raise ImageError(f"none of the {len(paths)} inputs can be read; give image files, folders or glob patterns")
+    return failures
 
 
 def provisioned(model: str, backend: str, offline: bool) -> Any:
