@@ -183,10 +183,10 @@ def output_to_labels(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def load(
     model: str | os.PathLike[str] | ModelHandle,
     *,
-    backend: str = "onnx",
+    backend: str | None = "onnx",
     device: str = "cpu",
     threads: int | None = None,
-    precision: str = "fp32",
+    precision: str | None = "fp32",
 ) -> Model:
     """A runnable model from a handle or registry name (its cached model), an ``.onnx`` file or a model folder.
 
@@ -196,6 +196,7 @@ def load(
     """
     from zoo.registry import backends, catalog
 
+    backend, precision = backend or "onnx", precision or "fp32"  # None: the default (what the user gave no flag for)
     spec = backends.get(backend)
     if device not in spec.devices:
         raise BackendError(f"unknown device '{device}' for backend '{spec.name}'; choose one of: {', '.join(spec.devices)}")
