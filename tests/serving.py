@@ -96,22 +96,30 @@ def segment(port: int, data: bytes, fmt: str = "png", content_type: str = "image
     return request(port, "POST", f"/v1/models/{NAME}/segment{query}", data, {"Content-Type": content_type}, **kw)
 
 
-def raw(port: int, data: bytes, *, per_byte: float = 0.0, wait: float = 60) -> tuple[int, bytes, float]:
-    """Send ``data`` on a socket (``per_byte`` s between bytes: a trickle), read the response: status, body, seconds.
-
-    A server that answers before the client finished sending is fine: the send stops at the first error.
-    """
+def raw(port: int, data: bytes, *, per_byte: float = 0.0, at_once: int = 0, wait: float = 60
+        ) -> tuple[int, bytes, float]:  # fmt: skip
+    """Send ``data`` on a socket (the first ``at_once`` bytes at once, then ``per_byte`` s between bytes: a trickle)
+    while reading the answer: its status, body and the seconds it took. The sender stops once the server answered."""
     started = time.monotonic()
+    answered = threading.Event()
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
-        try:
-            if per_byte:
-                for byte in data:
+
+        def send() -> None:
+            try:
+                if not per_byte:
+                    sock.sendall(data)
+                    return
+                sock.sendall(data[:at_once])
+                for byte in data[at_once:]:
+                    if answered.is_set():
+                        return
                     sock.sendall(bytes([byte]))
                     time.sleep(per_byte)
-            else:
-                sock.sendall(data)
-        except OSError:
-            pass
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
         reply = b""
         try:
             while b"\r\n\r\n" not in reply or len(reply.split(b"\r\n\r\n", 1)[1]) < _length(reply):
@@ -121,7 +129,9 @@ def raw(port: int, data: bytes, *, per_byte: float = 0.0, wait: float = 60) -> t
                 reply += chunk
         except (TimeoutError, ConnectionResetError):
             pass
-    seconds = time.monotonic() - started
+        answered.set()
+        seconds = time.monotonic() - started
+        sender.join(5)
     match = re.match(rb"HTTP/1\.[01] (\d{3})", reply)
     return (int(match.group(1)) if match else 0), reply.split(b"\r\n\r\n", 1)[-1], seconds
 
