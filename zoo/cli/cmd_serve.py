@@ -31,7 +31,9 @@ def serve(
     precision: Optional[str] = typer.Option(None, "--precision", metavar="fp32|bf16|fp16|int8",  # noqa: UP007
                                             help="Precision (default: the model's tuned one, else fp32)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,  # noqa: UP007
-                                          help="Inference threads per model (default: one per core)."),
+                                          help="Inference threads per instance (default: cores / instances)."),
+    instances: int = typer.Option(0, "--instances", min=0,
+                                  help="Sessions per model inferring at once (0: one per core, at most 4)."),
     max_batch: int = typer.Option(4, "--max-batch", min=1, help="Requests inferred together at most (1: no batching)."),
     max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", min=0, help="How long a batch waits to fill, in ms."),
     queue: int = typer.Option(32, "--queue", min=1, help="Requests waiting per model; beyond: 503 + Retry-After."),
@@ -60,6 +62,7 @@ def serve(
     from zoo.serve.settings import MiB, Settings
 
     settings = Settings(models=tuple(dict.fromkeys(names)), backend=backend, precision=precision, threads=threads,
+                        instances=instances,
                         max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue, max_inflight=max_inflight,
                         max_body=int(max_body_mb * MiB), timeout=timeout, header_timeout=header_timeout,
                         workers=workers, token=token or config.serve_token(), log_format=log_format.value)  # fmt: skip
@@ -74,8 +77,10 @@ def serve(
 
     info(f"zoo serve: loading {', '.join(settings.models)} ...")
     loaded = service.load_models(settings)
-    for name, (model, seconds) in loaded.items():
-        info(f"  {name}: {model.architecture.name} on {model.backend} ({model.precision}), loaded in {seconds:.1f} s")
+    for name, (sessions, seconds) in loaded.items():
+        model = sessions[0]
+        info(f"  {name}: {model.architecture.name} on {model.backend} ({model.precision}), {len(sessions)} "
+             f"session(s) x {model.threads} thread(s), loaded in {seconds:.1f} s")
     stopped = http.run(service.build_app(settings, loaded), settings, host=host, port=port,
                        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
                        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None, announce=info)  # fmt: skip

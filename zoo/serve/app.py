@@ -92,22 +92,25 @@ def check_cached(settings: Settings) -> None:
         provision.ensure(handle, formats=formats, fetch=False)
 
 
-def load_models(settings: Settings) -> dict[str, tuple[Model, float]]:
-    """Each model loaded from the cache as ``zoo run`` would load it, with its load time in seconds."""
+def load_models(settings: Settings) -> dict[str, tuple[list[Model], float]]:
+    """Each model's sessions (:meth:`Settings.layout`), loaded from the cache as ``zoo run`` loads it, with the time
+    they took in seconds."""
     from zoo.registry import catalog
     from zoo.runners import runtime
 
     check_cached(settings)
+    instances, threads = settings.layout()
     loaded = {}
     for name in settings.models:
         started = time.perf_counter()
-        model = runtime.load(catalog.resolve(name), backend=settings.backend, precision=settings.precision,
-                             device=settings.device, threads=settings.threads)  # fmt: skip
-        loaded[name] = (model, time.perf_counter() - started)
+        handle = catalog.resolve(name)
+        sessions = [runtime.load(handle, backend=settings.backend, precision=settings.precision,
+                                 device=settings.device, threads=threads) for _ in range(instances)]  # fmt: skip
+        loaded[name] = (sessions, time.perf_counter() - started)
     return loaded
 
 
-def build_app(settings: Settings, loaded: dict[str, tuple[Model, float]] | None = None) -> Any:
+def build_app(settings: Settings, loaded: dict[str, tuple[list[Model], float]] | None = None) -> Any:
     """The Starlette app serving ``settings.models``, wrapped in :class:`~zoo.serve.guard.Guard`.
 
     ``loaded`` (from :func:`load_models`) lets a caller load the models first, so start-up errors come before the
@@ -129,8 +132,10 @@ def build_app(settings: Settings, loaded: dict[str, tuple[Model, float]] | None 
         loop = asyncio.get_running_loop()
         models = loaded if loaded is not None else await loop.run_in_executor(None, load_models, settings)
         state.pool = ThreadPoolExecutor(settings.pool_size(), thread_name_prefix="zoo-serve")
-        for name, (model, seconds) in models.items():
-            batcher = Batcher(name, partial(work.infer_batch, model), max_batch=settings.max_batch,
+        for name, (sessions, seconds) in models.items():
+            model = sessions[0]  # for preprocessing, labels and colours; every session runs the same file
+            runs = [partial(work.infer_batch, session) for session in sessions]
+            batcher = Batcher(name, runs, max_batch=settings.max_batch,
                               max_wait=settings.max_wait_ms / 1000.0, queue=settings.queue,
                               retry_after=settings.retry_after,
                               on_batch=partial(state.metrics.batch, name))  # fmt: skip

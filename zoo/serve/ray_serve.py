@@ -60,8 +60,8 @@ def run(settings: Settings, *, host: str, port: int, replicas: int = 1, max_repl
     if port == 0:
         raise ServeError("--engine ray needs a fixed --port (Ray Serve's proxy cannot pick one and say which)")
     check_cached(settings)  # on the driver: a missing model fails here, not in every replica
-    if settings.threads is None:  # replicas share the machine: split its cores instead of each taking them all
-        settings = replace(settings, threads=max(1, (os.cpu_count() or 1) // replicas))
+    if settings.threads is None and not settings.instances:  # replicas share the machine: split its cores
+        settings = replace(settings, instances=1, threads=max(1, (os.cpu_count() or 1) // replicas))
     started = connect(address)
     stop = stop or threading.Event()
     saved = {}
