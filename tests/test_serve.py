@@ -8,6 +8,7 @@ subprocess on a free loopback port.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -155,6 +156,38 @@ def test_tls(model_store, tmp_path):  # noqa: F811
             assert reply.read() == oracle["small"]["labels.png"]
         with pytest.raises(Exception):  # plain HTTP on the TLS port is no way in
             request(server.port, "GET", "/v2/health/ready", timeout=10)
+
+
+def test_v2_json_tensors_without_the_binary_extension(served):
+    """A client that speaks plain JSON (curl, any language): UINT8 data in, labels and colour as JSON data out."""
+    server, pics, oracle, _ = served
+    rgb = rgb_of(pics["small"])
+    body = json.dumps({"id": "r1", "inputs": [{"name": "image", "shape": list(rgb.shape), "datatype": "UINT8",
+                                               "data": rgb.reshape(-1).tolist()}],
+                       "outputs": [{"name": "labels"}, {"name": "color"}]}).encode()  # fmt: skip
+    status, headers, reply = request(server.port, "POST", f"/v2/models/{NAME}/versions/1/infer", body,
+                                     {"Content-Type": "application/json"})  # fmt: skip
+    assert status == 200 and headers["content-type"] == "application/json"
+    doc = json.loads(reply)
+    assert doc["model_name"] == NAME and doc["id"] == "r1"
+    outputs = {o["name"]: o for o in doc["outputs"]}
+    expected = decode_png(oracle["small"]["labels.png"])
+    assert outputs["labels"]["datatype"] == "UINT8" and outputs["labels"]["shape"] == list(expected.shape)
+    np.testing.assert_array_equal(np.array(outputs["labels"]["data"]).reshape(expected.shape), expected)
+    color = np.array(outputs["color"]["data"], np.uint8).reshape(outputs["color"]["shape"])
+    np.testing.assert_array_equal(color, decode_png(oracle["small"]["color.png"]))
+
+
+def test_without_the_serve_extra_the_error_names_it(tmp_path):
+    """Starlette made unimportable (a module that raises ImportError first on the path): one line naming the extra."""
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "starlette.py").write_text("raise ImportError('blocked for this test', name='starlette')\n")
+    path = os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])
+    proc = run_zoo("serve", "fcn", "--port", "0", env={"PYTHONPATH": path}, timeout=120)
+    assert proc.returncode == 1
+    assert "zoo: error: zoo serve needs the 'serve' extra (starlette is not installed); run: pip install 'zoo[serve]'" \
+        in proc.stderr  # fmt: skip
 
 
 def test_missing_model_is_an_error_at_start_up_naming_the_command(tmp_path):

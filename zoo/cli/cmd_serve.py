@@ -59,8 +59,10 @@ def serve(
     Only cached models are served (ZOO_OFFLINE=1 works); a missing one is an error naming the command that fetches it.
     """
     from zoo import config
+    from zoo.serve import require
     from zoo.serve.settings import MiB, Settings
 
+    require()
     settings = Settings(models=tuple(dict.fromkeys(names)), backend=backend, precision=precision, threads=threads,
                         instances=instances,
                         max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue, max_inflight=max_inflight,

@@ -15,3 +15,15 @@ One app, two ways to run it (STYLE.md 18):
 from __future__ import annotations
 
 INSTALL = "pip install 'zoo[serve]'"  # what a machine without the extra needs
+
+
+def require() -> None:
+    """A ServeError naming the extra to install when Starlette or uvicorn is missing (checked before models load)."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        from zoo.errors import ServeError
+
+        raise ServeError(f"zoo serve needs the 'serve' extra ({exc.name or exc} is not installed); run: {INSTALL}"
+                         ) from None  # fmt: skip
