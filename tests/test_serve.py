@@ -35,6 +35,7 @@ def test_tritonclient_lists_checks_and_infers_like_zoo_run(served):
     server, pics, oracle, _ = served
     client = http.InferenceServerClient(server.address)
     assert client.is_server_live() and client.is_server_ready()
+    assert client.get_server_metadata()["name"] == "zoo"
     assert [m["name"] for m in client.get_model_repository_index()] == [NAME]
     assert client.is_model_ready(NAME)
     meta = client.get_model_metadata(NAME)

@@ -188,11 +188,15 @@ async def _handle(fn: Any, state: State, request: Request) -> Response:
 
 
 async def server_metadata(state: State, request: Request) -> Response:
+    from importlib.metadata import PackageNotFoundError, version
+
     from starlette.responses import JSONResponse
 
-    from zoo import __version__
-
-    return JSONResponse({"name": "zoo", "version": __version__, "extensions": ["binary_tensor_data", "model_repository"]})
+    try:
+        release = version("zoo")
+    except PackageNotFoundError:  # a source tree that was never installed
+        release = "0.0.0+unknown"
+    return JSONResponse({"name": "zoo", "version": release, "extensions": ["binary_tensor_data", "model_repository"]})
 
 
 async def live(state: State, request: Request) -> Response:
