@@ -67,11 +67,15 @@ def run(settings: Settings, *, host: str, port: int, replicas: int = 1, max_repl
     saved = {}
     if threading.current_thread() is threading.main_thread():
         saved = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    import logging
+
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # zoo says what is served, and where, itself
     try:
         serve.start(http_options={"host": host, "port": port})
         serve.run(deployment(settings, replicas=replicas, max_replicas=max_replicas), name=APP_NAME, route_prefix="/")
         if announce is not None:
-            announce(f"zoo serve: {', '.join(settings.models)} on http://{host}:{port} (Ray Serve, {replicas} "
+            scale = f"{replicas}-{max_replicas}" if max_replicas and max_replicas > replicas else str(replicas)
+            announce(f"zoo serve: {', '.join(settings.models)} on http://{host}:{port} (Ray Serve, {scale} "
                      "replica(s)); SIGTERM or Ctrl-C stops it")  # fmt: skip
         while not stop.wait(0.5):
             pass
