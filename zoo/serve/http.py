@@ -128,8 +128,8 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def configure_logging(log_format: str) -> None:
-    """zoo's access log (one line per request) on stderr; uvicorn's own to warnings only, plus its start/stop."""
+def configure_logging() -> None:
+    """zoo's access log (one line per request, formatted by the guard) on stderr; uvicorn's own at warnings only."""
     access = logging.getLogger("zoo.serve.access")
     access.handlers[:] = [logging.StreamHandler(sys.stderr)]
     access.setLevel(logging.INFO)
@@ -145,7 +145,7 @@ def run(app: Any, settings: Settings, *, host: str, port: int, ssl_certfile: str
         raise ServeError(f"zoo serve needs uvicorn, which is not installed; run: {INSTALL}")
     if bool(ssl_certfile) != bool(ssl_keyfile) and not ssl_certfile:
         raise ServeError("--ssl-keyfile needs --ssl-certfile; give both (or only a certfile that holds the key)")
-    configure_logging(settings.log_format)
+    configure_logging()
     config = uvicorn.Config(app, http=protocol_for(settings), lifespan="on", access_log=False, log_level="warning",
                             ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_keep_alive=5,
                             limit_concurrency=settings.max_inflight * 4 + 64, timeout_graceful_shutdown=None,
