@@ -26,7 +26,7 @@ http = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http]
 @pytest.fixture(scope="module")
 def served(model_store, tmp_path_factory):  # noqa: F811
     env, pics, oracle = site(model_store, tmp_path_factory.mktemp("serve"))
-    server = ServeProcess(NAME, "--max-wait-ms", "5", "--log-format", "json", env=env)
+    server = ServeProcess(NAME, "--max-wait-ms", "5", "--log-format", "json", env={**env, "ZOO_OFFLINE": "1"})
     yield server, pics, oracle, env
     assert server.stop() == 0
 

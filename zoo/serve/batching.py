@@ -73,6 +73,8 @@ class Batcher:
             if self.max_batch > 1 and self.max_wait > 0 and self.queue.qsize() < self.max_batch - 1:
                 deadline = loop.time() + self.max_wait
                 while self.queue.qsize() < self.max_batch - 1 and loop.time() < deadline:
+                    if batch[0][1].done():  # the request that opened the batch timed out: open a new one
+                        break
                     await asyncio.sleep(min(0.001, self.max_wait))
             while len(batch) < self.max_batch and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
