@@ -229,17 +229,17 @@ def render(r: dict) -> str:
         "server encodes one PNG; the server pays HTTP and the clients' own CPU instead.",
         "",
         "How far to trust it: the machine's two cores were saturated by other sessions throughout (load average "
-        "above 12), and zoo run's two passes alone differ by up to 1.5×, so ratios are good to about ±0.3. The "
-        "default layout (one single-threaded session per core) was chosen after an earlier run (same settings, "
-        "12:28 UTC) where the server still ran zoo run's layout, one session on both cores: 0.84× (batching) and "
-        "0.89× (no batching) of zoo run, a miss, while 2 Ray replicas of one thread each did 1.67×; here "
-        "`--instances 1` is again the slowest local pass. A 2-thread session waits at every layer for whichever of "
-        "its threads another process has preempted. The Ray pass is **not comparable** with the others on this "
-        "machine: the kernel schedules by session group (`sched_autogroup_enabled=1`), and Ray's processes (proxy, "
-        "controller, replicas) most likely get CPU shares of their own beside everyone else's, while the local "
-        "server, its clients and zoo run share one (not verified beyond `top`, which showed each of the local "
-        "server's inference threads at about 12% of a core during a pass). On a quiet machine the Ray engine adds a "
-        "proxy hop per request to the same per-replica work; what it is for is more machines.",
+        "above 10), and zoo run's two passes alone differed by up to 1.6×, so the ratios are good to about ±0.3 and the "
+        "order of the local passes changes from run to run.",
+        *[f"{line}" for line in r.get("earlier", [])],
+        "The default of one single-threaded session per core came from that first run (a 2-thread session waits at "
+        "every layer for whichever of its threads another process has preempted); the runs since do not separate it "
+        "from `--instances 1` beyond the noise, nor batching from no batching. The Ray pass is **not comparable** "
+        "with the others on this machine: the kernel schedules by session group (`sched_autogroup_enabled=1`), and "
+        "Ray's processes (proxy, controller, replicas) most likely get CPU shares of their own beside everyone "
+        "else's, while the local server, its clients and zoo run share one (not verified beyond `top`, which showed "
+        "each of the local server's inference threads at about 12% of a core during a pass). On a quiet machine the "
+        "Ray engine adds a proxy hop per request to the same per-replica work; what it is for is more machines.",
         END,
     ])  # fmt: skip
 
