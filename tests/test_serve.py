@@ -11,7 +11,7 @@ import json
 import os
 import re
 import subprocess
-from pathlib import Path
+import time
 
 import numpy as np
 import pytest
@@ -101,7 +101,7 @@ def test_access_log_is_one_json_line_per_request(served):
         logged = [json.loads(line) for line in server.lines[before:] if line.startswith("{")]
         if len(logged) >= 2:
             break
-        __import__("time").sleep(0.1)
+        time.sleep(0.1)
     assert [(e["method"], e["path"], e["status"]) for e in logged] == [
         ("GET", "/v2/health/live", 200), ("GET", "/v2/models/nope", 404)]  # fmt: skip
     assert logged[1]["model"] == "nope" and logged[0]["ms"] >= 0

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import struct
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -160,10 +162,10 @@ def test_sigterm_during_load_answers_every_accepted_request(model_store, tmp_pat
                 depth = re.search(rf'zoo_queue_depth{{model="{NAME}"}} (\d+)', metrics)
                 if int(depth.group(1)) >= len(jobs) - 1:  # the batcher holds the first, the rest wait behind it
                     break
-                __import__("time").sleep(0.05)
+                time.sleep(0.05)
             else:
                 pytest.fail("the requests never queued up")
-            server.proc.send_signal(__import__("signal").SIGTERM)
+            server.proc.send_signal(signal.SIGTERM)
             replies = [f.result(timeout=60) for f in futures]
         assert server.proc.wait(60) == 0
     for path, (status, _, body) in zip(jobs, replies, strict=True):

@@ -13,7 +13,8 @@ Endpoints (KServe v2 REST, plus one plain one):
 ``GET  /metrics``                                      Prometheus text (:mod:`zoo.serve.metrics`)
 =====================================================  ==============================================================
 
-The same app object runs under uvicorn (:mod:`zoo.serve.http`) and as a Ray Serve deployment (:mod:`zoo.serve.ray_serve`).
+The same app object runs under uvicorn (:mod:`zoo.serve.http`) and as a Ray Serve deployment
+(:mod:`zoo.serve.ray_serve`).
 """
 
 from __future__ import annotations

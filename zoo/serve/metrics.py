@@ -83,7 +83,8 @@ class Metrics:
                       "# TYPE zoo_batch_size histogram"]  # fmt: skip
             for model, hist in sorted(self.batches.items()):
                 lines += hist.lines("zoo_batch_size", f'model="{_esc(model)}"')
-            lines += ["# HELP zoo_queue_depth Requests waiting for inference, by model.", "# TYPE zoo_queue_depth gauge"]
+            lines += ["# HELP zoo_queue_depth Requests waiting for inference, by model.",
+                      "# TYPE zoo_queue_depth gauge"]  # fmt: skip
             for model, depth in sorted(self.queue_depth.items()):
                 lines.append(f'zoo_queue_depth{{model="{_esc(model)}"}} {depth()}')
             lines += ["# HELP zoo_inflight_requests Requests being handled now.", "# TYPE zoo_inflight_requests gauge",
