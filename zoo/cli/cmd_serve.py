@@ -69,7 +69,12 @@ def serve(
                         max_body=int(max_body_mb * MiB), timeout=timeout, header_timeout=header_timeout,
                         workers=workers, token=token or config.serve_token(), log_format=log_format.value)  # fmt: skip
     if engine is Engine.ray:
+        from zoo.errors import ServeError
         from zoo.serve import ray_serve
+
+        if ssl_certfile or ssl_keyfile:  # Ray Serve's proxy takes no TLS files from zoo
+            raise ServeError("--ssl-certfile/--ssl-keyfile work with --engine local only; with --engine ray, put a "
+                             "TLS-terminating proxy in front of Ray Serve's port")  # fmt: skip
 
         ray_serve.run(settings, host=host, port=port, replicas=replicas, max_replicas=max_replicas, address=address,
                       announce=info)  # fmt: skip

@@ -34,7 +34,9 @@ def deployment(settings: Settings, *, replicas: int = 1, max_replicas: int | Non
 
         def __serve_build_asgi_app__(self) -> Any:
             from zoo.serve.app import build_app
+            from zoo.serve.http import configure_logging
 
+            configure_logging()  # the access log goes to the replica's stderr, which Ray keeps in its log files
             return build_app(self.settings)
 
     options: dict[str, Any] = {"name": "zoo", "ray_actor_options": {"num_cpus": 1},
