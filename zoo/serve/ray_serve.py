@@ -64,7 +64,7 @@ def run(settings: Settings, *, host: str, port: int, replicas: int = 1, max_repl
     check_cached(settings)  # on the driver: a missing model fails here, not in every replica
     if settings.threads is None and not settings.instances:  # replicas share the machine: split its cores
         settings = replace(settings, instances=1, threads=max(1, (os.cpu_count() or 1) // replicas))
-    started = connect(address)
+    started = _local_ray() if address is None else connect(address)
     stop = stop or threading.Event()
     saved = {}
     if threading.current_thread() is threading.main_thread():
@@ -77,8 +77,9 @@ def run(settings: Settings, *, host: str, port: int, replicas: int = 1, max_repl
         serve.run(deployment(settings, replicas=replicas, max_replicas=max_replicas), name=APP_NAME, route_prefix="/")
         if announce is not None:
             scale = f"{replicas}-{max_replicas}" if max_replicas and max_replicas > replicas else str(replicas)
+            running = serve.status().applications[APP_NAME].deployments["zoo"].replica_states.get("RUNNING", 0)
             announce(f"zoo serve: {', '.join(settings.models)} on http://{host}:{port} (Ray Serve, {scale} "
-                     "replica(s)); SIGTERM or Ctrl-C stops it")  # fmt: skip
+                     f"replica(s), {running} running); SIGTERM or Ctrl-C stops it")  # fmt: skip
         while not stop.wait(0.5):
             pass
     finally:
@@ -89,3 +90,17 @@ def run(settings: Settings, *, host: str, port: int, replicas: int = 1, max_repl
             import ray
 
             ray.shutdown()
+
+
+def _local_ray() -> bool:
+    """A new local Ray for this server, on loopback only (Ray's default is the machine's network address); True
+    if this call started it."""
+    import ray
+
+    from zoo import config
+
+    if ray.is_initialized():
+        return False
+    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, logging_level="ERROR",
+             log_to_driver=config.debug())  # fmt: skip
+    return True
