@@ -24,6 +24,7 @@ callers of the Python API can catch ``KeyError``, ``ValueError``, ``OSError`` ..
     ├── QuantizationError      (ValueError)        a reduced-precision variant could not be made
     ├── DatasetError           (ValueError)        an evaluation data set or one of its labels cannot be read
     ├── EvalError              (ValueError)        an evaluation cannot run as asked (slide/aug on an argmax model)
+    ├── PrecisionError         (ValueError)        a precision (or artifact kind) zoo does not make, or the backend can't run
     └── ServeError             (RuntimeError)      zoo serve cannot start (extra not installed, port taken, TLS files)
         └── RequestError       (ValueError)        one request to zoo serve is refused; carries its HTTP status
 """
@@ -122,6 +123,10 @@ class DatasetError(ZooError, ValueError):
 
 class EvalError(ZooError, ValueError):
     """An evaluation cannot run as asked (e.g. sliding-window inference on a model that outputs class ids)."""
+
+
+class PrecisionError(ZooError, ValueError):
+    """A precision or artifact kind zoo does not make (zoo/store/artifacts.py), or that the chosen backend cannot run."""
 
 
 class ServeError(ZooError, RuntimeError):

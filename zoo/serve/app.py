@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from zoo.registry.catalog import ModelHandle
     from zoo.runners.runtime import Model
 
 SEGMENT_TYPES = ("image/", "application/octet-stream")  # what the plain endpoint takes (or no Content-Type at all)
@@ -75,36 +76,36 @@ class State:
         return await asyncio.get_running_loop().run_in_executor(self.pool, partial(fn, *args))
 
 
-def check_cached(settings: Settings) -> None:
-    """Every model is a known name whose files are in the cache (converted here if only the Paddle model is), or a
-    NotCachedError naming the command that fetches it. Never downloads: zoo serve serves what the cache holds."""
+def check_cached(settings: Settings) -> dict[str, ModelHandle]:
+    """Each model resolved once, with what its backend runs in the cache (converted here if only the Paddle model
+    is: that needs no network), or a NotCachedError naming the command that fetches it. Never downloads: zoo serve
+    serves what the cache holds (zoo.make.ensure, the one door, with fetching off)."""
     from zoo.errors import NotCachedError
-    from zoo.make import provision
-    from zoo.registry import backends, catalog
+    from zoo.make import ensure
+    from zoo.registry import catalog
     from zoo.store import cache
 
+    handles = {}
     for name in settings.models:
         handle = catalog.resolve(name)  # UnknownModelError names 'zoo list'
         if not cache.cached_formats(handle.name):
-            pull = provision.command(f"pull {handle.name}")
+            pull = ensure.command(f"pull {handle.name}")
             raise NotCachedError(f"model '{handle.name}' is not in the cache ({cache.root()}); zoo serve only serves "
                                  f"cached models: run '{pull}', then 'zoo serve' again")  # fmt: skip
-        formats = backends.get(settings.backend).formats if settings.backend else ("onnx",)
-        provision.ensure(handle, formats=formats, fetch=False)
+        handles[name] = ensure.prepare(handle, settings.backend, settings.precision or "fp32", fetch=False)
+    return handles
 
 
 def load_models(settings: Settings) -> dict[str, tuple[list[Model], float]]:
-    """Each model's sessions (:meth:`Settings.layout`), loaded from the cache as ``zoo run`` loads it, with the time
+    """Each model's sessions (:meth:`Settings.layout`), opened from the cache as ``zoo run`` opens it, with the time
     they took in seconds."""
-    from zoo.registry import catalog
     from zoo.runners import runtime
 
-    check_cached(settings)
+    handles = check_cached(settings)
     instances, threads = settings.layout()
     loaded = {}
-    for name in settings.models:
+    for name, handle in handles.items():
         started = time.perf_counter()
-        handle = catalog.resolve(name)
         sessions = [runtime.load(handle, backend=settings.backend, precision=settings.precision,
                                  device=settings.device, threads=threads) for _ in range(instances)]  # fmt: skip
         loaded[name] = (sessions, time.perf_counter() - started)

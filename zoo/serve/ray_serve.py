@@ -56,7 +56,7 @@ def run(settings: Settings, *, host: str, port: int, replicas: int = 1, max_repl
         from ray import serve
     except ImportError:
         raise ServeError(f"zoo serve --engine ray needs Ray Serve, which is not installed; run: {INSTALL}") from None
-    from zoo.engines.distributed import connect
+    from zoo.engines.ray_cluster import connect
     from zoo.serve.app import check_cached
 
     if port == 0:
@@ -64,7 +64,7 @@ def run(settings: Settings, *, host: str, port: int, replicas: int = 1, max_repl
     check_cached(settings)  # on the driver: a missing model fails here, not in every replica
     if settings.threads is None and not settings.instances:  # replicas share the machine: split its cores
         settings = replace(settings, instances=1, threads=max(1, (os.cpu_count() or 1) // replicas))
-    started = _local_ray() if address is None else connect(address)
+    started = connect(address)  # zoo's one way into Ray: a neutral working folder, Ray's noise kept quiet
     stop = stop or threading.Event()
     saved = {}
     if threading.current_thread() is threading.main_thread():
@@ -91,16 +91,3 @@ def run(settings: Settings, *, host: str, port: int, replicas: int = 1, max_repl
 
             ray.shutdown()
 
-
-def _local_ray() -> bool:
-    """A new local Ray for this server, on loopback only (Ray's default is the machine's network address); True
-    if this call started it."""
-    import ray
-
-    from zoo import config
-
-    if ray.is_initialized():
-        return False
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, logging_level="ERROR",
-             log_to_driver=config.debug())  # fmt: skip
-    return True
