@@ -11,8 +11,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 from tests.discovered import ROOT, declared
 
 BACKEND_NAMES = frozenset(declared("zoo.backends"))
@@ -21,8 +19,6 @@ BACKEND_MODULES = ("zoo/runners/",)
 # the artifact modules: their "paddle"/"onnx" are artifact kinds and cache entries (what zoo.store's table names),
 # never backends
 ARTIFACT_MODULES = ("zoo/store/", "zoo/make/", "zoo/formats/")
-# the Ray engine's leaks, being removed beside this work (issue 21 point 2): held by the xfail test below
-RAY_ENGINE = ("zoo/engines/distributed.py", "zoo/cli/cmd_run_ray.py", "zoo/cli/cmd_eval_ray.py")
 # the other side of a comparison that names a model format, artifact kind or variant (not a backend)
 FORMAT_WORDS = ("fmt", "format", "kind", "variant", "source", "suffix", "top", "sub", "artifact", "dist")
 
@@ -106,14 +102,8 @@ def test_the_scanner_finds_what_it_should():
 
 
 def test_no_backend_name_is_compared_or_defaulted_outside_the_backend_modules():
-    skip = BACKEND_MODULES + ARTIFACT_MODULES + RAY_ENGINE
+    skip = BACKEND_MODULES + ARTIFACT_MODULES
     paths = [p for top in SCANNED for p in sorted((ROOT / top).rglob("*.py"))
              if not p.relative_to(ROOT).as_posix().startswith(skip)]  # fmt: skip
     problems = _problems(paths)
     assert not problems, "backend names outside the backends:\n" + "\n".join(problems)
-
-
-@pytest.mark.xfail(reason="the Ray engine's backend names go with its rework (issue 21 point 3)", strict=False)
-def test_the_ray_engine_names_no_backend():
-    problems = _problems([ROOT / p for p in RAY_ENGINE if (ROOT / p).is_file()])
-    assert not problems, "\n".join(problems)
