@@ -102,7 +102,6 @@ def resolve_model(model: str | os.PathLike[str] | ModelHandle, *, backend: str |
     ``ship="object"`` puts the file's bytes into Ray's object store (Ray must be initialised); ``"path"`` sends only
     the path, for clusters whose nodes share the filesystem.
     """
-    from zoo.make import ensure
     from zoo.registry import backends
     from zoo.runners import runtime
     from zoo.store import cache
@@ -115,8 +114,8 @@ def resolve_model(model: str | os.PathLike[str] | ModelHandle, *, backend: str |
                            f"{', '.join(spec.devices)}")  # fmt: skip
     # the driver only verifies and reads metadata (on its CPU when the backend has one); the workers run on `device`
     here = "cpu" if "cpu" in spec.devices else device
-    target = ensure.prepare(model, spec.name, precision)  # the one door: what this backend runs, in the cache
-    loaded = runtime.load(target, backend=spec.name, device=here, threads=1, precision=precision)
+    # only opens (the callers bring the model into the cache through zoo.make.ensure, the one door)
+    loaded = runtime.load(runtime.resolve_target(model), backend=spec.name, device=here, threads=1, precision=precision)
     source = Path(loaded.source)
     if not source.is_file():
         raise EngineError(f"--engine ray ships one model file to its workers, but backend '{spec.name}' runs the "
