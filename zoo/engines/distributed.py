@@ -181,7 +181,10 @@ def segment(model_handle_or_name: ShippedModel | str | os.PathLike[str], inputs:
 def _handle(model: ShippedModel | str | os.PathLike[str], options: RayOptions) -> ShippedModel:
     if isinstance(model, ShippedModel):
         return model
-    return resolve_model(model, threads=options.threads_per_worker, ship=options.ship)
+    from zoo.make import ensure
+
+    target = ensure.prepare(model, None)  # a registry name's default artifact brought into the cache, as zoo.load does
+    return resolve_model(target, threads=options.threads_per_worker, ship=options.ship)
 
 
 @dataclass

@@ -83,14 +83,16 @@ def evaluate(model: str | os.PathLike[str] | ModelHandle, dataset: Dataset, *, b
     ``announce`` gets one line saying what runs where, once the models are verified. Ctrl-C returns a partial result.
     """
     from zoo.engines import distributed
+    from zoo.make import ensure
     from zoo.measure import evaluation
 
     ray = ray or RayOptions()
     ray.check()
     ray_cluster.connect(ray.address)
     names = list(backends or [shipping.default_backend()])
-    handles = [shipping.resolve_model(model, backend=b, precision=p, device=device, threads=ray.threads_per_worker,
-                                      ship=ray.ship) for b in names for p in precisions]  # fmt: skip
+    handles = [shipping.resolve_model(ensure.prepare(model, b, p), backend=b, precision=p, device=device,
+                                      threads=ray.threads_per_worker, ship=ray.ship)
+               for b in names for p in precisions]  # fmt: skip  (ensure: the one door into the cache)
     tally = evaluation.Tally(handles, dataset, options=options, limit=limit, skip_bad=skip_bad, absent=absent,
                              progress=progress, keep_worst=keep_worst, reference_miou=reference_miou,
                              engine="ray")  # fmt: skip

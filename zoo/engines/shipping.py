@@ -89,10 +89,10 @@ def node_copy(data: bytes, sha256: str, suffix: str) -> Path:
 
 
 def default_backend() -> str:
-    """The backend the Ray engine runs when none is named: the registry's default, as ``zoo run`` and zoo.load use."""
+    """The backend the Ray engine runs when none is named: the one the backend specs mark default, as locally."""
     from zoo.registry import backends
 
-    return backends.DEFAULT
+    return backends.default_backend().name
 
 
 def resolve_model(model: str | os.PathLike[str] | ModelHandle, *, backend: str | None = None, precision: str = "fp32",
@@ -114,6 +114,7 @@ def resolve_model(model: str | os.PathLike[str] | ModelHandle, *, backend: str |
                            f"{', '.join(spec.devices)}")  # fmt: skip
     # the driver only verifies and reads metadata (on its CPU when the backend has one); the workers run on `device`
     here = "cpu" if "cpu" in spec.devices else device
+    # only opens (the callers bring the model into the cache through zoo.make.ensure, the one door)
     loaded = runtime.load(runtime.resolve_target(model), backend=spec.name, device=here, threads=1, precision=precision)
     source = Path(loaded.source)
     if not source.is_file():
