@@ -204,3 +204,18 @@ def test_a_stale_variant_is_refused_with_the_command_that_remakes_it(models):
     props = {p.key: p.value for p in onnx.load(str(cache.variant_path(NAME, "onnx-fp16"))).metadata_props}
     assert props["zoo.paddle_key"] == cache.get_ref(NAME)["paddle"]["key"]  # remade from the network now cached
     assert run_zoo(*args).returncode == 0
+
+
+def test_every_kind_is_made_by_a_real_command_and_every_declared_precision_has_a_kind():
+    import zoo
+    from zoo.store import artifacts
+
+    for kind in artifacts.KINDS.values():  # the options the table would advise are ones the command takes
+        usage = run_zoo(kind.command, "--help", check=True).stdout
+        for option in [*kind.args[::2], *(option for option, _ in kind.settings)]:
+            assert option in usage, (kind.name, option)
+    for plugin in zoo.list_backends():  # whatever a backend declares it runs, zoo knows which artifact holds it
+        if plugin.backend is not None:
+            for precision in plugin.backend.precisions:
+                kind = artifacts.kind_for_backend(plugin.backend, precision)
+                assert kind.file_format in plugin.backend.formats and precision in kind.precisions

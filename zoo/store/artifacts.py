@@ -61,7 +61,7 @@ KINDS: dict[str, Kind] = {
         Kind("paddle", "models", "paddle", None, "pull", (), (), "zoo.make.pull", ("fp32", "bf16"), True),
         Kind("onnx", "onnx", "onnx", "paddle", "convert", (), (), "paddle2onnx", ("fp32", "bf16"), True),
         Kind("onnx-fp16", "onnx", "onnx", "onnx", "quantize", ("--precision", "fp16"), (),
-             "onnxconverter_common.float16", ("fp16",), False),  # fmt: skip
+             "onnxconverter_common.float16.convert_float_to_float16", ("fp16",), False),  # fmt: skip
         Kind("onnx-int8", "onnx", "onnx", "onnx", "quantize", ("--precision", "int8"), (("--calib-synthetic", 32),),
              "onnxruntime.quantization.quantize_static", ("int8",), False),  # fmt: skip
     )
