@@ -44,8 +44,9 @@ def eval_(
                               help="Cityscapes root, PaddleSeg list file ('image label' lines) or a folder with "
                                    "images/ + labels/ (train ids; 255 ignored)."),  # fmt: skip
     split: str = typer.Option("val", "--split", help="Cityscapes split to read."),
-    backend: str = typer.Option("onnx", "--backend", metavar="NAME[,NAME...]",
-                                help="Backends to evaluate side by side, e.g. onnx,paddle."),  # fmt: skip
+    backend: Optional[str] = typer.Option(None, "--backend", metavar="NAME[,NAME...]",  # noqa: UP007
+                                          help="Backends to evaluate side by side, e.g. onnx,paddle "
+                                               "(default: the backend marked default, see 'zoo plugins')."),  # fmt: skip
     precision: str = typer.Option("fp32", "--precision", metavar="P[,P...]",
                                   help="Precisions to evaluate on each backend, e.g. fp32,int8 (see 'zoo quantize')."),
     device: str = typer.Option("cpu", "--device", help="cpu or gpu."),
@@ -76,7 +77,9 @@ def eval_(
 
     options = evaluation.Options(mode, parse_hw(crop, "--crop"), parse_hw(stride, "--stride"), _scales(scales), flip)
     options.check()  # before any model loads
-    names = [b.strip() for b in backend.split(",") if b.strip()]
+    from zoo.registry import backends
+
+    names = [b.strip() for b in backend.split(",") if b.strip()] if backend is not None else [backends.default_backend().name]
     if not names:
         raise typer.BadParameter("--backend needs at least one name, e.g. onnx or onnx,paddle")
     precisions = [p.strip() for p in precision.split(",") if p.strip()]

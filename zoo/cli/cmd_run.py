@@ -39,8 +39,9 @@ def run(
     ),  # fmt: skip
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders of images, glob patterns."),
     out: Path = typer.Option(Path("zoo-out"), "--out", "-o", metavar="DIR", help="Where to write the results."),
-    backend: str = typer.Option("onnx", "--backend", metavar="NAME", parser=backend_name,
-                                help="Inference backend: onnx, paddle or a plugin's (see 'zoo plugins')."),  # fmt: skip
+    backend: Optional[str] = typer.Option(  # noqa: UP007 - typer needs Optional here
+        None, "--backend", metavar="NAME", parser=backend_name,
+        help="Inference backend: onnx, paddle or a plugin's (see 'zoo plugins'); default: the one marked default."),
     device: Device = typer.Option(Device.cpu, "--device", help="gpu fails unless the model really runs on CUDA."),
     threads: Optional[int] = typer.Option(  # noqa: UP007 - typer needs Optional here
         None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
@@ -65,7 +66,10 @@ def run(
 
     A registry model missing from the cache is pulled and converted first (unless --offline).
     """
+    from zoo.registry import backends
+
     artifacts.check_precision(precision)  # an impossible precision is refused before anything else, with the valid ones
+    backend = backend or backends.default_backend().name  # the backend specs say which runs unnamed
     if engine is Engine.ray:  # resumable, distributed; zoo/cli/cmd_run_ray.py
         from zoo.cli.cmd_run_ray import run_on_ray
         from zoo.make import ensure

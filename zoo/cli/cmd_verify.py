@@ -33,13 +33,17 @@ def verify(
         help="Share of pixels that must agree (default 0.9999; 0.98 for a reduced --precision)."),  # fmt: skip
     rtol: float = typer.Option(1e-3, "--rtol", min=0.0, help="Logits outputs: relative tolerance."),
     atol_rel: float = typer.Option(
-        1e-4, "--atol-rel", min=0.0, help="Logits outputs: absolute tolerance, as a fraction of max|paddle|."
+        1e-4, "--atol-rel", min=0.0, help="Logits outputs: absolute tolerance, as a fraction of max|reference|."
     ),
     report: Optional[Path] = typer.Option(  # noqa: UP007
         None, "--report", metavar="DIR", help="Write verify.json and a PNG per image marking disagreeing pixels."
     ),
-    backend: str = typer.Option("paddle,onnx", "--backend", metavar="A,B",
-                                help="The two backends to compare, the reference first (see 'zoo plugins')."),  # fmt: skip
+    backend: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--backend", metavar="A,B",
+        help="The two backends to compare, the reference first (default: the reference and the default backend, "
+             "paddle,onnx as zoo ships; see 'zoo plugins')."),  # fmt: skip
+    device: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--device", help="Where both backends run (default: each backend's first declared device)."),
     precision: str = typer.Option("fp32", "--precision", metavar=artifacts.PRECISION_HELP,
                                   help="What the second backend runs (e.g. the int8 variant); the reference is fp32."),
     json_: JsonFlag = False,
@@ -50,7 +54,7 @@ def verify(
 
     hw = parse_size(size)
     handle = catalog.resolve(name)  # an unknown name fails before "verifying ..." is said
-    pair = backend_pair(backend)
+    pair = backend_pair(backend) if backend is not None else backends.default_pair()
     images = None
     if image:
         from zoo.images import expand_inputs
@@ -67,7 +71,7 @@ def verify(
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         result = verify_mod.verify_model(
             handle, images=images, size=hw, count=count, seed=seed, threads=threads, tolerance=tolerance,
-            report_dir=report, backends=pair, precision=precision,
+            report_dir=report, backends=pair, precision=precision, device=device,
         )  # fmt: skip
     if json_:
         print_json(result.as_dict())

@@ -51,7 +51,7 @@ from zoo.registry import catalog, plugins
 from zoo.store import cache
 from zoo.errors import ConversionError, IntegrityError, NotCachedError
 from zoo.formats.onnx_meta import JSON_KEYS, PREFIX, check_onnx, decode_metadata, read_metadata  # noqa: F401 (their home moved)
-from zoo.formats.pdiparams import check_params  # noqa: F401 (its home moved beside weights.py)
+from zoo.formats.params import check_params
 from zoo.util import OUTPUT_OPS  # noqa: F401
 
 if TYPE_CHECKING:
@@ -359,9 +359,9 @@ def _dist_version(*names: str) -> str:
 
 
 def _zoo_version() -> str:
-    from zoo import __version__
+    from zoo import util
 
-    return __version__
+    return util.version()
 
 
 def _converter() -> str:

@@ -61,14 +61,14 @@ def ensure(model: ModelHandle | str, kind: str = "onnx", *, fetch: bool = True, 
     return cache.artifact_path(handle.name, wanted.name)
 
 
-def prepare(model: Any, backend: str, precision: str = "fp32", *, fetch: bool = True,
+def prepare(model: Any, backend: str | None, precision: str = "fp32", *, fetch: bool = True,
             progress: Progress | None = None) -> Any:  # fmt: skip
     """What a backend runs at ``precision``, made sure of: a registry name becomes its handle (resolved once) with
     the artifact in the cache; a path (or anything not a registry name) is returned as it is."""
     from zoo.registry import backends, catalog
     from zoo.runners import runtime
 
-    spec = backends.get(backend)
+    spec = backends.get(backend) if backend else backends.default_backend()  # None: what runs unnamed
     kind = artifacts.kind_for_backend(spec, precision)  # an impossible precision is refused before any download
     target = runtime.resolve_target(model)
     if isinstance(target, catalog.ModelHandle):

@@ -360,7 +360,7 @@ def evaluate(
     model: str | Path | Model | Sequence[Model],
     data: str | Path | Dataset,
     *,
-    backends: Sequence[str] = ("onnx",),
+    backends: Sequence[str | None] = (None,),  # None: the default backend, as runtime.load reads it from the specs
     device: str = "cpu",
     threads: int | None = None,
     precisions: Sequence[str] = ("fp32",),

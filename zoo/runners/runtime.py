@@ -85,7 +85,7 @@ class Model:
     runner: Runner  # the backend's runner: run(x) and describe()
     architecture: Architecture  # the plugin (or one built from ONNX metadata) with the input spec, labels, palette
     num_classes: int  # classes the model predicts
-    backend: str = "onnx"  # the backend's name (what --backend took)
+    backend: str  # the backend's name (what --backend took, else the default backend)
     precision: str = "fp32"  # the precision asked for
     device: str = "cpu"  # the device asked for (the runner fails rather than fall back)
     described: dict[str, Any] = field(default_factory=dict, repr=False)  # runner.describe() at load time
@@ -183,7 +183,7 @@ def output_to_labels(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def load(
     model: str | os.PathLike[str] | ModelHandle,
     *,
-    backend: str = "onnx",
+    backend: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
     precision: str = "fp32",
@@ -195,22 +195,23 @@ def load(
 
     A registered model takes its preprocessing and classes from its architecture plugin; an ``.onnx`` file from zoo's
     ``zoo.*`` metadata when it has it, else PaddleSeg's defaults (with a warning). ``backend`` is any registered
-    backend (``zoo plugins``); it decides which of the model's formats runs.
+    backend (``zoo plugins``), by default the one whose spec says ``default``; it decides which of the model's formats
+    runs.
     """
     from zoo.registry import backends, catalog
 
-    spec = backends.get(backend)
+    spec = backends.get(backend) if backend else backends.default_backend()
     if device not in spec.devices:
         raise BackendError(f"unknown device '{device}' for backend '{spec.name}'; choose one of: {', '.join(spec.devices)}")
     if isinstance(model, catalog.ModelHandle):
         return _load_registered(model, spec, device, threads, precision)
-    path = _as_path(model)
+    path = as_path(model)
     if path is None:
         return _load_registered(catalog.resolve(str(model)), spec, device, threads, precision)
     fmt = "paddle" if path.is_dir() else "onnx" if path.is_file() or path.suffix == ".onnx" else spec.formats[0]
     if fmt not in spec.formats:
         if fmt == "paddle":
-            other = _backend_for("paddle")
+            other = backends.for_format("paddle").name
             raise BackendError(f"{path} is a folder; run a Paddle model folder with --backend {other}, "
                                "or give an .onnx file")  # fmt: skip
         raise BackendError(f"{path} is a file; --backend {spec.name} runs a Paddle model folder (model.json|model.pdmodel)")
@@ -226,19 +227,12 @@ def resolve_target(model: str | os.PathLike[str] | ModelHandle) -> str | os.Path
     """A registry name resolved once into its handle; a path (or a handle) as it is."""
     from zoo.registry import catalog
 
-    if isinstance(model, catalog.ModelHandle) or _as_path(model) is not None:
+    if isinstance(model, catalog.ModelHandle) or as_path(model) is not None:
         return model
     return catalog.resolve(str(model))
 
 
-def _backend_for(fmt: str) -> str:
-    from zoo.registry import backends
-
-    usable = [p.name for p in backends.discover() if p.backend is not None and fmt in p.backend.formats]
-    return "paddle" if "paddle" in usable or not usable else usable[0]
-
-
-def _as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
+def as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
     """The model path meant, or None for a registry name."""
     if isinstance(name_or_path, os.PathLike):
         return Path(name_or_path)
@@ -289,7 +283,7 @@ def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
         raw = decode_metadata(props) if isinstance(props, dict) else read_metadata(path)
         meta: dict[str, Any] = {k: raw[k] for k in ("architecture", "output_op") if raw.get(k)}
         if raw.get("input") is not None:
-            meta["input"] = input_spec_from(raw["input"])
+            meta["input"] = InputSpec.from_dict(raw["input"])
         if raw.get("labels"):
             meta["labels"] = tuple(str(n) for n in raw["labels"])
         if raw.get("palette"):
@@ -302,18 +296,6 @@ def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
         return {}
 
 
-def input_spec_from(d: dict[str, Any]) -> InputSpec:
-    """An InputSpec from its ``as_dict()`` form (ONNX ``zoo.input`` metadata, deploy.yaml's ``input``)."""
-    known = InputSpec.__dataclass_fields__
-    values = {k: v for k, v in d.items() if k in known}
-    for key in ("mean", "std", "size"):
-        if values.get(key) is not None:
-            values[key] = tuple(values[key])
-    if "scale" in values:
-        values["scale"] = float(values["scale"])
-    return InputSpec(**values)
-
-
 def _deploy_metadata(folder: Path) -> dict[str, Any]:
     """What a Paddle model folder's deploy.yaml says about preprocessing (zoo's ``input``, or PaddleSeg's Normalize)."""
     deploy = folder / "deploy.yaml"
@@ -324,7 +306,7 @@ def _deploy_metadata(folder: Path) -> dict[str, Any]:
     try:
         doc = (yaml.safe_load(deploy.read_text(encoding="utf-8")) or {}).get("Deploy", {})
         if isinstance(doc.get("input"), dict):
-            return {"input": input_spec_from(doc["input"])}
+            return {"input": InputSpec.from_dict(doc["input"])}
         for transform in doc.get("transforms") or []:
             if transform.get("type") == "Normalize":
                 mean = tuple(transform.get("mean", (0.5, 0.5, 0.5)))

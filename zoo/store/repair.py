@@ -116,7 +116,7 @@ def refused_download(exc: Exception, blob: Path, url: str) -> Exception:
     from zoo.store import archive
 
     text = " ".join(str(exc).split()).replace(str(blob), url)
-    text = text.replace(archive._REFETCH, "").rstrip(" —;,.")
+    text = text.replace(archive.REFETCH, "").rstrip(" —;,.")
     return type(exc)(
         f"{text}; nothing was kept — the file at that URL is not a usable model: report it to whoever maintains the "
         "registry entry, or get the model another way (--mirror DIR|URL, or 'zoo bundle import FILE')"
