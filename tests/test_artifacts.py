@@ -204,3 +204,37 @@ def test_a_stale_variant_is_refused_with_the_command_that_remakes_it(models):
     props = {p.key: p.value for p in onnx.load(str(cache.variant_path(NAME, "onnx-fp16"))).metadata_props}
     assert props["zoo.paddle_key"] == cache.get_ref(NAME)["paddle"]["key"]  # remade from the network now cached
     assert run_zoo(*args).returncode == 0
+
+
+def test_every_kind_is_made_by_a_real_command_and_every_declared_precision_has_a_kind():
+    import zoo
+    from zoo.store import artifacts
+
+    for kind in artifacts.KINDS.values():  # the options the table would advise are ones the command takes
+        usage = run_zoo(kind.command, "--help", check=True).stdout
+        for option in [*kind.args[::2], *(option for option, _ in kind.settings)]:
+            assert option in usage, (kind.name, option)
+    for plugin in zoo.list_backends():  # whatever a backend declares it runs, zoo knows which artifact holds it
+        if plugin.backend is not None:
+            for precision in plugin.backend.precisions:
+                kind = artifacts.kind_for_backend(plugin.backend, precision)
+                own = precision not in artifacts.PRECISIONS  # the backend's own (a plugin's tf32): the float32 file
+                assert kind.file_format in plugin.backend.formats and precision in kind.precisions or own and (
+                    "fp32" in kind.precisions)  # fmt: skip
+
+
+def test_re_pull_says_what_it_dropped(served: Path, http_server, models):  # noqa: F811
+    env = {"ZOO_REGISTRY": str(served), "ZOO_REQUIRE_HASH": "0"}
+    assert run_zoo("convert", SERVED, env=env).returncode == 0  # pulled, then converted
+    http_server.add(f"/{SERVED}.tar", models.archive("unet-tiny", top=SERVED, seed=5))  # the publisher replaced it
+    from zoo.store import pins
+
+    pins.remove(f"{SERVED}/inference")  # trust the new file (a pinned one would be refused, as it should)
+    proc = run_zoo("pull", SERVED, "--force", "--quiet", env=env)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "dropped" in line]
+    assert len(notes) == 1 and "dropped onnx " in notes[0], proc.stderr
+    assert cache.cached_formats(SERVED) == ["paddle"]
+    (command,) = re.findall(r"'(zoo [^']*)'", notes[0])
+    assert run_advice(command, env).returncode == 0
+    assert cache.cached_formats(SERVED) == ["paddle", "onnx"]

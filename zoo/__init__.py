@@ -15,6 +15,7 @@ Public API (everything else is internal)::
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
@@ -118,14 +119,26 @@ def load(model: Any, *, backend: str | None = None, device: str = "cpu", threads
 def verify_model(name: Any, **kwargs):
     """Run two backends (default Paddle Inference and ONNX Runtime) on the same inputs and compare
     (see ``zoo.measure.verify.verify_model``)."""
+    from zoo.make import ensure
     from zoo.measure import verify
+    from zoo.registry import backends
 
+    if kwargs.get("convert", True):  # the one door: what both sides run is pulled and converted first when missing
+        pair = kwargs.get("backends") or backends.default_pair()
+        for backend, precision in zip(pair, ("fp32", kwargs.get("precision", "fp32"))):
+            name = ensure.prepare(name, backend, precision)
     return verify.verify_model(name, **kwargs)
 
 
 def evaluate(model, data, *, backends=None, **kwargs):
     """Score a model on labelled data on each backend (None: the default backend), as PaddleSeg does (see
     ``zoo.measure.evaluation.evaluate``)."""
+    from zoo.make import ensure
     from zoo.measure import evaluation
 
-    return evaluation.evaluate(model, data, backends=(None,) if backends is None else backends, **kwargs)
+    backends = (None,) if backends is None else backends
+    if isinstance(model, (str, os.PathLike)):  # the one door: what each backend runs, pulled and converted first
+        for backend in backends:
+            for precision in kwargs.get("precisions", ("fp32",)):
+                ensure.prepare(model, backend, precision)
+    return evaluation.evaluate(model, data, backends=backends, **kwargs)

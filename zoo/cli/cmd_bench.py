@@ -41,11 +41,16 @@ def bench(
     from zoo.measure import bench as bench_mod
     from zoo.registry import catalog
 
+    from zoo.make import ensure
+
     hw = parse_size(size)
     backends = tuple(backend.split(","))
-    result = bench_mod.bench(catalog.resolve(name), backends=backends, size=hw, threads=threads, warmup=warmup,
-                             runs=runs, progress=info, precisions=_precisions(precision, backends),
-                             device=device)  # fmt: skip
+    precisions = _precisions(precision, backends)
+    handle = catalog.resolve(name)
+    for spec, p in bench_mod.runs_of(backends, precisions):  # the one door: what each row runs, made sure of first
+        ensure.prepare(handle, spec.name, p, progress=lambda line: info(f"bench {name}: {line}"))
+    result = bench_mod.bench(handle, backends=backends, size=hw, threads=threads, warmup=warmup, runs=runs,
+                             progress=info, precisions=precisions, device=device)  # fmt: skip
     if json_:
         print_json(result.as_dict())
         return

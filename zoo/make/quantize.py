@@ -269,7 +269,7 @@ def _to_int8(model: onnx.ModelProto, dst: Path, tensors: Iterable[np.ndarray], m
     for node in quantized.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
     return {
-        "tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "method": method,
+        "tool": artifacts.kind_for("onnx", "int8").tool, "format": "QDQ", "method": method,
         "per_channel": per_channel, "exclude": excluded, "activation_type": "uint8", "weight_type": "int8",
         "reduce_range": reduce, "vnni": vnni, "opset": max(opset, PER_CHANNEL_OPSET) if per_channel else opset,
         "calibration": {"sha256": reader.sha256(), "count": reader.count, "shapes": sorted(map(list, reader.shapes))},
@@ -291,7 +291,7 @@ def _to_fp16(model: onnx.ModelProto, dst: Path, exclude: Iterable[str]) -> dict[
         raise QuantizationError(f"onnxconverter-common could not convert to float16: {first_line(exc)}") from exc
     _set_metadata(half, metadata, {"zoo.precision": "fp16", "zoo.variant": variant_name("fp16")})
     _save(half, dst)
-    return {"tool": "onnxconverter_common.float16.convert_float_to_float16", "keep_io_types": True,
+    return {"tool": artifacts.kind_for("onnx", "fp16").tool, "keep_io_types": True,
             "exclude": sorted(set(exclude)), "versions": _versions("onnxconverter-common", "onnx")}  # fmt: skip
 
 
@@ -356,7 +356,6 @@ def quantize_model(model: Any, src: Path, *, precision: str = "int8", calib_dir:
     """Make the ``onnx-<precision>`` variant of a model (a handle or name) from ``src``, its cached float32 ONNX (what
     ``zoo.make.ensure.ensure(handle, "onnx")`` returns), and store it in the cache as a variant; returns what was
     stored (path, key, seconds, provenance). The provenance's ``settings`` are the options that make it again."""
-    import tempfile
     import time
 
     from zoo.registry import catalog
@@ -378,7 +377,8 @@ def quantize_model(model: Any, src: Path, *, precision: str = "int8", calib_dir:
             provenance["calibration"]["source"] = (str(Path(calib_dir).resolve()) if calib_dir is not None
                                                    else f"synthetic {calib_synthetic} x {size}")  # fmt: skip
         settings = _settings(precision, calib_dir, calib_synthetic, size, method, per_channel, exclude, seed)
-        provenance = {"source": "derived", "onnx_key": src.parent.name, "settings": settings, **provenance}
+        provenance = {"source": "derived", "onnx_key": src.parent.name, "settings": settings,
+                      "made_by": artifacts.kind_for("onnx", precision).make_command(handle.name, settings), **provenance}
         path = cache.store_variant(handle, provenance["variant"], out, provenance)
     return {"name": handle.name, "variant": provenance["variant"], "path": str(path), "key": path.parent.name,
             "seconds": round(time.perf_counter() - start, 3),

@@ -160,18 +160,16 @@ def bench(
     precisions: tuple[str, ...] = ("fp32",),
     device: str | None = None,
 ) -> BenchResult:
-    """Measure ``model`` on each backend, each in a child process; what is missing is pulled and converted first.
+    """Measure ``model`` on each backend, each in a child process, from what is cached (see :func:`runs_of`).
 
     ``backends`` None: the default backend and the reference one (their specs say which). ``progress``, if given, is
     called with one-line status messages. Each backend runs at each of ``precisions`` it declares (results keyed
     ``backend/precision``), on ``device`` (None: its first declared device).
     """
-    from zoo.make import ensure
     from zoo.registry import backends as registered, catalog
 
     pair = (registered.default_backend().name, registered.reference_backend().name)
-    backends = tuple(backends) if backends else tuple(dict.fromkeys(pair))
-    specs = [registered.get(b) for b in backends]  # BackendError names the registered ones
+    jobs = runs_of(backends, precisions)  # BackendError names the registered ones
     if warmup < 0 or runs < 1:
         raise ZooError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
     h, w = size
@@ -180,14 +178,7 @@ def bench(
     threads = int(threads or os.cpu_count() or 1)
     handle = catalog.handle(model)  # UnknownModelError before anything is started
     name = handle.name
-    say = (lambda line: progress(f"bench {name}: {line}")) if progress else None
-    for spec in specs:  # the one door: what each backend runs is pulled and converted first when missing
-        for p in (p for p in precisions if p in spec.precisions):
-            ensure.prepare(handle, spec.name, p, progress=say)
     result = BenchResult(name, (h, w), threads, warmup, runs, device=device, pair=pair)
-    jobs = [(s, p) for s in specs for p in precisions if p in s.precisions]
-    if not jobs:
-        raise ZooError(f"none of {', '.join(backends)} runs {', '.join(precisions)}; see 'zoo plugins' for what each runs")
     labels: dict[str, Any] = {}
     for spec, precision in jobs:
         key, on = f"{spec.name}/{precision}", device or spec.devices[0]
@@ -198,6 +189,20 @@ def bench(
                "registries": [str(p) for p in catalog.extra_registries()]}  # fmt: skip
         result.backends[key], labels[key] = _in_child(job)
     return result.compare(labels, reference=pair[1])
+
+
+def runs_of(backends: tuple[str, ...] | None, precisions: tuple[str, ...]) -> list[tuple[Any, str]]:
+    """(backend spec, precision) of every row :func:`bench` measures (``backends`` None: the default and reference
+    backends); the caller brings what they run into the cache first (zoo.make.ensure.prepare)."""
+    from zoo.registry import backends as registered
+
+    pair = (registered.default_backend().name, registered.reference_backend().name)
+    names = tuple(backends) if backends else tuple(dict.fromkeys(pair))
+    specs = [registered.get(b) for b in names]
+    jobs = [(spec, p) for spec in specs for p in precisions if p in spec.precisions]
+    if not jobs:
+        raise ZooError(f"none of {', '.join(names)} runs {', '.join(precisions)}; see 'zoo plugins' for what each runs")
+    return jobs
 
 
 def _in_child(job: dict[str, Any]) -> tuple[BackendStats, Any]:

@@ -316,14 +316,13 @@ def evaluate(
     is a registry name and ``data`` is Cityscapes' val split, the registry's published mIoU is the reference.
     """
     from zoo.measure import datasets
-    from zoo.make import ensure
     from zoo.runners import runtime
 
     if isinstance(model, (str, Path)):
         if not backends or not precisions:
             raise EvalError("nothing to evaluate: give at least one backend and precision")
-        target = runtime.resolve_target(model)  # what each backend runs is brought into the cache first (the door)
-        loaded = [runtime.load(ensure.prepare(target, b, p), backend=b, device=device, threads=threads, precision=p)
+        target = runtime.resolve_target(model)
+        loaded = [runtime.load(target, backend=b, device=device, threads=threads, precision=p)
                   for b in backends for p in precisions]  # fmt: skip
     else:
         loaded = model

@@ -118,10 +118,10 @@ def verify_model(
     ``device``: where both run; None: each backend's first declared device (a GPU-only plugin runs on its GPU).
 
     ``images``: files to use; without them, ``count`` seeded synthetic images of ``size`` (H, W). A backend that runs
-    ONNX uses the cached conversion; what is missing is pulled and converted first (``convert=False``: NotCachedError).
+    ONNX uses the cached conversion (``zoo.verify_model`` and ``zoo verify`` pull and convert what is missing first);
+    one converted from an older Paddle model is converted again (``convert=False``: NotCachedError).
     ``precision``: what the second backend (the candidate) runs, e.g. the int8 variant; the reference stays float32.
     """
-    from zoo.make import ensure
     from zoo.registry import backends as registered, catalog
     from zoo.runners import runtime
     from zoo.store import artifacts, cache, repair
@@ -140,8 +140,6 @@ def verify_model(
     paths: list[Path] = []
     precisions = ("fp32", precision)
     for spec, p in zip(specs, precisions):  # every file is re-hashed: a file changed on disk is not a disagreement
-        if convert:  # the one door: pulled and converted first when missing
-            ensure.prepare(handle, spec.name, p)
         paths.append(runtime.model_file(handle, spec, p))
 
     started = time.perf_counter()

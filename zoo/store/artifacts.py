@@ -58,20 +58,24 @@ class Kind:
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
-        Kind("paddle", "models", "paddle", None, "pull", (), (), "zoo.make.pull", ("fp32", "bf16"), True),
-        Kind("onnx", "onnx", "onnx", "paddle", "convert", (), (), "paddle2onnx", ("fp32", "bf16"), True),
-        Kind("onnx-fp16", "onnx", "onnx", "onnx", "quantize", ("--precision", "fp16"), (),
-             "onnxconverter_common.float16", ("fp16",), False),  # fmt: skip
-        Kind("onnx-int8", "onnx", "onnx", "onnx", "quantize", ("--precision", "int8"), (("--calib-synthetic", 32),),
-             "onnxruntime.quantization.quantize_static", ("int8",), False),  # fmt: skip
+        Kind(name="paddle", folder="models", file_format="paddle", derives_from=None, command="pull", args=(),
+             settings=(), tool="zoo.make.pull", precisions=("fp32", "bf16"), automatic=True),
+        Kind(name="onnx", folder="onnx", file_format="onnx", derives_from="paddle", command="convert", args=(),
+             settings=(), tool="paddle2onnx", precisions=("fp32", "bf16"), automatic=True),
+        Kind(name="onnx-fp16", folder="onnx", file_format="onnx", derives_from="onnx", command="quantize",
+             args=("--precision", "fp16"), settings=(), tool="onnxconverter_common.float16.convert_float_to_float16",
+             precisions=("fp16",), automatic=False),
+        Kind(name="onnx-int8", folder="onnx", file_format="onnx", derives_from="onnx", command="quantize",
+             args=("--precision", "int8"), settings=(("--calib-synthetic", 32),),
+             tool="onnxruntime.quantization.quantize_static", precisions=("int8",), automatic=False),
     )
-}
+}  # fmt: skip
 ROOT = "paddle"  # the kind everything else derives from
 PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(p for k in KINDS.values() for p in k.precisions))
 PRECISION_HELP = "|".join(PRECISIONS)  # metavar of every --precision option
-FOLDERS: dict[str, str] = {}  # folder under the cache root → the first kind stored there ("models": "paddle", ...)
-for _kind in KINDS.values():
-    FOLDERS.setdefault(_kind.folder, _kind.name)
+FOLDERS: dict[str, str] = {  # folder under the cache root → the first kind stored there ("models": "paddle", ...)
+    folder: next(k.name for k in KINDS.values() if k.folder == folder) for folder in {k.folder: 0 for k in KINDS.values()}
+}
 
 
 def get(name: str) -> Kind:

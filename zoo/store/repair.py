@@ -30,8 +30,9 @@ def command(name: str, fmt: str) -> str:
         opset = rec.get("opset")
         return f"zoo convert {quoted} --force" + (f" --opset {opset}" if opset not in (None, DEFAULT_OPSET) else "")
     if kind.derives_from is not None:
-        settings = rec.get("settings")
-        return kind.make_command(name, settings if isinstance(settings, dict) else None)
+        settings = rec.get("settings")  # the command's options it was made with (zoo quantize records them)
+        usable = isinstance(settings, dict) and all(str(k).startswith("--") for k in settings)
+        return kind.make_command(name, settings if usable else None)
     if source == "export":
         random = rec.get("weights") == "random"
         weights = "random" if random else shlex.quote(str(rec.get("weights_url") or ""))
