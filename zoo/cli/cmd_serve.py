@@ -16,6 +16,11 @@ class Engine(str, Enum):
     ray = "ray"
 
 
+class Device(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+
+
 class LogFormat(str, Enum):
     text = "text"
     json = "json"
@@ -30,6 +35,7 @@ def serve(
                                           help="Inference backend (default: the model's tuned one, else onnx)."),
     precision: Optional[str] = typer.Option(None, "--precision", metavar="fp32|bf16|fp16|int8",  # noqa: UP007
                                             help="Precision (default: the model's tuned one, else fp32)."),
+    device: Device = typer.Option(Device.cpu, "--device", help="gpu fails unless the model really runs on CUDA."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,  # noqa: UP007
                                           help="Inference threads per instance (default: cores / instances)."),
     instances: int = typer.Option(0, "--instances", min=0,
@@ -63,7 +69,8 @@ def serve(
     from zoo.serve.settings import MiB, Settings
 
     require()
-    settings = Settings(models=tuple(dict.fromkeys(names)), backend=backend, precision=precision, threads=threads,
+    settings = Settings(models=tuple(dict.fromkeys(names)), backend=backend, precision=precision, device=device.value,
+                        threads=threads,
                         instances=instances,
                         max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue, max_inflight=max_inflight,
                         max_body=int(max_body_mb * MiB), timeout=timeout, header_timeout=header_timeout,
