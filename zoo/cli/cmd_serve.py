@@ -70,7 +70,8 @@ def serve(
 
     require()
     settings = Settings(models=tuple(dict.fromkeys(names)), backend=backend, precision=precision, device=device.value,
-                        threads=threads, instances=instances, max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue, max_inflight=max_inflight,
+                        threads=threads, instances=instances, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                        queue=queue, max_inflight=max_inflight,
                         max_body=int(max_body_mb * MiB), timeout=timeout, header_timeout=header_timeout,
                         workers=workers, token=token or config.serve_token(), log_format=log_format.value)  # fmt: skip
     from zoo.serve import cached

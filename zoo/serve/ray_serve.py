@@ -53,8 +53,8 @@ def deployment(settings: Settings, handles: dict[str, ModelHandle], *, replicas:
     return serve.deployment(ZooServe, **options).bind(settings, handles)
 
 
-def run(settings: Settings, handles: dict[str, ModelHandle], *, host: str, port: int, replicas: int = 1, max_replicas: int | None = None,
-        address: str | None = None, announce: Callable[[str], None] | None = None,
+def run(settings: Settings, handles: dict[str, ModelHandle], *, host: str, port: int, replicas: int = 1,
+        max_replicas: int | None = None, address: str | None = None, announce: Callable[[str], None] | None = None,
         stop: threading.Event | None = None) -> None:  # fmt: skip
     """Deploy and serve until SIGTERM or Ctrl-C (or ``stop`` is set), then shut the deployment down."""
     try:
