@@ -191,6 +191,16 @@ def test_without_the_serve_extra_the_error_names_it(tmp_path):
         in proc.stderr  # fmt: skip
 
 
+def test_a_taken_port_and_tls_with_ray_are_one_line_errors(served):
+    server, _, _, env = served
+    proc = run_zoo("serve", NAME, "--port", str(server.port), env=env, timeout=120)
+    assert proc.returncode == 1
+    assert f"zoo: error: cannot listen on 127.0.0.1:{server.port}: Address already in use; choose another with " \
+        "--host/--port" in proc.stderr  # fmt: skip
+    proc = run_zoo("serve", NAME, "--engine", "ray", "--ssl-certfile", "cert.pem", env=env, timeout=120)
+    assert proc.returncode == 1 and "--ssl-certfile/--ssl-keyfile work with --engine local only" in proc.stderr
+
+
 def test_missing_model_is_an_error_at_start_up_naming_the_command(tmp_path):
     proc = run_zoo("serve", "fcn", "--port", "0", env={"ZOO_OFFLINE": "1"}, timeout=120)
     assert proc.returncode == 1

@@ -16,6 +16,11 @@ class Engine(str, Enum):
     ray = "ray"
 
 
+class Device(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+
+
 class LogFormat(str, Enum):
     text = "text"
     json = "json"
@@ -30,6 +35,7 @@ def serve(
                                           help="Inference backend (default: the model's tuned one, else onnx)."),
     precision: Optional[str] = typer.Option(None, "--precision", metavar="fp32|bf16|fp16|int8",  # noqa: UP007
                                             help="Precision (default: the model's tuned one, else fp32)."),
+    device: Device = typer.Option(Device.cpu, "--device", help="gpu fails unless the model really runs on CUDA."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,  # noqa: UP007
                                           help="Inference threads per instance (default: cores / instances)."),
     instances: int = typer.Option(0, "--instances", min=0,
@@ -63,32 +69,35 @@ def serve(
     from zoo.serve.settings import MiB, Settings
 
     require()
-    settings = Settings(models=tuple(dict.fromkeys(names)), backend=backend, precision=precision, threads=threads,
-                        instances=instances,
-                        max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue, max_inflight=max_inflight,
+    settings = Settings(models=tuple(dict.fromkeys(names)), backend=backend, precision=precision, device=device.value,
+                        threads=threads, instances=instances, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                        queue=queue, max_inflight=max_inflight,
                         max_body=int(max_body_mb * MiB), timeout=timeout, header_timeout=header_timeout,
                         workers=workers, token=token or config.serve_token(), log_format=log_format.value)  # fmt: skip
-    if engine is Engine.ray:
+    from zoo.serve import cached
+
+    if engine is Engine.ray and (ssl_certfile or ssl_keyfile):  # Ray Serve's proxy takes no TLS files from zoo
         from zoo.errors import ServeError
+
+        raise ServeError("--ssl-certfile/--ssl-keyfile work with --engine local only; with --engine ray, put a "
+                         "TLS-terminating proxy in front of Ray Serve's port")  # fmt: skip
+    handles = cached.resolve(settings)  # resolved once, here; a missing model stops everything before it starts
+    if engine is Engine.ray:
         from zoo.serve import ray_serve
 
-        if ssl_certfile or ssl_keyfile:  # Ray Serve's proxy takes no TLS files from zoo
-            raise ServeError("--ssl-certfile/--ssl-keyfile work with --engine local only; with --engine ray, put a "
-                             "TLS-terminating proxy in front of Ray Serve's port")  # fmt: skip
-
-        ray_serve.run(settings, host=host, port=port, replicas=replicas, max_replicas=max_replicas, address=address,
-                      announce=info)  # fmt: skip
+        ray_serve.run(settings, handles, host=host, port=port, replicas=replicas, max_replicas=max_replicas,
+                      address=address, announce=info)  # fmt: skip
         return
     from zoo.serve import app as service
     from zoo.serve import http
 
     info(f"zoo serve: loading {', '.join(settings.models)} ...")
-    loaded = service.load_models(settings)
+    loaded = service.load_models(settings, handles)
     for name, (sessions, seconds) in loaded.items():
         model = sessions[0]
         info(f"  {name}: {model.architecture.name} on {model.backend} ({model.precision}), {len(sessions)} "
              f"session(s) x {model.threads} thread(s), loaded in {seconds:.1f} s")
-    stopped = http.run(service.build_app(settings, loaded), settings, host=host, port=port,
+    stopped = http.run(service.build_app(settings, handles, loaded), settings, host=host, port=port,
                        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
                        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None, announce=info)  # fmt: skip
     info("zoo serve: stopped; every accepted request was answered")

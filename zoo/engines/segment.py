@@ -12,9 +12,7 @@ error; the others go on.
 from __future__ import annotations
 
 import json
-import struct
 import time
-import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -203,23 +201,10 @@ def _encode(path: Path, ext: str, image: np.ndarray, params: list[int]) -> None:
 
 
 def png_bytes(ids: np.ndarray, palette: np.ndarray | None = None) -> bytes:
-    """A PNG of a label map: 8-bit paletted (``palette``: 256 x 3 uint8), else 8- or 16-bit grayscale.
+    """:func:`zoo.postprocess.png_bytes` (its home, where zoo serve writes the same files from)."""
+    from zoo import postprocess
 
-    cv2 cannot write paletted PNGs; label maps are long runs, so zlib level 1 makes small files fast.
-    """
-    import numpy as np
-
-    h, w = ids.shape
-    raw = ids if ids.dtype == np.uint8 else ids.astype(">u2")
-    rows = np.zeros((h, 1 + w * raw.itemsize), np.uint8)  # each row starts with filter type 0
-    rows[:, 1:] = raw.view(np.uint8).reshape(h, -1)
-    color_type = 0 if palette is None else 3
-    chunks = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 8 * raw.itemsize, color_type, 0, 0, 0))]
-    if palette is not None:
-        chunks.append((b"PLTE", np.ascontiguousarray(palette, dtype=np.uint8).tobytes()))
-    chunks += [(b"IDAT", zlib.compress(rows.tobytes(), 1)), (b"IEND", b"")]
-    body = b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d)) for k, d in chunks)
-    return b"\x89PNG\r\n\x1a\n" + body
+    return postprocess.png_bytes(ids, palette)
 
 
 def output_stems(paths: Sequence[Path]) -> dict[Path, str]:

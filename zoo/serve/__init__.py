@@ -3,6 +3,7 @@
 One app, two ways to run it (STYLE.md 18):
 
 * :mod:`zoo.serve.settings` — what a server is asked to do (models, limits, batching), one frozen dataclass;
+* :mod:`zoo.serve.cached` — the models resolved once and made sure of in the cache (never downloaded);
 * :mod:`zoo.serve.app` — the Starlette app factory; models load in its lifespan, handlers stay thin;
 * :mod:`zoo.serve.work` — the per-request steps, with zoo run's own decoding, preprocessing and PNG writing;
 * :mod:`zoo.serve.batching` — dynamic batching on a bounded queue, inference off the event loop;

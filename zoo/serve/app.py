@@ -76,32 +76,11 @@ class State:
         return await asyncio.get_running_loop().run_in_executor(self.pool, partial(fn, *args))
 
 
-def check_cached(settings: Settings) -> dict[str, ModelHandle]:
-    """Each model resolved once, with what its backend runs in the cache (converted here if only the Paddle model
-    is: that needs no network), or a NotCachedError naming the command that fetches it. Never downloads: zoo serve
-    serves what the cache holds (zoo.make.ensure, the one door, with fetching off)."""
-    from zoo.errors import NotCachedError
-    from zoo.make import ensure
-    from zoo.registry import catalog
-    from zoo.store import cache
-
-    handles = {}
-    for name in settings.models:
-        handle = catalog.resolve(name)  # UnknownModelError names 'zoo list'
-        if not cache.cached_formats(handle.name):
-            pull = ensure.command(f"pull {handle.name}")
-            raise NotCachedError(f"model '{handle.name}' is not in the cache ({cache.root()}); zoo serve only serves "
-                                 f"cached models: run '{pull}', then 'zoo serve' again")  # fmt: skip
-        handles[name] = ensure.prepare(handle, settings.backend, settings.precision or "fp32", fetch=False)
-    return handles
-
-
-def load_models(settings: Settings) -> dict[str, tuple[list[Model], float]]:
-    """Each model's sessions (:meth:`Settings.layout`), opened from the cache as ``zoo run`` opens it, with the time
-    they took in seconds."""
+def load_models(settings: Settings, handles: dict[str, ModelHandle]) -> dict[str, tuple[list[Model], float]]:
+    """Each model's sessions (:meth:`Settings.layout`), opened from the cache as ``zoo run`` opens it (only opens:
+    :func:`zoo.serve.cached.resolve` made sure of the files), with the time they took in seconds."""
     from zoo.runners import runtime
 
-    handles = check_cached(settings)
     instances, threads = settings.layout()
     loaded = {}
     for name, handle in handles.items():
@@ -112,8 +91,10 @@ def load_models(settings: Settings) -> dict[str, tuple[list[Model], float]]:
     return loaded
 
 
-def build_app(settings: Settings, loaded: dict[str, tuple[list[Model], float]] | None = None) -> Any:
-    """The Starlette app serving ``settings.models``, wrapped in :class:`~zoo.serve.guard.Guard`.
+def build_app(settings: Settings, handles: dict[str, ModelHandle],
+              loaded: dict[str, tuple[list[Model], float]] | None = None) -> Any:  # fmt: skip
+    """The Starlette app serving ``handles`` (resolved, and cached, by :func:`zoo.serve.cached.resolve`), wrapped in
+    :class:`~zoo.serve.guard.Guard`.
 
     ``loaded`` (from :func:`load_models`) lets a caller load the models first, so start-up errors come before the
     socket opens; without it the lifespan loads them (each Ray Serve replica does).
@@ -132,7 +113,7 @@ def build_app(settings: Settings, loaded: dict[str, tuple[list[Model], float]] |
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        models = loaded if loaded is not None else await loop.run_in_executor(None, load_models, settings)
+        models = loaded if loaded is not None else await loop.run_in_executor(None, load_models, settings, handles)
         state.pool = ThreadPoolExecutor(settings.pool_size(), thread_name_prefix="zoo-serve")
         for name, (sessions, seconds) in models.items():
             model = sessions[0]  # for preprocessing, labels and colours; every session runs the same file

@@ -4,7 +4,7 @@ Each replica builds the app from the same :class:`~zoo.serve.settings.Settings` 
 on the replica), so its lifespan loads the model from that node's cache and every endpoint, limit and output is the
 local server's. Ray Serve's proxy listens on ``--host/--port`` and spreads requests over the replicas; each replica
 batches its own requests as the local server does. The models are checked on the driver first, so a missing one is
-the same one-line error as without Ray.
+the same one-line error as without Ray (the caller resolves them with :func:`zoo.serve.cached.resolve`).
 """
 
 from __future__ import annotations
@@ -14,30 +14,35 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ServeError
 from zoo.serve.settings import Settings
+
+if TYPE_CHECKING:
+    from zoo.registry.catalog import ModelHandle
 
 INSTALL = "pip install 'zoo[serve-ray]'"
 APP_NAME = "zoo"
 
 
-def deployment(settings: Settings, *, replicas: int = 1, max_replicas: int | None = None) -> Any:
+def deployment(settings: Settings, handles: dict[str, ModelHandle], *, replicas: int = 1,
+               max_replicas: int | None = None) -> Any:  # fmt: skip
     """The bound Ray Serve application: ``replicas`` copies of the app (autoscaled up to ``max_replicas``)."""
     from ray import serve
 
     @serve.ingress()  # no app here: each replica builds its own in __serve_build_asgi_app__
     class ZooServe:
-        def __init__(self, settings: Settings):
+        def __init__(self, settings: Settings, handles: dict[str, ModelHandle]):
             self.settings = settings
+            self.handles = handles  # resolved on the driver; a replica only opens what its node's cache holds
 
         def __serve_build_asgi_app__(self) -> Any:
             from zoo.serve.app import build_app
             from zoo.serve.http import configure_logging
 
             configure_logging()  # the access log goes to the replica's stderr, which Ray keeps in its log files
-            return build_app(self.settings)
+            return build_app(self.settings, self.handles)
 
     options: dict[str, Any] = {"name": "zoo", "ray_actor_options": {"num_cpus": 1},
                                "max_ongoing_requests": settings.max_inflight}  # fmt: skip
@@ -45,11 +50,11 @@ def deployment(settings: Settings, *, replicas: int = 1, max_replicas: int | Non
         options["autoscaling_config"] = {"min_replicas": replicas, "max_replicas": max_replicas}
     else:
         options["num_replicas"] = replicas
-    return serve.deployment(ZooServe, **options).bind(settings)
+    return serve.deployment(ZooServe, **options).bind(settings, handles)
 
 
-def run(settings: Settings, *, host: str, port: int, replicas: int = 1, max_replicas: int | None = None,
-        address: str | None = None, announce: Callable[[str], None] | None = None,
+def run(settings: Settings, handles: dict[str, ModelHandle], *, host: str, port: int, replicas: int = 1,
+        max_replicas: int | None = None, address: str | None = None, announce: Callable[[str], None] | None = None,
         stop: threading.Event | None = None) -> None:  # fmt: skip
     """Deploy and serve until SIGTERM or Ctrl-C (or ``stop`` is set), then shut the deployment down."""
     try:
@@ -57,11 +62,9 @@ def run(settings: Settings, *, host: str, port: int, replicas: int = 1, max_repl
     except ImportError:
         raise ServeError(f"zoo serve --engine ray needs Ray Serve, which is not installed; run: {INSTALL}") from None
     from zoo.engines.ray_cluster import connect
-    from zoo.serve.app import check_cached
 
     if port == 0:
         raise ServeError("--engine ray needs a fixed --port (Ray Serve's proxy cannot pick one and say which)")
-    check_cached(settings)  # on the driver: a missing model fails here, not in every replica
     if settings.threads is None and not settings.instances:  # replicas share the machine: split its cores
         settings = replace(settings, instances=1, threads=max(1, (os.cpu_count() or 1) // replicas))
     started = connect(address)  # zoo's one way into Ray: a neutral working folder, Ray's noise kept quiet
@@ -74,7 +77,8 @@ def run(settings: Settings, *, host: str, port: int, replicas: int = 1, max_repl
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # zoo says what is served, and where, itself
     try:
         serve.start(http_options={"host": host, "port": port})
-        serve.run(deployment(settings, replicas=replicas, max_replicas=max_replicas), name=APP_NAME, route_prefix="/")
+        app = deployment(settings, handles, replicas=replicas, max_replicas=max_replicas)
+        serve.run(app, name=APP_NAME, route_prefix="/")
         if announce is not None:
             scale = f"{replicas}-{max_replicas}" if max_replicas and max_replicas > replicas else str(replicas)
             running = serve.status().applications[APP_NAME].deployments["zoo"].replica_states.get("RUNNING", 0)

@@ -1,7 +1,7 @@
 """The per-request steps, done with zoo run's own code so a served image gives zoo run's bytes.
 
 Decoding is :func:`zoo.images.decode_bytes` (its caps and checks), preprocessing :meth:`Model.prepare`, the label map
-:meth:`Model.to_labels` and the PNG files :func:`zoo.engines.segment.png_bytes`, exactly as ``zoo run`` calls them.
+:meth:`Model.to_labels` and the PNG files :func:`zoo.postprocess.png_bytes`, exactly as ``zoo run`` calls them.
 Everything here is blocking numpy/OpenCV work: the app runs it on its worker pool, never on the event loop.
 """
 
@@ -77,7 +77,7 @@ def label_png(labels: np.ndarray) -> bytes:
     """zoo run's ``<stem>.labels.png``: 8-bit class ids, 16-bit past 255 classes."""
     import numpy as np
 
-    from zoo.engines.segment import png_bytes
+    from zoo.postprocess import png_bytes
 
     return png_bytes(labels if labels.dtype == np.uint8 else labels.astype(np.uint16))
 
@@ -87,7 +87,7 @@ def color_png(model: Model, labels: np.ndarray) -> bytes:
     import cv2
     import numpy as np
 
-    from zoo.engines.segment import png_bytes
+    from zoo.postprocess import png_bytes
 
     arch = model.architecture
     if labels.dtype == np.uint8:
