@@ -64,7 +64,8 @@ def program_parameters(program: Path, hint: str) -> list[Param]:
     data = program.read_bytes()
     try:
         found = _pir_parameters(data) if program.suffix == ".json" else _legacy_parameters(data)
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError, RecursionError,
+            OverflowError, MemoryError) as exc:  # a crafted program: nested 100,000 deep, a dimension of 1e400 ...
         raise ArchiveError(f"{program.name} is not a readable Paddle program ({type(exc).__name__}); {hint}") from None
     if not found:
         raise ArchiveError(f"{program.name} declares no parameters: not a Paddle inference program; {hint}")
