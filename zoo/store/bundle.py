@@ -287,6 +287,8 @@ def _check_refs(path: Path, stage: Path, trees: set[tuple[str, str]]) -> dict[st
             raise _fail(path, f"refs/{file.name} is not valid JSON ({exc})") from None
         if not isinstance(ref, dict) or not ref or not all(cache.is_entry_format(f) for f in ref):
             raise _fail(path, f"refs/{file.name} is not a ref (expected 'paddle' and/or 'onnx' records)")
+        if problem := cache.ref_problem(ref):  # e.g. file: "../../../../etc/passwd"
+            raise _fail(path, f"refs/{file.name} cannot be trusted: {problem}")
         for fmt, rec in ref.items():
             key = rec.get("key") if isinstance(rec, dict) else None
             if not isinstance(key, str) or not re.fullmatch(_HEX, key):

@@ -208,15 +208,32 @@ def commit_tree(stage: Path, parent: Path, provenance: dict[str, Any]) -> Path:
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
+    """An entry's manifest; IntegrityError if it is torn, corrupt, a symlink or lists a file outside its folder."""
     path = folder / MANIFEST
     if not path.is_file():
         raise NotCachedError(f"{folder} has no {MANIFEST}; it is not a complete cache entry — run 'zoo cache prune'")
-    return read_json(path)
+    fix = "run 'zoo cache verify' to see which model uses it, then 'zoo cache rm NAME' and pull it again"
+    try:
+        manifest = None if path.is_symlink() else json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise IntegrityError(f"{path} is not readable JSON ({type(exc).__name__}); {fix}") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(r, dict) and _is_inside(n) for n, r in files.items()):
+        raise IntegrityError(f"{path} is not a manifest zoo wrote (no file list, or a file outside its folder); {fix}")
+    return manifest
+
+
+def _is_inside(name: Any) -> bool:
+    """A manifest's file name: relative, within the entry folder (PaddleSeg models are flat; sub-folders are allowed)."""
+    return isinstance(name, str) and all(_FILE_NAME.fullmatch(part) for part in name.split("/"))
 
 
 def check_tree(folder: Path) -> list[str]:
     """Problems of one entry against its manifest: corrupt, missing and stray files (empty list: intact)."""
-    manifest = read_manifest(folder)
+    try:
+        manifest = read_manifest(folder)
+    except IntegrityError:
+        return [f"corrupt {MANIFEST}"]
     expected = manifest.get("files", {})
     problems = []
     for name, rec in sorted(expected.items()):
@@ -285,10 +302,49 @@ def ref_path(name: str) -> Path:
     return refs_dir() / f"{check_name(name)}.json"
 
 
+KEY = re.compile(r"^[0-9a-f]{64}$")  # an entry's key: the sha256 hex of its file list
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a file inside an entry: a plain name, never a path
+
+
+def ref_problem(ref: Any) -> str | None:
+    """Why a ref's content must not be used (None: it may). Keys and file names from a ref become paths under the
+    cache root, so each entry record needs a hash for its key and a plain name for its file (no '../../victim')."""
+    if not isinstance(ref, dict):
+        return "it is not a JSON object"
+    for fmt, rec in ref.items():
+        if not is_entry_format(str(fmt)):
+            continue
+        if not isinstance(rec, dict):
+            return f"its '{fmt}' record is not a JSON object"
+        key, file = rec.get("key"), rec.get("file", "model.onnx")
+        if not isinstance(key, str) or not KEY.fullmatch(key):
+            return f"its '{fmt}' key {str(key)[:80]!r} is not a cache key (64 hex digits)"
+        if not isinstance(file, str) or not _FILE_NAME.fullmatch(file):
+            return f"its '{fmt}' file {str(file)[:80]!r} is not a plain file name"
+    return None
+
+
+def read_ref(path: Path) -> dict[str, Any]:
+    """A ref file's content, checked by :func:`ref_problem`; IntegrityError (naming the fix) if it is torn, corrupt,
+    a symlink or names paths outside the cache."""
+    name = path.stem
+    fix = f"run 'zoo cache rm {name}' to forget it, then 'zoo pull {name}'"
+    if path.is_symlink():
+        raise IntegrityError(f"the ref {path} is a symlink, which zoo never writes; {fix}")
+    try:
+        ref = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # torn, not UTF-8, nested 100,000 deep
+        raise IntegrityError(f"the ref {path} is not readable JSON ({type(exc).__name__}); {fix}") from None
+    problem = ref_problem(ref)
+    if problem:
+        raise IntegrityError(f"the ref {path} cannot be trusted: {problem}; {fix}")
+    return ref
+
+
 def get_ref(name: str) -> dict[str, Any]:
-    """The ref record of a model name ({} if none)."""
+    """The ref record of a model name ({} if none); IntegrityError if it cannot be trusted (:func:`read_ref`)."""
     path = ref_path(name)
-    return read_json(path) if path.is_file() else {}
+    return read_ref(path) if path.is_file() or path.is_symlink() else {}
 
 
 def set_ref(name: str, fmt: str, record: dict[str, Any]) -> list[str]:

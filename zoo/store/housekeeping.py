@@ -121,10 +121,8 @@ def _refs() -> dict[str, dict[str, Any]]:
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         if cache.is_temp(path.name):
             continue
-        with contextlib.suppress(OSError, ValueError):
-            data = cache.read_json(path)
-            if isinstance(data, dict):
-                refs[path.stem] = data
+        with contextlib.suppress(OSError, ValueError):  # IntegrityError: an untrusted ref is reported, never followed
+            refs[path.stem] = cache.read_ref(path)
     return refs
 
 
@@ -348,7 +346,7 @@ def remove(name: str, variant: str | None = None) -> list[Path]:
     Returns what went.
     """
     refs = _refs()
-    if name not in refs and not cache.ref_path(name).exists():
+    if name not in refs and not (cache.ref_path(name).exists() or cache.ref_path(name).is_symlink()):
         raise NotCachedError(f"model '{name}' is not in the cache; run 'zoo cache ls' to see what is")
     if variant is not None:
         return _remove_variant(name, variant, refs)
