@@ -69,3 +69,198 @@ def test_any_exception_while_checking_discards_the_blob(http_server, use_registr
     with pytest.raises(ArchiveError, match="ZeroDivisionError"):
         pull("m", progress=False)
     assert leftovers() == [] and pins.get("m/inference") is None
+
+
+# ---- 5. refs and manifests are not trusted: keys and file names stay under the cache root --------------------------
+
+KEY = "ab" * 32  # a well-formed entry key
+
+
+def plant_ref(name: str, ref: object) -> Path:
+    path = cache.refs_dir() / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ref))
+    return path
+
+
+def plant_entry(sub: str, key: str, files: dict[str, bytes]) -> Path:
+    folder = cache.root() / sub / key
+    folder.mkdir(parents=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    records = {n: {"sha256": cache.sha256_bytes(d), "size": len(d)} for n, d in files.items()}
+    (folder / cache.MANIFEST).write_text(json.dumps({"key": key, "files": records}))
+    return folder
+
+
+def test_cache_rm_never_deletes_outside_the_cache_through_a_ref_key(tmp_path: Path) -> None:
+    """Issue 22.5: a ref whose paddle.key is '../../../victim' — 'zoo cache rm' forgets the ref, the victim stays."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    cache.models_dir().mkdir(parents=True)  # a cache that holds models: '..' from models/ resolves
+    depth = len(cache.models_dir().relative_to(tmp_path).parts)
+    plant_ref("m", {"paddle": {"key": "../" * depth + "victim", "source": "inference"}})
+    assert (cache.models_dir() / ("../" * depth + "victim")).resolve() == victim.resolve()  # the attack aims right
+    run_zoo("cache", "rm", "m", check=True)
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert not (cache.refs_dir() / "m.json").exists()
+    run_zoo("cache", "ls", check=True)
+
+
+REF_TRICKS = {
+    "file-escapes": {"onnx": {"key": KEY, "file": "../../../../etc/passwd"}},
+    "file-absolute": {"onnx": {"key": KEY, "file": "/etc/passwd"}},
+    "key-escapes": {"onnx": {"key": "../" + KEY, "file": "model.onnx"}},
+    "key-not-a-string": {"onnx": {"key": ["x"]}},
+    "record-not-an-object": {"onnx": "model.onnx"},
+    "not-an-object": ["onnx"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(REF_TRICKS))
+def test_cache_path_never_prints_a_path_outside_the_cache(case: str) -> None:
+    """Issue 22.5 (and relatives): 'zoo cache path' refuses a ref whose key or file would leave the cache."""
+    plant_entry("onnx", KEY, {"model.onnx": b"x"})
+    plant_ref("m", REF_TRICKS[case])
+    proc = run_zoo("cache", "path", "m", "--format", "onnx")
+    refused(proc, "m.json", "zoo cache rm m")
+    assert "/etc/passwd" not in proc.stdout
+    run_zoo("cache", "rm", "m", check=True)  # the fix it names works
+    run_zoo("cache", "ls", check=True)
+
+
+BROKEN_REFS = {
+    "torn": b'{"paddle": {"key": "' + KEY.encode(),
+    "not-utf8": b'{"paddle": {"key": "\xff\xfe"}}',
+    "deep": b"[" * 100_000 + b"]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_REFS) + ["symlink"])
+def test_torn_or_symlinked_ref_is_a_named_refusal(case: str, tmp_path: Path) -> None:
+    """Issue 22.10: a torn, non-UTF-8, 100,000-deep or symlinked ref is named, with 'zoo cache rm NAME' as the fix."""
+    path = plant_ref("m", {})
+    if case == "symlink":
+        elsewhere = tmp_path / "elsewhere.json"
+        elsewhere.write_text(json.dumps({"paddle": {"key": KEY}}))
+        path.unlink()
+        path.symlink_to(elsewhere)
+    else:
+        path.write_bytes(BROKEN_REFS[case])
+    refused(run_zoo("cache", "path", "m"), "m.json", "zoo cache rm m")
+    run_zoo("cache", "rm", "m", check=True)
+    assert not path.is_symlink() and not path.exists()
+    if case == "symlink":
+        assert elsewhere.is_file()
+    run_zoo("cache", "ls", check=True)
+
+
+@pytest.mark.parametrize("manifest", [b"{torn", b"\xff", json.dumps({"files": {"../../x": {"size": 1}}}).encode()])
+def test_corrupt_manifest_is_a_named_refusal(manifest: bytes) -> None:
+    """Issue 22.10: a torn or hostile manifest.json is an IntegrityError naming it, never the generic fallback."""
+    folder = plant_entry("models", KEY, {"model.json": b"{}", "model.pdiparams": b""})
+    (folder / cache.MANIFEST).write_bytes(manifest)
+    plant_ref("m", {"paddle": {"key": KEY}})
+    proc = run_zoo("cache", "verify")
+    assert proc.returncode == 1 and BUG not in proc.stderr and "manifest" in proc.stdout + proc.stderr, proc.stderr
+    run_zoo("cache", "rm", "m", check=True)
+    run_zoo("cache", "prune", check=True)
+
+
+def test_bundle_ref_with_a_path_for_a_file_is_refused(http_server, use_registry, tmp_path, monkeypatch) -> None:  # noqa: F811
+    """Issue 22.5 via bundle import: a bundle whose ref says file: '../../../../etc/passwd' imports nothing."""
+    from tests.test_bundle import _rewrite
+    from tests.test_pull import onnx_bytes
+    from zoo.make.pull import pull
+    from zoo.store import bundle
+
+    use_registry({"tiny": {"inference": http_server.add("/tiny.tar", model_tar()),
+                           "onnx": http_server.add("/t.onnx", onnx_bytes())}})  # fmt: skip
+    pull("tiny", fmt="all", progress=False)
+    good = bundle.export_bundle(["tiny"], tmp_path / "good.tar").path
+    ref = cache.get_ref("tiny")
+    ref["onnx"]["file"] = "../../../../etc/passwd"
+    bad = _rewrite(good, tmp_path / "bad.tar", {"refs/tiny.json": json.dumps(ref).encode()}, fix_index=True)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "fresh"))
+    refused(run_zoo("bundle", "import", str(bad)), "refs/tiny.json", "not a plain file name")
+    assert leftovers() == []
+    run_zoo("bundle", "import", str(good), check=True)
+    assert run_zoo("cache", "path", "tiny", "--format", "onnx", check=True).stdout.startswith(str(cache.root()))
+
+
+# ---- 3 and 8. eval --report: planted symlinks replaced, never written through; the folder checked before the work -----
+
+
+def _labelled(root: Path, n: int = 2) -> Path:
+    from zoo import synthetic
+
+    return synthetic.write_labelled_dataset(root, n, 32, 64, layout="folders")
+
+
+def test_eval_report_replaces_planted_symlinks_never_writes_through(models, tmp_path: Path) -> None:
+    """Issue 22.3: DIR/eval.json, DIR/class_iou.png and DIR/worst/*.jpg planted as symlinks to other files: the
+    report replaces the links, the files they pointed at keep their content."""
+    models.install_converted("bisenet")
+    data = _labelled(tmp_path / "data")
+    out = tmp_path / "rep"
+    (out / "worst").mkdir(parents=True)
+    victims = []
+    names = ["eval.json", "class_iou.png"] + [f"worst/{r}_onnx_{p.stem}.jpg" for r in (1, 2)
+                                              for p in sorted((data / "images").iterdir())]  # fmt: skip
+    for i, name in enumerate(names):
+        victim = tmp_path / f"victim{i}.txt"
+        victim.write_text("precious")
+        (out / name).symlink_to(victim)
+        victims.append(victim)
+    run_zoo("eval", "bisenet", "--data", str(data), "--report", str(out), check=True)
+    assert [v.read_text() for v in victims] == ["precious"] * len(victims)
+    assert not (out / "eval.json").is_symlink() and json.loads((out / "eval.json").read_text())["images"] == 2
+    assert any(not (out / n).is_symlink() for n in names[2:])  # the worst images were written, as files
+
+
+def test_eval_report_refuses_a_planted_worst_folder_symlink(models, tmp_path: Path) -> None:
+    out = tmp_path / "rep"
+    out.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (out / "worst").symlink_to(tmp_path / "elsewhere")
+    proc = run_zoo("eval", "bisenet", "--data", str(_labelled(tmp_path / "data")), "--report", str(out))
+    refused(proc, "worst", "symlink", "--report")
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_eval_report_on_a_file_is_refused_before_the_work(models, tmp_path: Path) -> None:
+    """Issue 22.8: --report naming an existing file fails at once (before any model loads), not after the run."""
+    existing = tmp_path / "report.txt"
+    existing.write_text("mine")
+    proc = run_zoo("eval", "bisenet", "--data", str(_labelled(tmp_path / "data")), "--report", str(existing))
+    refused(proc, str(existing), "--report")
+    assert "evaluating" not in proc.stderr and existing.read_text() == "mine"
+
+
+def test_eval_report_in_a_read_only_folder_is_refused_before_the_work(models, tmp_path: Path) -> None:
+    """Issue 22.8: a read-only folder (a read-only tmpfs: root ignores file modes) is refused before the work."""
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        proc = run_zoo("eval", "bisenet", "--data", str(_labelled(tmp_path / "data")), "--report", str(ro / "rep"))
+        refused(proc, str(ro / "rep"), "--report")
+        assert "evaluating" not in proc.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+def test_eval_prints_results_before_a_report_that_cannot_be_written(models, tmp_path: Path) -> None:
+    """Issue 22.8: when writing the report fails after the work (eval.json turned out to be a folder), the results
+    table was already printed."""
+    models.install_converted("bisenet")
+    out = tmp_path / "rep"
+    (out / "eval.json").mkdir(parents=True)
+    proc = run_zoo("eval", "bisenet", "--data", str(_labelled(tmp_path / "data")), "--report", str(out))
+    assert proc.returncode == 1 and "mIoU" in proc.stdout and BUG not in proc.stderr, (proc.stdout, proc.stderr)
+    assert "eval.json" in proc.stderr

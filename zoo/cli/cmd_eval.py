@@ -81,6 +81,10 @@ def eval_(
     precisions = [p.strip() for p in precision.split(",") if p.strip()]
     if not precisions:
         raise typer.BadParameter("--precision needs at least one of fp32, bf16, fp16, int8", param_hint="--precision")
+    if report is not None:  # an unusable folder is refused now, not after the whole evaluation
+        from zoo.measure import eval_report
+
+        eval_report.check_out(report)
     target = runtime.resolve_target(model)  # a name is looked up once
     dataset = datasets.open_dataset(data, split=split)
     if engine not in ("local", "ray"):
@@ -109,15 +113,15 @@ def eval_(
                 info(f"zoo: warning: {w.message}")
         for message in result.skipped:
             info(f"zoo: skipped: {message}")
-        if report is not None:
-            from zoo.measure import eval_report
-
-            written = eval_report.write_report(result, report)
-            info(f"report: {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}")
-    if json_:
+    if json_:  # the results first: a report that fails to write must not lose them
         print_json(result.as_dict())
     else:
         typer.echo(format_table(result))
+    if report is not None:
+        from zoo.measure import eval_report
+
+        written = eval_report.write_report(result, report)
+        info(f"report: {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}")
     if result.interrupted:
         info(f"zoo: interrupted after {result.images} image(s): the numbers above cover those only")
         raise typer.Exit(130)

@@ -7,6 +7,7 @@ overlays, and the errors (red where the prediction is wrong, grey where the labe
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,26 +19,55 @@ if TYPE_CHECKING:
 BAR_COLORS = ((66, 133, 244), (234, 67, 53), (52, 168, 83), (251, 188, 5))  # RGB, one per backend
 
 
-def write_report(result: Any, out: Path) -> list[Path]:
-    """Write the report files for an EvalResult into ``out``; return their paths."""
-    import cv2
+def check_out(out: Path) -> None:
+    """Refuse an unusable --report folder before the evaluation, not after it: an existing file, a read-only or
+    uncreatable folder, or a planted ``worst`` symlink (zoo writes only inside the folder it was given)."""
+    from zoo.store import userfiles
 
+    fix = "choose another folder with --report"
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"--report {out} is a file, not a folder; {fix}")
+    if (out / "worst").is_symlink():
+        raise ZooError(f"{out / 'worst'} is a symlink; zoo writes its images only inside {out} — remove it or {fix}")
     try:
         (out / "worst").mkdir(parents=True, exist_ok=True)
+        fd, tmp = userfiles.temp_beside(out / "eval.json")  # can we write there at all?
+        os.close(fd)
+        os.unlink(tmp)
     except OSError as exc:
-        raise ZooError(f"cannot create the report folder {out}: {exc.strerror or exc}; choose another with --report") from None
+        raise ZooError(f"cannot write the report folder {out}: {exc.strerror or exc}; {fix}") from None
+
+
+def write_report(result: Any, out: Path) -> list[Path]:
+    """Write the report files for an EvalResult into ``out``; return their paths. Each file goes through the atomic
+    user-file writer, so a planted symlink is replaced, never written through."""
+    import cv2
+
+    from zoo.store import userfiles
+
+    check_out(out)
     written = [out / "eval.json", out / "class_iou.png"]
-    written[0].write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
+    userfiles.write_user_file(written[0], json.dumps(result.as_dict(), indent=2) + "\n")
     chart = class_iou_chart(result.labels, {k: v["class_iou"] for k, v in result.backends.items()})
-    cv2.imwrite(str(written[1]), chart[:, :, ::-1])
+    userfiles.write_user_file(written[1], _encoded(".png", chart[:, :, ::-1]))
     colors = _colors(result)
     for key, worst in result.worst.items():
         for rank, item in enumerate(worst, 1):
             path = out / "worst" / f"{rank}_{key}_{item.image.stem}.jpg"
             panel = error_panel(item.rgb, item.pred, item.label, colors)
-            cv2.imwrite(str(path), panel[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+            userfiles.write_user_file(path, _encoded(".jpg", panel[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]),
+                                      sync=False)  # fmt: skip
             written.append(path)
     return written
+
+
+def _encoded(ext: str, image: np.ndarray, params: list[int] | None = None) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(ext, image, params or [])
+    if not ok:
+        raise ZooError(f"OpenCV could not encode a {ext} report image; report this with 'ZOO_DEBUG=1'")
+    return data.tobytes()
 
 
 def _colors(result: Any) -> np.ndarray:
