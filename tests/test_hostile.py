@@ -264,3 +264,87 @@ def test_eval_prints_results_before_a_report_that_cannot_be_written(models, tmp_
     proc = run_zoo("eval", "bisenet", "--data", str(_labelled(tmp_path / "data")), "--report", str(out))
     assert proc.returncode == 1 and "mIoU" in proc.stdout and BUG not in proc.stderr, (proc.stdout, proc.stderr)
     assert "eval.json" in proc.stderr
+
+
+# ---- 9. a plugin that exits, or raises anything, on import is listed broken and breaks nothing ----------------------
+
+EXITING_MODULES = {  # what a plugin module does when imported: a growing list
+    "exits": "import sys\nsys.exit(3)\n",
+    "interrupts": "raise KeyboardInterrupt\n",
+    "generator-exit": "raise GeneratorExit\n",
+    "base-exception": "class Odd(BaseException):\n    pass\nraise Odd('odd')\n",
+    "recursion": "def f():\n    return f()\nf()\n",
+}
+
+
+def _exiting_dist(root: Path, group: str) -> dict[str, str]:
+    """A distribution whose every entry point of ``group`` names a module from EXITING_MODULES; env for subprocesses."""
+    import os
+
+    info = root / "zoo_exiting-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-exiting\nVersion: 1.0\n")
+    eps = "".join(f"{case.replace('-', '')} = zoo_x_{case.replace('-', '_')}:SPEC\n" for case in EXITING_MODULES)
+    (info / "entry_points.txt").write_text(f"[{group}]\n{eps}")
+    for case, code in EXITING_MODULES.items():
+        (root / f"zoo_x_{case.replace('-', '_')}.py").write_text(code)
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+@pytest.mark.parametrize("group", ["zoo.architectures", "zoo.backends"])
+def test_plugin_that_exits_on_import_is_listed_broken(group: str, tmp_path: Path) -> None:
+    """Issue 22.9: sys.exit(3), KeyboardInterrupt, ... on import: every command still works, 'zoo plugins' lists each
+    plugin as broken with its reason."""
+    env = _exiting_dist(tmp_path / "site", group)
+    listed = run_zoo("plugins", "--json", env=env, check=True)
+    broken = {p["name"]: p["error"] for p in json.loads(listed.stdout) if p.get("error")}
+    for case in EXITING_MODULES:
+        assert case.replace("-", "") in broken, (case, broken)
+    assert "SystemExit" in broken["exits"] and "KeyboardInterrupt" in broken["interrupts"]
+    assert "fcn" in run_zoo("list", env=env, check=True).stdout
+    assert run_zoo("info", "bisenet", env=env, check=True).returncode == 0
+
+
+# ---- 10. the generic fallback: each hostile input gets a named refusal -----------------------------------------------
+
+RUNNER = """from zoo.registry.spec import Backend
+SPEC = Backend('raising', 'a runner that raises', ('onnx',), 'zoo_raising_runner:open_runner')
+"""
+RUNNER_MODULE = """class Runner:
+    def describe(self):
+        return {}
+
+    def run(self, x):
+        raise ZeroDivisionError('the runner divided by zero')
+
+
+def open_runner(path, *, device='cpu', threads=None, precision='fp32'):
+    if {at_open}:
+        raise LookupError('the runner could not open it')
+    return Runner()
+"""
+
+
+@pytest.mark.parametrize("at_open", [True, False])
+def test_backend_runner_that_raises_is_a_named_refusal(at_open: bool, models, tmp_path: Path) -> None:
+    """Issue 22.10: a third-party backend whose runner raises (when opening the model, or on an image) is a
+    BackendError naming the backend, not 'a bug in zoo'."""
+    import os
+
+    import cv2
+    import numpy as np
+
+    root = tmp_path / "site"
+    info = root / "zoo_raising-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-raising\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[zoo.backends]\nraising = zoo_raising:SPEC\n")
+    (root / "zoo_raising.py").write_text(RUNNER)
+    (root / "zoo_raising_runner.py").write_text(RUNNER_MODULE.replace("{at_open}", str(at_open)))
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
+    models.install_converted("bisenet")
+    image = tmp_path / "in.png"
+    cv2.imwrite(str(image), np.full((32, 64, 3), 100, np.uint8))
+    proc = run_zoo("run", "bisenet", str(image), "--backend", "raising", "-o", str(tmp_path / "out"), env=env)
+    refused(proc, "backend 'raising'", "LookupError" if at_open else "ZeroDivisionError", "--backend")
+    run_zoo("run", "bisenet", str(image), "-o", str(tmp_path / "out"), env=env, check=True)

@@ -85,7 +85,7 @@ def load_group(name: str, allow: set[str] | None, kind: str, load: Callable[[Any
             continue
         try:
             spec = load(ep)
-        except Exception as exc:  # a broken plugin must never break zoo
+        except BaseException as exc:  # a broken plugin must never break zoo, even one that calls sys.exit()
             hint = f"reinstall or upgrade {dist_name}" if dist_name else "reinstall the plugin"
             plugin = record(ep, dist_name, dist_version, None, f"{type(exc).__name__}: {exc} — {hint}")
         else:
