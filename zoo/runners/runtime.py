@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from zoo.errors import BackendError, ImageError
+from zoo.errors import BackendError, ImageError, ZooError
+from zoo.util import first_line
 from zoo.registry.spec import Architecture, Backend, InputSpec
 
 if TYPE_CHECKING:
@@ -128,8 +129,16 @@ class Model:
         return preprocess(rgb, self.architecture.input)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        """The runner's first output for one input tensor."""
-        return self.runner.run(x)
+        """The runner's first output for one input tensor; a runner's own failure is a BackendError naming it."""
+        try:
+            return self.runner.run(x)
+        except (ZooError, MemoryError):
+            raise
+        except Exception as exc:  # a third-party runner may raise anything
+            raise BackendError(
+                f"backend '{self.backend}' failed on an input of shape {list(getattr(x, 'shape', ()))}: "
+                f"{type(exc).__name__}: {first_line(exc)}; try another --backend (see 'zoo plugins')"
+            ) from exc
 
     def to_labels(self, output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """First output → ``[H, W]`` class ids at ``size`` (H, W): uint8 when they fit, else int32."""
