@@ -348,3 +348,141 @@ def test_backend_runner_that_raises_is_a_named_refusal(at_open: bool, models, tm
     proc = run_zoo("run", "bisenet", str(image), "--backend", "raising", "-o", str(tmp_path / "out"), env=env)
     refused(proc, "backend 'raising'", "LookupError" if at_open else "ZeroDivisionError", "--backend")
     run_zoo("run", "bisenet", str(image), "-o", str(tmp_path / "out"), env=env, check=True)
+
+
+HOSTILE_REGISTRIES = {  # a growing table: registry file bytes → a word the refusal must contain
+    "bad-ipv6-url": (b'schema = 1\n[models.m]\narchitecture = "fcn"\n[models.m.inference]\nurls = ["http://[::1/m.tar"]\n',
+                     "not a valid URL"),
+    "bad-port": (b'schema = 1\n[models.m]\narchitecture = "fcn"\n[models.m.inference]\nurls = ["http://h:99999/m"]\n',
+                 "not a valid URL"),
+    "newline-in-url": (b'schema = 1\n[models.m]\narchitecture = "fcn"\n[models.m.inference]\nurls = ["http://h/m\\n"]\n',
+                       "control character"),
+    "deep-toml": (b"x = " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
+    "not-utf8": (b"schema = 1\n# caf\xe9\n", "not UTF-8"),
+    "num-classes-negative": (b'schema = 1\n[models.m]\narchitecture = "fcn"\nnum_classes = -5\n'
+                             b'[models.m.inference]\nurls = ["http://h/m.tar"]\n', "num_classes"),
+    "num-classes-zero": (b'schema = 1\n[models.m]\narchitecture = "fcn"\nnum_classes = 0\n'
+                         b'[models.m.inference]\nurls = ["http://h/m.tar"]\n', "num_classes"),
+    "num-classes-huge": (b'schema = 1\n[models.m]\narchitecture = "fcn"\nnum_classes = 1000000000000\n'
+                         b'[models.m.inference]\nurls = ["http://h/m.tar"]\n', "num_classes"),
+    "name-with-newline": (b'schema = 1\n[models."x\\n"]\narchitecture = "fcn"\n[models."x\\n".inference]\n'
+                          b'urls = ["http://h/m.tar"]\n', "model names"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_REGISTRIES))
+def test_hostile_registry_is_a_named_refusal(case: str, tmp_path: Path) -> None:
+    """Issue 22.10 and 22.12: each hostile registry file is refused naming the file; without it zoo works."""
+    data, word = HOSTILE_REGISTRIES[case]
+    path = tmp_path / "hostile.toml"
+    path.write_bytes(data)
+    for args in (["list"], ["info", "m"], ["pull", "m"]):
+        refused(run_zoo("--registry", str(path), *args), str(path), word)
+    assert "fcn" in run_zoo("list", check=True).stdout
+
+
+def test_registry_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
+    """Issue 22.10: '--registry' naming a FIFO used to block forever on open(); now it is refused at once."""
+    import os
+
+    fifo = tmp_path / "registry.toml"
+    os.mkfifo(fifo)
+    refused(run_zoo("--registry", str(fifo), "list", timeout=60), str(fifo), "not a regular file")
+
+
+def test_huge_num_classes_from_a_cached_ref_is_refused(models, tmp_path: Path) -> None:
+    """Issue 22.6: num_classes 10**12 in the registry entry a ref (or an imported bundle) carries is a named refusal,
+    not a 7 TiB allocation."""
+    models.install("fcn")
+    ref = cache.get_ref("fcn")
+    ref["paddle"]["entry"] = {"architecture": "fcn", "num_classes": 10**12, "artifacts": {}}
+    (cache.refs_dir() / "orphan.json").write_text(json.dumps(ref))  # a model no registry names: the ref describes it
+    image = tmp_path / "in.png"
+    _png(image)
+    refused(run_zoo("run", "orphan", str(image), "-o", str(tmp_path / "out")), "num_classes", "1024")
+
+
+def _png(path: Path, h: int = 32, w: int = 64) -> Path:
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(path), np.full((h, w, 3), 90, np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("size", ["1x1", "8x8", "99999x99999", "0x5", "nanxnan"])
+def test_size_outside_the_bounds_is_a_usage_error(size: str) -> None:
+    """Issue 22.6 and 22.10: --size 1x1 (an empty feature map) and 99999x99999 (a 115 GB tensor) are refused."""
+    for command in (["verify", "fcn"], ["bench", "fcn"], ["quantize", "fcn", "--precision", "int8"]):
+        proc = run_zoo(*command, "--size", size)
+        refused(proc, "--size")
+        assert proc.returncode == 2
+
+
+@pytest.mark.parametrize("scales", ["1e9", "inf", "nan", "0", "5"])
+def test_scales_outside_the_bounds_are_refused(scales: str, tmp_path: Path) -> None:
+    proc = run_zoo("eval", "fcn", "--data", str(_labelled(tmp_path / "d")), "--scales", scales)
+    refused(proc, "--scales")
+
+
+@pytest.mark.parametrize("uri,word", [("s3://zoo-no-bucket/a.png", "s3fs"), ("bogus://host/a.png", "bogus")])
+def test_uri_input_without_its_filesystem_is_a_named_refusal(uri: str, word: str, models, tmp_path: Path) -> None:
+    """Issue 22.10: an s3:// input without s3fs installed, and an unknown bogus:// protocol: the Ray engine names
+    what to install or fix; the local engine says it reads local files."""
+    models.install_converted("fcn")
+    refused(run_zoo("run", "fcn", uri, "--engine", "ray", "-o", str(tmp_path / "out")), uri, word)
+    refused(run_zoo("run", "fcn", uri, "-o", str(tmp_path / "out")), uri, "--engine ray")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unpinned_download_is_capped(http_server, use_registry) -> None:  # noqa: F811
+    """Issue 22.10: a download with no published size stops at ZOO_MAX_DOWNLOAD (announced, or streamed without a
+    length) and keeps nothing."""
+    import os
+
+    data = os.urandom(300_000)
+    use_registry({"m": {"inference": http_server.add("/m.tar", data)},
+                  "n": {"inference": http_server.add("/n.tar", data, length="close")}})  # fmt: skip
+    for name in ("m", "n"):
+        line = refused(run_zoo("pull", name, "--quiet", env={**NET, "ZOO_MAX_DOWNLOAD": "100000"}), "ZOO_MAX_DOWNLOAD")
+        assert "100000" in line
+        assert leftovers() == [] and pins.get(f"{name}/inference") is None
+    refused(run_zoo("pull", "m", "--quiet", env={**NET, "ZOO_MAX_DOWNLOAD": "-1"}), "ZOO_MAX_DOWNLOAD")
+
+
+HOSTILE_METADATA = {  # zoo.* key → value written into a real converted model's metadata_props
+    "input-a-list": ("input", "[1, 2]"),
+    "input-mean-a-string": ("input", '{"mean": "abc"}'),
+    "input-size-huge": ("input", '{"size_policy": "resize", "size": [100000, 100000]}'),
+    "input-size-a-number": ("input", '{"size_policy": "resize", "size": 5}'),
+    "input-std-zero": ("input", '{"std": [0, 0, 0]}'),
+    "input-scale-nan": ("input", '{"scale": NaN}'),
+    "input-layout-unknown": ("input", '{"layout": "NCDHW"}'),
+    "input-not-json": ("input", "{oops"),
+    "input-deep": ("input", "[" * 100_000 + "]" * 100_000),
+    "num-classes-huge": ("num_classes", str(10**12)),
+    "num-classes-negative": ("num_classes", "-5"),
+    "num-classes-a-string": ("num_classes", '"19"'),
+    "labels-a-number": ("labels", "5"),
+    "palette-short-colour": ("palette", "[[1, 2]]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_METADATA))
+def test_wrong_onnx_metadata_is_a_named_refusal(case: str, models, tmp_path: Path) -> None:
+    """Issue 22.6 and 22.10: wrong types or sizes in an .onnx file's zoo.* metadata (a 100000x100000 resize, 10**12
+    classes) are refused naming the key, before any allocation."""
+    import onnx
+
+    key, value = HOSTILE_METADATA[case]
+    model = onnx.load(str(models.install_converted("bisenet")))
+    props = {p.key: p.value for p in model.metadata_props}
+    props[f"zoo.{key}"] = value
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    hostile = tmp_path / "hostile.onnx"
+    onnx.save(model, str(hostile))
+    image = _png(tmp_path / "in.png")
+    proc = run_zoo("run", str(hostile), str(image), "-o", str(tmp_path / "out"))
+    refused(proc, f"zoo.{key}", "zoo convert")

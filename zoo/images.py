@@ -325,6 +325,9 @@ def expand_inputs(items: Iterable[str | os.PathLike[str]]) -> list[Path]:
     found: list[Path] = []
     for item in items:
         path = Path(item)
+        if isinstance(item, str) and "://" in item and not path.exists():  # Path() would make s3://b/x "s3:/b/x"
+            raise ImageError(f"{item}: a URI; this engine reads local files, images and folders — copy the files "
+                             "here, or run with --engine ray, which reads s3://, gs://, ... through fsspec")
         if path.is_dir():
             images = _folder_images(path)
             if not images:

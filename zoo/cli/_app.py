@@ -156,9 +156,14 @@ def _root(
     pass
 
 
+MIN_SIDE = 32  # PaddleSeg's networks downsample by 32: a smaller input leaves them an empty feature map
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``--size HxW`` (``512x1024``, ``512X1024`` or ``512×1024``) → (height, width); every command parses it here."""
     import re
+
+    from zoo.images import MAX_SIDE
 
     parts = re.split(r"[xX×]", text.strip())
     try:
@@ -167,6 +172,9 @@ def parse_size(text: str) -> tuple[int, int]:
         h = w = 0
     if len(parts) != 2 or h < 1 or w < 1:
         raise typer.BadParameter(f"expected HxW with positive numbers, such as 512x1024, got {text!r}",
+                                 param_hint="--size")  # fmt: skip
+    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):  # memory, and what a network can downsample
+        raise typer.BadParameter(f"each side must be {MIN_SIDE} to {MAX_SIDE} pixels, such as 512x1024, got {text!r}",
                                  param_hint="--size")  # fmt: skip
     return h, w
 

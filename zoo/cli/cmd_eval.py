@@ -27,12 +27,15 @@ def parse_hw(text: str | None, option: str) -> tuple[int, int] | None:
 
 
 def _scales(text: str) -> tuple[float, ...]:
+    from zoo.measure import evaluation
+
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         values = ()
-    if not values or any(v <= 0 for v in values):
-        raise typer.BadParameter(f"--scales takes positive numbers separated by commas, e.g. 0.75,1.0,1.25; got {text!r}")
+    if not values or any(not 0 < v <= evaluation.MAX_SCALE for v in values):  # also refuses nan and inf
+        raise typer.BadParameter(f"--scales takes numbers above 0 and up to {evaluation.MAX_SCALE}, separated by commas, "
+                                 f"e.g. 0.75,1.0,1.25; got {text!r}")  # fmt: skip
     return values
 
 

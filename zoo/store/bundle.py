@@ -37,9 +37,9 @@ LOCK = "zoo.lock"
 _ENTRY_DIRS = {"paddle": "models", "onnx": "onnx"}
 _HEX = r"[0-9a-f]{64}"
 _MEMBER = re.compile(
-    rf"^(?:bundle\.json|zoo\.lock|blobs/{_HEX}|refs/[a-z0-9][a-z0-9._-]*\.json"
+    rf"\A(?:bundle\.json|zoo\.lock|blobs/{_HEX}|refs/[a-z0-9][a-z0-9._-]*\.json"
     rf"|models/{_HEX}/(?:manifest\.json|model\.pdmodel|model\.json|model\.pdiparams|deploy\.yaml)"
-    rf"|onnx/{_HEX}/(?:manifest\.json|deploy\.yaml|[A-Za-z0-9][A-Za-z0-9._-]*\.onnx))$"
+    rf"|onnx/{_HEX}/(?:manifest\.json|deploy\.yaml|[A-Za-z0-9][A-Za-z0-9._-]*\.onnx))\Z"
 )
 _HINT = "the bundle is damaged or was altered; make it again with 'zoo bundle export' on the source machine"
 

@@ -302,8 +302,8 @@ def ref_path(name: str) -> Path:
     return refs_dir() / f"{check_name(name)}.json"
 
 
-KEY = re.compile(r"^[0-9a-f]{64}$")  # an entry's key: the sha256 hex of its file list
-_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a file inside an entry: a plain name, never a path
+KEY = re.compile(r"\A[0-9a-f]{64}\Z")  # an entry's key: the sha256 hex of its file list
+_FILE_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # a file inside an entry: a plain name, never a path
 
 
 def ref_problem(ref: Any) -> str | None:
@@ -415,7 +415,7 @@ def program_file(folder: Path) -> Path:
 # ---- variants: models derived from the Paddle model ------------------------------------------------------------------
 
 ONNX_VARIANT = "onnx"  # the float32 conversion (or the published ONNX model)
-_VARIANT = re.compile(r"^onnx(-[a-z0-9]+)*$")
+_VARIANT = re.compile(r"\Aonnx(-[a-z0-9]+)*\Z")
 
 
 def is_variant(fmt: str) -> bool:

@@ -23,7 +23,7 @@ from zoo.util import SHA256
 
 PRUNE_GRACE = 60.0  # seconds: younger temp files and unreferenced items may belong to a zoo still running
 _ENTRY_DIRS = (("paddle", "models"), ("onnx", "onnx"))  # entry kind → folder under the cache root (every variant: onnx/)
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+_HEX = re.compile(r"\A[0-9a-f]{64}\Z")
 _DIGEST = SHA256
 
 
