@@ -486,3 +486,99 @@ def test_wrong_onnx_metadata_is_a_named_refusal(case: str, models, tmp_path: Pat
     image = _png(tmp_path / "in.png")
     proc = run_zoo("run", str(hostile), str(image), "-o", str(tmp_path / "out"))
     refused(proc, f"zoo.{key}", "zoo convert")
+
+
+# ---- 6 and 7. label maps: decoder caps from the header, ids outside the classes named, 0 usable images fail ---------
+
+
+def png_header_only(width: int, height: int, bit_depth: int = 8, colour_type: int = 0) -> bytes:
+    """A PNG whose IHDR claims width x height, followed by a tiny (truncated) IDAT and IEND: a decoder that trusts the
+    header allocates width * height * bytes-per-pixel before it finds out."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    extra = chunk(b"PLTE", b"\0\0\0" * 4) if colour_type == 3 else b""
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
+            + chunk(b"IEND", b""))  # fmt: skip
+
+
+def jpeg_dataset(root: Path, n: int = 3) -> Path:
+    """A folders-layout data set whose images are JPEGs (so no PNG header comparison catches a label's size)."""
+    import cv2
+
+    path = _labelled(root, n)
+    for png in sorted((path / "images").iterdir()):
+        cv2.imwrite(str(png.with_suffix(".jpg")), cv2.imread(str(png)))
+        png.unlink()
+    return path
+
+
+HUGE_LABELS = {
+    "50000x50000": png_header_only(50_000, 50_000),
+    "9000x9000-16bit": png_header_only(9_000, 9_000, bit_depth=16),
+    "50000x50000-paletted": png_header_only(50_000, 50_000, colour_type=3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HUGE_LABELS))
+def test_label_whose_header_is_huge_is_refused_before_decoding(case: str, models, tmp_path: Path) -> None:
+    """Issue 22.6: a label PNG whose header claims 50000x50000 (or 9000x9000 16-bit, or paletted) is refused from its
+    header with the images' cap, naming the file; --skip-bad skips it and scores the others."""
+    models.install_converted("bisenet")
+    data = jpeg_dataset(tmp_path / "d")
+    bad = sorted((data / "labels").iterdir())[0]
+    bad.write_bytes(HUGE_LABELS[case])
+    refused(run_zoo("eval", "bisenet", "--data", str(data)), bad.name, "megapixel")
+    proc = run_zoo("eval", "bisenet", "--data", str(data), "--skip-bad", "--json", check=True)
+    got = json.loads(proc.stdout)
+    assert got["images"] == 2 and got["skipped"] == 1, got
+
+
+def test_label_ids_outside_the_classes_are_an_error_naming_them(models, tmp_path: Path) -> None:
+    """Issue 22.7: ids 50 (8-bit) or up to 900 (16-bit) in a 19-class model's labels were counted silently; now the
+    error names the file and the ids, and --skip-bad skips that image."""
+    import cv2
+    import numpy as np
+
+    models.install_converted("bisenet")
+    data = _labelled(tmp_path / "d")
+    first, second = sorted((data / "labels").iterdir())
+    label = cv2.imread(str(first), cv2.IMREAD_UNCHANGED)
+    label[:2, :3] = 50
+    cv2.imwrite(str(first), label)
+    line = refused(run_zoo("eval", "bisenet", "--data", str(data)), first.name, "50 (6 px)", "19 classes")
+    assert "255" in line
+    wide = cv2.imread(str(second), cv2.IMREAD_UNCHANGED).astype(np.uint16)
+    wide[0, :4] = 900
+    cv2.imwrite(str(second), wide)
+    first.write_bytes(cv2.imencode(".png", np.zeros_like(label))[1].tobytes())  # fixed
+    refused(run_zoo("eval", "bisenet", "--data", str(data)), second.name, "900 (4 px)")
+    got = json.loads(run_zoo("eval", "bisenet", "--data", str(data), "--skip-bad", "--json", check=True).stdout)
+    assert got["images"] == 1 and got["skipped"] == 1
+
+
+def test_eval_over_zero_usable_images_fails(models, tmp_path: Path) -> None:
+    """Issue 22.7: --skip-bad with every sample bad used to report a result over 0 images and exit 0."""
+    models.install_converted("bisenet")
+    data = _labelled(tmp_path / "d")
+    for label in (data / "labels").iterdir():
+        label.write_bytes(b"not a png")
+    proc = run_zoo("eval", "bisenet", "--data", str(data), "--skip-bad")
+    refused(proc, "no usable image", "fix the data set")
+    assert "mIoU" not in proc.stdout
+
+
+def test_huge_label_fails_one_pair_not_the_ray_job(models, tmp_path: Path) -> None:
+    """Issue 22.6 on Ray: the label with a 50000x50000 header is one failed pair; the other images are scored."""
+    models.install_converted("bisenet")
+    data = jpeg_dataset(tmp_path / "d")
+    bad = sorted((data / "labels").iterdir())[0]
+    bad.write_bytes(HUGE_LABELS["50000x50000"])
+    proc = run_zoo("eval", "bisenet", "--data", str(data), "--engine", "ray", "--workers", "1", "--json")
+    assert BUG not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert bad.name in proc.stderr and "megapixel" in proc.stderr
+    assert json.loads(proc.stdout)["images"] == 2

@@ -80,6 +80,19 @@ def decode_bytes(name: str | os.PathLike[str], data: bytes) -> Decoded:
     return _decode_bytes(path, data, header)  # type: ignore[arg-type]
 
 
+def check_header(name: str | os.PathLike[str], data: bytes) -> None:
+    """ImageError unless ``data`` is a format zoo reads whose header stays within MAX_PIXELS: checked before any
+    decoder allocates (label maps too: a 50000x50000 PNG header must not reach OpenCV)."""
+    path = name if isinstance(name, Path) else str(name)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{path}: the file is too large ({len(data) >> 20} MiB); {ACCEPTED}")
+    if not data:
+        raise ImageError(f"{path}: the file is empty (0 bytes); {ACCEPTED}")
+    header = _sniff(path, data)  # type: ignore[arg-type]
+    if header.width is not None and header.height is not None:
+        _check_size(path, header.width, header.height)  # type: ignore[arg-type]
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         if path.is_dir():

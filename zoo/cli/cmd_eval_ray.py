@@ -16,11 +16,11 @@ from zoo.cli._app import info, print_json
 from zoo.errors import EngineError
 
 
-def _label(name: str, size: tuple[int, int]) -> Any:
+def _label(name: str, size: tuple[int, int], num_classes: int | None = None) -> Any:
     """What a worker reads for a label path (a module function, so Ray pickles it by reference)."""
     from zoo.measure import datasets
 
-    return datasets.read_label(Path(name), size)
+    return datasets.read_label(Path(name), size, num_classes)
 
 
 def eval_on_ray(model: str, dataset: Any, *, backends: list[str], precisions: list[str], whole: bool,
@@ -41,7 +41,7 @@ def eval_on_ray(model: str, dataset: Any, *, backends: list[str], precisions: li
     shipped = distributed.resolve_model(model, threads=threads)
     info(f"evaluating {shipped.name} on Ray: {len(pairs)} image(s), {workers} worker(s) x {threads} thread(s)")
     accumulate = functools.partial(metrics.areas_of, num_classes=shipped.num_classes)
-    total, scored, errors = distributed.score(shipped, pairs, accumulate, read_label=_label, address=address,
+    total, scored, errors = distributed.score(shipped, pairs, accumulate, read_label=functools.partial(_label, num_classes=shipped.num_classes), address=address,
                                               workers=workers, batch_size=batch_size, threads_per_worker=threads)  # fmt: skip
     for message in errors:
         info(f"zoo: error: {message}")

@@ -245,7 +245,7 @@ def _load(sample: Sample, models: Sequence[Model]) -> _Loaded:
 
     try:
         rgb = images.decode(sample.image).rgb
-        label = datasets.read_label(sample.label, rgb.shape[:2])
+        label = datasets.read_label(sample.label, rgb.shape[:2], max(m.num_classes for m in models))
         inputs: dict[Any, np.ndarray] = {}
         for model in models:
             spec = model.architecture.input
@@ -347,6 +347,9 @@ def run(
     finally:
         bar.close()
         readers.shutdown(wait=True, cancel_futures=True)
+    if images == 0 and not interrupted:  # a result over 0 images is no result
+        why = f": {skipped[0]}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else "") if skipped else ""
+        raise EvalError(f"no usable image among the {len(samples)} of {dataset.describe()}{why}; fix the data set")
     backends = {}
     for s in scored:
         summary = s.areas.summary(absent=absent)
