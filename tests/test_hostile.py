@@ -582,3 +582,26 @@ def test_huge_label_fails_one_pair_not_the_ray_job(models, tmp_path: Path) -> No
     assert BUG not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert bad.name in proc.stderr and "megapixel" in proc.stderr
     assert json.loads(proc.stdout)["images"] == 2
+
+
+# ---- 2. every request runs under ZOO_DEADLINE, the mirror's zoo.lock included ------------------------------------------
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_trickling_mirror_lock_is_bounded_by_the_deadline(part: str, http_server, use_registry) -> None:  # noqa: F811
+    """Issue 22.2: a --mirror whose zoo.lock trickles its headers (or body) one byte every 0.3 s, each gap under
+    ZOO_TIMEOUT: ZOO_DEADLINE=4 gives up on the mirror after ~4 s and the pull goes on from the registry's URL."""
+    import time
+
+    lock = json.dumps({"m/inference": {"sha256": "sha256:" + "0" * 64, "size": 1}}).encode()
+    padding = b" " * 200 if part == "body" else b""  # headers alone outlast the deadline; a long body after them
+    http_server.add("/mirror/zoo.lock", lock + padding, trickle=0.3,
+                    content_type="application/json" + ("; x=" + "a" * 100 if part == "headers" else ""))
+    use_registry({"m": {"inference": http_server.add("/m.tar", model_tar(top="m"))}})
+    start = time.monotonic()
+    proc = run_zoo("pull", "m", "--quiet", "--mirror", http_server.url("/mirror"),
+                   env={**NET, "ZOO_DEADLINE": "4"}, timeout=120)  # fmt: skip
+    took = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert took < 30, took  # the mirror lock used to have no deadline at all: 45 s and more
+    assert len(http_server.requests("/mirror/zoo.lock")) == 1
