@@ -581,7 +581,8 @@ def test_huge_label_fails_one_pair_not_the_ray_job(models, tmp_path: Path) -> No
     proc = run_zoo("eval", "bisenet", "--data", str(data), "--engine", "ray", "--workers", "1", "--json")
     assert BUG not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert bad.name in proc.stderr and "megapixel" in proc.stderr
-    assert json.loads(proc.stdout)["images"] == 2
+    got = json.loads(proc.stdout)
+    assert got["backends"]["onnx"]["images"] == 2 and len(got["skipped"]) == 1
 
 
 # ---- 2. every request runs under ZOO_DEADLINE, the mirror's zoo.lock included ------------------------------------------
@@ -605,3 +606,115 @@ def test_trickling_mirror_lock_is_bounded_by_the_deadline(part: str, http_server
     assert proc.returncode == 0, proc.stderr
     assert took < 30, took  # the mirror lock used to have no deadline at all: 45 s and more
     assert len(http_server.requests("/mirror/zoo.lock")) == 1
+
+
+# ---- 4. bundle import checks what pull checks: a conversion of another network never answers for this one --------------
+
+
+def _tar_files(path: Path) -> dict[str, bytes]:
+    import tarfile
+
+    with tarfile.open(path) as tf:
+        return {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
+
+
+def _write_bundle(files: dict[str, bytes], dest: Path) -> Path:
+    """A bundle of ``files`` whose bundle.json lists each one with its true hash: only the content lies."""
+    import io
+    import tarfile
+
+    from zoo.store import bundle
+
+    index = json.loads(files[bundle.INDEX])
+    index["files"] = {n: {"sha256": cache.sha256_bytes(d), "size": len(d)} for n, d in files.items() if n != bundle.INDEX}
+    files = {**files, bundle.INDEX: json.dumps(index).encode()}
+    with tarfile.open(dest, "w") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return dest
+
+
+def _retree(files: dict[str, bytes], sub: str, key: str, changes: dict[str, bytes]) -> str:
+    """Replace files of the bundled entry ``sub/key``, with a consistent manifest and key; return the new key."""
+    prefix = f"{sub}/{key}/"
+    content = {n[len(prefix):]: d for n, d in files.items() if n.startswith(prefix) and not n.endswith(cache.MANIFEST)}
+    manifest = json.loads(files[prefix + cache.MANIFEST])
+    content.update(changes)
+    manifest["files"] = {n: {"sha256": cache.sha256_bytes(d), "size": len(d)} for n, d in content.items()}
+    new = cache.tree_key(manifest["files"])
+    manifest["key"] = new
+    for name in [n for n in files if n.startswith(prefix)]:
+        del files[name]
+    for name, data in content.items():
+        files[f"{sub}/{new}/{name}"] = data
+    files[f"{sub}/{new}/{cache.MANIFEST}"] = json.dumps(manifest).encode()
+    return new
+
+
+@pytest.fixture
+def bisenet_bundles(models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """(good bundle of bisenet, files of the foreign conversion: another bisenet's ONNX entry); then a fresh home."""
+    from zoo.store import bundle
+
+    foreign_onnx = models.install_converted("bisenet", seed=1)
+    foreign = {f"onnx/{foreign_onnx.parent.name}/{p.name}": p.read_bytes() for p in foreign_onnx.parent.iterdir()}
+    models.install_converted("bisenet")
+    good = bundle.export_bundle(["bisenet"], tmp_path / "good.tar").path
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "fresh"))
+    return good, foreign, foreign_onnx.parent.name
+
+
+@pytest.mark.parametrize("claim", ["claims-this-model", "claim-dropped"])
+def test_bundle_with_another_networks_onnx_is_refused(claim: str, bisenet_bundles, tmp_path: Path) -> None:
+    """Issue 22.4: a bundle whose bisenet ref points its ONNX at a conversion of another network (claiming this
+    model's Paddle program, or claiming nothing) is refused; the good bundle then imports and runs."""
+    good, foreign, foreign_key = bisenet_bundles
+    files = {**_tar_files(good), **foreign}
+    ref = json.loads(files["refs/bisenet.json"])
+    record = {**ref["onnx"], "key": foreign_key}
+    for k in ("from", "derived_from"):
+        record.pop(k, None)
+    if claim == "claims-this-model":
+        record["from"] = record["derived_from"] = ref["paddle"]["key"]
+    ref["onnx"] = record
+    files["refs/bisenet.json"] = json.dumps(ref).encode()
+    bad = _write_bundle(files, tmp_path / "bad.tar")
+    refused(run_zoo("bundle", "import", str(bad)), "refs/bisenet.json", "nothing was imported")
+    assert leftovers() == []
+    run_zoo("bundle", "import", str(good), check=True)
+    run_zoo("run", "bisenet", str(_png(tmp_path / "in.png")), "-o", str(tmp_path / "out"), "--offline", check=True)
+
+
+@pytest.mark.parametrize("damage", ["truncated-params", "garbage-onnx"])
+def test_bundle_whose_hashes_agree_but_content_is_broken_is_refused(damage: str, bisenet_bundles, tmp_path) -> None:
+    """Issue 22.4: truncated params, or a garbage model.onnx, with every hash, manifest and key consistent."""
+    good, _, _ = bisenet_bundles
+    files = _tar_files(good)
+    ref = json.loads(files["refs/bisenet.json"])
+    if damage == "truncated-params":
+        key = ref["paddle"]["key"]
+        params = files[f"models/{key}/{cache.PARAMS_FILE}"]
+        ref["paddle"]["key"] = _retree(files, "models", key, {cache.PARAMS_FILE: params[: len(params) // 2]})
+        ref.pop("onnx")  # a Paddle-only bundle: the params check alone must refuse it
+        for name in [n for n in files if n.startswith("onnx/")]:
+            del files[name]
+    else:
+        ref["onnx"]["key"] = _retree(files, "onnx", ref["onnx"]["key"], {"model.onnx": b"garbage" * 100})
+    files["refs/bisenet.json"] = json.dumps(ref).encode()
+    bad = _write_bundle(files, tmp_path / "bad.tar")
+    refused(run_zoo("bundle", "import", str(bad)), "not a usable model", "nothing was imported")
+    assert leftovers() == []
+    run_zoo("bundle", "import", str(good), check=True)
+
+
+def test_bundle_entry_with_huge_num_classes_is_refused(bisenet_bundles, tmp_path: Path) -> None:
+    """Issue 22.6: num_classes 10**12 in the registry entry a bundle's ref carries is refused at import."""
+    good, _, _ = bisenet_bundles
+    files = _tar_files(good)
+    ref = json.loads(files["refs/bisenet.json"])
+    ref["paddle"]["entry"] = {"architecture": "bisenet", "num_classes": 10**12}
+    files["refs/bisenet.json"] = json.dumps(ref).encode()
+    refused(run_zoo("bundle", "import", str(_write_bundle(files, tmp_path / "bad.tar"))), "num_classes")
+    assert leftovers() == []

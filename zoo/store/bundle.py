@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from zoo.store import archive, cache, housekeeping, pins, userfiles
+from zoo.store import archive, bundle_trust, cache, housekeeping, pins, userfiles
 from zoo.errors import ArchiveError, IntegrityError, NotCachedError
 from zoo.util import now as _now
 
@@ -188,6 +188,9 @@ def import_bundle(path: Path) -> BundleSummary:
         index = _check_index(path, stage, actual)
         trees = _check_trees(path, stage, actual)
         refs = _check_refs(path, stage, trees)
+        bundle_trust.check_content(
+            lambda fmt, key: (stage if (fmt, key) in trees else cache.root()) / _ENTRY_DIRS[fmt] / key,
+            trees, refs, lambda what: _fail(path, what))  # what pull checks, not only the hashes  # fmt: skip
         lock = pins.parse((stage / LOCK).read_text(encoding="utf-8"), f"{path}: {LOCK}") if LOCK in actual else {}
         lock = _carried_pins(path, lock, refs, actual)
         _check_pins(path, lock)
