@@ -718,3 +718,33 @@ def test_bundle_entry_with_huge_num_classes_is_refused(bisenet_bundles, tmp_path
     files["refs/bisenet.json"] = json.dumps(ref).encode()
     refused(run_zoo("bundle", "import", str(_write_bundle(files, tmp_path / "bad.tar"))), "num_classes")
     assert leftovers() == []
+
+
+# ---- 8. a full disk is named as one, with the bytes needed --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_quantize_on_a_full_disk_names_it_before_the_work(precision: str, models, tmp_path: Path, monkeypatch) -> None:
+    """Issue 22.8: 'zoo quantize' with too little space used to say "Wire format was corrupt"; now it names the full
+    disk, the folder and the bytes needed, before calibrating, and leaves nothing behind."""
+    import shutil
+    import subprocess
+
+    onnx = models.install_converted("bisenet")
+    used = sum(p.stat().st_size for p in cache.root().rglob("*") if p.is_file())
+    home = tmp_path / "small"
+    home.mkdir()
+    kib = (used + onnx.stat().st_size) // 1024 + 256  # room for the models, not for the variant's working copies
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(home)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        shutil.copytree(cache.root(), home / "cache")
+        monkeypatch.setenv("ZOO_HOME", str(home))
+        extra = ["--calib-synthetic", "2", "--size", "64x128"] if precision == "int8" else []
+        proc = run_zoo("quantize", "bisenet", "--precision", precision, *extra)
+        line = refused(proc, "no space left", str(cache.onnx_dir()), "bytes")
+        assert "needs" in line and "Wire format" not in line
+        assert not [p for p in cache.onnx_dir().iterdir() if p.name.startswith(".")]
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)

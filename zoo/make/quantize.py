@@ -347,10 +347,9 @@ def quantize_model(model: Any, *, precision: str = "int8", calib_dir: Path | Non
                    exclude: Iterable[str] = (), seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """Make the ``onnx-<precision>`` variant of a model (a handle or name) from its cached float32 ONNX (converted
     first if needed) and store it in the cache as a variant; returns what was stored (path, key, seconds, provenance)."""
-    import tempfile
     import time
 
-    from zoo.make import convert
+    from zoo.make import convert, space
     from zoo.registry import catalog
     from zoo.store import cache
 
@@ -365,6 +364,23 @@ def quantize_model(model: Any, *, precision: str = "int8", calib_dir: Path | Non
         calibration = Path(calib_dir) if calib_dir is not None else synthetic_tensors(calib_synthetic, size, spec, seed)
     src = convert.ensure_onnx(handle)
     cache.onnx_dir().mkdir(parents=True, exist_ok=True)
+    # about 3x the float32 model for int8 (plain, prepared and quantized files), 2x for fp16
+    need = (3 if precision == "int8" else 2) * src.stat().st_size
+    with space.reserved(cache.onnx_dir(), need, f"the {variant_name(precision)} variant of '{handle.name}'"):
+        path = _quantize_into_cache(handle, src, precision, calibration, calib_dir, calib_synthetic, size, method,
+                                    per_channel, exclude, spec)  # fmt: skip
+    provenance = cache.read_manifest(path.parent)["provenance"]
+    return {"name": handle.name, "variant": provenance["variant"], "path": str(path), "key": path.parent.name,
+            "seconds": round(time.perf_counter() - start, 3), "provenance": provenance}
+
+
+def _quantize_into_cache(handle: Any, src: Path, precision: str, calibration: Any, calib_dir: Path | None,
+                         calib_synthetic: int, size: tuple[int, int], method: str, per_channel: bool,
+                         exclude: Iterable[str], spec: InputSpec) -> Path:  # fmt: skip
+    import tempfile
+
+    from zoo.store import cache
+
     with tempfile.TemporaryDirectory(dir=cache.onnx_dir(), prefix=cache.TEMP_PREFIX) as tmp:
         out = Path(tmp) / "model.onnx"
         provenance = quantize_onnx(src, out, precision=precision, calibration=calibration, method=method,
@@ -373,7 +389,4 @@ def quantize_model(model: Any, *, precision: str = "int8", calib_dir: Path | Non
             what = str(Path(calib_dir).resolve()) if calib_dir is not None else f"synthetic {calib_synthetic} x {size}"
             provenance["calibration"]["source"] = what
         provenance = {"source": "derived", "onnx_key": src.parent.name, **provenance}
-        path = cache.store_variant(handle, provenance["variant"], out, provenance)
-    return {"name": handle.name, "variant": provenance["variant"], "path": str(path), "key": path.parent.name,
-            "seconds": round(time.perf_counter() - start, 3),
-            "provenance": cache.read_manifest(path.parent)["provenance"]}  # fmt: skip
+        return cache.store_variant(handle, provenance["variant"], out, provenance)
