@@ -748,3 +748,27 @@ def test_quantize_on_a_full_disk_names_it_before_the_work(precision: str, models
         assert not [p for p in cache.onnx_dir().iterdir() if p.name.startswith(".")]
     finally:
         subprocess.run(["umount", "-l", str(home)], check=False)
+
+
+# ---- 12. smaller ones ------------------------------------------------------------------------------------------------
+
+
+def test_fp16_exclude_of_an_unknown_op_is_refused(models) -> None:
+    """Issue 22.12: '--precision fp16 --exclude Nonsense' was accepted silently (it blocked nothing)."""
+    models.install_converted("bisenet")
+    refused(run_zoo("quantize", "bisenet", "--precision", "fp16", "--exclude", "Nonsense"), "Nonsense", "Conv")
+    assert "onnx-fp16" not in cache.get_ref("bisenet")
+    run_zoo("quantize", "bisenet", "--precision", "fp16", "--exclude", "Resize", check=True)
+
+
+@pytest.mark.parametrize("top", [None, "packed"])
+def test_pull_onnx_reads_a_zip(top: str | None, http_server, use_registry) -> None:  # noqa: F811
+    """Issue 22.12: the ONNX path of pull read tars only; a zip holding one .onnx is read like a tar."""
+    from tests.test_archive import zip_bytes
+    from tests.test_pull import onnx_bytes
+
+    name = f"{top}/model.onnx" if top else "model.onnx"
+    use_registry({"z": {"onnx": http_server.add("/z.zip", zip_bytes([(name, onnx_bytes())]))}})
+    run_zoo("pull", "z", "--format", "onnx", "--quiet", env=NET, check=True)
+    path = Path(run_zoo("cache", "path", "z", "--format", "onnx", check=True).stdout.strip())
+    assert path.read_bytes() == onnx_bytes()

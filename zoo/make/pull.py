@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,8 +203,9 @@ def _cached_onnx(name: str) -> PullResult | None:
 
 
 def _store_onnx(blob: Path, provenance: dict[str, Any]) -> Path:
-    """The published .onnx (bare, or the one file of a tar) as ``onnx/<key>/model.onnx``, checked before commit."""
-    if _is_tar(blob, provenance["url"]):
+    """The published .onnx (bare, or the one file of a tar or zip) as ``onnx/<key>/model.onnx``, checked before
+    commit."""
+    if _is_archive(blob, provenance["url"]):
         return archive.extract_onnx_model(blob, provenance)
     with cache.staging(cache.onnx_dir()) as stage:
         shutil.copyfile(blob, stage / archive.ONNX_FILE)
@@ -213,10 +213,10 @@ def _store_onnx(blob: Path, provenance: dict[str, Any]) -> Path:
         return archive.commit(stage, cache.onnx_dir(), provenance) / archive.ONNX_FILE
 
 
-def _is_tar(path: Path, url: str) -> bool:
+def _is_archive(path: Path, url: str) -> bool:
     if urlsplit(url).path.lower().endswith(".onnx"):
         return False
-    return tarfile.is_tarfile(path)
+    return archive.is_archive(path)  # a tar (maybe compressed) or a zip, judged by content
 
 
 # ---- shared ---------------------------------------------------------------------------------------------------------

@@ -141,13 +141,13 @@ def input_spec_of(model: onnx.ModelProto) -> InputSpec:
     """The InputSpec a zoo-converted model carries in its ``zoo.input`` metadata (PaddleSeg's default otherwise)."""
     import json
 
-    from zoo.runners.runtime import _input_spec
+    from zoo.formats.described import input_spec
     from zoo.registry.spec import InputSpec
 
     meta = {p.key: p.value for p in model.metadata_props}
     try:
-        return _input_spec(json.loads(meta["zoo.input"])) if "zoo.input" in meta else InputSpec()
-    except (ValueError, TypeError) as exc:
+        return input_spec(json.loads(meta["zoo.input"])) if "zoo.input" in meta else InputSpec()
+    except (ValueError, TypeError, RecursionError) as exc:
         raise QuantizationError(f"the model's zoo.input metadata is unreadable ({exc}); convert it again "
                                 "with 'zoo convert NAME --force'") from exc  # fmt: skip
 
@@ -283,6 +283,13 @@ def _to_fp16(model: onnx.ModelProto, dst: Path, exclude: Iterable[str]) -> dict[
     with _needs("fp16"):
         from onnxconverter_common import float16
 
+    import onnx
+
+    unknown = sorted(op for op in set(exclude) if not onnx.defs.has(op))  # a typo would silently block nothing
+    if unknown:
+        present = sorted({node.op_type for node in model.graph.node})
+        raise QuantizationError(f"--exclude {','.join(unknown)}: not an ONNX op type; this model has "
+                                f"{', '.join(present)}")  # fmt: skip
     blocked = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(exclude))
     metadata = [(p.key, p.value) for p in model.metadata_props]
     try:
