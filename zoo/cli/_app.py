@@ -174,8 +174,8 @@ def parse_size(text: str) -> tuple[int, int]:
         raise typer.BadParameter(f"expected HxW with positive numbers, such as 512x1024, got {text!r}",
                                  param_hint="--size")  # fmt: skip
     if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):  # memory, and what a network can downsample
-        raise typer.BadParameter(f"each side must be {MIN_SIDE} to {MAX_SIDE} pixels, such as 512x1024, got {text!r}",
-                                 param_hint="--size")  # fmt: skip
+        raise typer.BadParameter(f"expected HxW with each side {MIN_SIDE} to {MAX_SIDE} pixels, such as 512x1024, "
+                                 f"got {text!r}", param_hint="--size")  # fmt: skip
     return h, w
 
 

@@ -34,8 +34,8 @@ def _scales(text: str) -> tuple[float, ...]:
     except ValueError:
         values = ()
     if not values or any(not 0 < v <= evaluation.MAX_SCALE for v in values):  # also refuses nan and inf
-        raise typer.BadParameter(f"--scales takes numbers above 0 and up to {evaluation.MAX_SCALE}, separated by commas, "
-                                 f"e.g. 0.75,1.0,1.25; got {text!r}")  # fmt: skip
+        raise typer.BadParameter(f"--scales takes numbers above 0 and up to {evaluation.MAX_SCALE}, separated by "
+                                 f"commas, e.g. 0.75,1.0,1.25; got {text!r}")  # fmt: skip
     return values
 
 

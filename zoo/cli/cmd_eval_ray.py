@@ -41,7 +41,8 @@ def eval_on_ray(model: str, dataset: Any, *, backends: list[str], precisions: li
     shipped = distributed.resolve_model(model, threads=threads)
     info(f"evaluating {shipped.name} on Ray: {len(pairs)} image(s), {workers} worker(s) x {threads} thread(s)")
     accumulate = functools.partial(metrics.areas_of, num_classes=shipped.num_classes)
-    total, scored, errors = distributed.score(shipped, pairs, accumulate, read_label=functools.partial(_label, num_classes=shipped.num_classes), address=address,
+    read_label = functools.partial(_label, num_classes=shipped.num_classes)  # ids outside the classes: named
+    total, scored, errors = distributed.score(shipped, pairs, accumulate, read_label=read_label, address=address,
                                               workers=workers, batch_size=batch_size, threads_per_worker=threads)  # fmt: skip
     for message in errors:
         info(f"zoo: error: {message}")

@@ -27,5 +27,6 @@ def reserved(folder: Path, need: int, what: str) -> Iterator[None]:
         if isinstance(exc, DiskFullError):
             raise
         if cache.is_disk_full(exc) or shutil.disk_usage(folder).free < need:
-            raise cache.disk_full(exc if cache.is_disk_full(exc) else full, folder, need, what) from None  # type: ignore[arg-type]
+            cause = exc if isinstance(exc, OSError) and cache.is_disk_full(exc) else full
+            raise cache.disk_full(cause, folder, need, what) from None
         raise

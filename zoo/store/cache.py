@@ -224,7 +224,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def _is_inside(name: Any) -> bool:
-    """A manifest's file name: relative, within the entry folder (PaddleSeg models are flat; sub-folders are allowed)."""
+    """A manifest's file name: relative, inside the entry folder (models are flat; sub-folders are allowed)."""
     return isinstance(name, str) and all(_FILE_NAME.fullmatch(part) for part in name.split("/"))
 
 
