@@ -772,3 +772,13 @@ def test_pull_onnx_reads_a_zip(top: str | None, http_server, use_registry) -> No
     run_zoo("pull", "z", "--format", "onnx", "--quiet", env=NET, check=True)
     path = Path(run_zoo("cache", "path", "z", "--format", "onnx", check=True).stdout.strip())
     assert path.read_bytes() == onnx_bytes()
+
+
+def test_verify_report_on_a_file_is_refused_before_the_work(models, tmp_path: Path) -> None:
+    """Issue 22.8 for verify: --report naming an existing file fails before any model is run."""
+    models.install_converted("bisenet")
+    existing = tmp_path / "report.txt"
+    existing.write_text("mine")
+    proc = run_zoo("verify", "bisenet", "--report", str(existing), "--size", "64x128", "--count", "1")
+    refused(proc, str(existing), "--report")
+    assert "verifying" not in proc.stderr and existing.read_text() == "mine"

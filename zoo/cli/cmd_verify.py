@@ -57,6 +57,10 @@ def verify(
 
         images = expand_inputs(image)
     tolerance = verify_mod.tolerance_for(precision, min_agreement, rtol, atol_rel)
+    if report is not None:  # an unusable folder is refused now, not after the whole check
+        from zoo.store import userfiles
+
+        userfiles.check_folder(report, "--report")
     runs_onnx = any("onnx" in backends.get(b).formats for b in pair)
     if runs_onnx and "onnx" not in cache.cached_formats(name) and "paddle" in cache.cached_formats(name):
         info(f"no ONNX model of '{name}' in the cache; converting it first")

@@ -7,7 +7,6 @@ overlays, and the errors (red where the prediction is wrong, grey where the labe
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,18 +23,11 @@ def check_out(out: Path) -> None:
     uncreatable folder, or a planted ``worst`` symlink (zoo writes only inside the folder it was given)."""
     from zoo.store import userfiles
 
-    fix = "choose another folder with --report"
-    if out.exists() and not out.is_dir():
-        raise ZooError(f"--report {out} is a file, not a folder; {fix}")
+    userfiles.check_folder(out, "--report")
     if (out / "worst").is_symlink():
-        raise ZooError(f"{out / 'worst'} is a symlink; zoo writes its images only inside {out} — remove it or {fix}")
-    try:
-        (out / "worst").mkdir(parents=True, exist_ok=True)
-        fd, tmp = userfiles.temp_beside(out / "eval.json")  # can we write there at all?
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise ZooError(f"cannot write the report folder {out}: {exc.strerror or exc}; {fix}") from None
+        raise ZooError(f"{out / 'worst'} is a symlink; zoo writes its images only inside {out} — remove it, or "
+                       "choose another folder with --report")  # fmt: skip
+    userfiles.check_folder(out / "worst", "--report")
 
 
 def write_report(result: Any, out: Path) -> list[Path]:

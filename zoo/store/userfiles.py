@@ -27,6 +27,24 @@ def temp_beside(path: Path) -> tuple[int, str]:
             continue
 
 
+def check_folder(folder: Path, option: str) -> None:
+    """Refuse an output folder before a long job, not after it: an existing file, or a folder that cannot be created
+    or written (read-only, no permission). The folder is created; ZooError says which ``option`` to change."""
+    from zoo.errors import ZooError
+
+    folder = Path(folder)
+    fix = f"choose another folder with {option}"
+    if folder.exists() and not folder.is_dir():
+        raise ZooError(f"{option} {folder} is a file, not a folder; {fix}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = temp_beside(folder / "probe")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ZooError(f"cannot write the {option} folder {folder}: {exc.strerror or exc}; {fix}") from None
+
+
 def write_user_file(path: Path, data: bytes | str, *, sync: bool = True) -> Path:
     """Write ``data`` to ``path`` so readers see the old file or the new one, with the umask's permissions.
 
