@@ -22,7 +22,8 @@ callers of the Python API can catch ``KeyError``, ``ValueError``, ``OSError`` ..
     ├── EngineError            (RuntimeError)      the Ray engine is not installed, cannot connect, or its job failed
     ├── QuantizationError      (ValueError)        a reduced-precision variant could not be made
     ├── DatasetError           (ValueError)        an evaluation data set or one of its labels cannot be read
-    └── EvalError              (ValueError)        an evaluation cannot run as asked (slide/aug on an argmax model)
+    ├── EvalError              (ValueError)        an evaluation cannot run as asked (slide/aug on an argmax model)
+    └── PrecisionError         (ValueError)        a precision (or artifact kind) zoo does not make, or the backend can't run
 """
 
 from __future__ import annotations
@@ -115,3 +116,7 @@ class DatasetError(ZooError, ValueError):
 
 class EvalError(ZooError, ValueError):
     """An evaluation cannot run as asked (e.g. sliding-window inference on a model that outputs class ids)."""
+
+
+class PrecisionError(ZooError, ValueError):
+    """A precision or artifact kind zoo does not make (zoo/store/artifacts.py), or that the chosen backend cannot run."""

@@ -26,7 +26,21 @@ def reserved(folder: Path, need: int, what: str) -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - whatever a library made of ENOSPC; re-raised unless the disk is full
         if isinstance(exc, DiskFullError):
             raise
-        if cache.is_disk_full(exc) or shutil.disk_usage(folder).free < need:
-            cause = exc if isinstance(exc, OSError) and cache.is_disk_full(exc) else full
-            raise cache.disk_full(cause, folder, need, what) from None
+        cause = _disk_full_cause(exc)
+        if cause is not None or shutil.disk_usage(folder).free < need:
+            raise cache.disk_full(cause or full, folder, need, what) from None
         raise
+
+
+def _disk_full_cause(exc: BaseException) -> OSError | None:
+    """The ENOSPC/EDQUOT OSError behind ``exc``, however deep a library wrapped it (None if there is none)."""
+    from zoo.store import cache
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and cache.is_disk_full(current):
+            return current
+        current = current.__cause__ or current.__context__
+    return None

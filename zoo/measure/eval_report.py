@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
+from zoo.store.userfiles import write_user_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,34 +32,33 @@ def check_out(out: Path) -> None:
 
 
 def write_report(result: Any, out: Path) -> list[Path]:
-    """Write the report files for an EvalResult into ``out``; return their paths. Each file goes through the atomic
-    user-file writer, so a planted symlink is replaced, never written through."""
-    import cv2
+    """Write the report files for an EvalResult into ``out``; return their paths.
 
-    from zoo.store import userfiles
-
-    check_out(out)
+    Every file goes through zoo's one writer for user files (atomic: a reader sees the old file or the new one, and a
+    planted symlink is replaced, never written through).
+    """
+    check_out(out)  # again: the folder may have changed during the evaluation
     written = [out / "eval.json", out / "class_iou.png"]
-    userfiles.write_user_file(written[0], json.dumps(result.as_dict(), indent=2) + "\n")
+    write_user_file(written[0], json.dumps(result.as_dict(), indent=2) + "\n")
     chart = class_iou_chart(result.labels, {k: v["class_iou"] for k, v in result.backends.items()})
-    userfiles.write_user_file(written[1], _encoded(".png", chart[:, :, ::-1]))
+    write_user_file(written[1], _encoded(".png", chart))
     colors = _colors(result)
     for key, worst in result.worst.items():
         for rank, item in enumerate(worst, 1):
-            path = out / "worst" / f"{rank}_{key}_{item.image.stem}.jpg"
+            path = out / "worst" / f"{rank}_{key.replace('/', '-')}_{item.image.stem}.jpg"
             panel = error_panel(item.rgb, item.pred, item.label, colors)
-            userfiles.write_user_file(path, _encoded(".jpg", panel[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]),
-                                      sync=False)  # fmt: skip
+            write_user_file(path, _encoded(".jpg", panel))
             written.append(path)
     return written
 
 
-def _encoded(ext: str, image: np.ndarray, params: list[int] | None = None) -> bytes:
+def _encoded(ext: str, rgb: np.ndarray) -> bytes:
     import cv2
 
-    ok, data = cv2.imencode(ext, image, params or [])
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90] if ext == ".jpg" else []
+    ok, data = cv2.imencode(ext, rgb[:, :, ::-1], params)
     if not ok:
-        raise ZooError(f"OpenCV could not encode a {ext} report image; report this with 'ZOO_DEBUG=1'")
+        raise ZooError(f"OpenCV cannot encode a {ext} picture of {rgb.shape[1]}x{rgb.shape[0]} for the report")
     return data.tobytes()
 
 
