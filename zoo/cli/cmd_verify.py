@@ -50,7 +50,7 @@ def verify(
 ) -> None:
     """Compare ONNX Runtime with Paddle Inference (or any two backends) on the same inputs; exit 1 if they disagree."""
     from zoo.measure import verify as verify_mod
-    from zoo.registry import catalog
+    from zoo.registry import backends, catalog
 
     hw = parse_size(size)
     handle = catalog.resolve(name)  # an unknown name fails before "verifying ..." is said

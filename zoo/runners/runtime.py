@@ -195,7 +195,7 @@ def load(
     backend: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
-    precision: str = "fp32",
+    precision: str | None = "fp32",
 ) -> Model:
     """A runnable model from a handle or registry name (its cached model), an ``.onnx`` file or a model folder.
 
@@ -209,6 +209,7 @@ def load(
     """
     from zoo.registry import backends, catalog
 
+    precision = precision or "fp32"  # None: the default (what the user gave no flag for)
     spec = backends.get(backend) if backend else backends.default_backend()
     if device not in spec.devices:
         raise BackendError(f"unknown device '{device}' for backend '{spec.name}'; choose one of: {', '.join(spec.devices)}")
