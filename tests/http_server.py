@@ -27,6 +27,8 @@ replaces it and resets its request count). Unknown paths get 404. Options (all k
     html=True          serve LOGIN_PAGE as text/html instead of ``body`` (a typical login wall)
     rate=BYTES_PER_S   throttle the body (e.g. to interrupt a download half-way)
     redirect=PATH      answer 302 Found with Location: PATH
+    trickle=SECONDS    send the status line, the headers and the body one byte every SECONDS (a server that is never
+                       silent for long, yet never done: only a deadline stops it)
 
 A mirror is just paths: ``add("/mirror/blobs/<hex>", data)``, ``add("/mirror/zoo.lock", lock_json)``, then use
 ``url("/mirror")`` as the mirror.
@@ -87,6 +89,7 @@ class _Route:
     content_type: str = "application/octet-stream"
     rate: float | None = None
     redirect: str | None = None
+    trickle: float | None = None
     hits: int = field(default=0)
 
 
@@ -187,6 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
         if status not in (200, 206):
             return self._plain(status, b"", headers)
         payload = route.body if route.range == "wrong" else route.body[start:]
+        if route.trickle is not None:
+            return self._trickle(route, status, headers, payload, head)
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -206,6 +211,21 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # the client went away
             self.close_connection = True
         return None
+
+    def _trickle(self, route: _Route, status: int, headers: dict[str, str], payload: bytes, head: bool) -> None:
+        """Status line, headers and body, one byte every ``route.trickle`` seconds (bounded by the payload)."""
+        lines = [f"HTTP/1.1 {status} OK", *(f"{k}: {v}" for k, v in headers.items()),
+                 f"Content-Type: {route.content_type}", f"Content-Length: {len(payload)}", "", ""]  # fmt: skip
+        data = "\r\n".join(lines).encode() + (b"" if head else payload)
+        self.close_connection = True
+        try:
+            for i in range(len(data)):
+                if self.server.stopping.wait(route.trickle):
+                    return
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+        except OSError:  # the client gave up, as it should
+            pass
 
     def _plan(self, route: _Route, asked: str | None, if_range: str | None, faulty: bool) -> tuple[int, int, dict]:
         """(status, first byte, extra headers) for a request."""

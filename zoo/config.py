@@ -18,6 +18,7 @@ Nothing here creates directories: callers create what they write into.
 | ZOO_DEADLINE        | seconds one source (URL or mirror) may take, retries included (3600)  |
 | ZOO_MAX_UNPACKED    | bytes one model archive may unpack to (1073741824 = 1 GiB)            |
 | ZOO_MAX_RATIO       | unpacked size / archive size allowed beyond the first MiB (100)        |
+| ZOO_MAX_DOWNLOAD    | bytes a download with no published size may take (2147483648 = 2 GiB) |
 | ZOO_SERVE_TOKEN     | bearer token zoo serve requires (when --token is not given)           |
 """
 
@@ -142,6 +143,12 @@ def backoff() -> float:
 def deadline() -> float:
     """ZOO_DEADLINE: seconds one download source may take in total."""
     return _number("ZOO_DEADLINE", 3600.0)
+
+
+def max_download() -> int:
+    """ZOO_MAX_DOWNLOAD: bytes an artifact with no published or pinned size may download (default 2 GiB: twice
+    ZOO_MAX_UNPACKED's default; PaddleSeg's largest published file is far below it)."""
+    return int(_number("ZOO_MAX_DOWNLOAD", float(2 << 30), integer=True))
 
 
 # ---- archives (read by zoo/store/archive.py) ----

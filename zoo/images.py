@@ -80,6 +80,19 @@ def decode_bytes(name: str | os.PathLike[str], data: bytes) -> Decoded:
     return _decode_bytes(path, data, header)  # type: ignore[arg-type]
 
 
+def check_header(name: str | os.PathLike[str], data: bytes) -> None:
+    """ImageError unless ``data`` is a format zoo reads whose header stays within MAX_PIXELS: checked before any
+    decoder allocates (label maps too: a 50000x50000 PNG header must not reach OpenCV)."""
+    path = name if isinstance(name, Path) else str(name)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{path}: the file is too large ({len(data) >> 20} MiB); {ACCEPTED}")
+    if not data:
+        raise ImageError(f"{path}: the file is empty (0 bytes); {ACCEPTED}")
+    header = _sniff(path, data)  # type: ignore[arg-type]
+    if header.width is not None and header.height is not None:
+        _check_size(path, header.width, header.height)  # type: ignore[arg-type]
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         if path.is_dir():
@@ -325,6 +338,9 @@ def expand_inputs(items: Iterable[str | os.PathLike[str]]) -> list[Path]:
     found: list[Path] = []
     for item in items:
         path = Path(item)
+        if isinstance(item, str) and "://" in item and not path.exists():  # Path() would make s3://b/x "s3:/b/x"
+            raise ImageError(f"{item}: a URI; this engine reads local files, images and folders — copy the files "
+                             "here, or run with --engine ray, which reads s3://, gs://, ... through fsspec")
         if path.is_dir():
             images = _folder_images(path)
             if not images:

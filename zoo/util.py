@@ -9,8 +9,8 @@ import re
 import time
 from pathlib import Path
 
-MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # registry names; only these ever become cache paths
-SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")  # how zoo writes a digest everywhere: "sha256:<64 lowercase hex>"
+MODEL_NAME = re.compile(r"\A[a-z0-9][a-z0-9._-]*\Z")  # registry names; only these ever become cache paths
+SHA256 = re.compile(r"\Asha256:[0-9a-f]{64}\Z")  # how zoo writes a digest everywhere: "sha256:<64 lowercase hex>"
 CHUNK = 1 << 20  # bytes read at a time when hashing
 OUTPUT_OPS = ("argmax", "softmax", "none")  # what an exported graph ends with: class ids, probabilities, logits
 

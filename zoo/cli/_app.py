@@ -160,14 +160,23 @@ def _root(
     pass
 
 
+MIN_SIDE = 32  # PaddleSeg's networks downsample by 32: a smaller input leaves them an empty feature map
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``--size HxW`` → (height, width) (:func:`zoo.util.parse_size`), a usage error otherwise."""
     from zoo import util
 
+    from zoo.images import MAX_SIDE
+
     try:
-        return util.parse_size(text)
+        h, w = util.parse_size(text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--size") from None
+    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):  # memory, and what a network can downsample
+        raise typer.BadParameter(f"expected HxW with each side {MIN_SIDE} to {MAX_SIDE} pixels, such as 512x1024, "
+                                 f"got {text!r}", param_hint="--size")  # fmt: skip
+    return h, w
 
 
 def print_json(obj: Any) -> None:

@@ -31,12 +31,15 @@ def parse_hw(text: str | None, option: str) -> tuple[int, int] | None:
 
 
 def _scales(text: str) -> tuple[float, ...]:
+    from zoo.measure import inference
+
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         values = ()
-    if not values or any(v <= 0 for v in values):
-        raise typer.BadParameter(f"--scales takes positive numbers separated by commas, e.g. 0.75,1.0,1.25; got {text!r}")
+    if not values or any(not 0 < v <= inference.MAX_SCALE for v in values):  # also refuses nan and inf
+        raise typer.BadParameter(f"--scales takes numbers above 0 and up to {inference.MAX_SCALE}, separated by "
+                                 f"commas, e.g. 0.75,1.0,1.25; got {text!r}")  # fmt: skip
     return values
 
 
@@ -91,6 +94,10 @@ def eval_(
                                  param_hint="--precision")
     ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
                       threads_per_worker=threads_per_worker, threads=threads)  # before any model loads
+    if report is not None:  # an unusable folder is refused now, not after the whole evaluation
+        from zoo.measure import eval_report
+
+        eval_report.check_out(report)
     from zoo.make import ensure
 
     target = runtime.resolve_target(model)  # a name is looked up once
@@ -126,15 +133,15 @@ def eval_(
                 info(f"zoo: warning: {w.message}")
         for message in result.skipped:
             info(f"zoo: skipped: {message}")
-        if report is not None:
-            from zoo.measure import eval_report
-
-            written = eval_report.write_report(result, report)
-            info(f"report: {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}")
-    if json_:
+    if json_:  # the results first: a report that fails to write must not lose them
         print_json(result.as_dict())
     else:
         typer.echo(format_table(result))
+    if report is not None:
+        from zoo.measure import eval_report
+
+        written = eval_report.write_report(result, report)
+        info(f"report: {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}")
     if result.interrupted:
         info(f"zoo: interrupted after {result.images} image(s): the numbers above cover those only")
         raise typer.Exit(130)

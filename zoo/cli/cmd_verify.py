@@ -61,6 +61,10 @@ def verify(
 
         images = expand_inputs(image)
     tolerance = verify_mod.tolerance_for(precision, min_agreement, rtol, atol_rel)
+    if report is not None:  # an unusable folder is refused now, not after the whole check
+        from zoo.store import userfiles
+
+        userfiles.check_folder(report, "--report")
     from zoo.make import ensure
 
     for b, p in zip(pair, ("fp32", precision)):  # what each runs is pulled and converted first when missing

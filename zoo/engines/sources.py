@@ -50,10 +50,25 @@ def fsspec_module() -> Any:
     return fsspec
 
 
+def _filesystem(uri: str) -> tuple[Any, str]:
+    """fsspec's filesystem for ``uri``: a protocol fsspec does not know (``bogus://``) or whose package is missing
+    (``s3://`` without s3fs) is a one-line refusal saying what to install or fix."""
+    fsspec = fsspec_module()
+    scheme = uri.split("://", 1)[0]
+    try:
+        return fsspec.core.url_to_fs(uri)
+    except ImportError as exc:
+        raise EngineError(f"{uri}: reading {scheme}:// needs a package that is not installed ({exc}); install it, "
+                          "or copy the files to a local folder") from None  # fmt: skip
+    except (ValueError, TypeError) as exc:
+        raise ImageError(f"{uri}: fsspec does not know the protocol '{scheme}' ({exc}); give a local path, or a "
+                         "URI such as s3://, gs://, http:// or file://") from None  # fmt: skip
+
+
 def _expand_uri(uri: str) -> list[str]:
     from zoo import images
 
-    fs, path = fsspec_module().core.url_to_fs(uri)
+    fs, path = _filesystem(uri)
     try:
         if fs.isdir(path):
             names = sorted(p for p in fs.ls(path, detail=False) if fs.isfile(p))
@@ -73,8 +88,9 @@ def read_bytes(uri: str) -> bytes:
     """A URI's bytes through fsspec; ImageError if it cannot be read or is too large."""
     from zoo import images
 
+    fs, path = _filesystem(uri)
     try:
-        with fsspec_module().open(uri, "rb") as f:
+        with fs.open(path, "rb") as f:
             data = f.read(images.MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ImageError(f"{uri}: no such file") from None

@@ -66,7 +66,10 @@ def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
     for key, value in props.items():
         if key.startswith(PREFIX):
             short = key[len(PREFIX) :]
-            out[short] = json.loads(value) if short in JSON_KEYS else value
+            try:
+                out[short] = json.loads(value) if short in JSON_KEYS else value
+            except (ValueError, RecursionError) as exc:  # whatever the file's author wrote
+                raise ValueError(f"{key} is not JSON ({type(exc).__name__})") from None
     return out
 
 

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from urllib.parse import urlsplit
 
 from zoo.registry import catalog, entries as registry, remembered
 from zoo.store import archive, cache, pins, repair
-from zoo.errors import ArchiveError, ConversionError, DownloadError, NotCachedError, WeightsError, ZooError
+from zoo.errors import ArchiveError, DiskFullError, DownloadError, NotCachedError, WeightsError, ZooError
 from zoo.util import first_line as _first_line
 
 if TYPE_CHECKING:
@@ -147,11 +146,8 @@ def _from_inference(entry: registry.ModelEntry, opts: _Options) -> PullResult:
     before = _snapshot(pin_id)
     fetched = _fetch(entry, "inference", opts)
     provenance = _provenance(entry.name, "inference", fetched, entry.artifacts["inference"])
-    try:
+    with _refused_on_failure(fetched, pin_id, before, provenance["url"]):
         folder = archive.extract_paddle_model(fetched.path, provenance)
-    except ArchiveError as exc:
-        _forget(fetched, pin_id, before)
-        raise repair.refused_download(exc, fetched.path, provenance["url"]) from None
     cache.set_ref(entry.name, "paddle", {"key": folder.name, **_record(provenance)})
     return PullResult(entry.name, "paddle", "inference", provenance["url"], fetched.sha256, folder, False)
 
@@ -165,11 +161,8 @@ def _from_weights(entry: registry.ModelEntry, opts: _Options, note: str) -> Pull
     provenance = _provenance(entry.name, "weights", fetched, entry.artifacts["weights"])
     # fetch verified the blob: export records this instead of hashing it again, and writes the ref once
     origin = {**_record(provenance), "weights_sha256": fetched.sha256, "weights_url": provenance["url"]}
-    try:
+    with _refused_on_failure(fetched, pin_id, before, None):  # unsafe, or not this network's: do not keep them
         folder = export_model(opts.handle, weights=fetched.path, origin=origin)
-    except WeightsError:  # unsafe, or not weights of this network: do not keep trusting them
-        _forget(fetched, pin_id, before)
-        raise
     return PullResult(entry.name, "paddle", "weights", provenance["url"], fetched.sha256, folder, False, note)
 
 
@@ -191,11 +184,8 @@ def _pull_onnx(entry: registry.ModelEntry, opts: _Options) -> PullResult:
         before = _snapshot(pin_id)
         fetched = _fetch(entry, "onnx", opts)
         provenance = _provenance(name, "onnx", fetched, entry.artifacts["onnx"])
-        try:
+        with _refused_on_failure(fetched, pin_id, before, provenance["url"]):
             path = _store_onnx(fetched.path, provenance)
-        except (ArchiveError, ConversionError) as exc:
-            _forget(fetched, pin_id, before)
-            raise repair.refused_download(exc, fetched.path, provenance["url"]) from None
         cache.set_ref(name, "onnx", {"key": path.parent.name, **_record(provenance), "file": path.name})
         return PullResult(name, "onnx", "onnx", provenance["url"], fetched.sha256, path, False)
 
@@ -213,8 +203,9 @@ def _cached_onnx(name: str) -> PullResult | None:
 
 
 def _store_onnx(blob: Path, provenance: dict[str, Any]) -> Path:
-    """The published .onnx (bare, or the one file of a tar) as ``onnx/<key>/model.onnx``, checked before commit."""
-    if _is_tar(blob, provenance["url"]):
+    """The published .onnx (bare, or the one file of a tar or zip) as ``onnx/<key>/model.onnx``, checked before
+    commit."""
+    if _is_archive(blob, provenance["url"]):
         return archive.extract_onnx_model(blob, provenance)
     with cache.staging(cache.onnx_dir()) as stage:
         shutil.copyfile(blob, stage / archive.ONNX_FILE)
@@ -222,10 +213,10 @@ def _store_onnx(blob: Path, provenance: dict[str, Any]) -> Path:
         return archive.commit(stage, cache.onnx_dir(), provenance) / archive.ONNX_FILE
 
 
-def _is_tar(path: Path, url: str) -> bool:
+def _is_archive(path: Path, url: str) -> bool:
     if urlsplit(url).path.lower().endswith(".onnx"):
         return False
-    return tarfile.is_tarfile(path)
+    return archive.is_archive(path)  # a tar (maybe compressed) or a zip, judged by content
 
 
 # ---- shared ---------------------------------------------------------------------------------------------------------
@@ -278,6 +269,34 @@ class _Before:
 def _snapshot(pin_id: str) -> _Before:
     names = frozenset(os.listdir(cache.blobs_dir())) if cache.blobs_dir().is_dir() else frozenset()
     return _Before(names, pins.get(pin_id) is not None)
+
+
+@contextlib.contextmanager
+def _refused_on_failure(fetched: Any, pin_id: str, before: _Before, url: str | None) -> Iterator[None]:
+    """Whatever goes wrong while checking downloaded content (a crafted file can raise anything: RecursionError,
+    OverflowError, MemoryError ...), the blob and the pin it brought go, so a fixed file can be pulled next time.
+    A full disk says nothing about the content: then the verified blob stays. ``url``: retell a ZooError about it."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except ZooError as exc:
+        _forget(fetched, pin_id, before)
+        if url is None:
+            raise
+        raise repair.refused_download(exc, fetched.path, url) from None
+    except Exception as exc:
+        _forget(fetched, pin_id, before)
+        what = f"{type(exc).__name__}: {_first_line(exc)}"[:200]
+        error = WeightsError if url is None else ArchiveError
+        raise error(
+            f"the file downloaded for '{pin_id}' from {url or fetched.url} could not be checked ({what}); nothing was "
+            "kept — it is not a usable model: report it to whoever maintains the registry entry, or get the model "
+            "another way (--mirror DIR|URL, or 'zoo bundle import FILE')"
+        ) from None
+    except BaseException:
+        _forget(fetched, pin_id, before)
+        raise
 
 
 def _forget(fetched: Any, pin_id: str, before: _Before) -> None:

@@ -141,12 +141,13 @@ def input_spec_of(model: onnx.ModelProto) -> InputSpec:
     """The InputSpec a zoo-converted model carries in its ``zoo.input`` metadata (PaddleSeg's default otherwise)."""
     import json
 
+    from zoo.formats import described
     from zoo.registry.spec import InputSpec
 
     meta = {p.key: p.value for p in model.metadata_props}
     try:
-        return InputSpec.from_dict(json.loads(meta["zoo.input"])) if "zoo.input" in meta else InputSpec()
-    except (ValueError, TypeError) as exc:
+        return described.input_spec(json.loads(meta["zoo.input"])) if "zoo.input" in meta else InputSpec()
+    except (ValueError, TypeError, RecursionError) as exc:
         raise QuantizationError(f"the model's zoo.input metadata is unreadable ({exc}); convert it again "
                                 "with 'zoo convert NAME --force'") from exc  # fmt: skip
 
@@ -282,6 +283,13 @@ def _to_fp16(model: onnx.ModelProto, dst: Path, exclude: Iterable[str]) -> dict[
     with _needs("fp16"):
         from onnxconverter_common import float16
 
+    import onnx
+
+    unknown = sorted(op for op in set(exclude) if not onnx.defs.has(op))  # a typo would silently block nothing
+    if unknown:
+        present = sorted({node.op_type for node in model.graph.node})
+        raise QuantizationError(f"--exclude {','.join(unknown)}: not an ONNX op type; this model has "
+                                f"{', '.join(present)}")  # fmt: skip
     blocked = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(exclude))
     metadata = [(p.key, p.value) for p in model.metadata_props]
     try:
@@ -358,6 +366,7 @@ def quantize_model(model: Any, src: Path, *, precision: str = "int8", calib_dir:
     stored (path, key, seconds, provenance). The provenance's ``settings`` are the options that make it again."""
     import time
 
+    from zoo.make import space
     from zoo.registry import catalog
     from zoo.store import cache
 
@@ -369,7 +378,10 @@ def quantize_model(model: Any, src: Path, *, precision: str = "int8", calib_dir:
     if precision == "int8":
         calibration = Path(calib_dir) if calib_dir is not None else synthetic_tensors(calib_synthetic, size, spec, seed)
     cache.onnx_dir().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache.onnx_dir(), prefix=cache.TEMP_PREFIX) as tmp:
+    # about 3x the float32 model for int8 (plain, prepared and quantized files), 2x for fp16
+    need = (3 if precision == "int8" else 2) * src.stat().st_size
+    with space.reserved(cache.onnx_dir(), need, f"the {variant_name(precision)} variant of '{handle.name}'"), \
+            tempfile.TemporaryDirectory(dir=cache.onnx_dir(), prefix=cache.TEMP_PREFIX) as tmp:
         out = Path(tmp) / "model.onnx"
         provenance = quantize_onnx(src, out, precision=precision, calibration=calibration, method=method,
                                    per_channel=per_channel, exclude=exclude, input_spec=spec)  # fmt: skip

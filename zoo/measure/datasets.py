@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoo.errors import DatasetError
+from zoo import images
+from zoo.errors import DatasetError, ImageError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -147,14 +148,19 @@ def check(sample: Sample) -> str | None:
         return f"{exc.filename}: cannot read it: {exc.strerror}"
     if label is None and sample.label.suffix.lower() == ".png":
         return f"{sample.label}: the label is not a readable PNG"
+    if label is not None and label[0] * label[1] > images.MAX_PIXELS:  # the header alone: nothing is decoded
+        return (f"{sample.label}: the label's header claims {label[1]}x{label[0]} pixels, beyond the "
+                f"{images.MAX_PIXELS // 1_000_000}-megapixel cap zoo applies to images")  # fmt: skip
     if label is not None and image is not None and label[:2] != image[:2]:
         return (f"{sample.label}: the label is {label[1]}x{label[0]} but its image {sample.image.name} is "
                 f"{image[1]}x{image[0]}")  # fmt: skip
     return None
 
 
-def read_label(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """A label map ``[H, W]`` of train ids at ``size`` (H, W), or a DatasetError naming the file."""
+def read_label(path: Path, size: tuple[int, int], num_classes: int | None = None) -> np.ndarray:
+    """A label map ``[H, W]`` of train ids at ``size`` (H, W), or a DatasetError naming the file. The images' decoder
+    caps apply (checked from the header, before decoding); with ``num_classes``, an id that is neither a class nor
+    the ignore value 255 is an error naming the file and the ids (they would be counted silently)."""
     import cv2
     import numpy as np
 
@@ -162,6 +168,10 @@ def read_label(path: Path, size: tuple[int, int]) -> np.ndarray:
         data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read the label: {exc.strerror or exc}") from None
+    try:
+        images.check_header(path, data)
+    except ImageError as exc:
+        raise DatasetError(f"{str(exc).split('; zoo reads')[0]} (a label)") from None
     if data[:8] == PNG_SIGNATURE and len(data) > 25 and data[25] == 3:  # paletted: the indices are the ids
         label = _palette_indices(path, data)
     else:
@@ -174,7 +184,23 @@ def read_label(path: Path, size: tuple[int, int]) -> np.ndarray:
     if label.shape != tuple(size):
         raise DatasetError(f"{path}: the label is {label.shape[1]}x{label.shape[0]} but its image is "
                            f"{size[1]}x{size[0]}")  # fmt: skip
+    if num_classes is not None:
+        check_ids(path, label, num_classes)
     return label
+
+
+def check_ids(path: Path | str, label: np.ndarray, num_classes: int, ignore: int = 255) -> None:
+    """DatasetError naming the file, the ids and their pixel counts if ``label`` holds an id that is neither a
+    class (0 .. num_classes - 1) nor ``ignore``."""
+    import numpy as np
+
+    ids, counts = np.unique(label, return_counts=True)
+    bad = [(int(i), int(c)) for i, c in zip(ids, counts) if (i < 0 or i >= num_classes) and i != ignore]
+    if bad:
+        shown = ", ".join(f"{i} ({c} px)" for i, c in bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+        raise DatasetError(f"{path}: label ids outside the model's {num_classes} classes and the ignore value "
+                           f"{ignore}: {shown}; fix the labels (or their train-id mapping), or pass --skip-bad "
+                           "to skip such images")  # fmt: skip
 
 
 def _palette_indices(path: Path, data: bytes) -> np.ndarray | None:

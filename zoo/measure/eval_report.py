@@ -19,15 +19,25 @@ if TYPE_CHECKING:
 BAR_COLORS = ((66, 133, 244), (234, 67, 53), (52, 168, 83), (251, 188, 5))  # RGB, one per backend
 
 
+def check_out(out: Path) -> None:
+    """Refuse an unusable --report folder before the evaluation, not after it: an existing file, a read-only or
+    uncreatable folder, or a planted ``worst`` symlink (zoo writes only inside the folder it was given)."""
+    from zoo.store import userfiles
+
+    userfiles.check_folder(out, "--report")
+    if (out / "worst").is_symlink():
+        raise ZooError(f"{out / 'worst'} is a symlink; zoo writes its images only inside {out} — remove it, or "
+                       "choose another folder with --report")  # fmt: skip
+    userfiles.check_folder(out / "worst", "--report")
+
+
 def write_report(result: Any, out: Path) -> list[Path]:
     """Write the report files for an EvalResult into ``out``; return their paths.
 
-    Every file goes through zoo's one writer for user files (atomic: a reader sees the old file or the new one).
+    Every file goes through zoo's one writer for user files (atomic: a reader sees the old file or the new one, and a
+    planted symlink is replaced, never written through).
     """
-    try:
-        (out / "worst").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ZooError(f"cannot create the report folder {out}: {exc.strerror or exc}; choose another with --report") from None
+    check_out(out)  # again: the folder may have changed during the evaluation
     written = [out / "eval.json", out / "class_iou.png"]
     write_user_file(written[0], json.dumps(result.as_dict(), indent=2) + "\n")
     chart = class_iou_chart(result.labels, {k: v["class_iou"] for k, v in result.backends.items()})

@@ -119,7 +119,7 @@ def load_sample(sample: Sample, models: Sequence[Model]) -> Loaded:
 
     try:
         rgb = images.decode(sample.image).rgb
-        label = datasets.read_label(sample.label, rgb.shape[:2])
+        label = datasets.read_label(sample.label, rgb.shape[:2], max(m.num_classes for m in models))
         inputs: dict[Any, np.ndarray] = {}
         for model in models:
             spec = model.architecture.input
@@ -233,6 +233,10 @@ class Tally:
     def result(self, seconds: float, interrupted: bool = False) -> EvalResult:
         """The metrics of what was counted; the worst images with their pictures read again where not kept."""
         self.bar.close()
+        if self.images == 0 and not interrupted:  # a result over 0 images is no result
+            shown = f": {self.skipped[0]}" + (f" (and {len(self.skipped) - 1} more)" if len(self.skipped) > 1 else "")
+            raise EvalError(f"no usable image in {self.dataset.describe()}{shown if self.skipped else ''}; "
+                            "fix the data set")  # fmt: skip
         backends = {}
         for s in self.scored:
             summary = s.areas.summary(absent=self.absent)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import EvalError
+from zoo.images import MAX_PIXELS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from zoo.runners.runtime import Model
 
 MODES = ("whole", "slide")
+MAX_SCALE = 4.0  # --scales above this are refused (PaddleSeg's aug_eval configs stay within 0.5-2.0)
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,8 @@ class Options:
                                 f"{self.crop[0]}x{self.crop[1]}: pixels between windows would not be predicted")  # fmt: skip
         elif self.crop or self.stride:
             raise EvalError("--crop and --stride are for --mode slide")
-        if not self.scales or any(s <= 0 for s in self.scales):
-            raise EvalError(f"--scales must be positive numbers, got {list(self.scales)}")
+        if not self.scales or any(not 0 < s <= MAX_SCALE for s in self.scales):  # 1e9 would allocate the moon
+            raise EvalError(f"--scales must be above 0 and up to {MAX_SCALE}, got {list(self.scales)}")
 
     def as_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "crop": list(self.crop) if self.crop else None,
@@ -121,6 +123,9 @@ def aug_scores(model: Model, x: np.ndarray, options: Options) -> np.ndarray:
     total = np.zeros((1, 1, 1, 1), np.float32)
     for scale in options.scales:
         size = (int(h * scale + 0.5), int(w * scale + 0.5))
+        if size[0] * size[1] > MAX_PIXELS or min(size) < 1:
+            raise EvalError(f"--scales {scale} makes a {w}x{h} image {size[1]}x{size[0]} pixels, beyond what zoo "
+                            f"infers ({MAX_PIXELS} pixels, at least 1x1); choose smaller --scales")  # fmt: skip
         scaled = resize_scores(x, size) if size != (h, w) else x
         for flip in flips:
             inp = np.ascontiguousarray(scaled[:, :, :, ::-1]) if flip else scaled

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -208,14 +209,17 @@ def _mirror_lock(mirror: str, session: Session) -> dict[str, dict[str, Any]]:
     if not _is_remote(mirror):
         return pins.load_file(_local_path(mirror) / "zoo.lock")
     url = f"{mirror.rstrip('/')}/zoo.lock"
+    deadline = time.monotonic() + config.deadline()  # like every request: a trickling mirror must not hang a pull
     try:
-        with session.client.get(url) as response:
+        with session.client.get(url, deadline=deadline) as response:
             if response.status == 404:
                 return {}
             if response.status != 200:
                 raise Failed(f"HTTP {response.status} {response.reason}".rstrip())
             text = response.read(MAX_LOCK).decode("utf-8", errors="replace")
     except TransportError as exc:  # any transport problem just means "no lock from this mirror"
+        if exc.kind == "deadline":
+            raise Failed(f"no complete answer within ZOO_DEADLINE={config.deadline():g}s") from None
         raise Failed(transport_reason(exc, 0)) from None
     return pins.parse(text, url)
 

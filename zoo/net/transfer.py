@@ -136,6 +136,8 @@ def _request(session: Session, url: str, temp: TempDownload, expected: Expected,
             temp.announced = None if length is None else temp.size + length
             if response.status == 200 and length is not None and expected.size not in (None, length):
                 raise Failed(size_reason(expected, length, temp.html_type), keep=False, integrity=True)
+            if expected.size is None and length is not None and temp.size + length > config.max_download():
+                raise Failed(_too_big(temp.size + length, "announces"), keep=False)
             if bar.total is None and length is not None:
                 bar.total = temp.size + length
             for block in response.blocks():  # one socket receive each: a dropped connection loses nothing
@@ -144,6 +146,8 @@ def _request(session: Session, url: str, temp: TempDownload, expected: Expected,
                 bar.update(len(block))
                 if expected.size is not None and temp.size > expected.size:
                     raise Failed(size_reason(expected, temp.size, temp.looks_html()), keep=False, integrity=True)
+                if expected.size is None and temp.size > config.max_download():
+                    raise Failed(_too_big(temp.size, "sent more than that:"), keep=False)
                 if time.monotonic() > deadline:
                     raise Failed(f"still downloading after ZOO_DEADLINE={config.deadline():g}s")
     except TransportError as exc:
@@ -157,6 +161,13 @@ def _request(session: Session, url: str, temp: TempDownload, expected: Expected,
     if expected.size is not None and temp.size < expected.size:  # no length announced, and the body ended short
         raise Failed(f"connection lost after {temp.size} of {expected.size} bytes (the server closed it early)",
                       retry=True)  # fmt: skip
+
+
+def _too_big(size: int, what: str) -> str:
+    """An artifact with no published size is bounded by ZOO_MAX_DOWNLOAD, not only by the deadline."""
+    limit = config.max_download()
+    return (f"it {what} {size} bytes, and an artifact with no published size may take {limit} "
+            f"(ZOO_MAX_DOWNLOAD); add its size and sha256 to the registry entry, or raise ZOO_MAX_DOWNLOAD")
 
 
 def copy_local(path: Path, temp: TempDownload, bar: Any) -> None:

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from zoo import config
-from zoo.errors import BackendError
+from zoo.errors import BackendError, ZooError
 from zoo.registry.entrypoints import Found, Group
+from zoo.util import first_line
 from zoo.registry.spec import Backend
 
 GROUP = "zoo.backends"
@@ -129,7 +130,15 @@ def open_runner(backend: Backend, model_path: Path, *, device: str = "cpu", thre
         raise BackendError(
             f"cannot import runner {backend.runner} of backend '{backend.name}': {exc}; {backend.install or 'reinstall it'}"
         ) from exc
-    return factory(Path(model_path), device=device, threads=threads, precision=precision)
+    try:
+        return factory(Path(model_path), device=device, threads=threads, precision=precision)
+    except ZooError:
+        raise
+    except Exception as exc:  # a third-party runner may raise anything: name the backend, not 'a bug in zoo'
+        raise BackendError(
+            f"backend '{backend.name}' could not open {model_path}: {type(exc).__name__}: {first_line(exc)}; "
+            "try another --backend (see 'zoo plugins'), or report it to the backend's maintainers"
+        ) from exc
 
 
 def default_backend() -> Backend:

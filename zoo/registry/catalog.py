@@ -63,7 +63,7 @@ class Catalog:
         if entry is None:
             return _unregistered(self, name)
         arch = self.architectures.get(entry.architecture) or plugins.get_architecture(entry.architecture)
-        return ModelHandle(name, entry, arch, int(entry.num_classes or len(arch.labels)), cache.ref_path(name))
+        return ModelHandle(name, entry, arch, classes_of(entry, arch), cache.ref_path(name))
 
     def knows(self, name: str) -> bool:
         return name in self.models
@@ -127,7 +127,20 @@ def _unregistered(catalog: Catalog, name: str) -> ModelHandle:
 
     if (cached := remembered.cached_entry(name)) is not None:  # cached, but its registry file is gone
         arch = catalog.architectures.get(cached.architecture) or plugins.get_architecture(cached.architecture)
-        return ModelHandle(name, cached, arch, int(cached.num_classes or len(arch.labels)), cache.ref_path(name))
+        return ModelHandle(name, cached, arch, classes_of(cached, arch), cache.ref_path(name))
     close = difflib.get_close_matches(name, list(catalog.models), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     raise UnknownModelError(f"unknown model '{name}'; {hint}run 'zoo list' to see the available models")
+
+
+def classes_of(entry: ModelEntry, arch: Architecture) -> int:
+    """How many classes a model predicts: the entry's, else its labels'; bounded, since arrays are sized by it (an
+    entry rebuilt from a cached ref or a bundle was never checked as a registry file is)."""
+    from zoo.errors import RegistryError
+    from zoo.registry.entries import MAX_CLASSES
+
+    n = entry.num_classes or len(arch.labels)
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_CLASSES:
+        raise RegistryError([f"{entry.source}: [models.{entry.name}]: num_classes must be between 1 and "
+                             f"{MAX_CLASSES}, got {str(n)[:40]}"])  # fmt: skip
+    return n

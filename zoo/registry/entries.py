@@ -21,6 +21,8 @@ SCHEMA = 1
 ARTIFACT_KINDS = ("inference", "onnx", "weights")
 PACKAGED = Path(__file__).with_name("registry.toml")
 _NAME = MODEL_NAME
+MAX_CLASSES = 1024  # classes a model may declare: PaddleSeg's largest data set (COCO-Stuff) has 171
+MAX_REGISTRY_BYTES = 16 << 20  # a registry file bigger than this is not one
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,22 @@ def _type_ok(value: Any, expected: type | tuple[type, ...]) -> bool:
     return isinstance(value, expected) and not (isinstance(value, bool) and expected in (int, (int, float)))
 
 
+def _url_problem(url: Any) -> str | None:
+    """Why a registry URL cannot be fetched (None: it may be): unparseable (a bad IPv6 host), a newline in it."""
+    import urllib.parse
+
+    if not isinstance(url, str):
+        return None  # reported by the 'urls' check
+    if any(c in url for c in "\r\n\t\0"):
+        return "holds a control character"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    return None
+
+
 def _parse_artifact(where: str, kind: str, table: Any, problems: list[str]) -> Artifact | None:
     if not isinstance(table, dict):
         problems.append(f"{where}: '{kind}' must be a table with 'urls'")
@@ -96,6 +114,9 @@ def _parse_artifact(where: str, kind: str, table: Any, problems: list[str]) -> A
         problems.append(f"{where}.{kind}: missing required key 'urls'")
     elif not (isinstance(urls, list) and urls and all(isinstance(u, str) and u for u in urls)):
         problems.append(f"{where}.{kind}: key 'urls' must be a non-empty list of strings, got {urls!r}")
+    for url in urls if isinstance(urls, list) else []:
+        if problem := _url_problem(url):
+            problems.append(f"{where}.{kind}: URL {url!r} {problem}")
     sha = table.get("sha256")
     if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
         problems.append(f"{where}.{kind}: key 'sha256' must look like 'sha256:<64 lowercase hex>', got {sha!r}")
@@ -114,16 +135,36 @@ def _parse_artifact(where: str, kind: str, table: Any, problems: list[str]) -> A
     return Artifact(kind, tuple(urls), sha, size, tuple(docs))
 
 
-def parse_file(path: Path, known_architectures: set[str] | None = None) -> tuple[list[ModelEntry], set[str]]:
-    """Parse one registry file; return its entries and the names marked ``override``. Raises RegistryError."""
+def _read_text(path: Path) -> str:
+    """A registry file's text: a regular file (a FIFO or device would block or never end), UTF-8, at most
+    MAX_REGISTRY_BYTES."""
+    import stat
+
     try:
-        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise RegistryError([f"{path}: not a regular file (a FIFO, device or folder); give a registry .toml file"])
+        with open(path, "rb") as f:
+            data = f.read(MAX_REGISTRY_BYTES + 1)
     except OSError as exc:
         raise RegistryError([f"{path}: cannot read registry file ({exc.strerror or exc})"]) from None
+    if len(data) > MAX_REGISTRY_BYTES:
+        raise RegistryError([f"{path}: larger than {MAX_REGISTRY_BYTES} bytes; that is no registry file"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RegistryError([f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"]) from None
+
+
+def parse_file(path: Path, known_architectures: set[str] | None = None) -> tuple[list[ModelEntry], set[str]]:
+    """Parse one registry file; return its entries and the names marked ``override``. Raises RegistryError."""
+    text = _read_text(path)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RegistryError([f"{path}: TOML syntax error: {exc}"]) from None
+    except RecursionError:  # tables or arrays nested 100,000 deep
+        raise RegistryError([f"{path}: nested too deeply to be a registry file"]) from None
     problems: list[str] = []
     schema = doc.get("schema", SCHEMA)
     if schema != SCHEMA:
@@ -153,6 +194,9 @@ def parse_file(path: Path, known_architectures: set[str] | None = None) -> tuple
                 problems.append(f"{where}: unknown key '{key}'")
             elif not _type_ok(value, _FIELDS[key][0]):
                 problems.append(f"{where}: key '{key}' must be {_FIELDS[key][1]}, got {type(value).__name__} {value!r}")
+        classes = table.get("num_classes")
+        if _type_ok(classes, int) and not 0 < classes <= MAX_CLASSES:
+            problems.append(f"{where}: key 'num_classes' must be between 1 and {MAX_CLASSES}, got {classes!r}")
         size = table.get("train_size")
         if isinstance(size, list) and not (len(size) == 2 and all(_type_ok(v, int) and v > 0 for v in size)):
             problems.append(f"{where}: key 'train_size' must be [W, H] positive integers, got {size!r}")

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from zoo.errors import BackendError, ImageError
+from zoo.errors import BackendError, ImageError, ZooError
+from zoo.util import first_line
 from zoo.registry.spec import Architecture, Backend, InputSpec
 
 if TYPE_CHECKING:
@@ -128,8 +129,16 @@ class Model:
         return preprocess(rgb, self.architecture.input)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        """The runner's first output for one input tensor."""
-        return self.runner.run(x)
+        """The runner's first output for one input tensor; a runner's own failure is a BackendError naming it."""
+        try:
+            return self.runner.run(x)
+        except (ZooError, MemoryError):
+            raise
+        except Exception as exc:  # a third-party runner may raise anything
+            raise BackendError(
+                f"backend '{self.backend}' failed on an input of shape {list(getattr(x, 'shape', ()))}: "
+                f"{type(exc).__name__}: {first_line(exc)}; try another --backend (see 'zoo plugins')"
+            ) from exc
 
     def to_labels(self, output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """First output → ``[H, W]`` class ids at ``size`` (H, W): uint8 when they fit, else int32."""
@@ -276,25 +285,17 @@ def _load_registered(model: ModelHandle, spec: Backend, device: str, threads: in
 
 
 def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
-    """zoo's ``zoo.*`` metadata_props (read by an ORT session already, else from the file) → architecture, input, ..."""
+    """zoo's ``zoo.*`` metadata_props (read by an ORT session already, else from the file) → architecture, input, ...
+    checked by :func:`zoo.formats.described.checked` (a wrong type or size is a ConversionError naming the key)."""
+    from zoo.formats import described
     from zoo.formats.onnx_meta import decode_metadata, read_metadata
 
     try:
         props = getattr(runner, "metadata", None)
         raw = decode_metadata(props) if isinstance(props, dict) else read_metadata(path)
-        meta: dict[str, Any] = {k: raw[k] for k in ("architecture", "output_op") if raw.get(k)}
-        if raw.get("input") is not None:
-            meta["input"] = InputSpec.from_dict(raw["input"])
-        if raw.get("labels"):
-            meta["labels"] = tuple(str(n) for n in raw["labels"])
-        if raw.get("palette"):
-            meta["palette"] = tuple((int(r), int(g), int(b)) for r, g, b in raw["palette"])
-        if raw.get("num_classes"):
-            meta["num_classes"] = int(raw["num_classes"])
-        return meta
-    except (ValueError, TypeError, AttributeError) as exc:
-        warnings.warn(f"{path}: ignoring its unreadable zoo metadata ({exc})", MetadataWarning, stacklevel=3)
-        return {}
+    except (ValueError, RecursionError) as exc:  # a value that is not JSON, or JSON nested 100,000 deep
+        raw = {"metadata": exc}
+    return described.checked(raw, path)
 
 
 def _deploy_metadata(folder: Path) -> dict[str, Any]:
@@ -304,16 +305,18 @@ def _deploy_metadata(folder: Path) -> dict[str, Any]:
         return {}
     import yaml
 
+    from zoo.formats import described
+
     try:
         doc = (yaml.safe_load(deploy.read_text(encoding="utf-8")) or {}).get("Deploy", {})
         if isinstance(doc.get("input"), dict):
-            return {"input": InputSpec.from_dict(doc["input"])}
+            return {"input": described.input_spec(doc["input"])}
         for transform in doc.get("transforms") or []:
             if transform.get("type") == "Normalize":
                 mean = tuple(transform.get("mean", (0.5, 0.5, 0.5)))
                 std = tuple(transform.get("std", (0.5, 0.5, 0.5)))
                 return {"input": InputSpec(mean=mean, std=std)}
-    except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exc:
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError, RecursionError) as exc:
         warnings.warn(f"{deploy}: ignoring unreadable deploy.yaml ({exc})", MetadataWarning, stacklevel=3)
     return {}
 

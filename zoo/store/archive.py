@@ -44,7 +44,7 @@ BUNDLE_MAX_BYTES = 256 << 30
 PADDLE_FILES = frozenset({"model.pdmodel", "model.json", "model.pdiparams", "deploy.yaml"})
 SKIPPED_FILES = frozenset({"model.pdiparams.info"})  # pickles: never unpacked, never loaded
 ONNX_FILE = "model.onnx"
-_ONNX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.onnx$")
+_ONNX_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]*\.onnx\Z")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile,
                 NotImplementedError)  # fmt: skip

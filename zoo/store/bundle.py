@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from zoo.store import archive, cache, housekeeping, pins, userfiles
+from zoo.store import archive, bundle_trust, cache, housekeeping, pins, userfiles
 from zoo.errors import ArchiveError, IntegrityError, NotCachedError
 from zoo.util import now as _now
 
@@ -37,9 +37,9 @@ LOCK = "zoo.lock"
 _ENTRY_DIRS = {"paddle": "models", "onnx": "onnx"}
 _HEX = r"[0-9a-f]{64}"
 _MEMBER = re.compile(
-    rf"^(?:bundle\.json|zoo\.lock|blobs/{_HEX}|refs/[a-z0-9][a-z0-9._-]*\.json"
+    rf"\A(?:bundle\.json|zoo\.lock|blobs/{_HEX}|refs/[a-z0-9][a-z0-9._-]*\.json"
     rf"|models/{_HEX}/(?:manifest\.json|model\.pdmodel|model\.json|model\.pdiparams|deploy\.yaml)"
-    rf"|onnx/{_HEX}/(?:manifest\.json|deploy\.yaml|[A-Za-z0-9][A-Za-z0-9._-]*\.onnx))$"
+    rf"|onnx/{_HEX}/(?:manifest\.json|deploy\.yaml|[A-Za-z0-9][A-Za-z0-9._-]*\.onnx))\Z"
 )
 _HINT = "the bundle is damaged or was altered; make it again with 'zoo bundle export' on the source machine"
 
@@ -188,6 +188,9 @@ def import_bundle(path: Path) -> BundleSummary:
         index = _check_index(path, stage, actual)
         trees = _check_trees(path, stage, actual)
         refs = _check_refs(path, stage, trees)
+        bundle_trust.check_content(
+            lambda fmt, key: (stage if (fmt, key) in trees else cache.root()) / _ENTRY_DIRS[fmt] / key,
+            trees, refs, lambda what: _fail(path, what))  # what pull checks, not only the hashes  # fmt: skip
         lock = pins.parse((stage / LOCK).read_text(encoding="utf-8"), f"{path}: {LOCK}") if LOCK in actual else {}
         lock = _carried_pins(path, lock, refs, actual)
         _check_pins(path, lock)
@@ -287,6 +290,8 @@ def _check_refs(path: Path, stage: Path, trees: set[tuple[str, str]]) -> dict[st
             raise _fail(path, f"refs/{file.name} is not valid JSON ({exc})") from None
         if not isinstance(ref, dict) or not ref or not all(cache.is_entry_format(f) for f in ref):
             raise _fail(path, f"refs/{file.name} is not a ref (expected 'paddle' and/or 'onnx' records)")
+        if problem := cache.ref_problem(ref):  # e.g. file: "../../../../etc/passwd"
+            raise _fail(path, f"refs/{file.name} cannot be trusted: {problem}")
         for fmt, rec in ref.items():
             key = rec.get("key") if isinstance(rec, dict) else None
             if not isinstance(key, str) or not re.fullmatch(_HEX, key):

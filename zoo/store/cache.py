@@ -19,15 +19,17 @@ all. Temporary names start with ``.``; anything left by a killed process is igno
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from zoo import config
-from zoo.errors import InvalidNameError, NotCachedError
+from zoo.errors import IntegrityError, InvalidNameError, NotCachedError
 from zoo.store import artifacts
 from zoo.store.entry import (  # noqa: F401 (one entry's folder and atomic writes; callers use cache.<name>)
     MANIFEST, TEMP_PREFIX, TEMP_SUFFIXES, atomic_write, atomic_write_json, check_tree, commit_tree, discard, disk_full,
-    file_records, fsync_dir, hex_of, is_disk_full, is_temp, read_json, read_manifest, staging, tree_key, verify_files,
+    file_records, fsync_dir, hex_of, is_disk_full, is_file_name, is_temp, read_json, read_manifest, staging, tree_key,
+    verify_files,
 )
 from zoo.util import now as _now
 from zoo.util import sha256_bytes, sha256_file  # noqa: F401 (their home is zoo.util; callers use cache.sha256_*)
@@ -89,10 +91,50 @@ def ref_path(name: str) -> Path:
     return refs_dir() / f"{check_name(name)}.json"
 
 
+KEY = re.compile(r"\A[0-9a-f]{64}\Z")  # an entry's key: the sha256 hex of its file list
+
+
+def ref_problem(ref: Any) -> str | None:
+    """Why a ref's content must not be used (None: it may). Keys and file names from a ref become paths under the
+    cache root, so each entry record needs a hash for its key and a plain name for its file (no '../../victim')."""
+    if not isinstance(ref, dict):
+        return "it is not a JSON object"
+    for fmt, rec in ref.items():
+        if not is_entry_format(str(fmt)):
+            continue
+        if not isinstance(rec, dict):
+            return f"its '{fmt}' record is not a JSON object"
+        key, file = rec.get("key"), rec.get("file", "model.onnx")
+        if not isinstance(key, str) or not KEY.fullmatch(key):
+            return f"its '{fmt}' key {str(key)[:80]!r} is not a cache key (64 hex digits)"
+        if not isinstance(file, str) or not is_file_name(file):
+            return f"its '{fmt}' file {str(file)[:80]!r} is not a plain file name"
+    return None
+
+
+def read_ref(path: Path) -> dict[str, Any]:
+    """A ref file's content, checked by :func:`ref_problem`; IntegrityError (naming the fix) if it is torn, corrupt,
+    a symlink or names paths outside the cache."""
+    import json
+
+    name = path.stem
+    fix = f"run 'zoo cache rm {name}' to forget it, then 'zoo pull {name}'"
+    if path.is_symlink():
+        raise IntegrityError(f"the ref {path} is a symlink, which zoo never writes; {fix}")
+    try:
+        ref = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # torn, not UTF-8, nested 100,000 deep
+        raise IntegrityError(f"the ref {path} is not readable JSON ({type(exc).__name__}); {fix}") from None
+    problem = ref_problem(ref)
+    if problem:
+        raise IntegrityError(f"the ref {path} cannot be trusted: {problem}; {fix}")
+    return ref
+
+
 def get_ref(name: str) -> dict[str, Any]:
-    """The ref record of a model name ({} if none)."""
+    """The ref record of a model name ({} if none); IntegrityError if it cannot be trusted (:func:`read_ref`)."""
     path = ref_path(name)
-    return read_json(path) if path.is_file() else {}
+    return read_ref(path) if path.is_file() or path.is_symlink() else {}
 
 
 def set_ref(name: str, fmt: str, record: dict[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,16 +159,41 @@ def commit_tree(stage: Path, parent: Path, provenance: dict[str, Any]) -> Path:
     return final
 
 
+_FILE_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # a file inside an entry: a plain name, never a path
+
+
+def is_file_name(name: str) -> bool:
+    """Whether ``name`` is a plain file name (no separator, no '..', no leading dot)."""
+    return bool(_FILE_NAME.fullmatch(name))
+
+
+def _is_inside(name: Any) -> bool:
+    """A manifest's file name: relative, inside the entry folder (models are flat; sub-folders are allowed)."""
+    return isinstance(name, str) and all(_FILE_NAME.fullmatch(part) for part in name.split("/"))
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
+    """An entry's manifest; IntegrityError if it is torn, corrupt, a symlink or lists a file outside its folder."""
     path = folder / MANIFEST
     if not path.is_file():
         raise NotCachedError(f"{folder} has no {MANIFEST}; it is not a complete cache entry — run 'zoo cache prune'")
-    return read_json(path)
+    fix = "run 'zoo cache verify' to see which model uses it, then 'zoo cache rm NAME' and pull it again"
+    try:
+        manifest = None if path.is_symlink() else json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise IntegrityError(f"{path} is not readable JSON ({type(exc).__name__}); {fix}") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(r, dict) and _is_inside(n) for n, r in files.items()):
+        raise IntegrityError(f"{path} is not a manifest zoo wrote (no file list, or a file outside its folder); {fix}")
+    return manifest
 
 
 def check_tree(folder: Path) -> list[str]:
     """Problems of one entry against its manifest: corrupt, missing and stray files (empty list: intact)."""
-    manifest = read_manifest(folder)
+    try:
+        manifest = read_manifest(folder)
+    except IntegrityError:
+        return [f"corrupt {MANIFEST}"]
     expected = manifest.get("files", {})
     problems = []
     for name, rec in sorted(expected.items()):

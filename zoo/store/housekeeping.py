@@ -23,7 +23,7 @@ from zoo.util import SHA256
 
 PRUNE_GRACE = 60.0  # seconds: younger temp files and unreferenced items may belong to a zoo still running
 _ENTRY_DIRS = tuple((kind, folder) for folder, kind in artifacts.FOLDERS.items())  # (first kind stored there, folder)
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+_HEX = re.compile(r"\A[0-9a-f]{64}\Z")
 _DIGEST = SHA256
 
 
@@ -121,10 +121,8 @@ def _refs() -> dict[str, dict[str, Any]]:
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         if cache.is_temp(path.name):
             continue
-        with contextlib.suppress(OSError, ValueError):
-            data = cache.read_json(path)
-            if isinstance(data, dict):
-                refs[path.stem] = data
+        with contextlib.suppress(OSError, ValueError):  # IntegrityError: an untrusted ref is reported, never followed
+            refs[path.stem] = cache.read_ref(path)
     return refs
 
 
@@ -334,7 +332,7 @@ def remove(name: str, variant: str | None = None) -> list[Path]:
     Returns what went.
     """
     refs = _refs()
-    if name not in refs and not cache.ref_path(name).exists():
+    if name not in refs and not (cache.ref_path(name).exists() or cache.ref_path(name).is_symlink()):
         raise NotCachedError(f"model '{name}' is not in the cache; run 'zoo cache ls' to see what is")
     if variant is not None:
         return _remove_variant(name, variant, refs)
