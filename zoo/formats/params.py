@@ -214,3 +214,9 @@ def _read(f: BinaryIO, n: int) -> bytes:
     if len(data) != n:
         raise EOFError
     return data
+
+
+# the protobuf readers, for zoo.formats.program (which reads the same programs' inputs and outputs)
+proto_fields = _fields
+tensor_desc = _tensor_desc
+PIR_DTYPES = _PIR_DTYPES
