@@ -44,14 +44,19 @@ class InputSpec:
     scale: float = 1.0 / 255.0  # pixels are multiplied by this first
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # then this is subtracted, per channel
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)  # then the result is divided by this
-    size_policy: str = "keep"  # "keep": run at the image's own size; "resize": resize to `size` first
-    size: tuple[int, int] | None = None  # (H, W) for size_policy "resize"
+    size_policy: str = "keep"  # "keep": the image's own size; "resize" to `size`; "long"/"short": that side to size[0]
+    size: tuple[int, int] | None = None  # (H, W) for "resize"; (L, L) for "long"/"short"
+    keep_ratio: bool = False  # "resize" keeps the aspect ratio, fitting the image inside `size` (PaddleSeg's Resize)
+    pad: tuple[int, int] | None = None  # (H, W): pad bottom and right up to this size after resizing
+    pad_value: tuple[float, float, float] = (127.5, 127.5, 127.5)  # padding pixel value per channel, before scaling
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "layout": self.layout, "color": self.color, "dtype": self.dtype,
             "scale": self.scale, "mean": list(self.mean), "std": list(self.std),
             "size_policy": self.size_policy, "size": list(self.size) if self.size else None,
+            "keep_ratio": self.keep_ratio, "pad": list(self.pad) if self.pad else None,
+            "pad_value": list(self.pad_value),
         }  # fmt: skip
 
 

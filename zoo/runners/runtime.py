@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from zoo.errors import BackendError, ImageError
+from zoo.errors import BackendError, ImageError, ZooError
 from zoo.registry.spec import Architecture, Backend, InputSpec
 
 if TYPE_CHECKING:
@@ -35,12 +35,10 @@ def preprocess(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
     """RGB uint8 ``[H, W, 3]`` → the network's float32 ``[1, 3, H, W]``: PaddleSeg's ``(x * scale - mean) / std``."""
     import numpy as np
 
-    if spec.size_policy == "resize" and spec.size:
-        import cv2
+    from zoo.formats import deploy
 
-        h, w = spec.size
-        if rgb.shape[:2] != (h, w):
-            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+    if deploy.needs_geometry(spec):  # resize/pad exactly as PaddleSeg's Compose does (zoo/formats/deploy.py)
+        return deploy.preprocess(rgb, spec)
     if spec.color.upper() == "BGR":
         rgb = rgb[:, :, ::-1]
     std = np.asarray(spec.std, dtype=np.float64)
@@ -133,7 +131,9 @@ class Model:
 
     def to_labels(self, output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """First output → ``[H, W]`` class ids at ``size`` (H, W): uint8 when they fit, else int32."""
-        return output_to_labels(output, size)
+        from zoo.formats import deploy
+
+        return output_to_labels(deploy.restore(output, self.architecture.input, size), size)
 
     def predict(self, rgb: np.ndarray) -> np.ndarray:
         """RGB uint8 ``[H, W, 3]`` → label map ``[H, W]`` (class ids, uint8 when they fit)."""
@@ -313,35 +313,26 @@ def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
 
 
 def _input_spec(d: dict[str, Any]) -> InputSpec:
-    known = InputSpec.__dataclass_fields__
-    values = {k: v for k, v in d.items() if k in known}
-    for key in ("mean", "std", "size"):
-        if values.get(key) is not None:
-            values[key] = tuple(values[key])
-    if "scale" in values:
-        values["scale"] = float(values["scale"])
-    return InputSpec(**values)
+    from zoo.formats.deploy import spec_from_dict
+
+    return spec_from_dict(d)
 
 
 def _deploy_metadata(folder: Path) -> dict[str, Any]:
     """What a Paddle model folder's deploy.yaml says about preprocessing (zoo's ``input``, or PaddleSeg's Normalize)."""
-    deploy = folder / "deploy.yaml"
-    if not deploy.is_file():
-        return {}
-    import yaml
+    from zoo.formats import deploy, program
+    from zoo.store import cache
 
     try:
-        doc = (yaml.safe_load(deploy.read_text(encoding="utf-8")) or {}).get("Deploy", {})
-        if isinstance(doc.get("input"), dict):
-            return {"input": _input_spec(doc["input"])}
-        for transform in doc.get("transforms") or []:
-            if transform.get("type") == "Normalize":
-                mean = tuple(transform.get("mean", (0.5, 0.5, 0.5)))
-                std = tuple(transform.get("std", (0.5, 0.5, 0.5)))
-                return {"input": InputSpec(mean=mean, std=std)}
-    except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exc:
-        warnings.warn(f"{deploy}: ignoring unreadable deploy.yaml ({exc})", MetadataWarning, stacklevel=3)
-    return {}
+        doc = deploy.load(folder)
+        signature = program.signature(cache.program_file(folder))
+    except (ZooError, OSError) as exc:
+        warnings.warn(f"{folder}: ignoring unreadable deploy.yaml or program ({exc})", MetadataWarning, stacklevel=3)
+        return {}
+    meta: dict[str, Any] = {"input": deploy.input_spec(doc, signature, str(folder / "deploy.yaml"))} if doc else {}
+    if signature.num_classes:
+        meta["num_classes"] = signature.num_classes
+    return meta
 
 
 def _architecture_from(meta: dict[str, Any], path: Path) -> Architecture:
