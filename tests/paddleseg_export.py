@@ -57,11 +57,22 @@ def main(out_dir: str, options: dict) -> None:
     paddle.seed(options.get("seed", 0))
     np.random.seed(options.get("seed", 0))
     model = build(options["arch"], options["num_classes"])
-    # seeded weights with some spread (default inits give near-constant logits that a wrong check would not see)
+    # seeded weights with some spread (default inits give near-constant logits that a wrong check would not see):
+    # He-scaled convolutions, batch-norm statistics that stay valid (positive variance)
     rng = np.random.default_rng(options.get("seed", 0))
-    for _, param in model.named_parameters():
-        value = rng.normal(0, 0.2, param.shape).astype("float32")
-        param.set_value(value)
+    for key, value in model.state_dict().items():
+        shape = value.shape
+        if key.endswith("_variance"):
+            new = rng.uniform(0.5, 1.5, shape)
+        elif key.endswith("_mean"):
+            new = rng.normal(0, 0.1, shape)
+        elif len(shape) == 4:
+            new = rng.normal(0, (2.0 / max(1, int(np.prod(shape[1:])))) ** 0.5, shape)
+        elif len(shape) == 1 and key.endswith("weight"):
+            new = 1 + rng.normal(0, 0.2, shape)
+        else:
+            new = rng.normal(0, 0.2, shape)
+        value.set_value(new.astype(str(value.numpy().dtype)))
     output_op = options.get("output_op", "argmax")
     shape = options.get("input_shape") or [None, 3, None, None]
     if paddle.framework.use_pir_api():

@@ -22,7 +22,9 @@ callers of the Python API can catch ``KeyError``, ``ValueError``, ``OSError`` ..
     ├── EngineError            (RuntimeError)      the Ray engine is not installed, cannot connect, or its job failed
     ├── QuantizationError      (ValueError)        a reduced-precision variant could not be made
     ├── DatasetError           (ValueError)        an evaluation data set or one of its labels cannot be read
-    └── EvalError              (ValueError)        an evaluation cannot run as asked (slide/aug on an argmax model)
+    ├── EvalError              (ValueError)        an evaluation cannot run as asked (slide/aug on an argmax model)
+    ├── DeployError            (ValueError)        a deploy.yaml zoo cannot read faithfully (an unknown transform)
+    └── AddError               (ValueError)        'zoo add' cannot add the model as asked (name taken, labels)
 """
 
 from __future__ import annotations
@@ -115,3 +117,11 @@ class DatasetError(ZooError, ValueError):
 
 class EvalError(ZooError, ValueError):
     """An evaluation cannot run as asked (e.g. sliding-window inference on a model that outputs class ids)."""
+
+
+class DeployError(ZooError, ValueError):
+    """A PaddleSeg deploy.yaml zoo cannot read faithfully."""
+
+
+class AddError(ZooError, ValueError):
+    """``zoo add`` cannot add the model as asked: the name is taken, the labels do not fit the program, ..."""

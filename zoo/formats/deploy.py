@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import ZooError
+from zoo.errors import DeployError
 from zoo.registry.spec import InputSpec
 
 if TYPE_CHECKING:
@@ -33,10 +33,6 @@ if TYPE_CHECKING:
     from zoo.formats.program import Signature
 
 READ = ("Normalize", "NormalizeImage", "Resize", "ResizeByLong", "ResizeByShort", "Padding")
-
-
-class DeployError(ZooError, ValueError):
-    """A deploy.yaml zoo cannot read faithfully."""
 
 
 def load(folder: Path) -> dict[str, Any]:
