@@ -103,7 +103,8 @@ def eval_(
             result = evaluation.run(loaded, dataset, options=options, limit=limit, skip_bad=skip_bad,
                                     absent="one" if absent_one else "zero", progress=True,
                                     keep_worst=evaluation.WORST if report else 0,
-                                    reference_miou=evaluation.reference_miou(model, dataset))  # fmt: skip
+                                    reference_miou=evaluation.reference_miou(model, dataset),
+                                    **evaluation.label_conventions(target))  # fmt: skip
         for w in caught:
             if issubclass(w.category, runtime.MetadataWarning):
                 info(f"zoo: warning: {w.message}")

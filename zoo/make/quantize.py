@@ -44,6 +44,7 @@ INSTALL = "pip install 'zoo[quantize]'"
 PRECISIONS = ("int8", "fp16")
 METHODS = ("minmax", "entropy", "percentile")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+UINT8_NEEDS_OPSET13 = frozenset({"ReduceMax", "ReduceMin"})  # 8-bit inputs need opset >= 12 (ONNX operator docs)
 PER_CHANNEL_OPSET = 13
 VARIANT_PREFIX = "onnx-"  # cache variant name = "onnx-" + precision
 
@@ -236,6 +237,16 @@ def _to_int8(model: onnx.ModelProto, dst: Path, tensors: Iterable[np.ndarray], m
         except Exception as exc:
             raise QuantizationError(f"--per-channel needs opset {PER_CHANNEL_OPSET}, and onnx could not convert "
                                     f"this opset {opset} model: {first_line(exc)}; quantize per tensor") from exc  # fmt: skip
+    elif opset < PER_CHANNEL_OPSET and {n.op_type for n in model.graph.node} & UINT8_NEEDS_OPSET13:
+        # ORT's quantizer feeds uint8 straight into these ops, which take 8-bit tensors only from opset 12/13 on; at
+        # opset 11 (paddle2onnx's default) it builds a graph ORT refuses to load (PP-LiteSeg's ReduceMax)
+        try:
+            model = onnx.version_converter.convert_version(model, PER_CHANNEL_OPSET)
+        except Exception as exc:
+            raise QuantizationError(f"int8 of this opset {opset} model needs opset {PER_CHANNEL_OPSET} "
+                                    f"({', '.join(sorted(UINT8_NEEDS_OPSET13))}), and onnx could not convert it: "
+                                    f"{first_line(exc)}; run 'zoo convert NAME --opset 13 --force' first") from exc  # fmt: skip
+        opset = PER_CHANNEL_OPSET
     reader = _Calibration(model.graph.input[0].name, tensors)
     metadata = [(p.key, p.value) for p in model.metadata_props]
     calib = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

@@ -234,13 +234,16 @@ class _Loaded:
     error: str | None = None
 
 
-def _load(sample: Sample, models: Sequence[Model]) -> _Loaded:
+def _load(sample: Sample, models: Sequence[Model], reduce_zero: bool = False,
+          ignore_index: int = 255) -> _Loaded:  # fmt: skip
     from zoo import images
-    from zoo.measure import datasets
+    from zoo.measure import datasets, metrics
 
     try:
         rgb = images.decode(sample.image).rgb
         label = datasets.read_label(sample.label, rgb.shape[:2])
+        if reduce_zero:
+            label = metrics.reduce_zero_label(label, ignore_index)
         inputs: dict[Any, np.ndarray] = {}
         for model in models:
             spec = model.architecture.input
@@ -263,8 +266,13 @@ def run(
     progress: bool = False,
     keep_worst: int = 0,
     reference_miou: float | None = None,
+    ignore_index: int = 255,
+    reduce_zero_label: bool = False,
 ) -> EvalResult:
-    """Score loaded models on the same images of ``data``; see the module docstring. Ctrl-C returns a partial result."""
+    """Score loaded models on the same images of ``data``; see the module docstring. Ctrl-C returns a partial result.
+
+    ``ignore_index``, ``reduce_zero_label``: the data set's label conventions (a registry entry's own, see
+    :func:`evaluate`); ADE20K's shifts every label down by one and ignores 0."""
     from zoo.engines import segment
     from zoo.measure import datasets, metrics
     from zoo.measure.datasets import Dataset
@@ -306,7 +314,7 @@ def run(
 
         def read_more() -> None:
             while len(reading) < segment.PREFETCH and (sample := next(queue, None)) is not None:
-                reading.append(readers.submit(_load, sample, models))
+                reading.append(readers.submit(_load, sample, models, reduce_zero_label, ignore_index))
 
         read_more()
         while reading:
@@ -324,7 +332,7 @@ def run(
                 t0 = time.perf_counter()
                 pred = predict(s.model, item.inputs[s.model.architecture.input], size, options)
                 s.seconds += time.perf_counter() - t0
-                per_image.append((s, pred, metrics.areas_of(pred, item.label, num_classes)))
+                per_image.append((s, pred, metrics.areas_of(pred, item.label, num_classes, ignore_index)))
             for s, pred, one in per_image:  # all backends count the image, or none does
                 s.areas.intersect += one[0]
                 s.areas.pred += one[1]
@@ -378,6 +386,7 @@ def evaluate(
         if not backends or not precisions:
             raise EvalError("nothing to evaluate: give at least one backend and precision")
         target = runtime.resolve_target(model)
+        kwargs = {**label_conventions(target), **kwargs}
         loaded = [runtime.load(target, backend=b, device=device, threads=threads, precision=p)
                   for b in backends for p in precisions]  # fmt: skip
     else:
@@ -386,6 +395,15 @@ def evaluate(
     if kwargs.get("reference_miou") is None and isinstance(model, str):
         kwargs["reference_miou"] = reference_miou(model, dataset)
     return run(loaded, dataset, **kwargs)
+
+
+def label_conventions(target: Any) -> dict[str, Any]:
+    """A registered model's (a handle's) own label conventions, as :func:`run`'s keyword arguments ({} for a file)."""
+    entry = getattr(target, "entry", None)
+    if entry is None:
+        return {}
+    return {"ignore_index": 255 if entry.ignore_index is None else entry.ignore_index,
+            "reduce_zero_label": entry.reduce_zero_label}  # fmt: skip
 
 
 def reference_miou(name: str, dataset: Dataset) -> float | None:
