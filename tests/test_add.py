@@ -151,7 +151,7 @@ def test_unseen_paddleseg_export_works_by_name(name, exports, tmp_path, zoo_home
     # info --json: its classes, palette, input spec (from deploy.yaml and the program), provenance and source
     info = json.loads(run_zoo("info", name, "--json", check=True).stdout)
     assert info["labels"] == LABELS[name] and info["num_classes"] == n and len(info["palette"]) == n
-    assert info["architecture"] is None and info["source"] == str(registry)
+    assert info["architecture"] is None and info["registry"] == str(registry) and info["source"] == "inference"
     assert info["provenance"]["url"] == str(export) and info["provenance"]["sha256"].startswith("sha256:")
     if name == "lite":  # fixed [1, 3, 128, 256] program, Resize to [256, 128] (W, H), ImageNet mean/std
         assert info["input"]["size_policy"] == "resize" and info["input"]["size"] == [128, 256]

@@ -54,7 +54,8 @@ def info(
 
     known = catalog.current()
     entry = known.resolve(name).entry if not known.knows(name) else known.models[name]  # cached-only names too
-    data = {**entry.as_dict(), **_status(name)}
+    data = {**entry.as_dict(), **_status(name)}  # "source": where the cached model came from
+    data["registry"] = entry.source  # the registry file that defines it
     try:
         handle = known.resolve(name)  # the plugin's defaults with the entry's own facts over them
         data["input"] = handle.architecture.input.as_dict()

@@ -201,9 +201,27 @@ def preprocess(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def restore(output: np.ndarray, spec: InputSpec, size: tuple[int, int]) -> np.ndarray:
-    """The model's output with the padding :func:`preprocess` added cropped off (PaddleSeg's reverse_transform; the
-    resize back to ``size`` is the caller's)."""
-    if spec.pad is None:
+    """The model's output mapped back towards the image of ``size`` (H, W) as PaddleSeg's ``reverse_transform`` does:
+    the padding :func:`preprocess` added cropped off, and class ids resized with Paddle's nearest rule (scores are
+    left to the caller's bilinear resize)."""
+    import numpy as np
+
+    if not needs_geometry(spec):
         return output
-    h, w = resized_size(spec, size[0], size[1])
-    return output[..., :h, :w]
+    if spec.pad is not None:
+        h, w = resized_size(spec, size[0], size[1])
+        output = output[..., :h, :w]
+    if np.issubdtype(output.dtype, np.integer) and output.shape[-2:] != tuple(size):
+        rows = _nearest(output.shape[-2], size[0])
+        cols = _nearest(output.shape[-1], size[1])
+        output = output[..., rows[:, None], cols[None, :]]
+    return output
+
+
+def _nearest(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each output index of Paddle's ``interpolate(mode="nearest")``: ``int(float32(in / out) * k)``,
+    in float32 as its CPU kernel computes it (OpenCV's INTER_NEAREST rounds differently on exact multiples)."""
+    import numpy as np
+
+    ratio = np.float32(n_in) / np.float32(n_out)
+    return np.minimum((ratio * np.arange(n_out, dtype=np.float32)).astype(np.int64), n_in - 1)
