@@ -90,7 +90,9 @@ def test_preprocess_bgr_networks_and_resize_policy():
     np.testing.assert_allclose(preprocess(rgb, bgr_spec), preprocess(rgb, InputSpec())[:, ::-1], atol=1e-6)
     resized = preprocess(rgb, InputSpec(size_policy="resize", size=(32, 48)))
     assert resized.shape == (1, 3, 32, 48)
-    expected = preprocess(cv2.resize(rgb, (48, 32), interpolation=cv2.INTER_LINEAR), InputSpec())
+    # PaddleSeg's Compose resizes the float image (tests/test_model_facts.py runs it as the oracle), not uint8
+    floats = cv2.resize(rgb.astype(np.float32), (48, 32), interpolation=cv2.INTER_LINEAR)
+    expected = ((floats / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
     np.testing.assert_allclose(resized, expected, atol=1e-6)
 
 
