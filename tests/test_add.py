@@ -293,7 +293,7 @@ def test_hostile_archives_are_refused_like_a_pull(models, tmp_path, zoo_home, ht
     _nothing_kept(zoo_home, "evil")
 
 
-def test_add_of_a_folder_and_readd(models, tmp_path, zoo_home):
+def test_add_of_a_folder_and_readd(models, tmp_path, zoo_home, http_server):  # noqa: F811
     """A plain export folder (zoo's own unet-tiny export) is added, found by name, and re-added only with --force."""
     folder = tmp_path / "export"
     folder.mkdir()
@@ -316,3 +316,22 @@ def test_add_of_a_folder_and_readd(models, tmp_path, zoo_home):
     export = run_zoo("export", "mine")
     assert export.returncode == 1 and "plugin" in export.stderr, export.stderr
     assert proc.stdout.strip()
+    # the folder is packed the same way again: after 'cache rm' a pull finds the bytes the registry pins ...
+    run_zoo("cache", "rm", "mine", check=True)
+    run_zoo("pull", "mine", check=True)
+    # ... and a folder changed since then is refused, not silently taken
+    run_zoo("cache", "rm", "mine", check=True)
+    (folder / "deploy.yaml").write_text((folder / "deploy.yaml").read_text() + "\n# edited\n")
+    changed = run_zoo("pull", "mine")
+    assert changed.returncode == 1 and "sha256" in changed.stderr, changed.stderr
+    # an archive served over HTTP, with ADE20K's names and evaluation convention
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for item in sorted(folder.iterdir()):
+            tf.add(item, arcname=f"inference_model/{item.name}")
+    url = http_server.add("/mine.tgz", buf.getvalue())
+    got = run_zoo("add", "web", url, "--palette", "ade20k", "--dataset", "ade20k", "--json")
+    assert got.returncode == 0, got.stderr
+    entry = json.loads(got.stdout)["entry"]
+    assert entry["reduce_zero_label"] is True and entry["palette"][:2] == [[120, 120, 120], [180, 120, 120]]
+    assert json.loads(run_zoo("info", "web", "--json", check=True).stdout)["provenance"]["url"] == url
