@@ -233,6 +233,12 @@ def test_add_refuses_labels_that_do_not_fit_the_program(exports, tmp_path, zoo_h
     run_zoo("add", "lite", str(exports["lite"]), check=True)
     info = json.loads(run_zoo("info", "lite", "--json", check=True).stdout)
     assert info["labels"] == ["class_0", "class_1", "class_2", "class_3"] and len(info["palette"]) == 4
+    # the export folder run by path: deploy.yaml's preprocessing, and numbered classes here too
+    image = _street(tmp_path / "street.png", 90, 140, seed=2)
+    out = run_zoo("run", str(exports["lite"]), str(image), "--backend", "paddle", "--out", str(tmp_path / "o"),
+                  "--json", check=True).stdout  # fmt: skip
+    classes = json.loads(out)[0]["classes"]
+    assert classes and all(c.startswith("class_") for c in classes), classes
 
 
 # ---- hostile sources: refused like a hostile pull, nothing kept ------------------------------------------------------

@@ -213,6 +213,9 @@ def load(
         raise BackendError(f"{path} is a file; --backend {spec.name} runs a Paddle model folder (model.json|model.pdmodel)")
     runner = backends.open_runner(spec, path, device=device, threads=threads, precision=precision)
     meta = _onnx_metadata(runner, path) if fmt == "onnx" else _deploy_metadata(path)
+    n = int(meta.get("num_classes") or 0)
+    if n and not meta.get("labels") and not meta.get("architecture") and n != len(Architecture("", "").labels):
+        meta["labels"] = tuple(f"class_{i}" for i in range(n))  # another dataset's names would be wrong: number them
     arch = _architecture_from(meta, path)
     num_classes = int(meta.get("num_classes") or len(arch.labels))
     name = path.stem if path.is_file() else path.name
