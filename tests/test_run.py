@@ -271,8 +271,9 @@ def test_paddle_model_folder_by_path_reads_deploy_yaml(unet):
     folder = cache.paddle_model_dir(NAME)
     with pytest.raises(BackendError, match="is a folder; run a Paddle model folder with --backend paddle"):
         runtime.load(folder)
-    with pytest.warns(runtime.MetadataWarning, match="Cityscapes class names"):  # deploy.yaml has no labels
+    with pytest.warns(runtime.MetadataWarning, match="names no classes"):  # deploy.yaml has no labels
         m = runtime.load(folder, backend="paddle")
+    assert m.labels == ("class_0", "class_1", "class_2", "class_3")  # 4 classes: never Cityscapes names
     assert m.architecture.input == IMAGENET  # zoo's deploy.yaml records the input spec
     rgb = street()
     np.testing.assert_array_equal(m.predict(rgb), runtime.load(NAME).predict(rgb))

@@ -216,6 +216,8 @@ def load(
     n = int(meta.get("num_classes") or 0)
     if n and not meta.get("labels") and not meta.get("architecture") and n != len(Architecture("", "").labels):
         meta["labels"] = tuple(f"class_{i}" for i in range(n))  # another dataset's names would be wrong: number them
+        warnings.warn(f"{path} names no classes, so zoo numbers its {n} classes (class_0 ...); to name them, "
+                      f"run 'zoo add NAME {path} --labels FILE' and use the name", MetadataWarning, stacklevel=2)  # fmt: skip
     arch = _architecture_from(meta, path)
     num_classes = int(meta.get("num_classes") or len(arch.labels))
     name = path.stem if path.is_file() else path.name
