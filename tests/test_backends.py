@@ -66,7 +66,7 @@ def test_builtins_register_through_entry_points():
         plugin = found[name]
         assert plugin.distribution == "zoo" and plugin.usable and plugin.value == f"zoo.runners:{name.upper()}"
         assert plugin.backend.formats == formats
-    proc = subprocess.run([sys.executable, "-c", "import sys; from zoo import backends; backends.discover(); "
+    proc = subprocess.run([sys.executable, "-c", "import sys; from zoo.registry import backends; backends.discover(); "
                            "print(sorted(m for m in ('zoo.runners.ort', 'zoo.runners.paddle', 'onnxruntime', "
                            "'paddle') if m in sys.modules))"], capture_output=True, text=True, check=True)  # fmt: skip
     assert proc.stdout.strip() == "[]"  # discovery imports no runner and no engine
