@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from zoo.errors import DeployError, RegistryError
-from zoo.formats import deploy
+from zoo.runners import deploy
 from zoo.formats.program import Signature
 from zoo.registry import entries, model_facts, presets, writer
 from zoo.registry.spec import Architecture, InputSpec

@@ -3,7 +3,7 @@
 SOURCE is the folder PaddleSeg's ``tools/export.py`` wrote, an archive of it (.tar, .tgz, .zip) or a URL of one. It
 goes through :func:`zoo.make.pull.pull` — the same fetch, pin, archive policy and program/params check as any
 download, so a hostile archive is refused exactly like a hostile pull and leaves nothing behind. Then the program
-and ``deploy.yaml`` are read (:mod:`zoo.formats.program`, :mod:`zoo.formats.deploy`): its class count, input size
+and ``deploy.yaml`` are read (:mod:`zoo.formats.program`, :mod:`zoo.runners.deploy`): its class count, input size
 and preprocessing become the entry's own facts, with the labels and palette given here (a file or a preset). Last,
 the entry is written into the user's registry (or ``registry=``) atomically; if anything fails first, no registry is
 touched and the cache ref the pull made is dropped.
@@ -154,7 +154,8 @@ def _described(entry: ModelEntry, folder: Path, sha256: str | None, labels: tupl
                palette: tuple[tuple[int, int, int], ...] | None, ignore_index: int | None,
                reduce_zero_label: bool | None, dataset: str | None) -> tuple[ModelEntry, dict[str, Any]]:  # fmt: skip
     """The entry with what the program and deploy.yaml say, and the labels and palette given."""
-    from zoo.formats import deploy, program
+    from zoo.formats import program
+    from zoo.runners import deploy
 
     sig = program.signature(cache.program_file(folder))
     spec = deploy.input_spec(deploy.load(folder), sig, f"{entry.artifacts['inference'].urls[0]}/deploy.yaml")

@@ -142,12 +142,11 @@ def input_spec_of(model: onnx.ModelProto) -> InputSpec:
     """The InputSpec a zoo-converted model carries in its ``zoo.input`` metadata (PaddleSeg's default otherwise)."""
     import json
 
-    from zoo.runners.runtime import _input_spec
     from zoo.registry.spec import InputSpec
 
     meta = {p.key: p.value for p in model.metadata_props}
     try:
-        return _input_spec(json.loads(meta["zoo.input"])) if "zoo.input" in meta else InputSpec()
+        return InputSpec.from_dict(json.loads(meta["zoo.input"])) if "zoo.input" in meta else InputSpec()
     except (ValueError, TypeError) as exc:
         raise QuantizationError(f"the model's zoo.input metadata is unreadable ({exc}); convert it again "
                                 "with 'zoo convert NAME --force'") from exc  # fmt: skip

@@ -22,13 +22,12 @@ never another dataset's names.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from zoo.registry import presets
 from zoo.registry.spec import Architecture, InputSpec
 
-if TYPE_CHECKING:
-    from zoo.registry.entries import ModelEntry
+ModelEntry = Any  # zoo.registry.entries.ModelEntry, which imports this module (named here only for the reader)
 
 PROGRAM_ONLY = "exported"  # the architecture name a model without a plugin shows
 SIZE_POLICIES = ("keep", "resize", "long", "short")
@@ -123,9 +122,7 @@ def parse_input(where: str, d: dict[str, Any], problems: list[str]) -> InputSpec
             problems.append(f"{where}: key '{key}' must be a string")
     if len(problems) > start:
         return None
-    from zoo.formats.deploy import spec_from_dict
-
-    return spec_from_dict(d)
+    return InputSpec.from_dict(d)
 
 
 def architecture_for(entry: ModelEntry, base: Architecture | None, num_classes: int | None) -> Architecture:

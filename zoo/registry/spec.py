@@ -50,6 +50,21 @@ class InputSpec:
     pad: tuple[int, int] | None = None  # (H, W): pad bottom and right up to this size after resizing
     pad_value: tuple[float, float, float] = (127.5, 127.5, 127.5)  # padding pixel value per channel, before scaling
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        """An InputSpec from its ``as_dict()`` form (JSON, TOML or YAML); unknown keys and None values are ignored."""
+        known = cls.__dataclass_fields__
+        values = {k: v for k, v in d.items() if k in known and v is not None}
+        for key in ("mean", "std", "pad_value"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        for key in ("size", "pad"):
+            if key in values:
+                values[key] = tuple(int(v) for v in values[key])
+        if "scale" in values:
+            values["scale"] = float(values["scale"])
+        return cls(**values)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "layout": self.layout, "color": self.color, "dtype": self.dtype,

@@ -35,9 +35,9 @@ def preprocess(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
     """RGB uint8 ``[H, W, 3]`` → the network's float32 ``[1, 3, H, W]``: PaddleSeg's ``(x * scale - mean) / std``."""
     import numpy as np
 
-    from zoo.formats import deploy
+    from zoo.runners import deploy
 
-    if deploy.needs_geometry(spec):  # resize/pad exactly as PaddleSeg's Compose does (zoo/formats/deploy.py)
+    if deploy.needs_geometry(spec):  # resize/pad exactly as PaddleSeg's Compose does (zoo/runners/deploy.py)
         return deploy.preprocess(rgb, spec)
     if spec.color.upper() == "BGR":
         rgb = rgb[:, :, ::-1]
@@ -131,7 +131,7 @@ class Model:
 
     def to_labels(self, output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """First output → ``[H, W]`` class ids at ``size`` (H, W): uint8 when they fit, else int32."""
-        from zoo.formats import deploy
+        from zoo.runners import deploy
 
         return output_to_labels(deploy.restore(output, self.architecture.input, size), size)
 
@@ -304,7 +304,7 @@ def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
         raw = decode_metadata(props) if isinstance(props, dict) else read_metadata(path)
         meta: dict[str, Any] = {k: raw[k] for k in ("architecture", "output_op") if raw.get(k)}
         if raw.get("input") is not None:
-            meta["input"] = _input_spec(raw["input"])
+            meta["input"] = InputSpec.from_dict(raw["input"])
         if raw.get("labels"):
             meta["labels"] = tuple(str(n) for n in raw["labels"])
         if raw.get("palette"):
@@ -317,15 +317,10 @@ def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
         return {}
 
 
-def _input_spec(d: dict[str, Any]) -> InputSpec:
-    from zoo.formats.deploy import spec_from_dict
-
-    return spec_from_dict(d)
-
-
 def _deploy_metadata(folder: Path) -> dict[str, Any]:
     """What a Paddle model folder's deploy.yaml says about preprocessing (zoo's ``input``, or PaddleSeg's Normalize)."""
-    from zoo.formats import deploy, program
+    from zoo.formats import program
+    from zoo.runners import deploy
     from zoo.store import cache
 
     try:

@@ -55,7 +55,7 @@ def load(folder: Path) -> dict[str, Any]:
 def input_spec(deploy: dict[str, Any], signature: Signature | None = None, where: str = "deploy.yaml") -> InputSpec:
     """The preprocessing ``deploy``'s transforms describe, fitted to the program's fixed input size if it has one."""
     if isinstance(deploy.get("input"), dict):  # zoo's own exports write their InputSpec
-        spec = spec_from_dict(deploy["input"])
+        spec = InputSpec.from_dict(deploy["input"])
     else:
         spec = _from_transforms(deploy.get("transforms") or [], where)
         if deploy.get("to_rgb") is False:
@@ -65,18 +65,6 @@ def input_spec(deploy: dict[str, Any], signature: Signature | None = None, where
         if signature.fixed_size:
             spec = fit_fixed(spec, signature.fixed_size, where)
     return spec
-
-
-def spec_from_dict(d: dict[str, Any]) -> InputSpec:
-    """An InputSpec from its ``as_dict()`` form (JSON, TOML or YAML); unknown keys are ignored."""
-    known = InputSpec.__dataclass_fields__
-    values = {k: v for k, v in d.items() if k in known and v is not None}
-    for key in ("mean", "std", "size", "pad", "pad_value"):
-        if key in values:
-            values[key] = tuple(float(v) if key in ("mean", "std", "pad_value") else int(v) for v in values[key])
-    if "scale" in values:
-        values["scale"] = float(values["scale"])
-    return InputSpec(**values)
 
 
 def _three(values: Any, what: str, where: str) -> tuple[float, float, float]:
