@@ -341,3 +341,26 @@ def test_add_of_a_folder_and_readd(models, tmp_path, zoo_home, http_server):  # 
     entry = json.loads(got.stdout)["entry"]
     assert entry["reduce_zero_label"] is True and entry["palette"][:2] == [[120, 120, 120], [180, 120, 120]]
     assert json.loads(run_zoo("info", "web", "--json", check=True).stdout)["provenance"]["url"] == url
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_an_added_model_runs_on_the_ray_engine_by_name(models, tmp_path, zoo_home):
+    """The Ray engine ships the handle's own preprocessing and classes: its outputs equal the local engine's."""
+    pytest.importorskip("ray")
+    import cv2
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for item in models.get("unet-tiny").iterdir():
+        if item.name != "manifest.json":
+            (folder / item.name).write_bytes(item.read_bytes())
+    (tmp_path / "names.txt").write_text("sky\nroad\ncar\ntree\n")
+    run_zoo("add", "mine", str(folder), "--labels", str(tmp_path / "names.txt"), check=True)
+    image = _street(tmp_path / "in" / "s.png", 70, 110, seed=3)
+    run_zoo("run", "mine", str(image), "--out", str(tmp_path / "local"), check=True)
+    run_zoo("run", "mine", str(image), "--out", str(tmp_path / "ray"), "--engine", "ray", check=True)
+    local = cv2.imread(str(tmp_path / "local" / "s.labels.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "ray" / "s.labels.png"), cv2.IMREAD_UNCHANGED), local)
+    summary = json.loads((tmp_path / "ray" / "s.json").read_text())
+    assert set(summary["classes"]) <= {"sky", "road", "car", "tree"} and summary["architecture"] == "exported"
