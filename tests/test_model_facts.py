@@ -137,3 +137,16 @@ def test_registry_keys_parse_and_round_trip(tmp_path: Path):
     with pytest.raises(RegistryError, match="ignore_index"):
         writer.write_entry(path, "bad", writer.table_text("bad", {"ignore_index": -3}, {"inference": {"urls": ["/z"]}}))
     assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["r.toml"]
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize("output_op", ["argmax", "softmax", "none"])
+def test_program_signature_reads_how_an_export_ends(models, output_op, legacy):
+    from zoo.formats.program import signature
+    from zoo.store import cache
+
+    folder = models.get("unet-tiny", output_op=output_op, legacy=legacy)  # 4 classes, dynamic [N, 3, H, W] input
+    sig = signature(cache.program_file(folder))
+    assert sig.output_op == output_op and sig.num_classes == 4 and sig.input_name == "x"
+    assert sig.input_shape[1] == 3 and sig.fixed_size is None
+    assert sig.output_dtype == ("int32" if output_op == "argmax" else "float32")
