@@ -127,3 +127,5 @@ class Backend:
     precisions: tuple[str, ...] = ("fp32",)  # "fp32", "bf16", "fp16", "int8"
     requires: tuple[str, ...] = ()  # importable module names it needs; one missing → listed as unavailable
     install: str = ""  # how to get what it needs, e.g. "pip install 'zoo[openvino]'"
+    default: bool = False  # runs when no backend is named (zoo run, zoo.load, eval; verify's candidate, bench's row)
+    reference: bool = False  # the exact float32 engine: verify judges others against it, bench's speed-ups are its
