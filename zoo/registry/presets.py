@@ -8,9 +8,12 @@ PaddleSeg's visualisers use. ``voc``: the 21 PASCAL VOC 2012 classes with VOC's 
 
 from __future__ import annotations
 
-from zoo.registry.spec import CITYSCAPES_LABELS
-
 RGB = tuple[int, int, int]
+
+CITYSCAPES_LABELS: tuple[str, ...] = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)  # fmt: skip
 
 CITYSCAPES_PALETTE: tuple[RGB, ...] = (
     (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153), (250, 170, 30),

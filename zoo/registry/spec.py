@@ -10,13 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from zoo.registry.presets import CITYSCAPES_LABELS  # noqa: F401 - plugins import it from here
+
 if TYPE_CHECKING:  # numpy stays out of `zoo list`
     import numpy as np
-
-CITYSCAPES_LABELS: tuple[str, ...] = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)  # fmt: skip
 
 
 def pseudo_color_palette(n: int) -> tuple[tuple[int, int, int], ...]:
