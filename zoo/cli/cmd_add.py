@@ -20,9 +20,13 @@ def add(
     palette: Optional[str] = typer.Option(  # noqa: UP007
         None, "--palette", metavar="FILE|PRESET", help="Colours, one 'R G B' or '#rrggbb' per line, or a preset."
     ),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="What it was trained on (ade20k: its eval convention)."),  # noqa: UP007
+    dataset: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--dataset", help="What it was trained on (ade20k also sets ADE20K's eval convention)."
+    ),
     license_: Optional[str] = typer.Option(None, "--license", help="Its license."),  # noqa: UP007
-    summary: Optional[str] = typer.Option(None, "--summary", help="One line shown by 'zoo list' and 'zoo info'."),  # noqa: UP007
+    summary: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--summary", help="One line shown by 'zoo list' and 'zoo info'."
+    ),
     architecture: Optional[str] = typer.Option(  # noqa: UP007
         None, "--architecture", metavar="ARCH", help="A plugin that can build the network (for 'zoo export')."
     ),
@@ -51,6 +55,7 @@ def add(
         return
     entry, sig = result.entry, result.signature
     shape = "x".join(str(d) if d > 0 else "?" for d in sig["input_shape"])
-    info(f"{name}: {entry.num_classes} classes ({', '.join((entry.labels or ())[:6])}{' ...' if len(entry.labels or ()) > 6 else ''}), "
-         f"input {shape}, output {sig['output_op']}; written to {result.registry}")  # fmt: skip
+    names = ", ".join((entry.labels or ())[:6]) + (" ..." if len(entry.labels or ()) > 6 else "")
+    info(f"{name}: {entry.num_classes} classes ({names or 'numbered'}), input {shape}, output {sig['output_op']}; "
+         f"written to {result.registry}")  # fmt: skip
     typer.echo(str(result.folder))

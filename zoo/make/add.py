@@ -120,8 +120,9 @@ def add(
     colours = read_palette(palette) if palette else None
     base = plugins.get_architecture(architecture) if architecture else None
     url = _source_url(source)
-    entry = ModelEntry(name, architecture, summary or f"added from {source}", dataset=dataset, license=license,
-                       artifacts={"inference": Artifact("inference", (url,))}, source=str(target))  # fmt: skip
+    entry = ModelEntry(name, architecture, summary or f"PaddleSeg export added from {url}", dataset=dataset,
+                       license=license, artifacts={"inference": Artifact("inference", (url,))},
+                       source=str(target))  # fmt: skip
     handle = catalog.ModelHandle(name, entry, model_facts.architecture_for(entry, base, None),
                                  len(names or ()) or 1, cache.ref_path(name))  # fmt: skip
     if force:
@@ -164,7 +165,8 @@ def _described(entry: ModelEntry, folder: Path, sha256: str | None, labels: tupl
         raise AddError(f"--labels names {len(labels)} classes but the program scores {n}; give one name per class")
     n = n or (len(labels) if labels else None)
     if n is None:
-        raise AddError("the program does not say how many classes it predicts; pass --labels FILE with one name per class")
+        raise AddError("the program does not say how many classes it predicts; "
+                       "pass --labels FILE with one name per class")  # fmt: skip
     if palette is not None and len(palette) < n:
         raise AddError(f"--palette has {len(palette)} colours for {n} classes; give one per class")
     conventions = presets.EVAL.get(dataset or "", {})
