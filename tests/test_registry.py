@@ -115,7 +115,15 @@ def test_syntax_error_names_file_line_and_column(tmp_path):
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ('summary = "no arch"\n[models.x.weights]\nurls = ["u"]', "[models.x]: missing required key 'architecture'"),
+        # an entry without 'architecture' is valid (zoo add): its own facts are checked instead
+        ('labels = ["a", "b"]\nnum_classes = 3\n[models.x.weights]\nurls = ["u"]', "names 2 classes but num_classes is 3"),
+        ('labels = "coco"\n[models.x.weights]\nurls = ["u"]', "key 'labels': unknown preset 'coco'"),
+        ('palette = [[0, 0, 300]]\n[models.x.weights]\nurls = ["u"]', "key 'palette' must be a list of [R, G, B]"),
+        ('ignore_index = -1\n[models.x.weights]\nurls = ["u"]', "key 'ignore_index' must be 0-65535"),
+        ('reduce_zero_label = 1\n[models.x.weights]\nurls = ["u"]', "key 'reduce_zero_label' must be true or false"),
+        ('[models.x.input]\nstd = [1, 0, 1]\n[models.x.weights]\nurls = ["u"]', "[models.x].input: key 'std' has a zero"),
+        ('[models.x.input]\nsize_policy = "resize"\n[models.x.weights]\nurls = ["u"]', "needs key 'size' = [H, W]"),
+        ('[models.x.input]\nmeans = [1, 1, 1]\n[models.x.weights]\nurls = ["u"]', "[models.x].input: unknown key 'means'"),
         ('architecture = "fcn"\nnum_classes = "19"\n[models.x.weights]\nurls = ["u"]', "key 'num_classes' must be an integer"),
         ('architecture = "fcn"\nmiou = true\n[models.x.weights]\nurls = ["u"]', "key 'miou' must be a number"),
         ('architecture = "fcn"\ntrain_size = [1024]\n[models.x.weights]\nurls = ["u"]', "key 'train_size' must be [W, H]"),
@@ -140,13 +148,13 @@ def test_each_bad_entry_names_file_entry_and_key(tmp_path, body, expected):
 
 def test_every_problem_is_listed_at_once(tmp_path):
     text = (
-        '[models.a]\nsummary = 1\n[models.a.weights]\nurls = ["u"]\n'
+        '[models.a]\nsummary = 1\nignore_index = 70000\n[models.a.weights]\nurls = ["u"]\n'
         '[models.b]\narchitecture = "fcn"\n[models.b.weights]\nurls = ["u"]\nsha256 = "nope"\n'
     )
     problems = problems_of(write(tmp_path / "bad.toml", text))
     joined = "\n".join(problems)
     assert len(problems) == 3
-    assert "[models.a]: missing required key 'architecture'" in joined
+    assert "[models.a]: key 'ignore_index' must be 0-65535" in joined
     assert "[models.a]: key 'summary' must be a string" in joined
     assert "[models.b].weights: key 'sha256'" in joined
     assert "3 registry problems" in str(RegistryError(problems))

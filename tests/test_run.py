@@ -93,8 +93,10 @@ def test_preprocess_bgr_networks_and_resize_policy():
     np.testing.assert_allclose(bgr, expected, rtol=0, atol=1e-6)
     resized = preprocess(rgb, InputSpec(size_policy="resize", size=(32, 48)))
     assert resized.shape == (1, 3, 32, 48)
-    small = cv2.resize(np.ascontiguousarray(rgb[..., ::-1]), (48, 32), interpolation=cv2.INTER_LINEAR)  # BGR, as read
-    np.testing.assert_allclose(resized, reference_preprocess(small, spec.mean, spec.std), rtol=0, atol=1e-6)
+    # PaddleSeg's Compose resizes the float image (tests/test_model_facts.py runs it as the oracle), not uint8
+    floats = cv2.resize(rgb.astype(np.float32), (48, 32), interpolation=cv2.INTER_LINEAR)
+    expected = ((floats / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
+    np.testing.assert_allclose(resized, expected, atol=1e-6)
 
 
 # ---- outputs → label maps -------------------------------------------------------------------------------------------
@@ -276,8 +278,9 @@ def test_paddle_model_folder_by_path_reads_deploy_yaml(unet):
     folder = cache.paddle_model_dir(NAME)
     with pytest.raises(BackendError, match="is a folder; run a Paddle model folder with --backend paddle"):
         runtime.load(folder)
-    with pytest.warns(runtime.MetadataWarning, match="Cityscapes class names"):  # deploy.yaml has no labels
+    with pytest.warns(runtime.MetadataWarning, match="names no classes"):  # deploy.yaml has no labels
         m = runtime.load(folder, backend="paddle")
+    assert m.labels == ("class_0", "class_1", "class_2", "class_3")  # 4 classes: never Cityscapes names
     assert m.architecture.input == IMAGENET  # zoo's deploy.yaml records the input spec
     rgb = street()
     np.testing.assert_array_equal(m.predict(rgb), runtime.load(NAME).predict(rgb))

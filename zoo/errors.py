@@ -24,6 +24,8 @@ callers of the Python API can catch ``KeyError``, ``ValueError``, ``OSError`` ..
     ├── QuantizationError      (ValueError)        a reduced-precision variant could not be made
     ├── DatasetError           (ValueError)        an evaluation data set or one of its labels cannot be read
     ├── EvalError              (ValueError)        an evaluation cannot run as asked (slide/aug on an argmax model)
+    ├── DeployError            (ValueError)        a deploy.yaml zoo cannot read faithfully (an unknown transform)
+    ├── AddError               (ValueError)        'zoo add' cannot add the model as asked (name taken, labels)
     ├── PrecisionError         (ValueError)        a precision (or artifact kind) zoo does not make, or the backend can't run
     └── ServeError             (RuntimeError)      zoo serve cannot start (extra not installed, port taken, TLS files)
         └── RequestError       (ValueError)        one request to zoo serve is refused; carries its HTTP status
@@ -140,3 +142,11 @@ class RequestError(ServeError, ValueError):
         super().__init__(message)
         self.status = status
         self.headers = dict(headers or {})
+
+
+class DeployError(ZooError, ValueError):
+    """A PaddleSeg deploy.yaml zoo cannot read faithfully."""
+
+
+class AddError(ZooError, ValueError):
+    """``zoo add`` cannot add the model as asked: the name is taken, the labels do not fit the program, ..."""

@@ -101,6 +101,7 @@ def eval_(
     from zoo.make import ensure
 
     target = runtime.resolve_target(model)  # a name is looked up once
+    options = evaluation.label_conventions(options, target)  # the entry's ignore_index, reduce_zero_label
     for name in names:  # what each backend runs at each precision is brought into the cache first
         for p in precisions:
             ensure.prepare(target, name, p, progress=info)

@@ -40,7 +40,7 @@ def list_(json_: bool = typer.Option(False, "--json", help="Print a JSON array."
         if r["untrained"]:
             cached += " (untrained)"
         miou = f"{r['miou']:.2f}" if r["miou"] is not None else "-"
-        lines.append([r["name"], r["architecture"], r["dataset"] or "-", miou, cached])
+        lines.append([r["name"], r["architecture"] or "-", r["dataset"] or "-", miou, cached])
     typer.echo(table(lines, ["NAME", "ARCHITECTURE", "DATASET", "MIOU", "CACHED"]))
 
 
@@ -54,11 +54,13 @@ def info(
 
     known = catalog.current()
     entry = known.resolve(name).entry if not known.knows(name) else known.models[name]  # cached-only names too
-    data = {**entry.as_dict(), **_status(name)}
+    data = {**entry.as_dict(), **_status(name)}  # "source": where the cached model came from
+    data["registry"] = entry.source  # the registry file that defines it
     try:
-        arch = known.resolve(name).architecture
-        data["input"] = arch.input.as_dict()
-        data["labels"] = list(arch.labels)
+        handle = known.resolve(name)  # the plugin's defaults with the entry's own facts over them
+        data["input"] = handle.architecture.input.as_dict()
+        data["labels"] = list(handle.labels)
+        data["palette"] = [list(c) for c in handle.palette]
         data["plugin_error"] = None
     except Exception as exc:  # show the entry even when its plugin is broken
         data["plugin_error"] = str(exc)
@@ -84,6 +86,9 @@ def _info_lines(entry: ModelEntry, data: dict) -> list[str]:
                      f"mean {_floats(spec['mean'])}, std {_floats(spec['std'])}, size {size} ({spec['size_policy']})")  # fmt: skip
     if data.get("labels"):
         lines.append(f"  labels ({len(data['labels'])}): {', '.join(data['labels'])}")
+    if data.get("ignore_index") is not None or data.get("reduce_zero_label"):
+        lines.append(f"  evaluation: ignore_index {data.get('ignore_index', 255)}, "
+                     f"reduce_zero_label {str(bool(data.get('reduce_zero_label'))).lower()}")  # fmt: skip
     for kind, art in entry.artifacts.items():
         for source in art.sources():  # each URL with where it is documented
             lines.append(f"  {kind}: {source['url']}" + (f"\n    documented: {source['docs']}" if source["docs"] else ""))

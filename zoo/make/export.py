@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.registry import catalog, plugins, entries as registry
 from zoo.store import cache
-from zoo.errors import WeightsError, ZooError
+from zoo.errors import PluginError, WeightsError, ZooError
 from zoo.registry.entries import Artifact
 from zoo.util import OUTPUT_OPS
 
@@ -147,6 +147,10 @@ def export_model(model: ModelHandle | str, *, weights: str | Path | None = None,
         raise ZooError(f"unknown output op '{output_op}'; choose one of {', '.join(OUTPUT_OPS)}")
     handle = catalog.handle(model)
     name, arch, entry = handle.name, handle.architecture, handle.entry
+    if entry is not None and entry.architecture is None:
+        raise PluginError(f"model '{name}' was added from an exported program and names no architecture plugin, so "
+                          "zoo cannot build its network: 'zoo export' needs one — run 'zoo add NAME SOURCE "
+                          "--architecture ARCH --force' with a plugin from 'zoo plugins'")  # fmt: skip
     plugins.load_builder(arch)  # fail early, before any download, if the plugin has no network
     num_classes = handle.num_classes
     if origin is not None and weights is not None:

@@ -9,6 +9,7 @@ holding one). A model already cached and intact is returned at once, without tou
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -224,9 +225,18 @@ def _is_archive(path: Path, url: str) -> bool:
 
 def _fetch(entry: registry.ModelEntry, kind: str, opts: _Options):
     from zoo.net import fetch
+    from zoo.store import folders
 
+    artifact = entry.artifacts[kind]
+    folder = folders.local_folder(artifact.urls[0]) if kind == "inference" else None
+    if folder is not None:  # someone's own export folder (zoo add): packed the same way every time, then fetched
+        with folders.packed(folder) as tar:
+            local = registry.Artifact(kind, (str(tar),), artifact.sha256, artifact.size)
+            got = fetch.fetch(local, pin_id=f"{entry.name}/{kind}", mirror=opts.mirror, force=opts.force,
+                              offline=opts.offline, require_hash=opts.require_hash, progress=opts.progress)  # fmt: skip
+            return dataclasses.replace(got, url=str(folder))
     return fetch.fetch(
-        entry.artifacts[kind], pin_id=f"{entry.name}/{kind}", mirror=opts.mirror, force=opts.force,
+        artifact, pin_id=f"{entry.name}/{kind}", mirror=opts.mirror, force=opts.force,
         offline=opts.offline, require_hash=opts.require_hash, progress=opts.progress,
     )  # fmt: skip
 

@@ -229,13 +229,14 @@ def _to_int8(model: onnx.ModelProto, dst: Path, tensors: Iterable[np.ndarray], m
     vnni = has_vnni()
     reduce = (not vnni) if reduce_range is None else bool(reduce_range)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if per_channel and opset < PER_CHANNEL_OPSET:
-        # per-channel scales need DequantizeLinear's `axis` (opset 13); ORT writes it whatever the opset says
+    # opset 13: per-channel needs DequantizeLinear's axis; ORT feeds uint8 to ReduceMax/Min (8-bit from opset 12 on)
+    why = "--per-channel" if per_channel else ",".join({n.op_type for n in model.graph.node} & {"ReduceMax", "ReduceMin"})
+    if why and opset < PER_CHANNEL_OPSET:
         try:
-            model = onnx.version_converter.convert_version(model, PER_CHANNEL_OPSET)
+            model, opset = onnx.version_converter.convert_version(model, PER_CHANNEL_OPSET), PER_CHANNEL_OPSET
         except Exception as exc:
-            raise QuantizationError(f"--per-channel needs opset {PER_CHANNEL_OPSET}, and onnx could not convert "
-                                    f"this opset {opset} model: {first_line(exc)}; quantize per tensor") from exc  # fmt: skip
+            raise QuantizationError(f"{why} needs opset {PER_CHANNEL_OPSET}, and onnx could not convert this opset "
+                                    f"{opset} model: {first_line(exc)}; quantize per tensor, or convert at opset 13") from exc  # fmt: skip
     reader = _Calibration(model.graph.input[0].name, tensors)
     metadata = [(p.key, p.value) for p in model.metadata_props]
     calib = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -272,7 +273,7 @@ def _to_int8(model: onnx.ModelProto, dst: Path, tensors: Iterable[np.ndarray], m
     return {
         "tool": artifacts.kind_for("onnx", "int8").tool, "format": "QDQ", "method": method,
         "per_channel": per_channel, "exclude": excluded, "activation_type": "uint8", "weight_type": "int8",
-        "reduce_range": reduce, "vnni": vnni, "opset": max(opset, PER_CHANNEL_OPSET) if per_channel else opset,
+        "reduce_range": reduce, "vnni": vnni, "opset": opset,
         "calibration": {"sha256": reader.sha256(), "count": reader.count, "shapes": sorted(map(list, reader.shapes))},
         "quantize_linear_nodes": ops.get("QuantizeLinear", 0), "dequantize_linear_nodes": ops.get("DequantizeLinear", 0),
         "versions": _versions("onnxruntime", "onnx"),

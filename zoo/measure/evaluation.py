@@ -149,7 +149,10 @@ def score_image(models: Sequence[Model], item: Loaded, options: Options, num_cla
         started = time.perf_counter()
         pred = predict(model, item.inputs[model.architecture.input], size, options)
         seconds = time.perf_counter() - started
-        scores.append(ImageScore(pred, metrics.areas_of(pred, item.label, num_classes), seconds))
+        label = item.label
+        if options.reduce_zero_label:  # ADE20K's files: 0 is "other", class c is stored as c + 1
+            label = metrics.reduce_zero_label(label, options.ignore_index)
+        scores.append(ImageScore(pred, metrics.areas_of(pred, label, num_classes, options.ignore_index), seconds))
     return scores
 
 
@@ -328,12 +331,25 @@ def evaluate(
         target = runtime.resolve_target(model)
         loaded = [runtime.load(target, backend=b, device=device, threads=threads, precision=p)
                   for b in backends for p in precisions]  # fmt: skip
+        kwargs["options"] = label_conventions(kwargs.get("options"), target)
     else:
         loaded = model
     dataset = data if isinstance(data, datasets.Dataset) else datasets.open_dataset(data, split=kwargs.pop("split", "val"))
     if kwargs.get("reference_miou") is None and isinstance(model, str):
         kwargs["reference_miou"] = reference_miou(model, dataset)
     return run(loaded, dataset, **kwargs)
+
+
+def label_conventions(options: Options | None, target: Any) -> Options:
+    """``options`` with a registered model's (a handle's) own ignore_index and reduce_zero_label (ADE20K's)."""
+    from dataclasses import replace
+
+    entry = getattr(target, "entry", None)
+    options = options or Options()
+    if entry is None:
+        return options
+    ignore = 255 if entry.ignore_index is None else entry.ignore_index
+    return replace(options, ignore_index=ignore, reduce_zero_label=entry.reduce_zero_label)
 
 
 def reference_miou(name: str, dataset: Dataset) -> float | None:

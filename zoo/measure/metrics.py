@@ -27,6 +27,15 @@ ABSENT_NOTE = {"zero": "absent classes count as IoU 0 (PaddleSeg <= 2.8)",
                "one": "absent classes count as IoU 1 (PaddleSeg >= 2.9)"}  # fmt: skip
 
 
+def reduce_zero_label(label: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """ADE20K's convention (PaddleSeg's ``ADE20K`` dataset, mmseg's ``reduce_zero_label``): label 0 ("other") becomes
+    ``ignore_index`` and every other class id moves down by one; pixels already at ``ignore_index`` stay ignored."""
+    label = np.asarray(label)
+    out = label.astype(np.int64) - 1
+    out[(label == 0) | (label == ignore_index)] = ignore_index
+    return out
+
+
 def areas_of(pred: np.ndarray, label: np.ndarray, num_classes: int,
              ignore_index: int = IGNORE_INDEX) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """One image's (intersect, pred, label) areas, int64 ``[num_classes]``: PaddleSeg's ``calculate_area``."""

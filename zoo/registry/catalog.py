@@ -32,8 +32,19 @@ class ModelHandle:
 
     name: str  # the registry name (also the cache ref's name)
     entry: ModelEntry | None  # the merged registry entry; None when only the cache knows the name (see resolve)
-    architecture: Architecture  # the loaded plugin
+    architecture: Architecture  # the plugin with the entry's own labels, palette and input over it (model_facts)
     num_classes: int  # classes it predicts: the entry's, else its labels'
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class names by id, one per class (what legends and JSON name)."""
+        names = tuple(self.architecture.labels)[: self.num_classes]
+        return names + tuple(f"class_{i}" for i in range(len(names), self.num_classes))
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        """RGB colour per class id, one per class."""
+        return self.architecture.colors(self.num_classes)[: self.num_classes]
     ref_path: Path  # refs/<name>.json: which cache entries (Paddle model, ONNX variants) the name points to
 
     @property
@@ -56,14 +67,10 @@ class Catalog:
 
     def resolve(self, name: str) -> ModelHandle:
         """The handle of ``name``; UnknownModelError (with close matches) or PluginError if it cannot be run."""
-        from zoo.registry import plugins
-        from zoo.store import cache
-
         entry = self.models.get(name)
         if entry is None:
             return _unregistered(self, name)
-        arch = self.architectures.get(entry.architecture) or plugins.get_architecture(entry.architecture)
-        return ModelHandle(name, entry, arch, classes_of(entry, arch), cache.ref_path(name))
+        return _handle(self, entry)
 
     def knows(self, name: str) -> bool:
         return name in self.models
@@ -116,18 +123,31 @@ def _stamp(path: Path) -> tuple[str, int, int]:
         return (str(path), -1, -1)
 
 
+def _handle(catalog: Catalog, entry: ModelEntry) -> ModelHandle:
+    """The handle of ``entry``: its plugin (if it names one) with the entry's own labels, palette and input over it."""
+    from zoo.registry import model_facts, plugins
+    from zoo.store import cache
+
+    base = None
+    if entry.architecture is not None:
+        base = catalog.architectures.get(entry.architecture) or plugins.get_architecture(entry.architecture)
+    if entry.num_classes is not None:  # bounded before anything is sized by it (a palette, a label list)
+        classes_of(entry, base or Architecture(name=entry.name, summary="", labels=()))
+    arch = model_facts.architecture_for(entry, base, entry.num_classes)
+    num_classes = classes_of(entry, arch) if (entry.num_classes or arch.labels) else 1
+    return ModelHandle(entry.name, entry, arch, num_classes, cache.ref_path(entry.name))
+
+
 def _unregistered(catalog: Catalog, name: str) -> ModelHandle:
     """A name no registry defines: the model the cache describes (:func:`zoo.registry.remembered.cached_entry`), else
     UnknownModelError with close matches."""
     import difflib
 
-    from zoo.registry import plugins, remembered
-    from zoo.store import cache
+    from zoo.registry import remembered
     from zoo.errors import UnknownModelError
 
     if (cached := remembered.cached_entry(name)) is not None:  # cached, but its registry file is gone
-        arch = catalog.architectures.get(cached.architecture) or plugins.get_architecture(cached.architecture)
-        return ModelHandle(name, cached, arch, classes_of(cached, arch), cache.ref_path(name))
+        return _handle(catalog, cached)
     close = difflib.get_close_matches(name, list(catalog.models), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     raise UnknownModelError(f"unknown model '{name}'; {hint}run 'zoo list' to see the available models")

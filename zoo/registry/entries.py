@@ -1,5 +1,10 @@
 """The model registry: TOML files of ``[models.<name>]`` tables, merged in a fixed order.
 
+An entry needs one artifact table; ``architecture`` names the plugin that can build the network (``zoo export``) and
+supplies defaults; an entry without one (``zoo add``) runs from its exported program, and its own ``labels``,
+``palette``, ``input``, ``ignore_index`` and ``reduce_zero_label`` (:mod:`zoo.registry.model_facts`) override the
+plugin's, as timm's pretrained config overrides its architecture's.
+
 Order: the packaged ``registry.toml``; the user registry (``zoo/config.py``); files in ``ZOO_REGISTRY``; files given
 with ``--registry``; registries shipped by plugins. A name defined twice is an error unless the later table says
 ``override = true``. Every problem in a file is collected and reported at once, with file, entry and key.
@@ -15,6 +20,8 @@ from typing import Any
 
 from zoo import config
 from zoo.errors import RegistryError, UnknownModelError
+from zoo.registry import model_facts
+from zoo.registry.spec import InputSpec
 from zoo.util import SHA256 as _SHA256, MODEL_NAME
 
 SCHEMA = 1
@@ -45,7 +52,7 @@ class ModelEntry:
     """A registry entry, as merged from every registry file."""
 
     name: str  # the model's name on the command line
-    architecture: str  # the plugin that knows the network
+    architecture: str | None  # the plugin that knows the network; None: the exported program alone (zoo add)
     summary: str = ""  # one line
     config: str | None = None  # PaddleSeg config it was trained with
     dataset: str | None = None  # training dataset
@@ -56,6 +63,11 @@ class ModelEntry:
     homepage: str | None = None
     artifacts: dict[str, Artifact] = field(default_factory=dict)  # by kind
     source: str = ""  # registry file that defined it
+    labels: tuple[str, ...] | None = None  # class names by id; overrides the architecture's
+    palette: tuple[tuple[int, int, int], ...] | None = None  # RGB per class id; overrides the architecture's
+    ignore_index: int | None = None  # label value evaluation skips (None: 255)
+    reduce_zero_label: bool = False  # label 0 is "other": ignored, the rest shift down by one (ADE20K)
+    input: InputSpec | None = None  # preprocessing (mean/std, size policy); overrides the architecture's
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +75,10 @@ class ModelEntry:
             "dataset": self.dataset, "num_classes": self.num_classes,
             "train_size": list(self.train_size) if self.train_size else None, "miou": self.miou,
             "license": self.license, "homepage": self.homepage, "source": self.source,
+            "labels": list(self.labels) if self.labels is not None else None,
+            "palette": [list(c) for c in self.palette] if self.palette is not None else None,
+            "ignore_index": self.ignore_index, "reduce_zero_label": self.reduce_zero_label,
+            "input": self.input.as_dict() if self.input is not None else None,
             "artifacts": {
                 k: {"urls": list(a.urls), "sha256": a.sha256, "size": a.size, "sources": a.sources()}
                 for k, a in self.artifacts.items()
@@ -81,6 +97,11 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "license": (str, "a string"),
     "homepage": (str, "a string"),
     "override": (bool, "true or false"),
+    "labels": ((list, str), "a list of class names or a preset name"),
+    "palette": ((list, str), "a list of [R, G, B] or a preset name"),
+    "ignore_index": (int, "an integer"),
+    "reduce_zero_label": (bool, "true or false"),
+    "input": (dict, "a table (mean, std, scale, color, size_policy, size, keep_ratio, pad, pad_value)"),
 }
 
 
@@ -185,8 +206,6 @@ def parse_file(path: Path, known_architectures: set[str] | None = None) -> tuple
             problems.append(f"{where}: must be a table")
             continue
         start = len(problems)
-        if "architecture" not in table:
-            problems.append(f"{where}: missing required key 'architecture'")
         for key, value in table.items():
             if key in ARTIFACT_KINDS:
                 continue
@@ -207,6 +226,7 @@ def parse_file(path: Path, known_architectures: set[str] | None = None) -> tuple
                 f"{where}: key 'architecture': no installed plugin provides '{arch}' (installed: {known}); "
                 "see 'zoo plugins'"
             )
+        facts = model_facts.parse(where, table, problems)
         artifacts = {}
         for kind in ARTIFACT_KINDS:
             if kind in table:
@@ -222,7 +242,7 @@ def parse_file(path: Path, known_architectures: set[str] | None = None) -> tuple
         entries.append(
             ModelEntry(
                 name=name,
-                architecture=table["architecture"],
+                architecture=table.get("architecture"),
                 summary=table.get("summary", ""),
                 config=table.get("config"),
                 dataset=table.get("dataset"),
@@ -233,6 +253,7 @@ def parse_file(path: Path, known_architectures: set[str] | None = None) -> tuple
                 homepage=table.get("homepage"),
                 artifacts=artifacts,
                 source=str(path),
+                **facts,
             )
         )
     if problems:
@@ -271,7 +292,7 @@ def load(extra: list[Path] | None = None) -> dict[str, ModelEntry]:
             problems += exc.problems
             continue
         for entry in entries:
-            if allow is not None and entry.architecture not in known:
+            if allow is not None and entry.architecture is not None and entry.architecture not in known:
                 continue
             if entry.name in merged and entry.name not in overrides:
                 problems.append(

@@ -38,7 +38,7 @@ def cached_entry(name: str) -> ModelEntry | None:
     records = [ref[fmt] for fmt in formats]
     source = f"{_CACHED}{cache.ref_path(name)} (no registry names it any more)"
     for record in records:
-        if isinstance(record.get(ENTRY), dict) and record[ENTRY].get("architecture"):
+        if isinstance(record.get(ENTRY), dict):  # an added model has no architecture, and needs none
             return _entry_from_dict(name, record[ENTRY], source)
     for record in records:  # an export records its architecture in its provenance
         if record.get("architecture"):
@@ -53,7 +53,10 @@ def cached_entry(name: str) -> ModelEntry | None:
 
 
 def _entry_from_dict(name: str, data: dict[str, Any], source: str) -> ModelEntry:
-    known = set(ModelEntry.__dataclass_fields__) - {"name", "artifacts", "source", "train_size"}
+    from zoo.registry import model_facts
+
+    facts_keys = ("labels", "palette", "ignore_index", "reduce_zero_label", "input")
+    known = set(ModelEntry.__dataclass_fields__) - {"name", "artifacts", "source", "train_size", *facts_keys}
     artifacts = {
         kind: Artifact(kind, tuple(a["urls"]), a.get("sha256"), a.get("size"),
                        tuple(s.get("docs") or "" for s in a.get("sources") or ()) if a.get("sources") else ())
@@ -61,8 +64,13 @@ def _entry_from_dict(name: str, data: dict[str, Any], source: str) -> ModelEntry
         if isinstance(a, dict) and a.get("urls")
     }
     size = data.get("train_size")
+    raw = {k: data[k] for k in facts_keys if data.get(k) is not None}
+    if isinstance(raw.get("input"), dict):
+        raw["input"] = {k: v for k, v in raw["input"].items() if v is not None}
+    problems: list[str] = []
+    facts = model_facts.parse(str(cache.ref_path(name)), raw, problems)  # a damaged record just describes less
     return ModelEntry(name=name, **{k: data[k] for k in known if k in data}, artifacts=artifacts, source=source,
-                      train_size=tuple(size) if size else None)  # fmt: skip
+                      train_size=tuple(size) if size else None, **facts)  # fmt: skip
 
 
 def _onnx_metadata(path: Path) -> dict[str, Any]:

@@ -10,13 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from zoo.registry.presets import CITYSCAPES_LABELS  # noqa: F401 - plugins import it from here
+
 if TYPE_CHECKING:  # numpy stays out of `zoo list`
     import numpy as np
-
-CITYSCAPES_LABELS: tuple[str, ...] = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)  # fmt: skip
 
 
 def pseudo_color_palette(n: int) -> tuple[tuple[int, int, int], ...]:
@@ -44,26 +41,35 @@ class InputSpec:
     scale: float = 1.0 / 255.0  # pixels are multiplied by this first
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # then this is subtracted, per channel
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)  # then the result is divided by this
-    size_policy: str = "keep"  # "keep": run at the image's own size; "resize": resize to `size` first
-    size: tuple[int, int] | None = None  # (H, W) for size_policy "resize"
+    size_policy: str = "keep"  # "keep": the image's own size; "resize" to `size`; "long"/"short": that side to size[0]
+    size: tuple[int, int] | None = None  # (H, W) for "resize"; (L, L) for "long"/"short"
+    keep_ratio: bool = False  # "resize" keeps the aspect ratio, fitting the image inside `size` (PaddleSeg's Resize)
+    pad: tuple[int, int] | None = None  # (H, W): pad bottom and right up to this size after resizing
+    pad_value: tuple[float, float, float] = (127.5, 127.5, 127.5)  # padding pixel value per channel, before scaling
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        """An InputSpec from its ``as_dict()`` form (JSON, TOML or YAML); unknown keys and None values are ignored."""
+        known = cls.__dataclass_fields__
+        values = {k: v for k, v in d.items() if k in known and v is not None}
+        for key in ("mean", "std", "pad_value"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        for key in ("size", "pad"):
+            if key in values:
+                values[key] = tuple(int(v) for v in values[key])
+        if "scale" in values:
+            values["scale"] = float(values["scale"])
+        return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "layout": self.layout, "color": self.color, "dtype": self.dtype,
             "scale": self.scale, "mean": list(self.mean), "std": list(self.std),
             "size_policy": self.size_policy, "size": list(self.size) if self.size else None,
+            "keep_ratio": self.keep_ratio, "pad": list(self.pad) if self.pad else None,
+            "pad_value": list(self.pad_value),
         }  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
-        """The spec :meth:`as_dict` wrote (zoo.input metadata, deploy.yaml); unknown keys are ignored."""
-        values = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        for key in ("mean", "std", "size"):
-            if values.get(key) is not None:
-                values[key] = tuple(values[key])
-        if "scale" in values:
-            values["scale"] = float(values["scale"])
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,10 @@ def preprocess(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
     """RGB uint8 ``[H, W, 3]`` → the network's float32 ``[1, 3, H, W]``: PaddleSeg's ``(x * scale - mean) / std``."""
     import numpy as np
 
-    if spec.size_policy == "resize" and spec.size:
-        import cv2
+    from zoo.runners import deploy
 
-        h, w = spec.size
-        if rgb.shape[:2] != (h, w):
-            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+    if deploy.needs_geometry(spec):  # resize/pad exactly as PaddleSeg's Compose does (zoo/runners/deploy.py)
+        return deploy.preprocess(rgb, spec)
     if spec.color.upper() == "BGR":
         rgb = rgb[:, :, ::-1]
     std = np.asarray(spec.std, dtype=np.float64)
@@ -142,7 +140,9 @@ class Model:
 
     def to_labels(self, output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """First output → ``[H, W]`` class ids at ``size`` (H, W): uint8 when they fit, else int32."""
-        return output_to_labels(output, size)
+        from zoo.runners import deploy
+
+        return output_to_labels(deploy.restore(output, self.architecture.input, size), size)
 
     def predict(self, rgb: np.ndarray) -> np.ndarray:
         """RGB uint8 ``[H, W, 3]`` → label map ``[H, W]`` (class ids, uint8 when they fit)."""
@@ -227,6 +227,11 @@ def load(
         raise BackendError(f"{path} is a file; --backend {spec.name} runs a Paddle model folder (model.json|model.pdmodel)")
     runner = backends.open_runner(spec, path, device=device, threads=threads, precision=precision)
     meta = _onnx_metadata(runner, path) if fmt == "onnx" else _deploy_metadata(path)
+    n = int(meta.get("num_classes") or 0)
+    if n and not meta.get("labels") and not meta.get("architecture") and n != len(Architecture("", "").labels):
+        meta["labels"] = tuple(f"class_{i}" for i in range(n))  # another dataset's names would be wrong: number them
+        warnings.warn(f"{path} names no classes, so zoo numbers its {n} classes (class_0 ...); to name them, "
+                      f"run 'zoo add NAME {path} --labels FILE' and use the name", MetadataWarning, stacklevel=2)  # fmt: skip
     arch = _architecture_from(meta, path)
     num_classes = int(meta.get("num_classes") or len(arch.labels))
     name = path.stem if path.is_file() else path.name
@@ -300,25 +305,20 @@ def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
 
 def _deploy_metadata(folder: Path) -> dict[str, Any]:
     """What a Paddle model folder's deploy.yaml says about preprocessing (zoo's ``input``, or PaddleSeg's Normalize)."""
-    deploy = folder / "deploy.yaml"
-    if not deploy.is_file():
-        return {}
-    import yaml
-
-    from zoo.formats import described
+    from zoo.formats import program
+    from zoo.runners import deploy
+    from zoo.store import cache
 
     try:
-        doc = (yaml.safe_load(deploy.read_text(encoding="utf-8")) or {}).get("Deploy", {})
-        if isinstance(doc.get("input"), dict):
-            return {"input": described.input_spec(doc["input"])}
-        for transform in doc.get("transforms") or []:
-            if transform.get("type") == "Normalize":
-                mean = tuple(transform.get("mean", (0.5, 0.5, 0.5)))
-                std = tuple(transform.get("std", (0.5, 0.5, 0.5)))
-                return {"input": InputSpec(mean=mean, std=std)}
-    except (yaml.YAMLError, AttributeError, TypeError, ValueError, RecursionError) as exc:
-        warnings.warn(f"{deploy}: ignoring unreadable deploy.yaml ({exc})", MetadataWarning, stacklevel=3)
-    return {}
+        doc = deploy.load(folder)
+        signature = program.signature(cache.program_file(folder))
+    except (ZooError, OSError) as exc:
+        warnings.warn(f"{folder}: ignoring unreadable deploy.yaml or program ({exc})", MetadataWarning, stacklevel=3)
+        return {}
+    meta: dict[str, Any] = {"input": deploy.input_spec(doc, signature, str(folder / "deploy.yaml"))} if doc else {}
+    if signature.num_classes:
+        meta["num_classes"] = signature.num_classes
+    return meta
 
 
 def _architecture_from(meta: dict[str, Any], path: Path) -> Architecture:
