@@ -107,9 +107,11 @@ def architecture(name: str) -> Architecture:
     return _plugins.get_architecture(name)
 
 
-def load(model: Any, *, backend: str = "onnx", device: str = "cpu", threads: int | None = None,
-         precision: str = "fp32"):  # fmt: skip
-    """A cached model (registry name or handle), a .onnx file or a Paddle model folder, ready to ``predict(rgb)``."""
+def load(model: Any, *, backend: str | None = None, device: str = "cpu", threads: int | None = None,
+         precision: str | None = None):  # fmt: skip
+    """A cached model (registry name or handle), a .onnx file or a Paddle model folder, ready to ``predict(rgb)``.
+
+    Without ``backend`` and ``precision``: the model's tuned choice (``zoo tune``) when valid here, else onnx/fp32."""
     from zoo.runners import runtime
 
     return runtime.load(model, backend=backend, device=device, threads=threads, precision=precision)

@@ -38,15 +38,19 @@ def run(
     ),  # fmt: skip
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders of images, glob patterns."),
     out: Path = typer.Option(Path("zoo-out"), "--out", "-o", metavar="DIR", help="Where to write the results."),
-    backend: str = typer.Option("onnx", "--backend", metavar="NAME", parser=backend_name,
-                                help="Inference backend: onnx, paddle or a plugin's (see 'zoo plugins')."),  # fmt: skip
+    backend: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--backend", metavar="NAME", parser=backend_name,
+        help="Inference backend: onnx, paddle or a plugin's (see 'zoo plugins'); default: the tuned choice "
+        "('zoo tune'), else onnx."),  # fmt: skip
     device: Device = typer.Option(Device.cpu, "--device", help="gpu fails unless the model really runs on CUDA."),
     threads: Optional[int] = typer.Option(  # noqa: UP007 - typer needs Optional here
         None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
     ),
     json_: bool = typer.Option(False, "--json", help="Print the per-image summaries as one JSON array on stdout."),
-    precision: str = typer.Option("fp32", "--precision", metavar="fp32|bf16|fp16|int8",
-                                  help="Run a reduced-precision variant (see 'zoo quantize') or engine precision."),
+    precision: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--precision", metavar="fp32|bf16|fp16|int8",
+        help="Run a reduced-precision variant (see 'zoo quantize') or engine precision; default: the tuned choice, "
+        "else fp32."),  # fmt: skip
     offline: bool = typer.Option(
         False, "--offline", "--no-fetch", help="Never download: a model missing from the cache is an error."
     ),
@@ -67,7 +71,8 @@ def run(
     if engine is Engine.ray:  # resumable, distributed; zoo/cli/cmd_run_ray.py
         from zoo.cli.cmd_run_ray import run_on_ray
 
-        return run_on_ray(model, inputs, out, backend=backend, device=device.value, json_=json_, address=address,
+        return run_on_ray(model, inputs, out, backend=backend, precision=precision, device=device.value, json_=json_,
+                          address=address,
                           workers=workers, batch_size=batch_size, threads=threads_per_worker)  # fmt: skip
     from zoo import images
     from zoo.engines import segment
@@ -90,17 +95,19 @@ def run(
             from zoo.registry import backends, catalog
 
             target = catalog.resolve(model)
-            provision.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
+            chosen = runtime.choose(target, backend, precision)  # the tuned choice when no flag says otherwise
+            provision.ensure(target, formats=backends.get(chosen.backend).formats, fetch=not offline, progress=info)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
             loaded = runtime.load(target, backend=backend, device=device.value, threads=threads, precision=precision)
         for w in caught:  # zoo's own as one line; anything else (e.g. from paddle's import) as Python shows it
-            if issubclass(w.category, runtime.MetadataWarning):
+            if issubclass(w.category, (runtime.MetadataWarning, runtime.TunedWarning)):
                 info(f"zoo: warning: {w.message}")
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         info(
-            f"{loaded.name} ({loaded.architecture.name}, {loaded.num_classes} classes) on {loaded.backend}: "
+            f"{loaded.name} ({loaded.architecture.name}, {loaded.num_classes} classes) on "
+            f"{loaded.selection.describe() if loaded.selection else loaded.backend}: "
             f"providers {', '.join(loaded.providers)}, {loaded.threads} threads; "
             f"{len(paths)} input(s) → {out}"
         )

@@ -14,15 +14,25 @@ from zoo.cli._app import info, print_json, show_result, stdout_to_stderr
 from zoo.errors import EngineError
 
 
-def run_on_ray(model: str, inputs: list[str], out: Path, *, backend: str, device: str, json_: bool,
-               address: str | None, workers: int, batch_size: int, threads: int) -> None:  # fmt: skip
+def run_on_ray(model: str, inputs: list[str], out: Path, *, backend: str | None, device: str, json_: bool,
+               address: str | None, workers: int, batch_size: int, threads: int,
+               precision: str | None = None) -> None:  # fmt: skip
     """Resolve and verify the model here, segment on the workers, print per image and images/s; exit 1 on failures."""
     import contextlib
 
     from zoo.engines import distributed
+    from zoo.runners import runtime
 
-    if backend != "onnx":
+    if backend not in (None, "onnx"):
         raise EngineError(f"--engine ray runs ONNX models; drop --backend {backend}, or use --engine local")
+    chosen = runtime.choose(model, backend, precision)  # the tuned choice, when no flag says otherwise
+    if chosen.note:
+        info(f"zoo: warning: {chosen.note}")
+    if chosen.backend != "onnx":  # tuned for another engine: Ray's workers run ONNX Runtime
+        info(f"zoo: the tuned choice {chosen.describe()} is not an ONNX Runtime one; --engine ray runs onnx/fp32")
+        chosen = runtime.Selection("onnx", "fp32", None)
+    elif chosen.tuned:
+        info(f"zoo: using the tuned choice {chosen.describe()} (Ray workers keep their own thread count)")
     summaries: list[dict[str, Any]] = []
 
     def show(result: Any) -> None:
@@ -30,7 +40,7 @@ def run_on_ray(model: str, inputs: list[str], out: Path, *, backend: str, device
 
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         distributed.connect(address)
-        handle = distributed.resolve_model(model, device=device, threads=threads)
+        handle = distributed.resolve_model(model, device=device, threads=threads, precision=chosen.precision)
         info(f"{handle.name} ({handle.architecture.name}, {handle.num_classes} classes) on Ray: {workers} worker(s) x "
              f"{handle.threads} thread(s), batches of {batch_size} → {out}")  # fmt: skip
         outcome = distributed.run(handle, inputs, out, workers=workers, batch_size=batch_size,

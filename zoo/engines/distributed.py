@@ -102,7 +102,7 @@ def _node_copy(data: bytes, sha256: str) -> Path:
 
 
 def resolve_model(name_or_path: str | os.PathLike[str], *, device: str = "cpu", threads: int = 1,
-                  ship: str = "object") -> ShippedModel:  # fmt: skip
+                  ship: str = "object", precision: str = "fp32") -> ShippedModel:  # fmt: skip
     """Resolve and verify a model on the driver (as ``zoo run`` loads it) into a handle for the workers.
 
     ``ship="object"`` puts the file's bytes into Ray's object store (Ray must be initialised); ``"path"`` sends only
@@ -118,7 +118,7 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, device: str = "cpu", 
     if device not in devices:
         raise BackendError(f"unknown device '{device}'; choose one of: {', '.join(devices)}")
     # the driver only verifies and reads metadata (on its CPU); the workers run the model on `device`
-    model = runtime.load(name_or_path, backend="onnx", device="cpu", threads=1)
+    model = runtime.load(name_or_path, backend="onnx", device="cpu", threads=1, precision=precision)  # its variant file
     source = Path(model.source)
     expected = None
     if (source.parent / cache.MANIFEST).is_file():  # a cache entry: runtime.load has just checked it against this

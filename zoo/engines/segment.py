@@ -177,6 +177,8 @@ def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: s
         "architecture": arch.name,
         "model_path": str(model.source),
         "backend": model.backend,
+        "precision": model.precision,
+        "config": model.selection.as_dict() if model.selection else None,  # tuned choice or flags, and why
         "device": model.device,
         "providers": model.providers,
         "threads": model.threads,

@@ -126,8 +126,9 @@ def verify_model(
     handle = catalog.handle(model)
     name, arch = handle.name, handle.architecture
     tol = tolerance or tolerance_for(precision)
-    if len(backends) != 2 or backends[0] == backends[1]:
-        raise BackendError(f"verify compares two different backends, got {', '.join(backends) or 'none'}; "
+    # one backend against itself is a pair too: paddle vs paddle bf16 (or a tuned float32 Paddle, re-checked)
+    if len(backends) != 2:
+        raise BackendError(f"verify compares two backends, got {', '.join(backends) or 'none'}; "
                            "e.g. --backend paddle,onnx")  # fmt: skip
     specs = [registered.get(b) for b in backends]
     ref = cache.get_ref(name).get("paddle", {})
@@ -160,7 +161,7 @@ def verify_model(
     if report is not None:
         report.mkdir(parents=True, exist_ok=True)
     checks = []
-    for index, (label, rgb) in enumerate(_inputs(images, size, count, seed)):
+    for index, (label, rgb) in enumerate(inputs(images, size, count, seed)):
         x = runtime.preprocess(rgb, arch.input)
         comparison = compare(runners[0].run(x), runners[1].run(x), tol, arch.labels)
         png = None
@@ -196,7 +197,7 @@ def _ensure_onnx(handle: ModelHandle, convert: bool) -> None:
     ensure_onnx(handle)
 
 
-def _inputs(images: Sequence[str | Path] | None, size: tuple[int, int], count: int, seed: int):
+def inputs(images: Sequence[str | Path] | None, size: tuple[int, int], count: int, seed: int):
     """(label, RGB uint8) per input: the files given, else seeded synthetic images."""
     if images:
         from zoo.images import read_image

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from zoo.errors import BackendError, ImageError
 from zoo.registry.spec import Architecture, Backend, InputSpec
+from zoo.runners.choice import Selection, TunedWarning, as_path as _as_path, choose  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,6 +90,7 @@ class Model:
     precision: str = "fp32"  # the precision asked for
     device: str = "cpu"  # the device asked for (the runner fails rather than fall back)
     described: dict[str, Any] = field(default_factory=dict, repr=False)  # runner.describe() at load time
+    selection: Selection | None = None  # how backend and precision were decided (flags, tuned choice, defaults)
 
     @property
     def arch(self) -> Architecture:
@@ -183,27 +185,35 @@ def output_to_labels(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def load(
     model: str | os.PathLike[str] | ModelHandle,
     *,
-    backend: str = "onnx",
+    backend: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Model:
     """A runnable model from a handle or registry name (its cached model), an ``.onnx`` file or a model folder.
 
     A registered model takes its preprocessing and classes from its architecture plugin; an ``.onnx`` file from zoo's
     ``zoo.*`` metadata when it has it, else PaddleSeg's defaults (with a warning). ``backend`` is any registered
-    backend (``zoo plugins``); it decides which of the model's formats runs.
+    backend (``zoo plugins``); it decides which of the model's formats runs. ``backend`` and ``precision`` left None
+    mean the model's tuned choice if any, else onnx/fp32 (:func:`choose`); ``options`` are runner options.
     """
     from zoo.registry import backends, catalog
 
-    spec = backends.get(backend)
+    if isinstance(model, (str, os.PathLike)) and _as_path(model) is None:
+        model = catalog.resolve(str(model))
+    chosen = choose(model, backend, precision, threads)
+    if chosen.note:
+        warnings.warn(chosen.note, TunedWarning, stacklevel=2)
+    if options:
+        chosen = replace(chosen, options={**chosen.options, **options})
+    spec, precision, threads = backends.get(chosen.backend), chosen.precision, chosen.threads
     if device not in spec.devices:
         raise BackendError(f"unknown device '{device}' for backend '{spec.name}'; choose one of: {', '.join(spec.devices)}")
     if isinstance(model, catalog.ModelHandle):
-        return _load_registered(model, spec, device, threads, precision)
+        return _load_registered(model, spec, device, chosen)
     path = _as_path(model)
-    if path is None:
-        return _load_registered(catalog.resolve(str(model)), spec, device, threads, precision)
+    assert path is not None
     fmt = "paddle" if path.is_dir() else "onnx" if path.is_file() or path.suffix == ".onnx" else spec.formats[0]
     if fmt not in spec.formats:
         if fmt == "paddle":
@@ -211,12 +221,13 @@ def load(
             raise BackendError(f"{path} is a folder; run a Paddle model folder with --backend {other}, "
                                "or give an .onnx file")  # fmt: skip
         raise BackendError(f"{path} is a file; --backend {spec.name} runs a Paddle model folder (model.json|model.pdmodel)")
-    runner = backends.open_runner(spec, path, device=device, threads=threads, precision=precision)
+    runner = backends.open_runner(spec, path, device=device, threads=threads, precision=precision,
+                                  options=chosen.options)  # fmt: skip
     meta = _onnx_metadata(runner, path) if fmt == "onnx" else _deploy_metadata(path)
     arch = _architecture_from(meta, path)
     num_classes = int(meta.get("num_classes") or len(arch.labels))
     name = path.stem if path.is_file() else path.name
-    return Model(name, path, runner, arch, num_classes, spec.name, precision, device, runner.describe())
+    return Model(name, path, runner, arch, num_classes, spec.name, precision, device, runner.describe(), chosen)
 
 
 def resolve_target(model: str | os.PathLike[str] | ModelHandle) -> str | os.PathLike[str] | ModelHandle:
@@ -233,21 +244,6 @@ def _backend_for(fmt: str) -> str:
 
     usable = [p.name for p in backends.discover() if p.backend is not None and fmt in p.backend.formats]
     return "paddle" if "paddle" in usable or not usable else usable[0]
-
-
-def _as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
-    """The model path meant, or None for a registry name."""
-    if isinstance(name_or_path, os.PathLike):
-        return Path(name_or_path)
-    text = str(name_or_path)
-    if text.endswith(".onnx") or "/" in text or os.sep in text:
-        return Path(text).expanduser()
-    if Path(text).is_dir():
-        from zoo.registry import catalog
-
-        if not catalog.current().knows(text):
-            return Path(text)
-    return None
 
 
 def model_file(model: ModelHandle, spec: Backend, precision: str = "fp32") -> Path:
@@ -278,16 +274,18 @@ def cache_variant_is_float(precision: str) -> bool:
     return cache.variant_for(precision) == cache.ONNX_VARIANT
 
 
-def _load_registered(model: ModelHandle, spec: Backend, device: str, threads: int | None, precision: str) -> Model:
+def _load_registered(model: ModelHandle, spec: Backend, device: str, chosen: Selection) -> Model:
     from zoo.make import provision
     from zoo.registry import backends
 
+    precision, threads = chosen.precision, chosen.threads
     if cache_variant_is_float(precision):  # pull and convert what is missing; other variants come from 'zoo quantize'
         provision.ensure(model, formats=spec.formats)
     source = model_file(model, spec, precision)
-    runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision)
+    runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision,
+                                  options=chosen.options)  # fmt: skip
     return Model(model.name, source, runner, model.architecture, model.num_classes, spec.name, precision, device,
-                 runner.describe())  # fmt: skip
+                 runner.describe(), chosen)  # fmt: skip
 
 
 def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
