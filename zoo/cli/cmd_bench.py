@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Optional
 
 import typer
 
@@ -23,24 +24,34 @@ def _precisions(text: str) -> tuple[str, ...]:
 @app.command()
 def bench(
     name: ModelName,
-    backend: str = typer.Option("both", "--backend", metavar="NAME[,NAME...]", parser=backend_list,
-                                help="Backends to measure (see 'zoo plugins'); both = onnx,paddle."),  # fmt: skip
+    backend: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--backend", metavar="NAME[,NAME...]", parser=backend_list,
+        help="Backends to measure (see 'zoo plugins'); both = onnx,paddle (the default, after the tuned choice "
+        "'zoo run' uses, when 'zoo tune' made one)."),  # fmt: skip
     size: str = typer.Option("512x1024", "--size", metavar="HxW", help="Input image height x width."),
     threads: Threads = None,
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed images first."),
     runs: int = typer.Option(10, "--runs", min=1, help="Timed images."),
-    precision: str = typer.Option("fp32", "--precision", metavar="P[,P...]",
-                                  help="Precisions to run on each backend that has them: fp32, bf16, fp16, int8."),
+    precision: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--precision", metavar="P[,P...]",
+        help="Precisions to run on each backend that has them: fp32 (default), bf16, fp16, int8."),
     json_: JsonFlag = False,
 ) -> None:
     """Time a model on ONNX Runtime and Paddle Inference (or any backends), each in its own process."""
     from zoo.measure import bench as bench_mod
     from zoo.registry import catalog
 
+    from zoo.runners import runtime
+
     hw = parse_size(size)
-    backends = tuple(backend.split(","))
-    result = bench_mod.bench(catalog.resolve(name), backends=backends, size=hw, threads=threads, warmup=warmup,
-                             runs=runs, progress=info, precisions=_precisions(precision))  # fmt: skip
+    handle = catalog.resolve(name)
+    chosen = runtime.choose(handle, backend, precision)  # no flags: the tuned choice is the default row
+    if chosen.note:
+        info(f"zoo: warning: {chosen.note}")
+    backends = tuple((backend or "onnx,paddle").split(","))
+    result = bench_mod.bench(handle, backends=backends, size=hw, threads=threads, warmup=warmup, runs=runs,
+                             progress=info, precisions=_precisions(precision or "fp32"),
+                             tuned=chosen if chosen.tuned else None)  # fmt: skip
     if json_:
         print_json(result.as_dict())
         return
@@ -51,7 +62,7 @@ def bench(
         compared = ([f"{stats.speedup:.2f}x" if stats.speedup else "-",
                      f"{stats.agreement:.2%}" if stats.agreement is not None else "-"] if result.reference else [])  # fmt: skip
         rows.append([
-            stats.backend, stats.precision, f"{stats.p50_ms:.1f}", f"{stats.p90_ms:.1f}", f"{stats.p99_ms:.1f}",
+            stats.backend + (" (tuned)" if stats.tuned else ""), stats.precision, f"{stats.p50_ms:.1f}", f"{stats.p90_ms:.1f}", f"{stats.p99_ms:.1f}",
             *compared, f"{stats.throughput_ips:.2f}", f"{stats.preprocess_ms:.1f}", f"{stats.inference_ms:.1f}",
             f"{stats.postprocess_ms:.1f}", f"{stats.peak_rss_mb:.0f} MB", str(stats.threads), ",".join(stats.providers),
         ])  # fmt: skip
@@ -62,6 +73,11 @@ def bench(
         ref = result.backends[result.reference]
         typer.echo(f"SPEED-UP = p50 of {ref.backend} {ref.precision} ÷ the row's; LABELS = share of pixels labelled as "
                    f"{ref.backend} {ref.precision} labels them (same image)")  # fmt: skip
+    default = result.backends.get("tuned")
+    ort = result.backends.get("onnx")
+    if default is not None and default.tuned:
+        vs = f": {default.p50_ms / ort.p50_ms:.2f}x onnx fp32 by p50 in this run" if ort and ort.p50_ms else ""
+        typer.echo(f"default row ('zoo run {name}'): {default.tuned['summary']}{vs}")
     ratio = result.ratio()
     if ratio:
         typer.echo(f"onnx/paddle: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "

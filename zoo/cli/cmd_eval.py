@@ -43,10 +43,12 @@ def eval_(
                               help="Cityscapes root, PaddleSeg list file ('image label' lines) or a folder with "
                                    "images/ + labels/ (train ids; 255 ignored)."),  # fmt: skip
     split: str = typer.Option("val", "--split", help="Cityscapes split to read."),
-    backend: str = typer.Option("onnx", "--backend", metavar="NAME[,NAME...]",
-                                help="Backends to evaluate side by side, e.g. onnx,paddle."),  # fmt: skip
-    precision: str = typer.Option("fp32", "--precision", metavar="P[,P...]",
-                                  help="Precisions to evaluate on each backend, e.g. fp32,int8 (see 'zoo quantize')."),
+    backend: Optional[str] = typer.Option(None, "--backend", metavar="NAME[,NAME...]",  # noqa: UP007
+                                          help="Backends to evaluate side by side, e.g. onnx,paddle (default: the "
+                                               "tuned choice, 'zoo tune', else onnx)."),  # fmt: skip
+    precision: Optional[str] = typer.Option(None, "--precision", metavar="P[,P...]",  # noqa: UP007
+                                            help="Precisions to evaluate on each backend, e.g. fp32,int8 (default: "
+                                                 "the tuned choice, else fp32)."),  # fmt: skip
     device: str = typer.Option("cpu", "--device", help="cpu or gpu."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per backend."),  # noqa: UP007
     mode: str = typer.Option("whole", "--mode", help="whole, or slide (sliding window, PaddleSeg's slide_inference)."),
@@ -75,6 +77,8 @@ def eval_(
 
     options = evaluation.Options(mode, parse_hw(crop, "--crop"), parse_hw(stride, "--stride"), _scales(scales), flip)
     options.check()  # before any model loads
+    tuned_default = backend is None and precision is None  # runtime.load decides: the tuned choice, else onnx/fp32
+    backend, precision = backend or "onnx", precision or "fp32"
     names = [b.strip() for b in backend.split(",") if b.strip()]
     if not names:
         raise typer.BadParameter("--backend needs at least one name, e.g. onnx or onnx,paddle")
@@ -95,8 +99,13 @@ def eval_(
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
-            loaded = [runtime.load(target, backend=name, device=device, threads=threads, precision=p)
-                      for name in names for p in precisions]  # fmt: skip
+            if tuned_default:
+                loaded = [runtime.load(target, device=device, threads=threads)]
+            else:
+                loaded = [runtime.load(target, backend=name, device=device, threads=threads, precision=p)
+                          for name in names for p in precisions]  # fmt: skip
+            if loaded[0].selection is not None and loaded[0].selection.tuned:
+                info(f"zoo: using the tuned choice {loaded[0].selection.describe()}")
             count = min(limit or len(dataset.samples), len(dataset.samples))
             info(f"evaluating {loaded[0].name} on {dataset.describe()}: {count} image(s), "
                  f"{', '.join(m.backend for m in loaded)}")  # fmt: skip
@@ -105,7 +114,7 @@ def eval_(
                                     keep_worst=evaluation.WORST if report else 0,
                                     reference_miou=evaluation.reference_miou(model, dataset))  # fmt: skip
         for w in caught:
-            if issubclass(w.category, runtime.MetadataWarning):
+            if issubclass(w.category, (runtime.MetadataWarning, runtime.TunedWarning)):
                 info(f"zoo: warning: {w.message}")
         for message in result.skipped:
             info(f"zoo: skipped: {message}")
@@ -115,7 +124,7 @@ def eval_(
             written = eval_report.write_report(result, report)
             info(f"report: {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}")
     if json_:
-        print_json(result.as_dict())
+        print_json({**result.as_dict(), "config": [m.selection.as_dict() if m.selection else None for m in loaded]})
     else:
         typer.echo(format_table(result))
     if result.interrupted:

@@ -116,7 +116,7 @@ def verify(name: Optional[str] = typer.Argument(None, help="Only this model.")) 
 def rm(
     name: str = typer.Argument(..., help="Model name."),
     variant: Optional[str] = typer.Option(  # noqa: UP007
-        None, "--variant", metavar="V", help="Only this derived model (onnx, onnx-int8, ...); the rest stays."
+        None, "--variant", metavar="V", help="Only this derived model (onnx, onnx-int8, ...), or 'tuned': forget the tuned choice; the rest stays."
     ),
 ) -> None:
     """Remove a model's cached files (entries and blobs no other model uses), or only one variant."""

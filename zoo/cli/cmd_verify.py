@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -41,6 +41,8 @@ def verify(
                                 help="The two backends to compare, the reference first (see 'zoo plugins')."),  # fmt: skip
     precision: str = typer.Option("fp32", "--precision", metavar="fp32|bf16|fp16|int8",
                                   help="What the second backend runs (e.g. the int8 variant); the reference is fp32."),
+    tuned: bool = typer.Option(False, "--tuned", help="Re-check the tuned choice ('zoo tune') against float32 Paddle, "
+                                                      "on the inputs and with the threshold it was chosen by."),
     json_: JsonFlag = False,
 ) -> None:
     """Compare ONNX Runtime with Paddle Inference (or any two backends) on the same inputs; exit 1 if they disagree."""
@@ -50,6 +52,13 @@ def verify(
 
     hw = parse_size(size)
     handle = catalog.resolve(name)  # an unknown name fails before "verifying ..." is said
+    if tuned:
+        from zoo.measure import tune
+
+        info(f"verifying the tuned choice of {name} against float32 Paddle")
+        with stdout_to_stderr() if json_ else contextlib.nullcontext():
+            result = tune.recheck(handle, report_dir=report)
+        return _show(result, result.tolerance, json_)
     pair = backend_pair(backend)
     images = None
     if image:
@@ -68,6 +77,11 @@ def verify(
             handle, images=images, size=hw, count=count, seed=seed, threads=threads, tolerance=tolerance,
             report_dir=report, backends=pair, precision=precision,
         )  # fmt: skip
+    _show(result, tolerance, json_)
+
+
+def _show(result: Any, tolerance: Any, json_: bool) -> None:
+    """Print a verify result (JSON or lines); exit 1 when it failed."""
     if json_:
         print_json(result.as_dict())
         info(result.summary())

@@ -25,6 +25,7 @@ The JSON shape (``BenchResult.as_dict``)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -75,6 +76,7 @@ class BackendStats:
     precision: str = "fp32"  # the precision that ran, as the backend's describe() reports it (else the one asked for)
     speedup: float | None = None  # the reference row's p50 ÷ this row's (reference: BenchResult.reference)
     agreement: float | None = None  # share of pixels whose label equals the reference row's, on the same image
+    tuned: dict[str, Any] | None = None  # the row `zoo run` uses by default, tuned by `zoo tune`: its record's summary
 
 
 @dataclass(frozen=True)
@@ -147,11 +149,14 @@ def bench(
     runs: int = DEFAULT_RUNS,
     progress: Any = None,
     precisions: tuple[str, ...] = ("fp32",),
+    tuned: Any = None,
 ) -> BenchResult:
     """Measure ``model`` on each backend, each in a child process; converts to ONNX first if no ONNX model is cached.
 
     ``progress``, if given, is called with one-line status messages. Each backend runs at each of ``precisions`` it
-    supports (results keyed ``backend`` for fp32, ``backend/precision`` otherwise).
+    supports (results keyed ``backend`` for fp32, ``backend/precision`` otherwise). ``tuned``: a
+    :class:`zoo.runners.runtime.Selection` from ``zoo tune``, measured first as the row keyed ``tuned`` (its own
+    threads and runner options unless ``threads`` is given).
     """
     from zoo.registry import backends as registered, catalog
     from zoo.store import cache
@@ -162,12 +167,17 @@ def bench(
     h, w = size
     if h < 1 or w < 1:
         raise ZooError(f"height and width must be positive, got {h}x{w}")
+    asked_threads = threads
     threads = int(threads or os.cpu_count() or 1)
     handle = catalog.handle(model)  # UnknownModelError before anything is started
     name = handle.name
     if any("paddle" in s.formats for s in specs):
         cache.paddle_model_dir(name)  # NotCachedError says what to pull
-    if any("onnx" in s.formats for s in specs):
+    if tuned is not None:
+        specs_all = [*specs, registered.get(tuned.backend)]
+    else:
+        specs_all = specs
+    if any("onnx" in s.formats for s in specs_all):
         from zoo.make.convert import ensure_onnx
 
         ensure_onnx(handle, (lambda line: progress(f"bench {name}: {line}")) if progress else None)
@@ -175,15 +185,22 @@ def bench(
     jobs = [(s.name, p) for s in specs for p in precisions if p in s.precisions]
     if not jobs:
         raise ZooError(f"none of {', '.join(backends)} runs {', '.join(precisions)}; see 'zoo plugins' for what each runs")
+    rows = [(b if p == "fp32" else f"{b}/{p}", b, p, threads, {}) for b, p in jobs]
+    if tuned is not None:
+        rows.insert(0, ("tuned", tuned.backend, tuned.precision, int(asked_threads or tuned.threads or threads),
+                        dict(tuned.options)))  # fmt: skip
     labels: dict[str, Any] = {}
-    for backend, precision in jobs:
-        key = backend if precision == "fp32" else f"{backend}/{precision}"
+    for key, backend, precision, n, options in rows:
         if progress:
-            progress(f"bench {name}: {key} at {h}x{w}, {threads} threads, {warmup} warm-up + {runs} runs")
-        job = {"name": name, "backend": backend, "size": [h, w], "threads": threads, "warmup": warmup,
-               "runs": runs, "precision": precision,
+            what = f"{key} ({tuned.describe()})" if key == "tuned" else key
+            progress(f"bench {name}: {what} at {h}x{w}, {n} threads, {warmup} warm-up + {runs} runs")
+        job = {"name": name, "backend": backend, "size": [h, w], "threads": n, "warmup": warmup,
+               "runs": runs, "precision": precision, "options": options,
                "registries": [str(p) for p in catalog.extra_registries()]}  # fmt: skip
-        result.backends[key], labels[key] = _in_child(job)
+        stats, labels[key] = _in_child(job)
+        if key == "tuned":
+            stats = dataclasses.replace(stats, tuned=tuned.tuned.as_dict() if tuned.tuned else None)
+        result.backends[key] = stats
     return result.compare(labels)
 
 
@@ -241,6 +258,7 @@ def measure(
     runs: int,
     precision: str = "fp32",
     labels_out: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> BackendStats:
     """Measure one backend in this process (``bench`` calls this in a child; its RSS covers the whole process).
     ``labels_out``: save the benchmark image's label map there (.npy), for the parent's agreement column."""
@@ -249,7 +267,7 @@ def measure(
     from zoo.runners import runtime
 
     started = time.perf_counter()
-    model = runtime.load(name, backend=backend, threads=threads, precision=precision)
+    model = runtime.load(name, backend=backend, threads=threads, precision=precision, options=options or None)
     load_ms = _ms(started)
     rss_loaded = _current_rss_mb()
     rgb = synthetic_image(size)
@@ -338,7 +356,7 @@ def _child(argv: list[str]) -> int:
 
         catalog.use_registries([Path(p) for p in job["registries"]])  # what the parent's --registry gave
         stats = measure(job["name"], job["backend"], tuple(job["size"]), job["threads"], job["warmup"], job["runs"],
-                        job.get("precision", "fp32"), job.get("labels_out"))
+                        job.get("precision", "fp32"), job.get("labels_out"), job.get("options"))
         doc: dict[str, Any] = {"stats": asdict(stats)}
     except ZooError as exc:
         doc = {"error": {"type": type(exc).__name__, "message": str(exc)}}

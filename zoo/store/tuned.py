@@ -111,7 +111,11 @@ def forget(name: str) -> list[Path]:
 
 def load_doc(name: str) -> dict[str, Any] | None:
     """The stored record as written, or None (none, or unreadable)."""
-    target = path(name)
+    return load_doc_from(path(name))
+
+
+def load_doc_from(target: Path) -> dict[str, Any] | None:
+    """A record file's content, or None when it is missing or not a tuning record."""
     if not target.is_file():
         return None
     try:
