@@ -37,7 +37,7 @@ def tune(
     rounds: int = typer.Option(2, "--rounds", min=1, help="Interleaved rounds (the order reverses each round)."),
     runs: int = typer.Option(3, "--runs", min=1, help="Timed images per candidate and round."),
     warmup: int = typer.Option(1, "--warmup", min=0, help="Untimed images first, per process."),
-    quiet_wait: float = typer.Option(5.0, "--quiet-wait", min=0.0, help="Seconds to wait for a quiet machine first."),
+    quiet_wait: float = typer.Option(2.0, "--quiet-wait", min=0.0, help="Seconds to wait for a quiet machine first."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the candidates and what would be made; run nothing."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="DIR", help="Write tune.json, tune.html, tune.png."),  # noqa: UP007
     json_: JsonFlag = False,
