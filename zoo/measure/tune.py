@@ -184,7 +184,7 @@ def plan(model: ModelHandle | str, *, backends: tuple[str, ...] = (), precisions
     registered.get(REFERENCE[0])  # the judge must be able to run
     cache.paddle_model_dir(handle.name)  # NotCachedError: what to pull
     ordered = [reference] + [c for c in found if c != reference]
-    if len(ordered) == 1 and (backends or precisions):
+    if not found and (backends or precisions):
         raise BackendError(f"no backend runs {', '.join(precisions) or 'anything'} among {', '.join(backends) or 'those installed'}; "
                            "see 'zoo plugins' for what each runs")  # fmt: skip
     make = tuple(p for p in VARIANT_PRECISIONS if any(c.precision == p and _runs_onnx(c.backend) for c in ordered))
