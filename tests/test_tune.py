@@ -34,6 +34,7 @@ def _tune(*args: str) -> dict:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow  # several CLI processes, each loading paddle; end to end
 def test_strict_agreement_chooses_float32_with_the_numbers_zoo_verify_gives(models, tmp_path: Path):
     models.install_converted(NAME)
     report = tmp_path / "report"
@@ -66,6 +67,7 @@ def test_strict_agreement_chooses_float32_with_the_numbers_zoo_verify_gives(mode
     assert again["overall"]["agreement"] == doc["chosen"]["agreement"]
 
 
+@pytest.mark.slow
 def test_tuned_choice_is_the_default_flags_win_and_a_new_export_makes_it_stale(models, tmp_path: Path):
     import zoo
     from zoo.store import cache
