@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -32,12 +32,12 @@ if TYPE_CHECKING:
 DEFAULT_MIN_AGREEMENT = 0.995
 DEFAULT_MAX_MIOU_DROP = 0.1  # mIoU points, when labelled data is given
 REFERENCE = ("paddle", "fp32")  # what every candidate is judged against
+BUSY = 0.25  # others' share of the CPUs above which the timings (not the verdicts) are flagged as unreliable
 SPIN = (("allow_spinning", 1),)  # ONNX Runtime's workers spin while idle: faster alone, costlier beside other work
 CALIB_IMAGES = 8  # synthetic calibration scenes for an int8 variant tune has to make
 VARIANT_PRECISIONS = ("int8", "fp16")  # precisions that run a variant file of their own (made before measuring)
-# Left out unless asked for (--precision fp16): on a CPU, ONNX Runtime runs most of an fp16 graph through casts back
-# to float32 — bisenet's fp16 variant took 111 ms against float32's 108 in the first tune here — so measuring it
-# would spend a tenth of the 5-minute budget on a candidate that does not win on CPUs.
+# Left out unless asked for (--precision fp16): ONNX Runtime's CPU provider gains nothing from it (bisenet, first tune
+# here: fp16 111 ms vs fp32 108), so it would spend a tenth of the 5-minute budget on a candidate that cannot win.
 OPT_IN = ("fp16",)
 
 
@@ -62,13 +62,12 @@ class Row:
     chosen: bool = False
 
     @property
-    def fastest(self) -> float | None:
+    def fastest(self) -> float | None:  # other work only adds time: the fastest image is the least disturbed
         return min(self.ms) if self.ms else None
 
     @property
     def p50(self) -> float | None:
         import statistics
-
         return float(statistics.median(self.ms)) if self.ms else None
 
     def as_dict(self) -> dict[str, Any]:
@@ -143,7 +142,12 @@ class TuneResult:
 
         rec = tuned.status(self.name)[0]
         head = rec.summary() if rec else self.chosen.choice.key
-        return f"{self.name}: {head} ({len(self.rows)} candidates, {self.seconds:.0f} s)"
+        text = f"{self.name}: {head} ({len(self.rows)} candidates, {self.seconds:.0f} s)"
+        busy = self.record["summary"].get("others_max", 0.0)
+        if busy > BUSY:
+            text += (f"; other processes took up to {busy:.0%} of the CPUs while it measured, so the ranking may not "
+                     f"hold on a quiet machine: run 'zoo tune {self.name}' again when it is quiet")  # fmt: skip
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "chosen": self.chosen.as_dict(), "summary": self.summary(),
@@ -217,7 +221,6 @@ def make_variant(handle: ModelHandle, precision: str, size: tuple[int, int]) -> 
 
 def _runs_onnx(backend: str) -> bool:
     from zoo.registry import backends as registered
-
     return "onnx" in registered.get(backend).formats
 
 
@@ -368,10 +371,11 @@ def _record(name: str, rows: list[Row], chosen: Row, crit: Criteria) -> dict[str
     ort = [r.fastest for r in rows if (r.choice.backend, r.choice.precision) == ("onnx", "fp32") and r.fastest]
     return {
         "name": name, "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "choice": replace(chosen.choice).as_dict(), "fingerprint": tuned.fingerprint(name, chosen.choice),
+        "choice": chosen.choice.as_dict(), "fingerprint": tuned.fingerprint(name, chosen.choice),
         "criteria": crit.as_dict(), "reference": "/".join(REFERENCE),
         "summary": {"speedup_vs_paddle": ratio, "agreement": chosen.agreement,
-                    "vs_onnx_fp32": round(chosen.fastest / min(ort), 3) if ort and chosen.fastest else None},
+                    "vs_onnx_fp32": round(chosen.fastest / min(ort), 3) if ort and chosen.fastest else None,
+                    "others_max": max((r.others for r in rows), default=0.0)},
         "candidates": [r.as_dict() for r in rows],
     }  # fmt: skip
 
