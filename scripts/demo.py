@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from zoo.cli._app import parse_size
+from zoo.util import parse_size
 from zoo.synthetic import write_street_png
 
 

@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# ray: zoo run --engine ray; quantize, openvino: zoo quantize and the OpenVINO backend
-python -m pip install -q -e '.[test,ray,quantize,openvino]'
+# ray: zoo run --engine ray; quantize, openvino: zoo quantize and the OpenVINO backend; serve, serve-ray: zoo serve
+python -m pip install -q -e '.[test,ray,quantize,openvino,serve,serve-ray]'
 
 ref="${ZOO_PADDLESEG_REF:-$PWD/.cache/paddleseg-ref}"
 oracle_path="$ref/pkg${PATHSEP:-:}$ref/deps"

@@ -28,12 +28,9 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     """``__version__``, ``Artifact`` and ``ModelEntry`` on first use: ``zoo --help`` needs none of them."""
     if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
+        from zoo.util import version
 
-        try:
-            return version("zoo")
-        except PackageNotFoundError:  # running from a source tree that was never installed
-            return "0.0.0+unknown"
+        return version()
     if name in ("Artifact", "ModelEntry"):
         from zoo.registry import entries as registry
 
@@ -109,12 +106,15 @@ def architecture(name: str) -> Architecture:
 
 def load(model: Any, *, backend: str | None = None, device: str = "cpu", threads: int | None = None,
          precision: str | None = None):  # fmt: skip
-    """A cached model (registry name or handle), a .onnx file or a Paddle model folder, ready to ``predict(rgb)``.
-
-    Without ``backend`` and ``precision``: the model's tuned choice (``zoo tune``) when valid here, else onnx/fp32."""
+    """A registered model (name or handle; pulled and converted first when missing), a .onnx file or a Paddle model
+    folder, ready to ``predict(rgb)``. Without ``backend`` and ``precision``: the model's tuned choice (``zoo tune``)
+    when valid here, else the default backend (``zoo plugins``) in fp32."""
+    from zoo.make import ensure
     from zoo.runners import runtime
 
-    return runtime.load(model, backend=backend, device=device, threads=threads, precision=precision)
+    chosen = runtime.choose(model, backend, precision)  # the tuned choice when no flag says otherwise
+    target = ensure.prepare(model, chosen.backend, chosen.precision)  # the one door: ZOO_OFFLINE=1 refuses a download
+    return runtime.load(target, backend=backend, device=device, threads=threads, precision=precision)
 
 
 def verify_model(name: Any, **kwargs):
@@ -125,8 +125,9 @@ def verify_model(name: Any, **kwargs):
     return verify.verify_model(name, **kwargs)
 
 
-def evaluate(model, data, *, backends=("onnx",), **kwargs):
-    """Score a model on labelled data on each backend, as PaddleSeg does (see ``zoo.measure.evaluation.evaluate``)."""
+def evaluate(model, data, *, backends=None, **kwargs):
+    """Score a model on labelled data on each backend (None: the default backend), as PaddleSeg does (see
+    ``zoo.measure.evaluation.evaluate``)."""
     from zoo.measure import evaluation
 
-    return evaluation.evaluate(model, data, backends=backends, **kwargs)
+    return evaluation.evaluate(model, data, backends=(None,) if backends is None else backends, **kwargs)

@@ -9,15 +9,15 @@ import typer
 from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_list, info, parse_size, print_json, table
 
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+def _precisions(text: str, backends: tuple[str, ...]) -> tuple[str, ...]:
+    """``--precision fp32,int8`` → ("fp32", "int8"); a usage error for one no measured backend declares."""
+    from zoo.registry import backends as registered
 
-
-def _precisions(text: str) -> tuple[str, ...]:
-    """``--precision fp32,int8`` → ("fp32", "int8"); usage error for a name zoo does not know."""
+    declared = tuple(dict.fromkeys(p for b in backends for p in registered.get(b).precisions))
     names = tuple(p.strip() for p in text.split(",") if p.strip())
-    bad = [p for p in names if p not in PRECISIONS]
-    if bad or not names:
-        raise typer.BadParameter(f"choose from {', '.join(PRECISIONS)}, got {text!r}", param_hint="--precision")
+    if not names or any(p not in declared for p in names):
+        raise typer.BadParameter(f"{', '.join(backends)} run {', '.join(declared)}; got {text!r}",
+                                 param_hint="--precision")  # fmt: skip
     return names
 
 
@@ -26,15 +26,17 @@ def bench(
     name: ModelName,
     backend: Optional[str] = typer.Option(  # noqa: UP007
         None, "--backend", metavar="NAME[,NAME...]", parser=backend_list,
-        help="Backends to measure (see 'zoo plugins'); both = onnx,paddle (the default, after the tuned choice "
-        "'zoo run' uses, when 'zoo tune' made one)."),  # fmt: skip
+        help="Backends to measure (see 'zoo plugins'); both = the default and the reference backend "
+        "(the default; after the tuned choice 'zoo run' uses, when 'zoo tune' made one)."),  # fmt: skip
     size: str = typer.Option("512x1024", "--size", metavar="HxW", help="Input image height x width."),
     threads: Threads = None,
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed images first."),
     runs: int = typer.Option(10, "--runs", min=1, help="Timed images."),
     precision: Optional[str] = typer.Option(  # noqa: UP007
         None, "--precision", metavar="P[,P...]",
-        help="Precisions to run on each backend that has them: fp32 (default), bf16, fp16, int8."),
+        help="Precisions to run on each backend that declares them (see 'zoo plugins'); default fp32."),
+    device: Optional[str] = typer.Option(  # noqa: UP007 - typer needs Optional here
+        None, "--device", help="Where every backend runs (default: each backend's first declared device)."),
     json_: JsonFlag = False,
 ) -> None:
     """Time a model on ONNX Runtime and Paddle Inference (or any backends), each in its own process."""
@@ -44,13 +46,15 @@ def bench(
     from zoo.runners import runtime
 
     hw = parse_size(size)
+    from zoo.runners import runtime
+
     handle = catalog.resolve(name)
     chosen = runtime.choose(handle, backend, precision)  # no flags: the tuned choice is the default row
     if chosen.note:
         info(f"zoo: warning: {chosen.note}")
-    backends = tuple((backend or "onnx,paddle").split(","))
+    backends = tuple((backend or backend_list("both")).split(","))
     result = bench_mod.bench(handle, backends=backends, size=hw, threads=threads, warmup=warmup, runs=runs,
-                             progress=info, precisions=_precisions(precision or "fp32"),
+                             progress=info, precisions=_precisions(precision or "fp32", backends), device=device,
                              tuned=chosen if chosen.tuned else None)  # fmt: skip
     if json_:
         print_json(result.as_dict())
@@ -80,5 +84,5 @@ def bench(
         typer.echo(f"default row ('zoo run {name}'): {default.tuned['summary']}{vs}")
     ratio = result.ratio()
     if ratio:
-        typer.echo(f"onnx/paddle: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "
+        typer.echo(f"{ratio['of']} ÷ {ratio['over']}: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "
                    f"throughput {ratio['throughput']:.2f}x, peak RSS {ratio['peak_rss']:.2f}x")  # fmt: skip

@@ -1,6 +1,7 @@
 """zoo eval: accuracy on labelled data (PaddleSeg's mIoU, accuracy, Kappa, Dice), one column per backend.
 
-The work is zoo/measure/evaluation.py's; this parses, prints one table (or JSON) and writes the --report folder.
+The work is zoo/measure/evaluation.py's, with its per-image step here (--engine local) or on Ray actors
+(zoo/engines/ray_eval.py); either way this parses, prints one table (or JSON) and writes the --report folder.
 Ctrl-C prints the partial result and exits 130.
 """
 
@@ -14,6 +15,9 @@ from typing import Any, Optional
 import typer
 
 from zoo.cli._app import app, info, parse_size, print_json, stdout_to_stderr
+from zoo.cli.engine_options import (AddressFlag, BatchSizeFlag, EngineFlag, ThreadsPerWorkerFlag, WorkersFlag,
+                                   ray_options)
+from zoo.store import artifacts
 
 
 def parse_hw(text: str | None, option: str) -> tuple[int, int] | None:
@@ -62,11 +66,11 @@ def eval_(
     absent_one: bool = typer.Option(False, "--absent-one",
                                     help="A class absent from prediction and labels scores IoU 1 (PaddleSeg >= 2.9) "
                                          "instead of 0 (<= 2.8, the registry's published numbers)."),  # fmt: skip
-    engine: str = typer.Option("local", "--engine", metavar="local|ray", help="ray: Ray Data workers (zoo[ray])."),
-    address: Optional[str] = typer.Option(None, "--address", help="ray: 'auto' or ray://HOST:PORT."),  # noqa: UP007
-    workers: int = typer.Option(2, "--workers", min=1, help="ray: worker actors, each with its own session."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="ray: images per batch sent to a worker."),
-    threads_per_worker: int = typer.Option(1, "--threads-per-worker", min=1, help="ray: threads (CPUs) per worker."),
+    engine: EngineFlag = "local",
+    address: AddressFlag = None,
+    workers: WorkersFlag = None,
+    batch_size: BatchSizeFlag = None,
+    threads_per_worker: ThreadsPerWorkerFlag = None,
     json_: bool = typer.Option(False, "--json", help="Print everything as one JSON object."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="DIR",  # noqa: UP007
                                           help="Write eval.json, a per-class IoU chart and the worst images here."),  # fmt: skip
@@ -77,42 +81,51 @@ def eval_(
 
     options = evaluation.Options(mode, parse_hw(crop, "--crop"), parse_hw(stride, "--stride"), _scales(scales), flip)
     options.check()  # before any model loads
-    tuned_default = backend is None and precision is None  # runtime.load decides: the tuned choice, else onnx/fp32
-    backend, precision = backend or "onnx", precision or "fp32"
+    chosen = runtime.choose(model, backend, precision)  # no flags: the tuned choice ('zoo tune'), else the default
+    if chosen.note:
+        info(f"zoo: warning: {chosen.note}")
+    elif chosen.tuned:
+        info(f"zoo: using the tuned choice {chosen.describe()}")
+    backend, precision = backend or chosen.backend, precision or chosen.precision
     names = [b.strip() for b in backend.split(",") if b.strip()]
     if not names:
         raise typer.BadParameter("--backend needs at least one name, e.g. onnx or onnx,paddle")
     precisions = [p.strip() for p in precision.split(",") if p.strip()]
     if not precisions:
-        raise typer.BadParameter("--precision needs at least one of fp32, bf16, fp16, int8", param_hint="--precision")
-    target = runtime.resolve_target(model)  # a name is looked up once
-    dataset = datasets.open_dataset(data, split=split)
-    if engine not in ("local", "ray"):
-        raise typer.BadParameter(f"choose local or ray, got {engine!r}", param_hint="--engine")
-    if engine == "ray":  # confusion areas summed on the workers; zoo/cli/cmd_eval_ray.py
-        from zoo.cli.cmd_eval_ray import eval_on_ray
+        raise typer.BadParameter(f"--precision needs at least one of {', '.join(artifacts.PRECISIONS)}",
+                                 param_hint="--precision")
+    ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
+                      threads_per_worker=threads_per_worker, threads=threads)  # before any model loads
+    from zoo.make import ensure
 
-        whole = options.mode == "whole" and options.scales == (1.0,) and not options.flip
-        return eval_on_ray(model, dataset, backends=names, precisions=precisions, whole=whole, limit=limit,
-                           absent="one" if absent_one else "zero", json_=json_, address=address, workers=workers,
-                           batch_size=batch_size, threads=threads_per_worker)  # fmt: skip
+    target = runtime.resolve_target(model)  # a name is looked up once
+    for name in names:  # what each backend runs at each precision is brought into the cache first
+        for p in precisions:
+            ensure.prepare(target, name, p, progress=info)
+    dataset = datasets.open_dataset(data, split=split)
+    shared: dict[str, Any] = {
+        "options": options, "limit": limit, "skip_bad": skip_bad, "absent": "one" if absent_one else "zero",
+        "progress": True, "keep_worst": evaluation.WORST if report else 0,
+        "reference_miou": evaluation.reference_miou(model, dataset),
+    }  # fmt: skip
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
-            if tuned_default:
-                loaded = [runtime.load(target, device=device, threads=threads)]
+            if ray is not None:  # the same evaluation, its per-image step on Ray actors
+                from zoo.engines import ray_cluster, ray_eval
+
+                try:
+                    result = ray_eval.evaluate(target, dataset, backends=names, precisions=precisions,
+                                               device=device, ray=ray, announce=info, **shared)  # fmt: skip
+                finally:
+                    ray_cluster.disconnect()
             else:
                 loaded = [runtime.load(target, backend=name, device=device, threads=threads, precision=p)
                           for name in names for p in precisions]  # fmt: skip
-            if loaded[0].selection is not None and loaded[0].selection.tuned:
-                info(f"zoo: using the tuned choice {loaded[0].selection.describe()}")
-            count = min(limit or len(dataset.samples), len(dataset.samples))
-            info(f"evaluating {loaded[0].name} on {dataset.describe()}: {count} image(s), "
-                 f"{', '.join(m.backend for m in loaded)}")  # fmt: skip
-            result = evaluation.run(loaded, dataset, options=options, limit=limit, skip_bad=skip_bad,
-                                    absent="one" if absent_one else "zero", progress=True,
-                                    keep_worst=evaluation.WORST if report else 0,
-                                    reference_miou=evaluation.reference_miou(model, dataset))  # fmt: skip
+                count = min(limit or len(dataset.samples), len(dataset.samples))
+                info(f"evaluating {loaded[0].name} on {dataset.describe()}: {count} image(s), "
+                     f"{', '.join(m.backend for m in loaded)}")  # fmt: skip
+                result = evaluation.run(loaded, dataset, **shared)
         for w in caught:
             if issubclass(w.category, (runtime.MetadataWarning, runtime.TunedWarning)):
                 info(f"zoo: warning: {w.message}")
@@ -124,7 +137,7 @@ def eval_(
             written = eval_report.write_report(result, report)
             info(f"report: {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}")
     if json_:
-        print_json({**result.as_dict(), "config": [m.selection.as_dict() if m.selection else None for m in loaded]})
+        print_json({**result.as_dict(), "config": chosen.as_dict()})
     else:
         typer.echo(format_table(result))
     if result.interrupted:

@@ -31,7 +31,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import QuantizationError, ZooError
+from zoo.errors import PrecisionError, QuantizationError, ZooError
+from zoo.store import artifacts
 from zoo.util import cpu_flags, first_line, sha256_file
 
 if TYPE_CHECKING:
@@ -41,16 +42,15 @@ if TYPE_CHECKING:
     from zoo.registry.spec import InputSpec
 
 INSTALL = "pip install 'zoo[quantize]'"
-PRECISIONS = ("int8", "fp16")
+PRECISIONS = tuple(p for kind in artifacts.made_by("quantize") for p in kind.precisions)  # the variants it makes
 METHODS = ("minmax", "entropy", "percentile")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PER_CHANNEL_OPSET = 13
-VARIANT_PREFIX = "onnx-"  # cache variant name = "onnx-" + precision
 
 
 def variant_name(precision: str) -> str:
-    """The cache variant a precision is stored as: ``onnx-int8``, ``onnx-fp16``."""
-    return VARIANT_PREFIX + precision
+    """The cache variant a precision is stored as (``onnx-int8``, ``onnx-fp16``), from zoo/store/artifacts.py."""
+    return artifacts.kind_for("onnx", precision).name
 
 
 def has_vnni() -> bool:
@@ -141,12 +141,11 @@ def input_spec_of(model: onnx.ModelProto) -> InputSpec:
     """The InputSpec a zoo-converted model carries in its ``zoo.input`` metadata (PaddleSeg's default otherwise)."""
     import json
 
-    from zoo.runners.runtime import _input_spec
     from zoo.registry.spec import InputSpec
 
     meta = {p.key: p.value for p in model.metadata_props}
     try:
-        return _input_spec(json.loads(meta["zoo.input"])) if "zoo.input" in meta else InputSpec()
+        return InputSpec.from_dict(json.loads(meta["zoo.input"])) if "zoo.input" in meta else InputSpec()
     except (ValueError, TypeError) as exc:
         raise QuantizationError(f"the model's zoo.input metadata is unreadable ({exc}); convert it again "
                                 "with 'zoo convert NAME --force'") from exc  # fmt: skip
@@ -342,38 +341,59 @@ def _versions(*packages: str) -> dict[str, str]:
 # ---- a registry model's variant in the cache ------------------------------------------------------------------------
 
 
-def quantize_model(model: Any, *, precision: str = "int8", calib_dir: Path | None = None, calib_synthetic: int = 0,
-                   size: tuple[int, int] = (512, 1024), method: str = "minmax", per_channel: bool = False,
-                   exclude: Iterable[str] = (), seed: int = 0) -> dict[str, Any]:  # fmt: skip
-    """Make the ``onnx-<precision>`` variant of a model (a handle or name) from its cached float32 ONNX (converted
-    first if needed) and store it in the cache as a variant; returns what was stored (path, key, seconds, provenance)."""
+def check_calibration(precision: str, calib_dir: Path | None, calib_synthetic: int) -> None:
+    """Refuse a precision no variant has, or int8 without exactly one calibration set, before anything is made."""
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"unknown precision '{precision}' for a variant; choose one of: {', '.join(PRECISIONS)}")
+    if precision == "int8" and (calib_dir is None) == (calib_synthetic < 1):
+        raise QuantizationError("int8 needs one calibration set: --calib DIR (images) or --calib-synthetic N "
+                                "(synthetic street scenes)")  # fmt: skip
+
+
+def quantize_model(model: Any, src: Path, *, precision: str = "int8", calib_dir: Path | None = None,
+                   calib_synthetic: int = 0, size: tuple[int, int] = (512, 1024), method: str = "minmax",
+                   per_channel: bool = False, exclude: Iterable[str] = (), seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Make the ``onnx-<precision>`` variant of a model (a handle or name) from ``src``, its cached float32 ONNX (what
+    ``zoo.make.ensure.ensure(handle, "onnx")`` returns), and store it in the cache as a variant; returns what was
+    stored (path, key, seconds, provenance). The provenance's ``settings`` are the options that make it again."""
     import tempfile
     import time
 
-    from zoo.make import convert
     from zoo.registry import catalog
     from zoo.store import cache
 
     start = time.perf_counter()
     handle = catalog.handle(model)
     spec = handle.architecture.input
+    check_calibration(precision, calib_dir, calib_synthetic)
     calibration: Iterable[np.ndarray] | Path | None = None
     if precision == "int8":
-        if (calib_dir is None) == (calib_synthetic < 1):
-            raise QuantizationError("int8 needs one calibration set: --calib DIR (images) or --calib-synthetic N "
-                                    "(synthetic street scenes)")  # fmt: skip
         calibration = Path(calib_dir) if calib_dir is not None else synthetic_tensors(calib_synthetic, size, spec, seed)
-    src = convert.ensure_onnx(handle)
     cache.onnx_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache.onnx_dir(), prefix=cache.TEMP_PREFIX) as tmp:
         out = Path(tmp) / "model.onnx"
         provenance = quantize_onnx(src, out, precision=precision, calibration=calibration, method=method,
                                    per_channel=per_channel, exclude=exclude, input_spec=spec)  # fmt: skip
         if precision == "int8":
-            what = str(Path(calib_dir).resolve()) if calib_dir is not None else f"synthetic {calib_synthetic} x {size}"
-            provenance["calibration"]["source"] = what
-        provenance = {"source": "derived", "onnx_key": src.parent.name, **provenance}
+            provenance["calibration"]["source"] = (str(Path(calib_dir).resolve()) if calib_dir is not None
+                                                   else f"synthetic {calib_synthetic} x {size}")  # fmt: skip
+        settings = _settings(precision, calib_dir, calib_synthetic, size, method, per_channel, exclude, seed)
+        provenance = {"source": "derived", "onnx_key": src.parent.name, "settings": settings, **provenance}
         path = cache.store_variant(handle, provenance["variant"], out, provenance)
     return {"name": handle.name, "variant": provenance["variant"], "path": str(path), "key": path.parent.name,
             "seconds": round(time.perf_counter() - start, 3),
             "provenance": cache.read_manifest(path.parent)["provenance"]}  # fmt: skip
+
+
+def _settings(precision: str, calib_dir: Path | None, calib_synthetic: int, size: tuple[int, int], method: str,
+              per_channel: bool, exclude: Iterable[str], seed: int) -> dict[str, Any]:  # fmt: skip
+    """The ``zoo quantize`` options that make this variant again (those that differ from the command's defaults)."""
+    chosen: dict[str, Any] = {"--exclude": ",".join(sorted(set(exclude))) or None}
+    if precision == "int8":
+        synthetic = calib_dir is None
+        chosen.update({"--calib": None if synthetic else str(Path(calib_dir).resolve()),
+                       "--calib-synthetic": calib_synthetic if synthetic else None,
+                       "--size": f"{size[0]}x{size[1]}" if synthetic and tuple(size) != (512, 1024) else None,
+                       "--seed": seed if synthetic and seed else None, "--method": method if method != "minmax" else None,
+                       "--per-channel": per_channel or None})  # fmt: skip
+    return {option: value for option, value in chosen.items() if value is not None}

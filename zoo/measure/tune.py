@@ -215,8 +215,8 @@ def make_variant(handle: ModelHandle, precision: str, size: tuple[int, int]) -> 
 
     with warnings.catch_warnings():  # onnxconverter's per-constant truncation notes would bury the progress lines
         warnings.simplefilter("ignore")
-        quantize_model(handle, precision=precision, calib_synthetic=CALIB_IMAGES if precision == "int8" else 0,
-                       size=size)  # fmt: skip
+        quantize_model(handle, cache.variant_path(handle.name), precision=precision,
+                       calib_synthetic=CALIB_IMAGES if precision == "int8" else 0, size=size)  # fmt: skip
 
 
 def _runs_onnx(backend: str) -> bool:
@@ -225,7 +225,7 @@ def _runs_onnx(backend: str) -> bool:
 
 
 def _execute(p: Plan, progress: Callable[[str], None]) -> TuneResult:
-    from zoo.make.convert import ensure_onnx
+    from zoo.make import ensure
     from zoo.measure import trial
     from zoo.registry import catalog
 
@@ -233,7 +233,7 @@ def _execute(p: Plan, progress: Callable[[str], None]) -> TuneResult:
     handle, crit, name = p.handle, p.criteria, p.handle.name
     rows = [Row(c, reference=(i == 0)) for i, c in enumerate(p.candidates)]
     if any(_runs_onnx(c.backend) for c in p.candidates):
-        ensure_onnx(handle, lambda line: progress(f"tune {name}: {line}"))
+        ensure.ensure(handle, "onnx", progress=lambda line: progress(f"tune {name}: {line}"))
     for precision in p.make:
         progress(f"tune {name}: making the onnx-{precision} variant")
         try:

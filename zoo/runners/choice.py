@@ -44,6 +44,7 @@ def choose(model: Any, backend: str | None = None, precision: str | None = None,
     registered model's tuned choice (``zoo tune``) if it is valid on this machine; else the defaults (onnx, fp32).
     An explicit ``threads`` wins over the tuned one too."""
     from zoo.registry import backends as registered, catalog
+    from zoo.runners.runtime import as_path
 
     if backend is None and precision is None:
         handle = model if isinstance(model, catalog.ModelHandle) else None
@@ -56,20 +57,5 @@ def choose(model: Any, backend: str | None = None, precision: str | None = None,
             if record is not None:
                 c = record.choice
                 return Selection(c.backend, c.precision, threads or c.threads, dict(c.options), record)
-            return Selection(registered.DEFAULT, "fp32", threads, note=note)
-    return Selection(backend or registered.DEFAULT, precision or "fp32", threads)
-
-
-def as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
-    """The model path meant, or None for a registry name."""
-    if isinstance(name_or_path, os.PathLike):
-        return Path(name_or_path)
-    text = str(name_or_path)
-    if text.endswith(".onnx") or "/" in text or os.sep in text:
-        return Path(text).expanduser()
-    if Path(text).is_dir():
-        from zoo.registry import catalog
-
-        if not catalog.current().knows(text):
-            return Path(text)
-    return None
+            return Selection(registered.default_backend().name, "fp32", threads, note=note)
+    return Selection(backend or registered.default_backend().name, precision or "fp32", threads)
