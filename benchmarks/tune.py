@@ -67,15 +67,17 @@ def summarize(m: dict) -> dict:
                   if a in d["backends"] and b in d["backends"] and d["backends"][b][stat]]  # fmt: skip
         return statistics.median(values) if values else None
 
-    default = "tuned" if all("tuned" in d["backends"] for d in m["benches"]) else "onnx"
+    # row keys: "onnx"/"paddle" before main's backend/precision keys, "onnx/fp32"/"paddle/fp32" after
+    ort, paddle = ("onnx/fp32", "paddle/fp32") if "onnx/fp32" in m["benches"][0]["backends"] else ("onnx", "paddle")
+    default = "tuned" if all("tuned" in d["backends"] for d in m["benches"]) else ort
     last = m["benches"][-1]["backends"]
     chosen = m["tune"]["chosen"]
     return {
         "choice": chosen["key"], "precision": chosen["precision"], "agreement": chosen["agreement"],
         "min_agreement": m["tune"]["criteria"]["min_agreement"],
-        "before_vs_paddle": per_run("onnx", "paddle", "p50_ms"), "after_vs_paddle": per_run(default, "paddle", "p50_ms"),
-        "after_vs_onnx": per_run(default, "onnx", "p50_ms"), "after_vs_onnx_fastest": per_run(default, "onnx", "min_ms"),
-        "after_vs_paddle_fastest": per_run(default, "paddle", "min_ms"),
+        "before_vs_paddle": per_run(ort, paddle, "p50_ms"), "after_vs_paddle": per_run(default, paddle, "p50_ms"),
+        "after_vs_onnx": per_run(default, ort, "p50_ms"), "after_vs_onnx_fastest": per_run(default, ort, "min_ms"),
+        "after_vs_paddle_fastest": per_run(default, paddle, "min_ms"),
         "bench_labels": last.get(default, {}).get("agreement"), "p50": {k: v["p50_ms"] for k, v in last.items()},
         "others": max(d["others_share"] for d in m["benches"]),
         "load": max(d["loadavg"][0] for d in m["benches"]),

@@ -63,7 +63,8 @@ def test_strict_agreement_chooses_float32_with_the_numbers_zoo_verify_gives(mode
     proc = run_zoo("verify", NAME, "--tuned", "--json")
     again = json.loads(proc.stdout)
     assert proc.returncode == 0, proc.stderr
-    assert again["candidate"] == doc["chosen"]["backend"] and again["tolerance"]["min_agreement"] == 0.99999
+    chosen = f"{doc['chosen']['backend']}/{doc['chosen']['precision']}"  # verify names sides backend/precision
+    assert again["candidate"] == chosen and again["tolerance"]["min_agreement"] == 0.99999
     assert again["overall"]["agreement"] == doc["chosen"]["agreement"]
 
 
@@ -88,7 +89,7 @@ def test_tuned_choice_is_the_default_flags_win_and_a_new_export_makes_it_stale(m
     bench = json.loads(run_zoo("bench", NAME, "--size", SIZE, "--runs", "1", "--warmup", "0", "--json",
                                check=True).stdout)  # fmt: skip
     assert list(bench["backends"])[0] == "tuned" and bench["backends"]["tuned"]["backend"] == "paddle"
-    assert bench["backends"]["tuned"]["tuned"]["choice"]["precision"] == "fp32" and "onnx" in bench["backends"]
+    assert bench["backends"]["tuned"]["tuned"]["choice"]["precision"] == "fp32" and "onnx/fp32" in bench["backends"]
 
     before = cache.get_ref(NAME)["paddle"]["key"]
     models.install(NAME, seed=1)  # a re-export: other weights, another Paddle model in the cache

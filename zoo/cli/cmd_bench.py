@@ -78,7 +78,7 @@ def bench(
         typer.echo(f"SPEED-UP = p50 of {ref.backend} {ref.precision} ÷ the row's; LABELS = share of pixels labelled as "
                    f"{ref.backend} {ref.precision} labels them (same image)")  # fmt: skip
     default = result.backends.get("tuned")
-    ort = result.backends.get("onnx")
+    ort = result.backends.get("onnx/fp32")
     if default is not None and default.tuned:
         vs = f": {default.p50_ms / ort.p50_ms:.2f}x onnx fp32 by p50 in this run" if ort and ort.p50_ms else ""
         typer.echo(f"default row ('zoo run {name}'): {default.tuned['summary']}{vs}")
