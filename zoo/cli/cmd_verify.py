@@ -57,11 +57,9 @@ def verify(
     hw = parse_size(size)
     handle = catalog.resolve(name)  # an unknown name fails before "verifying ..." is said
     if tuned:
-        from zoo.measure import tune
-
         info(f"verifying the tuned choice of {name} against float32 Paddle")
         with stdout_to_stderr() if json_ else contextlib.nullcontext():
-            result = tune.recheck(handle, report_dir=report)
+            result = verify_mod.verify_tuned(handle, report_dir=report)
         return _show(result, result.tolerance, json_)
     pair = backend_pair(backend) if backend is not None else backends.default_pair()
     images = None

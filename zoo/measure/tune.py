@@ -31,9 +31,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MIN_AGREEMENT = 0.995
 DEFAULT_MAX_MIOU_DROP = 0.1  # mIoU points, when labelled data is given
-REFERENCE = ("paddle", "fp32")  # what every candidate is judged against
 BUSY = 0.25  # others' share of the CPUs above which the timings (not the verdicts) are flagged as unreliable
-SPIN = (("allow_spinning", 1),)  # ONNX Runtime's workers spin while idle: faster alone, costlier beside other work
 CALIB_IMAGES = 8  # synthetic calibration scenes for an int8 variant tune has to make
 VARIANT_PRECISIONS = ("int8", "fp16")  # precisions that run a variant file of their own (made before measuring)
 # Left out unless asked for (--precision fp16): ONNX Runtime's CPU provider gains nothing from it (bisenet, first tune
@@ -175,17 +173,16 @@ def plan(model: ModelHandle | str, *, backends: tuple[str, ...] = (), precisions
         spec = plugin.backend
         if not plugin.usable or spec is None or "cpu" not in spec.devices or (backends and spec.name not in backends):
             continue
-        if not {"onnx", "paddle"} & set(spec.formats):
+        if "onnx" not in spec.formats and "paddle" not in spec.formats:
             continue  # zoo caches nothing else it could run
+        tunable = _tunable(spec)
         for precision in spec.precisions:
             if (precisions and precision not in precisions) or (not precisions and precision in OPT_IN):
                 continue
             for n in counts:
                 found.append(Choice(spec.name, precision, n))
-                if spec.name == "onnx":
-                    found.append(Choice(spec.name, precision, n, SPIN))
-    reference = Choice(*REFERENCE, counts[0])
-    registered.get(REFERENCE[0])  # the judge must be able to run
+                found += [Choice(spec.name, precision, n, tuple(sorted(o.items()))) for o in tunable]
+    reference = Choice(*reference_pair(), counts[0])  # the judge must be able to run
     cache.paddle_model_dir(handle.name)  # NotCachedError: what to pull
     ordered = [reference] + [c for c in found if c != reference]
     if not found and (backends or precisions):
@@ -193,6 +190,20 @@ def plan(model: ModelHandle | str, *, backends: tuple[str, ...] = (), precisions
                            "see 'zoo plugins' for what each runs")  # fmt: skip
     make = tuple(p for p in VARIANT_PRECISIONS if any(c.precision == p and _runs_onnx(c.backend) for c in ordered))
     return Plan(handle, tuple(ordered), make, crit)
+
+
+def reference_pair() -> tuple[str, str]:
+    """(backend, precision) every candidate is judged against: the reference backend (its spec says so) in fp32."""
+    from zoo.registry import backends as registered
+    return registered.reference_backend().name, "fp32"
+
+
+def _tunable(spec: Any) -> list[dict[str, Any]]:
+    """Runner option sets worth measuring besides the defaults: the runner module's ``TUNE_OPTIONS``, if any (ONNX
+    Runtime: spinning on — faster alone, costlier beside other work)."""
+    import importlib
+
+    return list(getattr(importlib.import_module(spec.runner.partition(":")[0]), "TUNE_OPTIONS", ()))
 
 
 def make_variant(handle: ModelHandle, precision: str, size: tuple[int, int]) -> None:
@@ -327,7 +338,7 @@ def _judge_miou(rows: list[Row], handle: ModelHandle, crit: Criteria, progress: 
         model = runtime.load(handle, backend=key[0], precision=key[1], threads=row.choice.threads)
         result = evaluate([model], crit.data)
         scores[key] = float(next(iter(result.backends.values()))["miou"]) * 100.0
-    base = scores.get(REFERENCE)
+    base = scores.get(reference_pair())
     for row in rows:
         score = scores.get((row.choice.backend, row.choice.precision))
         if score is None or base is None:
@@ -363,38 +374,20 @@ def _choose(rows: list[Row], crit: Criteria) -> Row:
 
 
 def _record(name: str, rows: list[Row], chosen: Row, crit: Criteria) -> dict[str, Any]:
+    from zoo.registry import backends as registered
     from zoo.store import tuned
 
-    paddle = [r.fastest for r in rows if (r.choice.backend, r.choice.precision) == REFERENCE and r.fastest]
+    paddle = [r.fastest for r in rows if (r.choice.backend, r.choice.precision) == reference_pair() and r.fastest]
     best = min(paddle) if paddle else None
     ratio = round(chosen.fastest / best, 3) if best and chosen.fastest else None
-    ort = [r.fastest for r in rows if (r.choice.backend, r.choice.precision) == ("onnx", "fp32") and r.fastest]
+    default = (registered.default_backend().name, "fp32")  # what ran before tuning
+    ort = [r.fastest for r in rows if (r.choice.backend, r.choice.precision) == default and r.fastest]
     return {
         "name": name, "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "choice": chosen.choice.as_dict(), "fingerprint": tuned.fingerprint(name, chosen.choice),
-        "criteria": crit.as_dict(), "reference": "/".join(REFERENCE),
+        "criteria": crit.as_dict(), "reference": "/".join(reference_pair()),
         "summary": {"speedup_vs_paddle": ratio, "agreement": chosen.agreement,
                     "vs_onnx_fp32": round(chosen.fastest / min(ort), 3) if ort and chosen.fastest else None,
                     "others_max": max((r.others for r in rows), default=0.0)},
         "candidates": [r.as_dict() for r in rows],
     }  # fmt: skip
-
-
-def recheck(model: ModelHandle | str, **kwargs: Any) -> Any:
-    """``zoo verify NAME --tuned``: the recorded choice against float32 Paddle again, on the images and with the
-    threshold it was chosen by; a VerifyResult."""
-    from zoo.measure.verify import tolerance_for, verify_model
-    from zoo.registry import catalog
-    from zoo.store import tuned
-
-    handle = catalog.handle(model)
-    record, note = tuned.status(handle)
-    if record is None:
-        raise NotCachedError(note or f"model '{handle.name}' has no tuned choice; run 'zoo tune {handle.name}'")
-    crit = record.doc.get("criteria", {})
-    c = record.choice
-    options = dict(size=tuple(crit.get("size") or (512, 1024)), count=int(crit.get("count", 2)),
-                   seed=int(crit.get("seed", 0)), images=crit.get("images") or None, threads=c.threads)  # fmt: skip
-    options.update(kwargs)
-    tol = tolerance_for(c.precision, float(crit.get("min_agreement", DEFAULT_MIN_AGREEMENT)))
-    return verify_model(handle, backends=(REFERENCE[0], c.backend), precision=c.precision, tolerance=tol, **options)

@@ -17,6 +17,7 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 DEVICES = ("cpu", "gpu")
 OPTIONS = ("allow_spinning",)  # runner options `zoo tune` may set (0/1: intra-op workers spin while idle)
+TUNE_OPTIONS = ({"allow_spinning": 1},)  # what `zoo tune` measures besides the defaults (zoo turns spinning off)
 
 
 def check_device(device: str, devices: tuple[str, ...] = DEVICES) -> None:
