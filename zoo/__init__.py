@@ -106,13 +106,15 @@ def architecture(name: str) -> Architecture:
 
 
 def load(model: Any, *, backend: str | None = None, device: str = "cpu", threads: int | None = None,
-         precision: str = "fp32"):  # fmt: skip
+         precision: str | None = None):  # fmt: skip
     """A registered model (name or handle; pulled and converted first when missing), a .onnx file or a Paddle model
-    folder, ready to ``predict(rgb)``; ``backend`` None: the default backend (``zoo plugins``)."""
+    folder, ready to ``predict(rgb)``. Without ``backend`` and ``precision``: the model's tuned choice (``zoo tune``)
+    when valid here, else the default backend (``zoo plugins``) in fp32."""
     from zoo.make import ensure
     from zoo.runners import runtime
 
-    target = ensure.prepare(model, backend, precision)  # the one door: ZOO_OFFLINE=1 refuses a download there
+    chosen = runtime.choose(model, backend, precision)  # the tuned choice when no flag says otherwise
+    target = ensure.prepare(model, chosen.backend, chosen.precision)  # the one door: ZOO_OFFLINE=1 refuses a download
     return runtime.load(target, backend=backend, device=device, threads=threads, precision=precision)
 
 

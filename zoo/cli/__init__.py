@@ -10,6 +10,7 @@ from zoo.cli import cmd_bench, cmd_convert, cmd_export, cmd_models, cmd_run, cmd
 from zoo.cli import cmd_quantize  # noqa: F401,E402
 from zoo.cli import cmd_eval  # noqa: F401,E402
 from zoo.cli import cmd_add  # noqa: F401,E402
+from zoo.cli import cmd_tune  # noqa: F401,E402
 from zoo.cli import cmd_serve  # noqa: F401,E402
 
 use_zoo_commands()

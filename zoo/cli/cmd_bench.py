@@ -24,15 +24,17 @@ def _precisions(text: str, backends: tuple[str, ...]) -> tuple[str, ...]:
 @app.command()
 def bench(
     name: ModelName,
-    backend: str = typer.Option("both", "--backend", metavar="NAME[,NAME...]", parser=backend_list,
-                                help="Backends to measure (see 'zoo plugins'); both = the default and the reference "
-                                     "backend (onnx,paddle as zoo ships)."),  # fmt: skip
+    backend: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--backend", metavar="NAME[,NAME...]", parser=backend_list,
+        help="Backends to measure (see 'zoo plugins'); both = the default and the reference backend "
+        "(the default; after the tuned choice 'zoo run' uses, when 'zoo tune' made one)."),  # fmt: skip
     size: str = typer.Option("512x1024", "--size", metavar="HxW", help="Input image height x width."),
     threads: Threads = None,
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed images first."),
     runs: int = typer.Option(10, "--runs", min=1, help="Timed images."),
-    precision: str = typer.Option("fp32", "--precision", metavar="P[,P...]",
-                                  help="Precisions to run on each backend that declares them (see 'zoo plugins')."),
+    precision: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--precision", metavar="P[,P...]",
+        help="Precisions to run on each backend that declares them (see 'zoo plugins'); default fp32."),
     device: Optional[str] = typer.Option(  # noqa: UP007 - typer needs Optional here
         None, "--device", help="Where every backend runs (default: each backend's first declared device)."),
     json_: JsonFlag = False,
@@ -42,15 +44,23 @@ def bench(
     from zoo.registry import catalog
 
     from zoo.make import ensure
+    from zoo.runners import runtime
 
     hw = parse_size(size)
-    backends = tuple(backend.split(","))
-    precisions = _precisions(precision, backends)
     handle = catalog.resolve(name)
+    chosen = runtime.choose(handle, backend, precision)  # no flags: the tuned choice is the default row
+    if chosen.note:
+        info(f"zoo: warning: {chosen.note}")
+    backends = tuple((backend or backend_list("both")).split(","))
+    precisions = _precisions(precision or "fp32", backends)
+    say = lambda line: info(f"bench {name}: {line}")  # noqa: E731
     for spec, p in bench_mod.runs_of(backends, precisions):  # the one door: what each row runs, made sure of first
-        ensure.prepare(handle, spec.name, p, progress=lambda line: info(f"bench {name}: {line}"))
+        ensure.prepare(handle, spec.name, p, progress=say)
+    tuned = chosen if chosen.tuned else None
+    if tuned is not None:
+        ensure.prepare(handle, tuned.backend, tuned.precision, progress=say)
     result = bench_mod.bench(handle, backends=backends, size=hw, threads=threads, warmup=warmup, runs=runs,
-                             progress=info, precisions=precisions, device=device)  # fmt: skip
+                             progress=info, precisions=precisions, device=device, tuned=tuned)  # fmt: skip
     if json_:
         print_json(result.as_dict())
         return
@@ -61,7 +71,7 @@ def bench(
         compared = ([f"{stats.speedup:.2f}x" if stats.speedup else "-",
                      f"{stats.agreement:.2%}" if stats.agreement is not None else "-"] if result.reference else [])  # fmt: skip
         rows.append([
-            stats.backend, stats.precision, f"{stats.p50_ms:.1f}", f"{stats.p90_ms:.1f}", f"{stats.p99_ms:.1f}",
+            stats.backend + (" (tuned)" if stats.tuned else ""), stats.precision, f"{stats.p50_ms:.1f}", f"{stats.p90_ms:.1f}", f"{stats.p99_ms:.1f}",
             *compared, f"{stats.throughput_ips:.2f}", f"{stats.preprocess_ms:.1f}", f"{stats.inference_ms:.1f}",
             f"{stats.postprocess_ms:.1f}", f"{stats.peak_rss_mb:.0f} MB", str(stats.threads), ",".join(stats.providers),
         ])  # fmt: skip
@@ -72,6 +82,11 @@ def bench(
         ref = result.backends[result.reference]
         typer.echo(f"SPEED-UP = p50 of {ref.backend} {ref.precision} ÷ the row's; LABELS = share of pixels labelled as "
                    f"{ref.backend} {ref.precision} labels them (same image)")  # fmt: skip
+    default = result.backends.get("tuned")
+    ort = result.backends.get("onnx/fp32")
+    if default is not None and default.tuned:
+        vs = f": {default.p50_ms / ort.p50_ms:.2f}x onnx fp32 by p50 in this run" if ort and ort.p50_ms else ""
+        typer.echo(f"default row ('zoo run {name}'): {default.tuned['summary']}{vs}")
     ratio = result.ratio()
     if ratio:
         typer.echo(f"{ratio['of']} ÷ {ratio['over']}: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "

@@ -51,10 +51,11 @@ def eval_(
                                    "images/ + labels/ (train ids; 255 ignored)."),  # fmt: skip
     split: str = typer.Option("val", "--split", help="Cityscapes split to read."),
     backend: Optional[str] = typer.Option(None, "--backend", metavar="NAME[,NAME...]",  # noqa: UP007
-                                          help="Backends to evaluate side by side, e.g. onnx,paddle "
-                                               "(default: the backend marked default, see 'zoo plugins')."),  # fmt: skip
-    precision: str = typer.Option("fp32", "--precision", metavar="P[,P...]",
-                                  help="Precisions to evaluate on each backend, e.g. fp32,int8 (see 'zoo quantize')."),
+                                          help="Backends to evaluate side by side, e.g. onnx,paddle (default: the "
+                                               "tuned choice, 'zoo tune', else onnx)."),  # fmt: skip
+    precision: Optional[str] = typer.Option(None, "--precision", metavar="P[,P...]",  # noqa: UP007
+                                            help="Precisions to evaluate on each backend, e.g. fp32,int8 (default: "
+                                                 "the tuned choice, else fp32)."),  # fmt: skip
     device: str = typer.Option("cpu", "--device", help="cpu or gpu."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per backend."),  # noqa: UP007
     mode: str = typer.Option("whole", "--mode", help="whole, or slide (sliding window, PaddleSeg's slide_inference)."),
@@ -83,9 +84,13 @@ def eval_(
 
     options = evaluation.Options(mode, parse_hw(crop, "--crop"), parse_hw(stride, "--stride"), _scales(scales), flip)
     options.check()  # before any model loads
-    from zoo.registry import backends
-
-    names = [b.strip() for b in backend.split(",") if b.strip()] if backend is not None else [backends.default_backend().name]
+    chosen = runtime.choose(model, backend, precision)  # no flags: the tuned choice ('zoo tune'), else the default
+    if chosen.note:
+        info(f"zoo: warning: {chosen.note}")
+    elif chosen.tuned:
+        info(f"zoo: using the tuned choice {chosen.describe()}")
+    backend, precision = backend or chosen.backend, precision or chosen.precision
+    names = [b.strip() for b in backend.split(",") if b.strip()]
     if not names:
         raise typer.BadParameter("--backend needs at least one name, e.g. onnx or onnx,paddle")
     precisions = [p.strip() for p in precision.split(",") if p.strip()]
@@ -130,12 +135,12 @@ def eval_(
                      f"{', '.join(m.backend for m in loaded)}")  # fmt: skip
                 result = evaluation.run(loaded, dataset, **shared)
         for w in caught:
-            if issubclass(w.category, runtime.MetadataWarning):
+            if issubclass(w.category, (runtime.MetadataWarning, runtime.TunedWarning)):
                 info(f"zoo: warning: {w.message}")
         for message in result.skipped:
             info(f"zoo: skipped: {message}")
     if json_:  # the results first: a report that fails to write must not lose them
-        print_json(result.as_dict())
+        print_json({**result.as_dict(), "config": chosen.as_dict()})
     else:
         typer.echo(format_table(result))
     if report is not None:

@@ -67,10 +67,23 @@ def info(
     ref = cache.get_ref(name)
     data["provenance"] = {k: v for k, v in ref.get("paddle", {}).items() if k != "entry"}
     data["pins"] = {kind: pins.get(f"{name}/{kind}") for kind in entry.artifacts}  # zoo.lock: trust on first use
+    data["tuned"] = _tuned(name)
     if json_:
         print_json(data)
         return
     typer.echo("\n".join(_info_lines(entry, data)))
+
+
+def _tuned(name: str) -> dict | None:
+    """The tuned choice ('zoo tune'): valid here, or stale and why; None when there is none."""
+    from zoo.store import tuned
+
+    record, note = tuned.status(name)
+    if record is not None:
+        return {"valid": True, **record.as_dict(), "note": None}
+    if note is not None:
+        return {"valid": False, "note": note, "choice": (tuned.load_doc(name) or {}).get("choice")}
+    return None
 
 
 def _info_lines(entry: ModelEntry, data: dict) -> list[str]:
@@ -107,6 +120,9 @@ def _info_lines(entry: ModelEntry, data: dict) -> list[str]:
     if prov:
         keys = ("source", "url", "sha256", "weights", "weights_url", "seed", "output_op", "format", "paddle", "updated")
         lines.append("  provenance: " + ", ".join(f"{k} {prov[k]}" for k in keys if prov.get(k) is not None))
+    tuned = data.get("tuned")
+    if tuned:
+        lines.append(f"  tuned: {tuned['summary']}" if tuned["valid"] else f"  tuned: STALE — {tuned['note']}")
     if data["plugin_error"]:
         lines.append(f"  plugin: {data['plugin_error']}")
     lines.append(f"  registry: {entry.source}")

@@ -44,8 +44,10 @@ def run(
         None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
     ),
     json_: bool = typer.Option(False, "--json", help="Print the per-image summaries as one JSON array on stdout."),
-    precision: str = typer.Option("fp32", "--precision", metavar=artifacts.PRECISION_HELP,
-                                  help="Run a reduced-precision variant (see 'zoo quantize') or engine precision."),
+    precision: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--precision", metavar="fp32|bf16|fp16|int8",
+        help="Run a reduced-precision variant (see 'zoo quantize') or engine precision; default: the tuned choice, "
+        "else fp32."),  # fmt: skip
     offline: bool = typer.Option(
         False, "--offline", "--no-fetch", help="Never download: a model missing from the cache is an error."
     ),
@@ -60,8 +62,11 @@ def run(
     A registry model missing from the cache is pulled and converted first (unless --offline).
     """
     from zoo.registry import backends
+    from zoo.runners import runtime
 
-    backend = backend or backends.default_backend().name  # the backend specs say which runs unnamed
+    flags = (backend, precision)  # runtime.load decides from these: the tuned choice when both are None
+    chosen = runtime.choose(model, backend, precision)  # 'zoo tune''s choice, else the default backend in fp32
+    backend, precision = chosen.backend, chosen.precision
     # an impossible precision is refused before anything else, with the valid ones
     artifacts.check_precision(precision, backends.get(backend))
     ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
@@ -93,14 +98,15 @@ def run(
         target = provisioned(model, backend, precision, offline)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
-            loaded = runtime.load(target, backend=backend, device=device.value, threads=threads, precision=precision)
+            loaded = runtime.load(target, backend=flags[0], device=device.value, threads=threads, precision=flags[1])
         for w in caught:  # zoo's own as one line; anything else (e.g. from paddle's import) as Python shows it
-            if issubclass(w.category, runtime.MetadataWarning):
+            if issubclass(w.category, (runtime.MetadataWarning, runtime.TunedWarning)):
                 info(f"zoo: warning: {w.message}")
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         info(
-            f"{loaded.name} ({loaded.architecture.name}, {loaded.num_classes} classes) on {loaded.backend}: "
+            f"{loaded.name} ({loaded.architecture.name}, {loaded.num_classes} classes) on "
+            f"{loaded.selection.describe() if loaded.selection else loaded.backend}: "
             f"providers {', '.join(loaded.providers)}, {loaded.threads} threads; "
             f"{len(paths)} input(s) → {out}"
         )

@@ -122,7 +122,7 @@ def rm(
     name: str = typer.Argument(..., help="Model name."),
     variant: Optional[str] = typer.Option(  # noqa: UP007
         None, "--variant", metavar="|".join(filter(artifacts.is_variant, artifacts.KINDS)),
-        help="Only this derived model; the rest stays."
+        help="Only this derived model (or tuned: forget the tuned choice of zoo tune); the rest stays."
     ),
 ) -> None:
     """Remove a model's cached files (entries and blobs no other model uses), or only one variant."""

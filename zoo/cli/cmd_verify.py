@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -46,6 +46,8 @@ def verify(
         None, "--device", help="Where both backends run (default: each backend's first declared device)."),
     precision: str = typer.Option("fp32", "--precision", metavar=artifacts.PRECISION_HELP,
                                   help="What the second backend runs (e.g. the int8 variant); the reference is fp32."),
+    tuned: bool = typer.Option(False, "--tuned", help="Re-check the tuned choice ('zoo tune') against float32 Paddle, "
+                                                      "on the inputs and with the threshold it was chosen by."),
     json_: JsonFlag = False,
 ) -> None:
     """Compare ONNX Runtime with Paddle Inference (or any two backends) on the same inputs; exit 1 if they disagree."""
@@ -54,6 +56,11 @@ def verify(
 
     hw = parse_size(size)
     handle = catalog.resolve(name)  # an unknown name fails before "verifying ..." is said
+    if tuned:
+        info(f"verifying the tuned choice of {name} against float32 Paddle")
+        with stdout_to_stderr() if json_ else contextlib.nullcontext():
+            result = verify_mod.verify_tuned(handle, report_dir=report)
+        return _show(result, result.tolerance, json_)
     pair = backend_pair(backend) if backend is not None else backends.default_pair()
     images = None
     if image:
@@ -77,6 +84,11 @@ def verify(
             handle, images=images, size=hw, count=count, seed=seed, threads=threads, tolerance=tolerance,
             report_dir=report, backends=pair, precision=precision, device=device,
         )  # fmt: skip
+    _show(result, tolerance, json_)
+
+
+def _show(result: Any, tolerance: Any, json_: bool) -> None:
+    """Print a verify result (JSON or lines); exit 1 when it failed."""
     if json_:
         print_json(result.as_dict())
         info(result.summary())

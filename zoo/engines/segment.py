@@ -175,6 +175,8 @@ def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: s
         "architecture": arch.name,
         "model_path": str(model.source),
         "backend": model.backend,
+        "precision": getattr(model, "precision", None),  # any object with Model's run API may be segmented
+        "config": _config(model),  # the tuned choice or the flags, and why
         "device": model.device,
         "providers": model.providers,
         "threads": model.threads,
@@ -186,6 +188,11 @@ def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: s
     }
     write_user_file(files["summary"], json.dumps(summary, indent=2) + "\n", sync=False)
     return summary
+
+
+def _config(model: Any) -> dict[str, Any] | None:
+    selection = getattr(model, "selection", None)
+    return selection.as_dict() if selection is not None else None
 
 
 def _encode(path: Path, ext: str, image: np.ndarray, params: list[int]) -> None:

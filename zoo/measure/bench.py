@@ -32,6 +32,7 @@ ONNX Runtime and float32 Paddle Inference as zoo ships.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -82,6 +83,7 @@ class BackendStats:
     device: str = "cpu"  # where it ran (what the runner was opened with)
     speedup: float | None = None  # the reference row's p50 ÷ this row's (reference: BenchResult.reference)
     agreement: float | None = None  # share of pixels whose label equals the reference row's, on the same image
+    tuned: dict[str, Any] | None = None  # the row `zoo run` uses by default, tuned by `zoo tune`: its record's summary
 
 
 @dataclass(frozen=True)
@@ -158,13 +160,16 @@ def bench(
     runs: int = DEFAULT_RUNS,
     progress: Any = None,
     precisions: tuple[str, ...] = ("fp32",),
+    tuned: Any = None,
     device: str | None = None,
 ) -> BenchResult:
     """Measure ``model`` on each backend, each in a child process, from what is cached (see :func:`runs_of`).
 
     ``backends`` None: the default backend and the reference one (their specs say which). ``progress``, if given, is
     called with one-line status messages. Each backend runs at each of ``precisions`` it declares (results keyed
-    ``backend/precision``), on ``device`` (None: its first declared device).
+    ``backend/precision``), on ``device`` (None: its first declared device). ``tuned``: a
+    :class:`zoo.runners.runtime.Selection` from ``zoo tune``, measured first as the row keyed ``tuned`` (its own
+    threads and runner options unless ``threads`` is given).
     """
     from zoo.registry import backends as registered, catalog
 
@@ -175,19 +180,28 @@ def bench(
     h, w = size
     if h < 1 or w < 1:
         raise ZooError(f"height and width must be positive, got {h}x{w}")
+    asked_threads = threads
     threads = int(threads or os.cpu_count() or 1)
     handle = catalog.handle(model)  # UnknownModelError before anything is started
     name = handle.name
     result = BenchResult(name, (h, w), threads, warmup, runs, device=device, pair=pair)
     labels: dict[str, Any] = {}
-    for spec, precision in jobs:
-        key, on = f"{spec.name}/{precision}", device or spec.devices[0]
+    rows = [(f"{s.name}/{p}", s, p, threads, {}) for s, p in jobs]
+    if tuned is not None:  # the row `zoo run` uses by default, first
+        rows.insert(0, ("tuned", registered.get(tuned.backend), tuned.precision,
+                        int(asked_threads or tuned.threads or threads), dict(tuned.options)))  # fmt: skip
+    for key, spec, precision, n, options in rows:
+        on = device or spec.devices[0]
         if progress:
-            progress(f"bench {name}: {key} on {on} at {h}x{w}, {threads} threads, {warmup} warm-up + {runs} runs")
-        job = {"name": name, "backend": spec.name, "size": [h, w], "threads": threads, "warmup": warmup,
-               "runs": runs, "precision": precision, "device": on,
+            what = f"{key} ({tuned.describe()})" if key == "tuned" else key
+            progress(f"bench {name}: {what} on {on} at {h}x{w}, {n} threads, {warmup} warm-up + {runs} runs")
+        job = {"name": name, "backend": spec.name, "size": [h, w], "threads": n, "warmup": warmup,
+               "runs": runs, "precision": precision, "device": on, "options": options,
                "registries": [str(p) for p in catalog.extra_registries()]}  # fmt: skip
-        result.backends[key], labels[key] = _in_child(job)
+        stats, labels[key] = _in_child(job)
+        if key == "tuned":
+            stats = dataclasses.replace(stats, tuned=tuned.tuned.as_dict() if tuned.tuned else None)
+        result.backends[key] = stats
     return result.compare(labels, reference=pair[1])
 
 
@@ -259,6 +273,7 @@ def measure(
     runs: int,
     precision: str = "fp32",
     labels_out: str | None = None,
+    options: dict[str, Any] | None = None,
     device: str = "cpu",
 ) -> BackendStats:
     """Measure one backend in this process (``bench`` calls this in a child; its RSS covers the whole process).
@@ -268,7 +283,8 @@ def measure(
     from zoo.runners import runtime
 
     started = time.perf_counter()
-    model = runtime.load(name, backend=backend, device=device, threads=threads, precision=precision)
+    model = runtime.load(name, backend=backend, device=device, threads=threads, precision=precision,
+                         options=options or None)
     load_ms = _ms(started)
     rss_loaded = _current_rss_mb()
     rgb = synthetic_image(size)
@@ -358,7 +374,8 @@ def _child(argv: list[str]) -> int:
 
         catalog.use_registries([Path(p) for p in job["registries"]])  # what the parent's --registry gave
         stats = measure(job["name"], job["backend"], tuple(job["size"]), job["threads"], job["warmup"], job["runs"],
-                        job.get("precision", "fp32"), job.get("labels_out"), job.get("device", "cpu"))
+                        job.get("precision", "fp32"), job.get("labels_out"), job.get("options"),
+                        job.get("device", "cpu"))
         doc: dict[str, Any] = {"stats": asdict(stats)}
     except ZooError as exc:
         doc = {"error": {"type": type(exc).__name__, "message": str(exc)}}

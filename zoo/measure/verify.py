@@ -250,3 +250,27 @@ def write_marked_png(path: Path, rgb: np.ndarray, comparison: Comparison) -> Non
 def _stem(label: str) -> str:
     stem = Path(label).stem if not label.startswith("synthetic:") else label.replace(":", "-")
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "image"
+
+
+def verify_tuned(model: ModelHandle | str, **kwargs: Any) -> Any:
+    """``zoo verify NAME --tuned``: the recorded choice against float32 Paddle again, on the images and with the
+    threshold it was chosen by; a VerifyResult."""
+    from zoo.measure.tune import DEFAULT_MIN_AGREEMENT, reference_pair
+    from zoo.registry import catalog
+    from zoo.store import tuned
+
+    handle = catalog.handle(model)
+    record, note = tuned.status(handle)
+    if record is None:
+        raise NotCachedError(note or f"model '{handle.name}' has no tuned choice; run 'zoo tune {handle.name}'")
+    crit = record.doc.get("criteria", {})
+    c = record.choice
+    if (c.backend, c.precision) == reference_pair():
+        raise BackendError(f"the tuned choice of '{handle.name}' is {c.key}, the reference itself: there is nothing "
+                           f"to re-check; 'zoo verify {handle.name}' compares it with the default backend")  # fmt: skip
+    options = dict(size=tuple(crit.get("size") or (512, 1024)), count=int(crit.get("count", 2)),
+                   seed=int(crit.get("seed", 0)), images=crit.get("images") or None, threads=c.threads)  # fmt: skip
+    options.update(kwargs)
+    tol = tolerance_for(c.precision, float(crit.get("min_agreement", DEFAULT_MIN_AGREEMENT)))
+    return verify_model(handle, backends=(reference_pair()[0], c.backend), precision=c.precision, tolerance=tol,
+                        **options)  # fmt: skip

@@ -112,8 +112,11 @@ def get(name: str) -> Backend:
 
 
 def open_runner(backend: Backend, model_path: Path, *, device: str = "cpu", threads: int | None = None,
-                precision: str = "fp32") -> Any:  # fmt: skip
-    """Import the backend's runner and open ``model_path`` with it."""
+                precision: str = "fp32", options: dict[str, Any] | None = None) -> Any:  # fmt: skip
+    """Import the backend's runner and open ``model_path`` with it.
+
+    ``options`` (runner settings ``zoo tune`` chose, e.g. ONNX Runtime's spinning) are passed only when given, so
+    runners that take none keep the plain contract of :class:`~zoo.registry.spec.Backend`."""
     if device not in backend.devices:
         raise BackendError(
             f"unknown device '{device}' for backend '{backend.name}'; choose one of: {', '.join(backend.devices)}"
@@ -130,8 +133,9 @@ def open_runner(backend: Backend, model_path: Path, *, device: str = "cpu", thre
         raise BackendError(
             f"cannot import runner {backend.runner} of backend '{backend.name}': {exc}; {backend.install or 'reinstall it'}"
         ) from exc
+    extra = {"options": dict(options)} if options else {}  # runner options zoo tune chose (ONNX Runtime spinning)
     try:
-        return factory(Path(model_path), device=device, threads=threads, precision=precision)
+        return factory(Path(model_path), device=device, threads=threads, precision=precision, **extra)
     except ZooError:
         raise
     except Exception as exc:  # a third-party runner may raise anything: name the backend, not 'a bug in zoo'

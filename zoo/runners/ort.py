@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import BackendError
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 DEVICES = ("cpu", "gpu")
+OPTIONS = ("allow_spinning",)  # runner options `zoo tune` may set (0/1: intra-op workers spin while idle)
+TUNE_OPTIONS = ({"allow_spinning": 1},)  # what `zoo tune` measures besides the defaults (zoo turns spinning off)
 
 
 def check_device(device: str, devices: tuple[str, ...] = DEVICES) -> None:
@@ -28,10 +31,14 @@ class OnnxRunner:
     backend = "onnx"
 
     def __init__(self, path: str | os.PathLike[str], device: str = "cpu", threads: int | None = None,
-                 precision: str = "fp32"):  # fmt: skip
+                 precision: str = "fp32", options: Mapping[str, Any] | None = None):  # fmt: skip
         import onnxruntime as ort
 
         check_device(device)
+        overrides = dict(options or {})
+        unknown = sorted(set(overrides) - set(OPTIONS))
+        if unknown:
+            raise BackendError(f"the onnx backend has no option {', '.join(unknown)}; it takes {', '.join(OPTIONS)}")
         self.path = Path(path)
         if not self.path.is_file():
             raise BackendError(f"{self.path}: no such ONNX model file")
@@ -47,7 +54,10 @@ class OnnxRunner:
         # Idle workers sleep instead of spinning: `zoo run DIR` decodes and writes images on other threads while this
         # session infers, and spinning workers took the CPU from them (folder throughput 0.87-0.92x -> 0.97x of bare
         # session.run on 2 cores); one inference alone costs 0-5% more (danet most). BENCHMARKS.md, sections 2-3.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # `zoo tune` may measure and choose spinning back on for one model (options={"allow_spinning": 1}): one
+        # inference alone is then faster, which is what a tuned `zoo run IMAGE` is about.
+        spinning = int((overrides or {}).get("allow_spinning", 0))
+        options.add_session_config_entry("session.intra_op.allow_spinning", str(spinning))
         # No memory pattern (ORT's one block planned from the first run's shapes): with it, zoo eval's peak RSS over
         # bisenet at 1024x2048 landed at 882-886 MB in some processes and 1,034-1,057 MB in others, decided in the
         # first two images; without it, 776-782 MB in every process, and no slower (0.90-1.09x of the pattern's time
@@ -118,6 +128,6 @@ def session_options(session: Any) -> dict[str, Any]:
 
 
 def open_runner(model_path: Path, *, device: str = "cpu", threads: int | None = None,
-                precision: str = "fp32") -> OnnxRunner:  # fmt: skip
-    """The ``onnx`` backend's runner over an .onnx file."""
-    return OnnxRunner(model_path, device, threads, precision)
+                precision: str = "fp32", options: Mapping[str, Any] | None = None) -> OnnxRunner:  # fmt: skip
+    """The ``onnx`` backend's runner over an .onnx file (``options``: see :data:`OPTIONS`)."""
+    return OnnxRunner(model_path, device, threads, precision, options)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from zoo.errors import BackendError, ImageError, ZooError
 from zoo.util import first_line
 from zoo.registry.spec import Architecture, Backend, InputSpec
+from zoo.runners.choice import Selection, TunedWarning, choose  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,6 +89,7 @@ class Model:
     precision: str = "fp32"  # the precision asked for
     device: str = "cpu"  # the device asked for (the runner fails rather than fall back)
     described: dict[str, Any] = field(default_factory=dict, repr=False)  # runner.describe() at load time
+    selection: Selection | None = None  # how backend and precision were decided (flags, tuned choice, defaults)
 
     @property
     def arch(self) -> Architecture:
@@ -195,7 +197,8 @@ def load(
     backend: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
-    precision: str | None = "fp32",
+    precision: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Model:
     """A runnable model from a handle or registry name (its cached model), an ``.onnx`` file or a model folder.
 
@@ -204,20 +207,25 @@ def load(
 
     A registered model takes its preprocessing and classes from its architecture plugin; an ``.onnx`` file from zoo's
     ``zoo.*`` metadata when it has it, else PaddleSeg's defaults (with a warning). ``backend`` is any registered
-    backend (``zoo plugins``), by default the one whose spec says ``default``; it decides which of the model's formats
-    runs.
+    backend (``zoo plugins``); it decides which of the model's formats runs. ``backend`` and ``precision`` left None
+    mean the model's tuned choice if any, else onnx/fp32 (:func:`choose`); ``options`` are runner options.
     """
     from zoo.registry import backends, catalog
 
-    precision = precision or "fp32"  # None: the default (what the user gave no flag for)
-    spec = backends.get(backend) if backend else backends.default_backend()
+    if isinstance(model, (str, os.PathLike)) and as_path(model) is None:
+        model = catalog.resolve(str(model))
+    chosen = choose(model, backend, precision, threads)
+    if chosen.note:
+        warnings.warn(chosen.note, TunedWarning, stacklevel=2)
+    if options:
+        chosen = replace(chosen, options={**chosen.options, **options})
+    spec, precision, threads = backends.get(chosen.backend), chosen.precision, chosen.threads
     if device not in spec.devices:
         raise BackendError(f"unknown device '{device}' for backend '{spec.name}'; choose one of: {', '.join(spec.devices)}")
     if isinstance(model, catalog.ModelHandle):
-        return _load_registered(model, spec, device, threads, precision)
+        return _load_registered(model, spec, device, chosen)
     path = as_path(model)
-    if path is None:
-        return _load_registered(catalog.resolve(str(model)), spec, device, threads, precision)
+    assert path is not None
     fmt = "paddle" if path.is_dir() else "onnx" if path.is_file() or path.suffix == ".onnx" else spec.formats[0]
     if fmt not in spec.formats:
         if fmt == "paddle":
@@ -225,7 +233,8 @@ def load(
             raise BackendError(f"{path} is a folder; run a Paddle model folder with --backend {other}, "
                                "or give an .onnx file")  # fmt: skip
         raise BackendError(f"{path} is a file; --backend {spec.name} runs a Paddle model folder (model.json|model.pdmodel)")
-    runner = backends.open_runner(spec, path, device=device, threads=threads, precision=precision)
+    runner = backends.open_runner(spec, path, device=device, threads=threads, precision=precision,
+                                  options=chosen.options)  # fmt: skip
     meta = _onnx_metadata(runner, path) if fmt == "onnx" else _deploy_metadata(path)
     n = int(meta.get("num_classes") or 0)
     if n and not meta.get("labels") and not meta.get("architecture") and n != len(Architecture("", "").labels):
@@ -235,7 +244,7 @@ def load(
     arch = _architecture_from(meta, path)
     num_classes = int(meta.get("num_classes") or len(arch.labels))
     name = path.stem if path.is_file() else path.name
-    return Model(name, path, runner, arch, num_classes, spec.name, precision, device, runner.describe())
+    return Model(name, path, runner, arch, num_classes, spec.name, precision, device, runner.describe(), chosen)
 
 
 def resolve_target(model: str | os.PathLike[str] | ModelHandle) -> str | os.PathLike[str] | ModelHandle:
@@ -280,13 +289,15 @@ def model_file(model: ModelHandle, spec: Backend, precision: str = "fp32") -> Pa
     return source
 
 
-def _load_registered(model: ModelHandle, spec: Backend, device: str, threads: int | None, precision: str) -> Model:
+def _load_registered(model: ModelHandle, spec: Backend, device: str, chosen: Selection) -> Model:
     from zoo.registry import backends
 
+    precision, threads = chosen.precision, chosen.threads
     source = model_file(model, spec, precision)
-    runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision)
+    runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision,
+                                  options=chosen.options)  # fmt: skip
     return Model(model.name, source, runner, model.architecture, model.num_classes, spec.name, precision, device,
-                 runner.describe())  # fmt: skip
+                 runner.describe(), chosen)  # fmt: skip
 
 
 def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:

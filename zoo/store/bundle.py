@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from zoo.store import archive, bundle_trust, cache, housekeeping, pins, userfiles
+from zoo.store import archive, bundle_trust, cache, housekeeping, pins, tuned, userfiles
 from zoo.errors import ArchiveError, IntegrityError, NotCachedError
 from zoo.util import now as _now
 
@@ -37,7 +37,7 @@ LOCK = "zoo.lock"
 _ENTRY_DIRS = {"paddle": "models", "onnx": "onnx"}
 _HEX = r"[0-9a-f]{64}"
 _MEMBER = re.compile(
-    rf"\A(?:bundle\.json|zoo\.lock|blobs/{_HEX}|refs/[a-z0-9][a-z0-9._-]*\.json"
+    rf"\A(?:bundle\.json|zoo\.lock|blobs/{_HEX}|(?:refs|tuned)/[a-z0-9][a-z0-9._-]*\.json"
     rf"|models/{_HEX}/(?:manifest\.json|model\.pdmodel|model\.json|model\.pdiparams|deploy\.yaml)"
     rf"|onnx/{_HEX}/(?:manifest\.json|deploy\.yaml|[A-Za-z0-9][A-Za-z0-9._-]*\.onnx))\Z"
 )
@@ -91,6 +91,8 @@ def export_bundle(names: list[str], out: Path) -> BundleSummary:
         refs_out[name] = {fmt: {k: v for k, v in rec.items() if k != "updated"} for fmt, rec in ref.items()
                           if isinstance(rec, dict)}  # fmt: skip
         sources[f"refs/{name}.json"] = _json_bytes(refs_out[name])
+        if tuned.path(name).is_file():  # the tuned choice travels; the importing machine uses it only if it matches
+            sources[f"{tuned.FOLDER}/{name}.json"] = tuned.path(name)
     lock = {pin_id: e for pin_id, e in pins.load_all().items()  # only pins the bundle's own files back
             if pin_id.split("/", 1)[0] in names and f"blobs/{cache.hex_of(e['sha256'])}" in sources}  # fmt: skip
     sources[LOCK] = _json_bytes(lock)
@@ -206,6 +208,11 @@ def import_bundle(path: Path) -> BundleSummary:
         for name, ref in sorted(refs.items()):
             for fmt, rec in ref.items():
                 cache.set_ref(name, fmt, rec)
+        for member in sorted(n for n in actual if n.startswith(f"{tuned.FOLDER}/")):
+            name = Path(member).stem
+            if name in refs and tuned.load_doc_from(stage / member) is not None:  # else: not a record; left out
+                tuned.path(name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(stage / member, tuned.path(name))
     models = tuple(sorted(index.get("models", {}) or refs))
     return BundleSummary(path, models, len(actual), sum(a["size"] for a in actual.values()))
 

@@ -331,6 +331,10 @@ def remove(name: str, variant: str | None = None) -> list[Path]:
 
     Returns what went.
     """
+    if variant == "tuned":  # the tuned choice beside the model (zoo/store/tuned.py), not an entry of its own
+        from zoo.store import tuned
+
+        return tuned.forget(name)
     refs = _refs()
     if name not in refs and not (cache.ref_path(name).exists() or cache.ref_path(name).is_symlink()):
         raise NotCachedError(f"model '{name}' is not in the cache; run 'zoo cache ls' to see what is")
@@ -348,6 +352,10 @@ def remove(name: str, variant: str | None = None) -> list[Path]:
         if cache.blob_path(digest).is_file():
             doomed.append(cache.blob_path(digest))
     cache.drop_ref(name)  # first, so no reader follows the ref into a folder being deleted
+    from zoo.store import tuned
+
+    if tuned.path(name).is_file():  # a tuned choice of a model that is gone would only ever be stale
+        doomed.append(tuned.path(name))
     for path in doomed:
         cache.discard(path)
     return [cache.ref_path(name), *doomed]
