@@ -191,9 +191,51 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
 
 
+def width(err: bool = False) -> int | None:
+    """The width output should fit: COLUMNS if set, else the terminal's when the stream is one; None: don't fit."""
+    from zoo import config
+
+    columns = config.columns()
+    if columns is not None:
+        return columns
+    stream = sys.stderr if err else sys.stdout
+    try:
+        if stream.isatty():
+            import shutil
+
+            return shutil.get_terminal_size().columns
+    except (AttributeError, ValueError):
+        pass
+    return None
+
+
+def fit(text: str, err: bool = False) -> str:
+    """Each line of ``text`` wrapped at word boundaries to :func:`width` (continuations indented two spaces)."""
+    limit = width(err)
+    if limit is None or all(len(line) <= limit for line in text.splitlines()):
+        return text
+    import textwrap
+
+    indent = "  "
+    return "\n".join(
+        textwrap.fill(line, limit, subsequent_indent=indent, break_on_hyphens=False, break_long_words=True)
+        if len(line) > limit else line
+        for line in text.splitlines()
+    )
+
+
 def info(message: str) -> None:
-    """Progress and status for humans: stderr, so stdout stays clean for --json."""
-    typer.echo(message, err=True)
+    """Progress and status for humans: stderr, so stdout stays clean for --json; long lines wrap to the terminal."""
+    from zoo import progress
+
+    progress.echo(fit(message, err=True), err=True)
+
+
+def say(message: str) -> None:
+    """A result line on stdout, wrapped to the terminal like :func:`info`, printed above any progress bar."""
+    from zoo import progress
+
+    progress.echo(fit(message))
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from zoo.cli._app import app, info, parse_size, print_json, stdout_to_stderr
+from zoo.util import peak_rss_mb
 
 
 @app.command()
@@ -26,6 +27,7 @@ def quantize(
     per_channel: bool = typer.Option(False, "--per-channel", help="int8: one weight scale per output channel."),
     exclude: str = typer.Option("", "--exclude", metavar="OPS", help="Op types to keep in float, comma-separated."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first synthetic calibration scene."),
+    force: bool = typer.Option(False, "--force", help="Make the variant again even if the same one is cached."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Make a reduced-precision ONNX variant (onnx-int8, onnx-fp16) of a model, deterministic for the same inputs."""
@@ -33,19 +35,21 @@ def quantize(
     from zoo.registry import catalog
 
     ops = tuple(op.strip() for op in exclude.split(",") if op.strip())
-    if not json_:
-        info(f"making the {quantize_mod.variant_name(precision)} variant of {name} ...")
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         result = quantize_mod.quantize_model(
             catalog.resolve(name), precision=precision, calib_dir=calib, calib_synthetic=calib_synthetic, size=parse_size(size),
-            method=method, per_channel=per_channel, exclude=ops, seed=seed,
+            method=method, per_channel=per_channel, exclude=ops, seed=seed, force=force, say=info,
         )  # fmt: skip
     if json_:
-        print_json(result)
+        print_json({**result, "peak_rss_mb": round(peak_rss_mb())})
+        return
+    if result["cached"]:
+        typer.echo(result["path"])
         return
     prov = result["provenance"]
     calibrated = ""
     if "calibration" in prov:
         calibrated = f", calibrated on {prov['calibration']['count']} input(s) ({prov['method']})"
-    info(f"{name}: {result['variant']} in {result['seconds']:.1f} s{calibrated}, {prov['sha256']}")
+    info(f"{name}: {result['variant']} in {result['seconds']:.1f} s{calibrated}, peak RSS {peak_rss_mb():.0f} MB, "
+         f"{prov['sha256']}")
     typer.echo(result["path"])
