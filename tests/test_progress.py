@@ -69,3 +69,37 @@ def test_quantize_says_it_converts_first(models):
     lines = proc.stderr.strip().splitlines()
     assert "no ONNX model of unet-tiny in the cache; converting it first" in lines[0]
     assert lines.index("making the onnx-fp16 variant of unet-tiny ...") > 0
+
+
+def _street_folder(folder, count: int, name: str = "a_rather_long_file_name_for_a_street_scene_number"):
+    from zoo.synthetic import write_street_png
+
+    folder.mkdir()
+    for i in range(count):
+        write_street_png(folder / f"{name}_{i}.png", 64, 128, seed=i)
+    return folder
+
+
+def test_run_over_a_folder_counts_images_with_an_eta_and_fits_80_columns(models, tmp_path):
+    models.install_converted("unet-tiny")
+    images = _street_folder(tmp_path / "imgs", 4)
+    code, out, screen = run_on_terminal("run", "unet-tiny", str(images), "--out", str(tmp_path / "out"))
+    assert code == 0, screen
+    assert re.search(r"segmenting: [0-4]/4 images \[\d\d:\d\d<", screen), screen
+    results = out.strip().splitlines()
+    assert len(results) == 4  # one line per image, each within the terminal's 80 columns
+    for i, line in enumerate(results):
+        assert len(line) <= 80 and re.search(rf"number_{i}\.png: .+ \(\d+ ms\)$", line), line
+    # the export has random weights: the run says so, as zoo's own one-line warning
+    text = " ".join(line.strip() for line in final_lines(screen))
+    assert "zoo: warning: unet-tiny is an untrained export (random weights)" in text, text
+    assert all(len(line) <= 80 for line in final_lines(screen))
+
+
+def test_export_shows_a_spinner_saying_what_it_does(models):
+    from tests.models import use_unet_plugin
+
+    code, out, screen = run_on_terminal("export", "unet-tiny", "--weights", "random", env=use_unet_plugin())
+    assert code == 0, screen
+    assert re.search(r"[|/\\-] exporting unet-tiny: building the network, loading weights \(\d+ s\)", screen), screen
+    assert out.startswith("exported unet-tiny")

@@ -98,8 +98,9 @@ def spinner(what: str) -> Iterator[None]:
     def turn() -> None:
         frame = 0
         while not stop.wait(SPIN_PERIOD if frame else 0):
-            text = f"{SPIN_FRAMES[frame % len(SPIN_FRAMES)]} {what} ({time.monotonic() - start:.0f} s)"
-            sys.stderr.write("\r" + text[:79] + "\033[K")
+            elapsed = f" ({time.monotonic() - start:.0f} s)"
+            text = f"{SPIN_FRAMES[frame % len(SPIN_FRAMES)]} {what[: 77 - len(elapsed)]}{elapsed}"  # within 80 columns
+            sys.stderr.write("\r" + text + "\033[K")
             sys.stderr.flush()
             frame += 1
         sys.stderr.write("\r\033[K")

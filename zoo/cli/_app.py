@@ -256,11 +256,27 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def run_line(summary: dict[str, Any]) -> str:
-    """One line per segmented image: the top classes, the inference time, where the colour mask went."""
-    top = ", ".join(f"{name} {share:.0%}" for name, share in list(summary["classes"].items())[:3])
+def run_line(summary: dict[str, Any], limit: int | None = None) -> str:
+    """One line per segmented image: which image, its top classes, the inference time; within ``limit`` columns
+    (the path shortened to its file name, then fewer classes, then the name cut from the left). Where the outputs
+    went is said once per run."""
     t = summary["timings_ms"]
-    return f"{summary['input']}: {top} ({t['inference']:.0f} ms) → {summary['outputs']['color']}"
+    path = str(summary["input"])
+    shares = [f"{cls} {share:.0%}" for cls, share in list(summary["classes"].items())[:3]]
+    ms = f"{t['inference']:.0f} ms"
+
+    def line(name: str) -> str:
+        return f"{name}: {', '.join(shares)} ({ms})"
+
+    if limit is None or len(line(path)) <= limit:
+        return line(path)
+    name = Path(path).name
+    while len(line(name)) > limit and len(shares) > 1:
+        shares.pop()
+    over = len(line(name)) - limit
+    if over > 0:
+        name = "…" + name[over + 1 :] if over + 1 < len(name) else "…"
+    return line(name)[:limit]
 
 
 def show_result(result: Any, summaries: list[dict[str, Any]], json_: bool) -> bool:
@@ -273,5 +289,5 @@ def show_result(result: Any, summaries: list[dict[str, Any]], json_: bool) -> bo
     for note in result.summary["warnings"]:
         info(f"zoo: warning: {result.path}: {note}")
     if not json_:
-        typer.echo(run_line(result.summary))
+        say(run_line(result.summary, width()))
     return True

@@ -25,8 +25,11 @@ def export(
     from zoo.registry import catalog
     from zoo.store import cache
 
-    folder = export_mod.export_model(catalog.resolve(name), weights=weights, output_op=output_op, seed=seed,
-                                     legacy=legacy)  # fmt: skip
+    from zoo import progress
+
+    with progress.spinner(f"exporting {name}: building the network, loading weights"):
+        folder = export_mod.export_model(catalog.resolve(name), weights=weights, output_op=output_op, seed=seed,
+                                         legacy=legacy)  # fmt: skip
     provenance = cache.read_manifest(folder)["provenance"]
     if json_:
         print_json({"name": name, "path": str(folder), **provenance})

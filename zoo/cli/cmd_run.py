@@ -69,7 +69,7 @@ def run(
 
         return run_on_ray(model, inputs, out, backend=backend, device=device.value, json_=json_, address=address,
                           workers=workers, batch_size=batch_size, threads=threads_per_worker)  # fmt: skip
-    from zoo import images
+    from zoo import images, progress
     from zoo.engines import segment
     from zoo.runners import runtime
 
@@ -91,11 +91,12 @@ def run(
 
             target = catalog.resolve(model)
             provision.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, progress.spinner(f"loading {model} on {backend}"):
             warnings.simplefilter("always", runtime.MetadataWarning)
+            warnings.simplefilter("always", runtime.UntrainedWarning)
             loaded = runtime.load(target, backend=backend, device=device.value, threads=threads, precision=precision)
         for w in caught:  # zoo's own as one line; anything else (e.g. from paddle's import) as Python shows it
-            if issubclass(w.category, runtime.MetadataWarning):
+            if issubclass(w.category, (runtime.MetadataWarning, runtime.UntrainedWarning)):
                 info(f"zoo: warning: {w.message}")
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
@@ -106,9 +107,11 @@ def run(
         )
         started = time.perf_counter()
         summaries = []
-        for result in segment.segment_files(loaded, readable, out):
-            if not show_result(result, summaries, json_):
-                failures.append(result)
+        with progress.counter(len(readable), "segmenting", "images") as bar:
+            for result in segment.segment_files(loaded, readable, out):
+                if not show_result(result, summaries, json_):
+                    failures.append(result)
+                bar.update(1)
         seconds = time.perf_counter() - started
     if json_:
         print_json(summaries)

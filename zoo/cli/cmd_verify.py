@@ -63,7 +63,9 @@ def verify(
     what = f"{len(images)} image(s)" if images else f"{count} synthetic {hw[0]}x{hw[1]} image(s)"
     candidate = pair[1] if precision == "fp32" else f"{pair[1]} {precision}"
     info(f"verifying {name}: {pair[0]} (reference) vs {candidate} on {what}")
-    with stdout_to_stderr() if json_ else contextlib.nullcontext():
+    from zoo import progress
+
+    with stdout_to_stderr() if json_ else contextlib.nullcontext(), progress.spinner(f"verifying {name} on {what}"):
         result = verify_mod.verify_model(
             handle, images=images, size=hw, count=count, seed=seed, threads=threads, tolerance=tolerance,
             report_dir=report, backends=pair, precision=precision,

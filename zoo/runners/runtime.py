@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from zoo.registry.catalog import ModelHandle
 
 
+class UntrainedWarning(UserWarning):
+    """The model loaded has random weights (``zoo export --weights random``): fine for tests, its output is noise."""
+
 
 class MetadataWarning(UserWarning):
     """A model file has no (or unreadable) zoo metadata, so defaults decide its preprocessing and classes."""
@@ -286,6 +289,14 @@ def _load_registered(model: ModelHandle, spec: Backend, device: str, threads: in
         provision.ensure(model, formats=spec.formats)
     source = model_file(model, spec, precision)
     runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision)
+    from zoo.store import cache
+
+    if (cache.get_ref(model.name).get("paddle") or {}).get("weights") == "random":
+        import warnings
+
+        warnings.warn(UntrainedWarning(f"{model.name} is an untrained export (random weights): its label maps are "
+                                       f"noise; for trained weights run 'zoo pull {model.name} --force' or "
+                                       f"'zoo export {model.name} --weights FILE'"), stacklevel=3)  # fmt: skip
     return Model(model.name, source, runner, model.architecture, model.num_classes, spec.name, precision, device,
                  runner.describe())  # fmt: skip
 
