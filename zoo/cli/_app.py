@@ -70,6 +70,7 @@ app.add_typer(bundle_app, name="bundle")
 # Parameters several commands share, spelled once (typer reads the Annotated metadata).
 ModelName = Annotated[str, typer.Argument(metavar="NAME", help="Model name (see 'zoo list').")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+WideFlag = Annotated[bool, typer.Option("--wide", help="Every table column, however wide the terminal.")]
 Threads = Annotated[
     Optional[int],  # noqa: UP007 - typer needs Optional here
     typer.Option("--threads", min=1, help="CPU threads for inference (default: one per core)."),
@@ -177,11 +178,45 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    """Left-aligned columns, two spaces apart."""
-    cells = [header] + rows
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+def table(rows: list[list[str]], header: list[str], *, optional: tuple[str, ...] = (), wide: bool = False) -> str:
+    """Left-aligned columns, two spaces apart, fitted to the terminal (:func:`width`) unless ``wide``.
+
+    To fit, the ``optional`` columns go first, in the order given, and a note under the table names them (``--wide``
+    or ``--json`` shows everything); then the last column wraps at word boundaries under itself. Off a terminal with
+    no COLUMNS set, the table is printed whole, as scripts expect."""
+    limit = None if wide else width()
+    keep = list(range(len(header)))
+    hidden: list[str] = []
+
+    def widths(cols: list[int]) -> list[int]:
+        return [max(len(r[i]) for r in [header, *rows]) for i in cols]
+
+    if limit is not None:
+        for name in optional:
+            if sum(widths(keep)) + 2 * (len(keep) - 1) <= limit:
+                break
+            if name in header and header.index(name) in keep:
+                keep.remove(header.index(name))
+                hidden.append(name)
+    sizes = widths(keep)
+    last_start = sum(sizes[:-1]) + 2 * (len(keep) - 1)
+    room = None if limit is None else max(limit - last_start, 20)
+    lines = []
+    for r in [header, *rows]:
+        cells = [r[i] for i in keep]
+        head = "  ".join(c.ljust(w) for c, w in zip(cells[:-1], sizes[:-1]))
+        head = head + "  " if len(cells) > 1 else head
+        if room is None or len(cells[-1]) <= room:
+            lines.append((head + cells[-1]).rstrip())
+            continue
+        import textwrap
+
+        parts = textwrap.wrap(cells[-1], room, break_on_hyphens=False) or [""]
+        lines.append(head + parts[0])
+        lines += [" " * len(head) + part for part in parts[1:]]
+    if hidden:
+        lines.append(fit(f"(not shown to fit {limit} columns: {', '.join(hidden)}; --wide or --json shows them)"))
+    return "\n".join(lines)
 
 
 def plural(n: int, noun: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import typer
 
-from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_list, info, parse_size, print_json, table
+from zoo.cli._app import (JsonFlag, ModelName, Threads, WideFlag, app, backend_list, info, parse_size, print_json, say,
+                          table)
 
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -32,6 +33,7 @@ def bench(
     precision: str = typer.Option("fp32", "--precision", metavar="P[,P...]",
                                   help="Precisions to run on each backend that has them: fp32, bf16, fp16, int8."),
     json_: JsonFlag = False,
+    wide: WideFlag = False,
 ) -> None:
     """Time a model on ONNX Runtime and Paddle Inference (or any backends), each in its own process."""
     from zoo.measure import bench as bench_mod
@@ -44,7 +46,7 @@ def bench(
     if json_:
         print_json(result.as_dict())
         return
-    typer.echo(f"{name} at {hw[0]}x{hw[1]}, {result.threads} threads, {runs} runs after {warmup} warm-up "
+    say(f"{name} at {hw[0]}x{hw[1]} (HxW), {result.threads} threads, {runs} runs after {warmup} warm-up "
                "(latency = preprocess + inference + postprocess)")  # fmt: skip
     rows = []
     for stats in result.backends.values():
@@ -57,12 +59,13 @@ def bench(
         ])  # fmt: skip
     header = ["BACKEND", "PRECISION", "P50 MS", "P90 MS", "P99 MS", *(["SPEED-UP", "LABELS"] if result.reference else []),
               "IMG/S", "PRE MS", "INFER MS", "POST MS", "PEAK RSS", "THREADS", "PROVIDERS"]  # fmt: skip
-    typer.echo(table(rows, header))
+    optional = ("PROVIDERS", "THREADS", "PRE MS", "POST MS", "P99 MS", "P90 MS", "IMG/S")  # least read first
+    typer.echo(table(rows, header, optional=optional, wide=wide))
     if result.reference:
         ref = result.backends[result.reference]
-        typer.echo(f"SPEED-UP = p50 of {ref.backend} {ref.precision} ÷ the row's; LABELS = share of pixels labelled as "
+        say(f"SPEED-UP = p50 of {ref.backend} {ref.precision} ÷ the row's; LABELS = share of pixels labelled as "
                    f"{ref.backend} {ref.precision} labels them (same image)")  # fmt: skip
     ratio = result.ratio()
     if ratio:
-        typer.echo(f"onnx/paddle: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "
+        say(f"onnx/paddle: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "
                    f"throughput {ratio['throughput']:.2f}x, peak RSS {ratio['peak_rss']:.2f}x")  # fmt: skip

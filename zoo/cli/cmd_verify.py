@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_pair, info, parse_size, print_json, stdout_to_stderr
+from zoo.cli._app import (JsonFlag, ModelName, Threads, app, backend_pair, info, parse_size, print_json, say,
+                          stdout_to_stderr)
 
 
 def _described(d: dict) -> str:
@@ -60,7 +61,7 @@ def verify(
     runs_onnx = any("onnx" in backends.get(b).formats for b in pair)
     if runs_onnx and "onnx" not in cache.cached_formats(name) and "paddle" in cache.cached_formats(name):
         info(f"no ONNX model of '{name}' in the cache; converting it first")
-    what = f"{len(images)} image(s)" if images else f"{count} synthetic {hw[0]}x{hw[1]} image(s)"
+    what = f"{len(images)} image(s)" if images else f"{count} synthetic {hw[0]}x{hw[1]} (HxW) image(s)"
     candidate = pair[1] if precision == "fp32" else f"{pair[1]} {precision}"
     info(f"verifying {name}: {pair[0]} (reference) vs {candidate} on {what}")
     from zoo import progress
@@ -83,6 +84,6 @@ def verify(
             lines.append("note: this Paddle model has random weights (an untrained export)")
         if result.report:
             lines.append(f"report: {result.report}")
-        typer.echo("\n".join(lines))
+        say("\n".join(lines))  # wrapped at word boundaries to the terminal
     if not result.passed:
         raise typer.Exit(1)
