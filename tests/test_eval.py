@@ -184,7 +184,7 @@ def test_each_bad_label_error_alone(tmp_path):
     ds = datasets.open_dataset(path)
     problems = [datasets.check(s) for s in ds.samples]
     assert "missing" in problems[0] and str(bad["missing"]) in problems[0]
-    assert f"is {W}x{H // 2} but its image" in problems[1] and str(bad["small"]) in problems[1]
+    assert f"is {H // 2}x{W} (HxW) but its image" in problems[1] and str(bad["small"]) in problems[1]
     assert "not a readable PNG" in problems[2] and str(bad["garbage"]) in problems[2]
     with pytest.raises(DatasetError, match="3 channels"):  # a colour label decoded during the run
         colour = tmp_path / "c.png"

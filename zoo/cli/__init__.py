@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         code = result if isinstance(result, int) else 0
     except Exit as exc:
         code = exc.exit_code
+        interrupted = getattr(exc, "said", False)  # the command already said it was interrupted
     except (KeyboardInterrupt, Abort):
         print("zoo: interrupted", file=sys.stderr)
         code, interrupted = 130, True

@@ -33,7 +33,36 @@ class ZooGroup(_UnsetHelpIsFalse, TyperGroup):
     pass
 
 
+def _plain_type(display: str | None) -> str | None:
+    """typer's ``<int range>``, ``<str>``, ``<cpu|gpu>`` as click spells types in help: INTEGER, TEXT, cpu|gpu."""
+    if not display:
+        return display
+    inner = display.strip("<>").removesuffix(" range")
+    many = inner.startswith("list[")
+    inner = inner.removeprefix("list[").removesuffix("]")
+    plain = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "bool": "", "path": "PATH"}.get(inner, inner)
+    return plain + ("..." if many and plain else "")
+
+
 class ZooCommand(_UnsetHelpIsFalse, TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        """Help names an argument by its metavar alone (NAME, not ``name <str>``) and an option's value the way
+        click does (INTEGER, TEXT), not by Python type."""
+        import types
+
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "zoo_plain_help", False):
+                continue
+            param.zoo_plain_help = True
+            if param.param_type_name == "argument":
+                param.metavar = param.metavar or (param.name or "").upper()
+                param.display_type_rich = types.MethodType(lambda self, ctx: None, param)
+            elif param.metavar is None and hasattr(param, "display_type"):
+                plain = _plain_type(param.display_type(ctx)) if not getattr(param, "is_flag", False) else None
+                param.display_type_rich = types.MethodType(lambda self, ctx, plain=plain: plain or None, param)
+        return params
+
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         """``NAME INPUT... [OPTIONS]`` as click and typer print it with rich: no ``{name}`` braces."""
         pieces, options = [], False
@@ -53,11 +82,12 @@ app = typer.Typer(
     cls=ZooGroup,
     help="A model zoo for PaddleSeg segmentation models: pull, export, convert to ONNX, run, verify, bench.",
     epilog=(
-        "Global option, before the command: --registry FILE  Extra registry file (repeatable); merged after "
-        "ZOO_REGISTRY."
+        "Global option, before or after the command: --registry FILE  Extra registry file (repeatable); merged "
+        "after ZOO_REGISTRY."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help text: rich's import alone costs more than all of zoo's start-up
 )
@@ -121,14 +151,23 @@ def split_global_options(argv: list[str]) -> list[str]:
     options are bool flags (``zoo list``, ``zoo plugins``) start without pydantic.
     """
     registries: list[Path] = []
+    rest: list[str] = []
     i = 0
-    while i < len(argv) and (argv[i] == "--registry" or argv[i].startswith("--registry=")):  # --registryx: typer's
-        if argv[i] == "--registry":
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":  # what follows is the command's, verbatim
+            rest += argv[i:]
+            break
+        if arg != "--registry" and not arg.startswith("--registry="):  # --registryx: typer's error
+            rest.append(arg)
+            i += 1
+            continue
+        if arg == "--registry":
             value = argv[i + 1] if i + 1 < len(argv) else ""
             missing = not value or value.startswith("-")  # the next option, not a file
             i += 2
         else:
-            value = argv[i].split("=", 1)[1]
+            value = arg.split("=", 1)[1]
             missing = not value
             i += 1
         if missing:
@@ -139,7 +178,32 @@ def split_global_options(argv: list[str]) -> list[str]:
     from zoo.registry import catalog
 
     catalog.use_registries(registries)
-    return argv[i:]
+    return repeat_multi_options(rest)
+
+
+MULTI_VALUE = {"verify": ("--image", "-i")}  # options that take several values: --image a b == --image a --image b
+
+
+def repeat_multi_options(argv: list[str]) -> list[str]:
+    """``zoo verify NAME --image a b`` as ``--image a --image b`` (click options take one value each; the README
+    writes ``--image PATH...``). Values run up to the next option."""
+    if not argv or argv[0] not in MULTI_VALUE:
+        return argv
+    names = MULTI_VALUE[argv[0]]
+    out, option, positional, added = [argv[0]], None, False, []
+    for arg in argv[1:]:
+        if arg.startswith("-"):
+            option = arg if arg in names else None
+            out.append(arg)
+        elif option is not None and out[-1] != option:
+            added.append(len(out))  # where the repeated option went
+            out += [option, arg]
+        else:
+            positional = positional or out[-1] not in names and not out[-1].startswith("-")
+            out.append(arg)
+    if not positional and added:  # `zoo verify --image a b NAME`: the last value is the command's NAME
+        del out[added[-1]]
+    return out
 
 
 def _version(value: bool) -> None:
@@ -289,6 +353,32 @@ def stdout_to_stderr() -> Iterator[None]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def zoo_warnings(*, quiet: tuple[type[Warning], ...] = ()) -> Iterator[None]:
+    """zoo's own warnings (images converted on reading, model metadata, untrained weights) as one line each,
+    ``zoo: warning: ...``, instead of Python's two with a source line; ``quiet`` ones not at all (the command says it
+    its own way); anyone else's as Python shows them."""
+    import warnings
+
+    from zoo.images import ImageWarning
+    from zoo.runners.runtime import MetadataWarning, UntrainedWarning
+
+    ours = (ImageWarning, MetadataWarning, UntrainedWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        for category in ours:
+            warnings.simplefilter("always", category)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, quiet):
+                    continue
+                if issubclass(w.category, ours):
+                    info(f"zoo: warning: {w.message}")
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def run_line(summary: dict[str, Any], limit: int | None = None) -> str:

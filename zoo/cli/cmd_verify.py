@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from zoo.cli._app import (JsonFlag, ModelName, Threads, app, backend_pair, info, parse_size, print_json, say,
-                          stdout_to_stderr)
+                          stdout_to_stderr, zoo_warnings)
 
 
 def _described(d: dict) -> str:
@@ -66,7 +66,10 @@ def verify(
     info(f"verifying {name}: {pair[0]} (reference) vs {candidate} on {what}")
     from zoo import progress
 
-    with stdout_to_stderr() if json_ else contextlib.nullcontext(), progress.spinner(f"verifying {name} on {what}"):
+    from zoo.runners.runtime import UntrainedWarning
+
+    with stdout_to_stderr() if json_ else contextlib.nullcontext(), zoo_warnings(quiet=(UntrainedWarning,)), \
+            progress.spinner(f"verifying {name} on {what}"):  # fmt: skip
         result = verify_mod.verify_model(
             handle, images=images, size=hw, count=count, seed=seed, threads=threads, tolerance=tolerance,
             report_dir=report, backends=pair, precision=precision,
