@@ -23,7 +23,10 @@ def test_dash_h_completion_and_help_without_python_types():
     assert short == run_zoo("--help", check=True).stdout and "--install-completion" in short
     assert "-h, --help" in short
     completion = run_zoo("--show-completion", env={"SHELL": "/bin/bash"}, check=True).stdout
-    assert "complete" in completion and "zoo" in completion  # a bash completion script for `zoo`
+    assert "_ZOO_COMPLETE=complete_bash" in completion  # a bash completion script for `zoo`
+    # what that script asks zoo when <TAB> is pressed after `zoo ver`
+    asked = run_zoo(env={"_ZOO_COMPLETE": "complete_bash", "COMP_WORDS": "zoo ver", "COMP_CWORD": "1"}, check=True)
+    assert asked.stdout.split() == ["verify"]
     for command in ("run", "verify", "quantize", "eval", "bench", "pull"):
         text = run_zoo(command, "-h", check=True).stdout
         for leak in ("<int", "<str>", "<float", "<list[", "name <", "range>"):

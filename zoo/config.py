@@ -105,6 +105,11 @@ def debug() -> bool:
     return _flag("ZOO_DEBUG")
 
 
+def completing() -> bool:
+    """_ZOO_COMPLETE is set: the shell asks for tab completions (the script 'zoo --install-completion' installed)."""
+    return bool(os.environ.get("_ZOO_COMPLETE"))
+
+
 def columns() -> int | None:
     """COLUMNS, the terminal width a shell exports, if set to a number (what zoo's tables and wrapped lines fit)."""
     value = os.environ.get("COLUMNS", "").strip()

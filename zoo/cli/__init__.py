@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from zoo import config
 
+    if config.completing():  # typer answers and exits inside app(); its shell classes must be registered first
+        from typer.completion import completion_init
+
+        completion_init()
     interrupted = False
     import signal
     import threading

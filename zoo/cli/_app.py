@@ -86,7 +86,7 @@ app = typer.Typer(
         "after ZOO_REGISTRY."
     ),
     no_args_is_help=True,
-    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
+    add_completion=False,  # zoo's own bool flags below: typer's would make every command import pydantic
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help text: rich's import alone costs more than all of zoo's start-up
@@ -214,9 +214,23 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _completion(ctx: Any, param: Any, value: bool) -> None:
+    """--install-completion / --show-completion, through typer's own completion scripts (shell from $SHELL)."""
+    if value:
+        from typer import completion
+
+        completion.completion_init()
+        done = completion.install_callback if param.name == "install_completion" else completion.show_callback
+        done(ctx, param, value)
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    install_completion: bool = typer.Option(False, "--install-completion", callback=_completion, is_eager=True,
+                                            help="Install tab completion for your shell (bash, zsh, fish)."),
+    show_completion: bool = typer.Option(False, "--show-completion", callback=_completion, is_eager=True,
+                                         help="Print the tab-completion script for your shell."),
 ) -> None:
     pass
 
