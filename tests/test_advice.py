@@ -94,3 +94,25 @@ def test_demo_uses_zoo_home_when_set_and_says_so(tmp_path):
     assert f"  home:   {home} (your ZOO_HOME)" in demo.stdout
     assert f"  $ export ZOO_HOME={home}" in demo.stdout
     assert (home / "cache" / "refs" / "fcn-demo.json").is_file() and not (tmp_path / "d" / "zoo-home").exists()
+
+
+@pytest.mark.parametrize(("url", "cause"), [
+    ("http://127.0.0.1:9/fcn.tar", "connection refused"),
+    ("http://no-such-host.invalid/fcn.tar", "DNS lookup failed"),
+])  # fmt: skip
+def test_failed_pull_is_one_line_with_its_cause_and_the_offline_route(tmp_path, url, cause):
+    registry = tmp_path / "r.toml"
+    registry.write_text(f'[models.far]\narchitecture = "fcn"\n\n[models.far.inference]\nurls = ["{url}"]\n\n'
+                        f'[models.far.weights]\nurls = ["{url.replace(".tar", ".pdparams")}"]\n')  # fmt: skip
+    env = {"ZOO_RETRIES": "0", "ZOO_TIMEOUT": "5"}
+    proc = run_zoo("--registry", str(registry), "pull", "far", env=env)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zoo: error: could not fetch 'far'"), proc.stderr
+    assert cause in lines[0] and "'zoo export far --weights FILE'" in lines[0] and "--weights random" in lines[0]
+    assert "--mirror" not in lines[0] and "gone" not in lines[0]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    proc = run_zoo("--registry", str(registry), "pull", "far", "--mirror", str(mirror), env=env)
+    assert "pass --mirror" not in proc.stderr and "not in the mirror" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
