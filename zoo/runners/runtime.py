@@ -138,9 +138,16 @@ class Model:
         """First output → ``[H, W]`` class ids at ``size`` (H, W): uint8 when they fit, else int32."""
         return output_to_labels(output, size)
 
-    def predict(self, rgb: np.ndarray) -> np.ndarray:
-        """RGB uint8 ``[H, W, 3]`` → label map ``[H, W]`` (class ids, uint8 when they fit)."""
-        return self.to_labels(self.infer(self.prepare(rgb)), (rgb.shape[0], rgb.shape[1]))
+    def predict(self, x: Any, *, probabilities: bool = False) -> Any:
+        """Segment an RGB uint8 ``[H, W, 3]`` array or an image path (→ one label map ``[H, W]``), or a list of
+        either or an ``[N, H, W, 3]`` batch (→ a list). Each label map is a :class:`zoo.runners.prediction.Segmentation`:
+        a numpy array of class ids with ``.labels``, ``.colorize()``, ``.overlay()``, ``.save(dir)`` and, with
+        ``probabilities=True``, ``.probabilities`` ``[C, H, W]``."""
+        from zoo.runners import prediction
+
+        return prediction.predict(self, x, probabilities)
+
+    __call__ = predict
 
 
 def output_to_labels(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
