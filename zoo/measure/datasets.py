@@ -151,8 +151,8 @@ def check(sample: Sample) -> str | None:
     if label is None and sample.label.suffix.lower() == ".png":
         return f"{sample.label}: the label is not a readable PNG"
     if label is not None and image is not None and label[:2] != image[:2]:
-        return (f"{sample.label}: the label is {label[1]}x{label[0]} but its image {sample.image.name} is "
-                f"{image[1]}x{image[0]}")  # fmt: skip
+        return (f"{sample.label}: the label is {label[0]}x{label[1]} (HxW) but its image {sample.image.name} is "
+                f"{image[0]}x{image[1]}")  # fmt: skip
     return None
 
 
