@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from zoo.cli._app import app, backend_name, info, print_json, show_result, stdout_to_stderr
+from zoo.cli._app import app, backend_name, info, print_json, say, show_result, stdout_to_stderr, zoo_warnings
 from zoo.errors import ImageError
 
 
@@ -45,6 +44,8 @@ def run(
         None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
     ),
     json_: bool = typer.Option(False, "--json", help="Print the per-image summaries as one JSON array on stdout."),
+    every: int = typer.Option(1, "--every", min=1, metavar="N", help="Videos: segment every N-th frame."),
+    label_maps: bool = typer.Option(False, "--label-maps", help="Videos: also write each frame's label map (PNG)."),
     precision: str = typer.Option("fp32", "--precision", metavar="fp32|bf16|fp16|int8",
                                   help="Run a reduced-precision variant (see 'zoo quantize') or engine precision."),
     offline: bool = typer.Option(
@@ -69,9 +70,25 @@ def run(
 
         return run_on_ray(model, inputs, out, backend=backend, device=device.value, json_=json_, address=address,
                           workers=workers, batch_size=batch_size, threads=threads_per_worker)  # fmt: skip
+    from zoo.engines import video
+
+    if any(video.is_video(i) for i in inputs):
+        if not all(video.is_video(i) for i in inputs):
+            raise ImageError("give videos and images to separate 'zoo run' commands")
+        with stdout_to_stderr() if json_ else contextlib.nullcontext():
+            loaded = _load(model, backend, device.value, threads, precision, offline)
+            summaries = []
+            for clip in inputs:
+                done = video.segment_video(loaded, Path(clip), out, every=every, label_maps=label_maps)
+                summaries.append(done)
+                if not json_:
+                    say(f"{Path(clip).name}: {done['frames_segmented']} of {done['frames_read']} frames in {done['seconds']:.1f} s "
+                        f"({done['frames_per_second']:.1f} frames/s) → {done['outputs']['overlay']}")  # fmt: skip
+        if json_:
+            print_json(summaries)
+        return
     from zoo import images, progress
     from zoo.engines import segment
-    from zoo.runners import runtime
 
     paths = _without_outputs(images.expand_inputs(inputs), out)
     # inputs that cannot be read at all are found before the model loads (seconds) and before --out is made
@@ -84,22 +101,7 @@ def run(
         raise ImageError(f"none of the {len(paths)} inputs can be read; give image files, folders or glob patterns")
     readable = [p for p in paths if p not in {f.path for f in failures}]
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
-        target: Any = model
-        if runtime._as_path(model) is None:  # a registry name: resolved once, and what is missing brought first
-            from zoo.make import provision
-            from zoo.registry import backends, catalog
-
-            target = catalog.resolve(model)
-            provision.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
-        with warnings.catch_warnings(record=True) as caught, progress.spinner(f"loading {model} on {backend}"):
-            warnings.simplefilter("always", runtime.MetadataWarning)
-            warnings.simplefilter("always", runtime.UntrainedWarning)
-            loaded = runtime.load(target, backend=backend, device=device.value, threads=threads, precision=precision)
-        for w in caught:  # zoo's own as one line; anything else (e.g. from paddle's import) as Python shows it
-            if issubclass(w.category, (runtime.MetadataWarning, runtime.UntrainedWarning)):
-                info(f"zoo: warning: {w.message}")
-            else:
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        loaded = _load(model, backend, device.value, threads, precision, offline)
         info(
             f"{loaded.name} ({loaded.architecture.name}, {loaded.num_classes} classes) on {loaded.backend}: "
             f"providers {', '.join(loaded.providers)}, {loaded.threads} threads; "
@@ -120,6 +122,23 @@ def run(
         info(f"{done}; {len(failures)} of {len(paths)} inputs failed")
         raise typer.Exit(1)
     info(f"{done} → {out}")
+
+
+def _load(model: str, backend: str, device: str, threads: int | None, precision: str, offline: bool) -> Any:
+    """The model to run: a registry name resolved once, with what is missing brought first (unless offline);
+    zoo's own warnings while loading as one line each."""
+    from zoo import progress
+    from zoo.runners import runtime
+
+    target: Any = model
+    if runtime._as_path(model) is None:  # a registry name: resolved once, and what is missing brought first
+        from zoo.make import provision
+        from zoo.registry import backends, catalog
+
+        target = catalog.resolve(model)
+        provision.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
+    with zoo_warnings(), progress.spinner(f"loading {model} on {backend}"):
+        return runtime.load(target, backend=backend, device=device, threads=threads, precision=precision)
 
 
 def _without_outputs(paths: list[Path], out: Path) -> list[Path]:
