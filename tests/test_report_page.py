@@ -40,3 +40,29 @@ def test_verify_report_index_renders_with_legend_and_side_by_side_maps(models, t
     filled = max(int((shot == np.asarray(colors[labels.index(n)], np.uint8)).all(axis=2).sum()) for n in legend)
     assert filled > 5000, filled
     assert np.array_equal(shot.shape[:2], (1600, 1280))
+
+
+def test_eval_report_index_renders_chart_worst_panels_and_legend(models, tmp_path):
+    import cv2
+
+    import zoo
+    from zoo import synthetic
+    from zoo.measure.eval_report import BAR_COLORS
+
+    models.install_converted(NAME)
+    data = synthetic.write_labelled_dataset(tmp_path / "data", 3, 64, 128, layout="folders")
+    report = tmp_path / "rep"
+    run_zoo("eval", NAME, "--data", str(data), "--report", str(report), check=True)
+    page = report / "index.html"
+    text = page.read_text()
+    worst = sorted((report / "worst").iterdir())
+    assert worst and all(f"worst/{p.name}" in text for p in worst) and "class_iou.png" in text
+    panel = cv2.imread(str(worst[0]))
+    assert panel.shape[0] == 64 + 40  # the caption band above the four pictures
+    shot = screenshot(page, tmp_path / "shot.png")
+    assert (shot < 60).all(axis=2).sum() > 500  # text drawn
+    # the bar chart was loaded and drawn: its first backend's bar colour covers far more than a few pixels
+    assert has_colour(shot, BAR_COLORS[0], min_pixels=300)
+    colors = zoo.architecture("unet").colors()
+    for i, _name in enumerate(zoo.architecture("unet").labels):
+        assert has_colour(shot, tuple(int(c) for c in colors[i]), min_pixels=18 * 18 - 40)  # every legend swatch

@@ -135,7 +135,7 @@ def format_table(result: Any) -> str:
     cols = [d["backends"][k] for k in keys]
     rows = [["mIoU"] + [f"{c['miou'] * 100:.2f}" for c in cols],
             ["acc"] + [f"{c['acc'] * 100:.2f}" for c in cols],
-            ["kappa (0-1)"] + [f"{c['kappa']:.4f}" for c in cols],
+            ["kappa (not %)"] + [f"{c['kappa']:.4f}" for c in cols],
             ["dice"] + [f"{c['dice'] * 100:.2f}" for c in cols]]  # fmt: skip
     if d["reference_miou"] is not None:
         rows.append([f"mIoU - registry ({d['reference_miou']:.2f})"] + [f"{c['miou_minus_reference']:+.2f}" for c in cols])
