@@ -122,7 +122,7 @@ def test_eval_table_report_and_registry_reference(models, tmp_path):
     worst = sorted((tmp_path / "rep" / "worst").iterdir())
     assert len(worst) == evaluation.WORST
     panel = cv2.imread(str(worst[0]))
-    assert panel.shape[:2] == (H, 4 * W)  # image | prediction | ground truth | errors
+    assert panel.shape[:2] == (40 + H, 4 * W)  # a caption band over image | prediction | ground truth | errors
 
 
 def test_absent_one_is_an_option_and_reported(models, tmp_path):
