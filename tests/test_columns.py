@@ -63,3 +63,19 @@ def test_bench_verify_and_run_fit_80_columns(models, tmp_path):
     run = run_zoo("run", NAME, str(images), "--out", str(tmp_path / "out"), env=NARROW, check=True)
     _fits(run)
     assert len(run.stdout.strip().splitlines()) == 3
+
+
+def test_bench_keeps_finished_rows_and_marks_the_failed_one_with_advice(models):
+    models.install_converted(NAME)  # a PIR export: openvino-paddle cannot read it
+    proc = run_zoo("bench", NAME, "--backend", "onnx,openvino-paddle", "--size", "64x128", "--runs", "1",
+                   "--warmup", "0", env=NARROW)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    rows = {cells[0]: cells for cells in map(str.split, proc.stdout.splitlines()) if cells[1:2] == ["fp32"]}
+    assert rows["onnx"][1] == "fp32" and float(rows["onnx"][2]) > 0  # the finished row is printed
+    assert rows["openvino-paddle"][2] == "FAILED"
+    text = " ".join(proc.stdout.split())
+    assert "openvino-paddle FAILED:" in text and f"zoo export {NAME} --legacy" in text
+    _fits(proc)
+    doc = json.loads(run_zoo("bench", NAME, "--backend", "onnx,openvino-paddle", "--size", "64x128", "--runs", "1",
+                             "--warmup", "0", "--json").stdout)  # fmt: skip
+    assert list(doc["backends"]) == ["onnx"] and "--legacy" in doc["failed"]["openvino-paddle"]

@@ -45,6 +45,8 @@ def bench(
                              runs=runs, progress=info, precisions=_precisions(precision))  # fmt: skip
     if json_:
         print_json(result.as_dict())
+        if result.failed:
+            raise typer.Exit(1)
         return
     say(f"{name} at {hw[0]}x{hw[1]} (HxW), {result.threads} threads, {runs} runs after {warmup} warm-up "
                "(latency = preprocess + inference + postprocess)")  # fmt: skip
@@ -59,13 +61,20 @@ def bench(
         ])  # fmt: skip
     header = ["BACKEND", "PRECISION", "P50 MS", "P90 MS", "P99 MS", *(["SPEED-UP", "LABELS"] if result.reference else []),
               "IMG/S", "PRE MS", "INFER MS", "POST MS", "PEAK RSS", "THREADS", "PROVIDERS"]  # fmt: skip
+    for key in result.failed:  # the row that could not be measured, marked where it would have been
+        backend_name_, _, precision_ = key.partition("/")
+        rows.append([backend_name_, precision_ or "fp32", "FAILED", *["-"] * (len(header) - 3)])
     optional = ("PROVIDERS", "THREADS", "PRE MS", "POST MS", "P99 MS", "P90 MS", "IMG/S")  # least read first
     typer.echo(table(rows, header, optional=optional, wide=wide))
     if result.reference:
         ref = result.backends[result.reference]
         say(f"SPEED-UP = p50 of {ref.backend} {ref.precision} ÷ the row's; LABELS = share of pixels labelled as "
                    f"{ref.backend} {ref.precision} labels them (same image)")  # fmt: skip
+    for key, why in result.failed.items():
+        say(f"{key} FAILED: {why}")
     ratio = result.ratio()
     if ratio:
         say(f"onnx/paddle: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "
                    f"throughput {ratio['throughput']:.2f}x, peak RSS {ratio['peak_rss']:.2f}x")  # fmt: skip
+    if result.failed:
+        raise typer.Exit(1)

@@ -88,6 +88,7 @@ class BenchResult:
     runs: int  # timed images per backend
     backends: dict[str, BackendStats] = field(default_factory=dict)  # by backend name, in the order measured
     reference: str | None = None  # the float32 row speed-up and agreement are against: "paddle" if it ran
+    failed: dict[str, str] = field(default_factory=dict)  # rows that could not be measured: key → why, what to do
 
     def compare(self, labels: dict[str, Any]) -> BenchResult:
         """Fill in speed-up and label agreement against float32 Paddle (else the first float32 row that ran), given
@@ -133,6 +134,7 @@ class BenchResult:
             "latency": "preprocess + inference + postprocess, per image, in memory",
             "backends": {name: asdict(stats) for name, stats in self.backends.items()},
             "reference": self.reference,
+            "failed": self.failed,
             "ratio": self.ratio(),
         }  # fmt: skip
 
@@ -183,8 +185,24 @@ def bench(
         job = {"name": name, "backend": backend, "size": [h, w], "threads": threads, "warmup": warmup,
                "runs": runs, "precision": precision,
                "registries": [str(p) for p in catalog.extra_registries()]}  # fmt: skip
-        result.backends[key], labels[key] = _in_child(job)
+        try:
+            result.backends[key], labels[key] = _in_child(job)
+        except ZooError as exc:  # the rows measured so far are kept; this one is marked
+            if not result.backends and (backend, precision) == jobs[-1]:
+                raise
+            result.failed[key] = failure_advice(name, backend, str(exc))
+            if progress:
+                progress(f"bench {name}: {key} FAILED: {result.failed[key]}")
+    if not result.backends:
+        raise BackendError(f"no row could be measured: {'; '.join(f'{k}: {v}' for k, v in result.failed.items())}")
     return result.compare(labels)
+
+
+def failure_advice(name: str, backend: str, message: str) -> str:
+    """A failed row's message, with the command that makes it work where zoo knows one."""
+    if backend == "openvino-paddle" and "PIR" in message:
+        return f"{message}; or export a legacy program it reads: zoo export {name} --legacy"
+    return message
 
 
 def _in_child(job: dict[str, Any]) -> tuple[BackendStats, Any]:
