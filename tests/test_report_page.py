@@ -66,3 +66,18 @@ def test_eval_report_index_renders_chart_worst_panels_and_legend(models, tmp_pat
     colors = zoo.architecture("unet").colors()
     for i, _name in enumerate(zoo.architecture("unet").labels):
         assert has_colour(shot, tuple(int(c) for c in colors[i]), min_pixels=18 * 18 - 40)  # every legend swatch
+
+
+def test_bench_report_index_renders_latency_and_memory_per_row(models, tmp_path):
+    from zoo.measure.bench_report import LATENCY, MEMORY
+
+    models.install_converted(NAME)
+    report = tmp_path / "rep"
+    run_zoo("bench", NAME, "--backend", "onnx,paddle", "--size", "64x128", "--runs", "2", "--warmup", "0",
+            "--report", str(report), check=True)  # fmt: skip
+    text = (report / "index.html").read_text()
+    assert "bench.png" in text and "<td>onnx</td>" in text and "<td>paddle</td>" in text
+    shot = screenshot(report / "index.html", tmp_path / "shot.png")
+    assert (shot < 60).all(axis=2).sum() > 500
+    # two rows' bars in the chart (plus the legend swatches): far more of each colour than a swatch alone
+    assert has_colour(shot, LATENCY, min_pixels=1000) and has_colour(shot, MEMORY, min_pixels=1000)

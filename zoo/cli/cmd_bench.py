@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 from zoo.cli._app import (JsonFlag, ModelName, Threads, WideFlag, app, backend_list, info, parse_size, print_json, say,
@@ -34,6 +37,8 @@ def bench(
                                   help="Precisions to run on each backend that has them: fp32, bf16, fp16, int8."),
     json_: JsonFlag = False,
     wide: WideFlag = False,
+    report: Optional[Path] = typer.Option(None, "--report", metavar="DIR",  # noqa: UP007 - typer needs Optional
+                                          help="Write bench.json, a latency and memory chart and index.html."),
 ) -> None:
     """Time a model on ONNX Runtime and Paddle Inference (or any backends), each in its own process."""
     from zoo.measure import bench as bench_mod
@@ -43,6 +48,10 @@ def bench(
     backends = tuple(backend.split(","))
     result = bench_mod.bench(catalog.resolve(name), backends=backends, size=hw, threads=threads, warmup=warmup,
                              runs=runs, progress=info, precisions=_precisions(precision))  # fmt: skip
+    if report is not None:
+        from zoo.measure import bench_report
+
+        info(f"report: {bench_report.write_report(result, report)}")
     if json_:
         print_json(result.as_dict())
         if result.failed:

@@ -27,7 +27,8 @@ figcaption { color: #444; }
 
 def write_index(folder: Path, title: str, facts: Sequence[str], figures: Sequence[tuple[str, str]], *,
                 legend: Sequence[tuple[str, tuple[int, int, int]]] = (),
-                tables: Sequence[tuple[Sequence[str], Sequence[Sequence[str]]]] = ()) -> Path:  # fmt: skip
+                tables: Sequence[tuple[Sequence[str], Sequence[Sequence[str]]]] = (),
+                legend_title: str = "Classes shown") -> Path:  # fmt: skip
     """Write ``folder/index.html``: ``title``, a list of ``facts`` (the first one bold: the verdict), each table
     (header, rows), the legend (class name, RGB) and each figure (file name in ``folder``, caption)."""
     e = html.escape
@@ -43,7 +44,7 @@ def write_index(folder: Path, title: str, facts: Sequence[str], figures: Sequenc
     if legend:
         swatches = "".join(f"<span><i style='background: rgb({r},{g},{b})'></i>{e(name)}</span>"
                            for name, (r, g, b) in legend)  # fmt: skip
-        parts.append(f"<div class='legend'><b>Classes shown:</b> {swatches}</div>")
+        parts.append(f"<div class='legend'><b>{e(legend_title)}:</b> {swatches}</div>")
     for name, caption in figures:
         parts.append(f"<figure><img src='{e(name)}' alt='{e(caption)}'><figcaption>{e(caption)}</figcaption></figure>")
     parts.append("</body></html>\n")
