@@ -57,6 +57,13 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _onnx_row(bench: dict) -> dict:
+    """The float32 ONNX Runtime row of a `zoo bench` result: keyed "onnx/fp32" (rows name backend/precision), or
+    "onnx" in results recorded before that."""
+    rows = bench["backends"]
+    return rows["onnx/fp32"] if "onnx/fp32" in rows else rows["onnx"]
+
+
 def _f(x: float | None, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
@@ -129,7 +136,7 @@ def _summary(verdicts: dict[int, tuple[str, bool | None]]) -> str:
 def _backends(d: dict[str, Any], r: dict[str, Any]) -> tuple[str, str, bool]:
     rows, worst = [], None
     for name, m in d.items():
-        onnx = m["bench"]["backends"]["onnx"]
+        onnx = _onnx_row(m["bench"])
         legacy, pir = m["paddle"]["legacy"], m["paddle"]["pir"]
         best = m["paddle"][m["best_paddle"]]
         ok = m["ratio"] <= 0.8
@@ -142,7 +149,7 @@ def _backends(d: dict[str, Any], r: dict[str, Any]) -> tuple[str, str, bool]:
             f"{onnx['peak_rss_mb']:.0f} / {best['peak_rss_mb']:.0f}",
         ])  # fmt: skip
     first = next(iter(d.values()))
-    onnx = first["bench"]["backends"]["onnx"]
+    onnx = _onnx_row(first["bench"])
     legacy, pir = first["paddle"]["legacy"], first["paddle"]["pir"] or {"providers": ["-"], "config": {}}
     notes = sorted({m["pir_note"] for m in d.values() if m.get("pir_note")})
     runs = {n: f"{m['bench']['warmup']}+{m['bench']['runs']}" for n, m in d.items()}
@@ -181,7 +188,7 @@ def _openvino(ov: dict[str, Any] | None, d: dict[str, Any]) -> str:
         best = d[name]["paddle"][d[name]["best_paddle"]]["inference_ms"]
         f32, bf16 = m["f32"], m["bf16"]
         first = first or f32
-        rows.append([name, _f(d[name]["bench"]["backends"]["onnx"]["inference_ms"], 0), _f(best, 0),
+        rows.append([name, _f(_onnx_row(d[name]["bench"])["inference_ms"], 0), _f(best, 0),
                      _f(f32["inference_ms"], 0), _x(f32["inference_ms"] / best), _pct(f32["agreement"]),
                      _f(bf16["inference_ms"], 0), _x(bf16["inference_ms"] / best), _pct(bf16["agreement"])])  # fmt: skip
     if not rows:
@@ -423,7 +430,7 @@ def _layers(d: dict[str, Any], r: dict[str, Any]) -> str:
     whole = ""
     b = r.get("backends", {}).get(name)
     if b:
-        onnx = b["bench"]["backends"]["onnx"]["inference_ms"]
+        onnx = _onnx_row(b["bench"])["inference_ms"]
         best = b["paddle"][b["best_paddle"]]["inference_ms"]
         whole = f" In the whole model, ORT took {onnx:,.0f} ms and Paddle {best:,.0f} ms ({onnx / best:.2f}×)."
     lc["ort_total_ms"], lc["paddle_total_ms"] = ort_total, paddle_total
@@ -614,7 +621,7 @@ def _why_backends(r: dict[str, Any]) -> str:
         name, m, b = lc["model"], models[lc["model"]], d[lc["model"]]
         ort_alone = sum(c["ort_ms"] * c["count"] for c in lc["layers"]) / lc["cover"]
         paddle_alone = sum(c["paddle_ms"] * c["count"] for c in lc["layers"]) / lc["cover"]
-        ort_model = b["bench"]["backends"]["onnx"]["inference_ms"]
+        ort_model = _onnx_row(b["bench"])["inference_ms"]
         paddle_model = b["paddle"][b["best_paddle"]]["inference_ms"]
         ort_conv_in_model = _conv_share(m) * ort_model  # the profiled run's conv share of this run's time
         side_ops = ("Add", "Relu", "ReorderInput", "ReorderOutput")

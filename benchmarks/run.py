@@ -292,13 +292,13 @@ def backends(setup_done: dict[str, Any]) -> dict[str, Any]:
         measure = partial(bench.bench, name, size=SIZE, threads=THREADS, warmup=warmup, runs=runs, progress=log)
         result, noise = clean(f"{name} onnx+paddle", measure)
         both = result.as_dict()
-        paddle = {"legacy": both["backends"]["paddle"], "pir": None}
+        paddle = {"legacy": both["backends"]["paddle/fp32"], "pir": None}  # rows are keyed backend/precision
         interference = [noise]
         if not skip_pir:
             use_paddle(name, "pir", setup_done)
             try:
                 pir, noise = clean(f"{name} paddle PIR", partial(measure, backends=("paddle",)))
-                paddle["pir"] = pir.as_dict()["backends"]["paddle"]
+                paddle["pir"] = pir.as_dict()["backends"]["paddle/fp32"]
                 interference.append(noise)
             finally:
                 use_paddle(name, "legacy", setup_done)
@@ -307,7 +307,7 @@ def backends(setup_done: dict[str, Any]) -> dict[str, Any]:
                 skip_pir = f"PIR ran {slower:.1f}× slower than legacy on {name}; not measured on the later models"
         measured = {k: v for k, v in paddle.items() if v}
         best = min(measured, key=lambda k: measured[k]["inference_ms"])
-        onnx = both["backends"]["onnx"]
+        onnx = both["backends"]["onnx/fp32"]
         out[name] = {"bench": both, "paddle": paddle, "best_paddle": best, "interference": max(interference),
                      "pir_note": "" if paddle["pir"] else skip_pir,
                      "ratio": onnx["inference_ms"] / paddle[best]["inference_ms"]}  # fmt: skip

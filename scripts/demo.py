@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from zoo import config as zoo_config
-from zoo.cli._app import parse_size
+from zoo.util import parse_size
 from zoo.synthetic import write_street_png
 
 

@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# ray: zoo run --engine ray; quantize, openvino: zoo quantize and the OpenVINO backend
-python -m pip install -q -e '.[test,ray,quantize,openvino]'
+# ray: zoo run --engine ray; quantize, openvino: zoo quantize and the OpenVINO backend; serve, serve-ray: zoo serve
+python -m pip install -q -e '.[test,ray,quantize,openvino,serve,serve-ray]'
 
 # the report tests open each report's index.html in a real headless browser (Debian's chromium), not just the file
 if ! command -v chromium >/dev/null 2>&1; then

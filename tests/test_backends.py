@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_zoo
+from tests.discovered import declared
 from zoo.registry import backends, catalog, plugins
 from zoo.runners import runtime
 from zoo.errors import BackendError
@@ -25,7 +26,7 @@ from zoo.synthetic import street_scene
 
 NAME = "unet-tiny"
 ORTX_DIST = Path(__file__).parent / "plugins" / "zoo_ortx_dist"
-BUILTINS = {"onnx": ("onnx",), "paddle": ("paddle",)}
+BUILTINS = declared("zoo.backends")  # what pyproject.toml registers, read without zoo
 
 
 def _discovered_with_ortx() -> list[str]:
@@ -62,11 +63,10 @@ def test_the_test_package_is_discovered_beside_the_builtins():
 
 def test_builtins_register_through_entry_points():
     found = {p.name: p for p in backends.discover()}
-    for name, formats in BUILTINS.items():
+    for name, value in BUILTINS.items():
         plugin = found[name]
-        assert plugin.distribution == "zoo" and plugin.usable and plugin.value == f"zoo.runners:{name.upper()}"
-        assert plugin.backend.formats == formats
-    proc = subprocess.run([sys.executable, "-c", "import sys; from zoo import backends; backends.discover(); "
+        assert plugin.distribution == "zoo" and plugin.value == value and plugin.backend is not None
+    proc = subprocess.run([sys.executable, "-c", "import sys; from zoo.registry import backends; backends.discover(); "
                            "print(sorted(m for m in ('zoo.runners.ort', 'zoo.runners.paddle', 'onnxruntime', "
                            "'paddle') if m in sys.modules))"], capture_output=True, text=True, check=True)  # fmt: skip
     assert proc.stdout.strip() == "[]"  # discovery imports no runner and no engine
@@ -127,14 +127,14 @@ def test_third_party_backend_in_choices_plugins_run_and_bench(models, ortx, tmp_
     assert summary["backend"] == "ortx"
     bench = json.loads(run_zoo("bench", NAME, "--backend", "ortx", "--size", "32x48", "--warmup", "0", "--runs", "2",
                                "--threads", "1", "--json", env=ortx, check=True).stdout)  # fmt: skip
-    stats = bench["backends"]["ortx"]
+    stats = bench["backends"]["ortx/fp32"]
     assert stats["config"]["graph_optimization_level"] == "ORT_ENABLE_BASIC"  # its own options, as it describes them
     assert stats["config"]["execution_mode"] == "ORT_PARALLEL" and stats["threads"] == 1
     verified = run_zoo("verify", NAME, "--backend", "onnx,ortx", "--size", "32x48", "--count", "1", "--json",
                        env=ortx, check=True)  # fmt: skip
     doc = json.loads(verified.stdout)
-    assert doc["passed"] and (doc["reference"], doc["candidate"]) == ("onnx", "ortx")
-    assert doc["backends"]["ortx"]["engine"] == "onnxruntime (zoo-ortx)"
+    assert doc["passed"] and (doc["reference"], doc["candidate"]) == ("onnx/fp32", "ortx/fp32")
+    assert doc["backends"]["ortx/fp32"]["engine"] == "onnxruntime (zoo-ortx)"
 
 
 def _fake_backends(root: Path, entry_points: dict[str, str], modules: dict[str, str]) -> Path:
@@ -219,3 +219,83 @@ def test_catalog_resolves_once_and_handles_are_frozen(models):
         handle.name = "x"  # type: ignore[misc]
     model = runtime.load(handle, backend="paddle", threads=1) if models.install(NAME) else None
     assert model is not None and model.architecture is handle.architecture
+
+
+# ---- roles and devices come from the specs --------------------------------------------------------------------------
+
+
+def test_roles_come_from_the_specs(monkeypatch: pytest.MonkeyPatch):
+    """One built-in claims each role; what runs unnamed (zoo.load, verify's pair, bench's rows) follows the specs."""
+    builtin = [p.backend for p in backends.discover() if p.backend is not None and p.distribution == "zoo"]
+    defaults, references = [b for b in builtin if b.default], [b for b in builtin if b.reference]
+    assert len(defaults) == len(references) == 1 and defaults[0] is not references[0]
+    assert backends.default_backend() is defaults[0] and backends.reference_backend() is references[0]
+    assert backends.default_pair() == (references[0].name, defaults[0].name)
+    assert "fp32" in references[0].precisions  # the reference is float32
+    # with the role holders excluded, the first backend left stands in: a restricted install still runs
+    others = sorted(set(backends.names()) - {defaults[0].name, references[0].name})
+    if others:
+        monkeypatch.setenv("ZOO_BACKENDS", ",".join(others))
+        assert backends.default_backend().name == backends.reference_backend().name == others[0]
+
+
+def test_a_third_party_default_does_not_displace_zoo_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spec = "from zoo.registry.spec import Backend\n"
+    root = _fake_backends(tmp_path / "site", {"aaa": "zoo_bb_aaa:BACKEND"}, {
+        "zoo_bb_aaa": spec + "BACKEND = Backend('aaa', 'x', ('onnx',), 'zoo_bb_aaa:open', default=True, reference=True)\n",
+    })  # fmt: skip
+    monkeypatch.syspath_prepend(str(root))
+    assert backends.get("aaa").default  # loaded, and claims both roles
+    builtin = {p.name for p in backends.discover() if p.distribution == "zoo"}
+    assert backends.default_backend().name in builtin and backends.reference_backend().name in builtin
+
+
+GPU_ONLY = '''
+"""A backend that declares a GPU only (test): it runs the Paddle model on the CPU, but refuses to be opened for
+anything but the device it declares, and reports the device and precision it was given."""
+from zoo.registry.spec import Backend
+
+BACKEND = Backend("gpuonly", "test: declares a GPU only", ("paddle",), "zoo_bb_gpuonly:open_runner",
+                  devices=("gpu",), precisions=("fp32", "tf32"))
+
+
+class Runner:
+    def __init__(self, inner, device, precision):
+        self.inner, self.device, self.precision = inner, device, precision
+
+    def run(self, x):
+        return self.inner.run(x)
+
+    def describe(self):
+        return {**self.inner.describe(), "engine": "gpuonly", "device": self.device, "precision": self.precision}
+
+
+def open_runner(path, *, device="cpu", threads=None, precision="fp32"):
+    if device != "gpu":
+        raise RuntimeError(f"gpuonly was opened for {device}; it declares gpu only")
+    from zoo.runners.paddle import open_runner as paddle_runner
+
+    return Runner(paddle_runner(path, device="cpu", threads=threads), device, precision)
+'''
+
+
+def test_a_gpu_only_backend_is_verified_and_benched_on_its_device(models, tmp_path: Path):
+    """device flows from the backend's declared devices through verify and bench (it used to be "cpu" for every
+    backend), and bench takes the precisions a backend declares, not a fixed list."""
+    root = _fake_backends(tmp_path / "site", {"gpuonly": "zoo_bb_gpuonly:BACKEND"}, {"zoo_bb_gpuonly": GPU_ONLY})
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
+    models.install_converted(NAME)
+    verified = run_zoo("verify", NAME, "--backend", "onnx,gpuonly", "--size", "32x48", "--count", "1",
+                       "--threads", "1", "--json", env=env)  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    doc = json.loads(verified.stdout)
+    assert (doc["reference"], doc["candidate"]) == ("onnx/fp32", "gpuonly/fp32")
+    assert doc["models"]["gpuonly/fp32"]["device"] == doc["backends"]["gpuonly/fp32"]["device"] == "gpu"
+    assert doc["models"]["onnx/fp32"]["device"] == "cpu"  # each backend on its own first declared device
+    bench = run_zoo("bench", NAME, "--backend", "gpuonly", "--precision", "tf32", "--size", "32x48", "--warmup", "0",
+                    "--runs", "1", "--threads", "1", "--json", env=env)  # fmt: skip
+    assert bench.returncode == 0, bench.stderr
+    row = json.loads(bench.stdout)["backends"]["gpuonly/tf32"]
+    assert (row["device"], row["precision"]) == ("gpu", "tf32")
+    refused = run_zoo("bench", NAME, "--backend", "gpuonly", "--precision", "int8", env=env)
+    assert refused.returncode == 2 and "fp32, tf32" in refused.stderr  # what it declares, listed

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_zoo
+from tests.discovered import BUILTIN_ARCHITECTURES
 from tests.http_server import http_server  # noqa: F401
 from zoo.store import cache
 from zoo.synthetic import write_street_png
 
-ARCHS = ["bisenet", "danet", "deeplabv3", "deeplabv3p", "fcn"]
+ARCHS = BUILTIN_ARCHITECTURES
 VARIANTS = {"pir-argmax": {"legacy": False, "output_op": "argmax"}, "legacy-logits": {"legacy": True, "output_op": "none"}}
 H, W = 64, 128
 

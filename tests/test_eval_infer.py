@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zoo.measure import evaluation
+from zoo.measure import evaluation, inference
 from zoo.runners import runtime
 from zoo.errors import EvalError
 from zoo.synthetic import street_scene
@@ -63,10 +63,10 @@ def test_scores_match_paddleseg_infer(pair, options):
         _, expected = infer.aug_inference(dygraph, im, trans_info=[], scales=list(options.scales),
                                           flip_horizontal=options.flip, is_slide=options.mode == "slide",
                                           crop_size=(cw, ch), stride=(sw, sh))  # fmt: skip  (PaddleSeg: (w, h))
-        got = evaluation.aug_scores(model, x, options)
+        got = inference.aug_scores(model, x, options)
     else:
         expected = infer.slide_inference(dygraph, im, crop_size=(cw, ch), stride=(sw, sh))
-        got = evaluation.slide_scores(model, x, options.crop, options.stride)
+        got = inference.slide_scores(model, x, options.crop, options.stride)
     expected = expected.numpy()
     assert got.shape == expected.shape == (1, 19, H, W)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
@@ -76,6 +76,6 @@ def test_slide_on_argmax_model_says_how_to_export(models):
     models.install_converted("bisenet")  # --output-op argmax: class ids
     model = runtime.load("bisenet", backend="onnx")
     with pytest.raises(EvalError, match="--output-op none"):
-        evaluation.slide_scores(model, _input(), (64, 64), (32, 32))
+        inference.slide_scores(model, _input(), (64, 64), (32, 32))
     with pytest.raises(EvalError, match="--output-op none"):
-        evaluation.aug_scores(model, _input(), evaluation.Options(flip=True))
+        inference.aug_scores(model, _input(), evaluation.Options(flip=True))

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_zoo
+from tests.discovered import BUILTIN_ARCHITECTURES
 from zoo.formats import weights
 from zoo.store import cache
 from zoo.errors import WeightsError
 from zoo.make.export import build_network, export_model
 
-ARCHS = ["bisenet", "danet", "deeplabv3", "deeplabv3p", "fcn"]
+ARCHS = BUILTIN_ARCHITECTURES
 SHAPE = (1, 3, 64, 128)
 OTHER_SHAPE = (2, 3, 45, 61)  # another N, H and W, odd at every stride: the saved program must keep them symbolic
 # Exported logits vs dygraph: max |diff| / max |logit|. Measured 0.0 here (other seeded weights give > 1); the margin is

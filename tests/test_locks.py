@@ -21,21 +21,37 @@ with locks.hold(Path(sys.argv[1])):
 
 
 def test_another_process_holding_it_makes_us_wait_until_it_dies(tmp_path: Path) -> None:
+    """Order, not the clock: a waiter gets the lock only after the holder died, and a short timeout gives up."""
     path = tmp_path / "locks" / "x.lock"
     child = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+    events: list[str] = []
+    waiting = threading.Event()
+
+    def waiter() -> None:
+        waiting.set()
+        with locks.hold(path, timeout=120) as got:
+            events.append(f"acquired {got}")
+
+    thread = threading.Thread(target=waiter)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "held"
-        start = time.monotonic()
         with locks.hold(path, timeout=0.3) as got:
             assert got is False  # gave up waiting; the block runs unlocked
-        assert time.monotonic() - start >= 0.25  # it waited before giving up (how much longer is the machine's load)
+        thread.start()
+        waiting.wait(10)
+        thread.join(1.0)  # a waiter that ignored the holder would be done by now
+        events.append("killed")
         child.kill()  # SIGKILL: the OS drops its lock, nothing is left behind
         child.wait(timeout=10)
+        thread.join(120)
+        assert events == ["killed", "acquired True"]
         with locks.hold(path, timeout=5) as got:
             assert got is True
     finally:
         child.kill()
         child.wait(timeout=10)
+        if thread.is_alive():
+            thread.join(10)
 
 
 def test_reentrant_in_one_thread_exclusive_between_threads(tmp_path: Path) -> None:

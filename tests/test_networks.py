@@ -34,7 +34,10 @@ try:
 except ImportError:  # running from a plain checkout, before the plugins are installed
     sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
-ARCHS = ("bisenet", "danet", "deeplabv3", "deeplabv3p", "fcn")
+from tests.discovered import BUILTIN_ARCHITECTURES  # noqa: E402 (after the checkout fallback above)
+
+# what discovery loads from zoo itself (a plain checkout has no entry points: the reference files then)
+ARCHS = tuple(BUILTIN_ARCHITECTURES) or tuple(sorted(p.name.split(".")[0] for p in REFERENCE_DIR.glob("*.params.tsv")))
 NUM_CLASSES = 19
 # (state-dict entries, values in them) of PaddleSeg's model, so the reference files themselves cannot drift
 SIZES = {
@@ -193,12 +196,21 @@ def _plugin_config(arch: str) -> tuple[dict, dict]:
     return module.PADDLESEG_CONFIG, module.PADDLESEG_DEFAULTS
 
 
+def test_every_builtin_architecture_has_its_paddleseg_reference():
+    assert set(ARCHS) == set(SIZES) == {p.name.split(".")[0] for p in REFERENCE_DIR.glob("*.params.tsv")}
+
+
 def test_plugin_config_is_the_paddleseg_release_2_4_config(arch):
     """The configuration each builder uses is, field for field, the model section of PaddleSeg's config file."""
-    doc = _reference_yaml(arch)
+    from urllib.parse import urlparse
+
     from zoo.registry import entries as registry
 
-    assert doc["config"] == registry.get(arch).config  # the file is the config the registry entry names
+    doc, entry = _reference_yaml(arch), registry.get(arch)
+    # PaddleSeg publishes trained weights at .../dygraph/cityscapes/<config name>/model.pdparams: the config this file
+    # copies and the one the registry entry names are the one its weights were published under
+    published = Path(urlparse(entry.artifacts["weights"].urls[0]).path).parent.name
+    assert doc["config"] == entry.config == published
     config, defaults = _plugin_config(arch)
     assert config == _architecture_fields(doc["model"])
     # defaults only fill what the config leaves out

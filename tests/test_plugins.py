@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_zoo
+from tests.discovered import declared
 from tests.models import UNET_DIST
 from zoo.registry import plugins, entries as registry
 from zoo.errors import PluginError
 from zoo.registry.spec import CITYSCAPES_LABELS, Architecture, pseudo_color_palette
 
-BUILTINS = {"bisenet", "danet", "deeplabv3", "deeplabv3p", "fcn"}
+BUILTINS = declared("zoo.architectures")  # what pyproject.toml registers, read without zoo
 
 
 def fake_dist(root: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> Path:
@@ -55,10 +56,11 @@ def broken_plugins(tmp_path, monkeypatch) -> Path:
 
 def test_builtins_load_through_entry_points():
     found = {p.name: p for p in plugins.discover()}
-    assert BUILTINS <= set(found)
+    assert set(BUILTINS) <= set(found)
     for name in BUILTINS:
         plugin = found[name]
         assert plugin.error is None and plugin.distribution == "zoo" and plugin.version
+        assert plugin.value == BUILTINS[name]
         arch = plugin.architecture
         assert isinstance(arch, Architecture) and arch.name == name
         assert arch.builder == f"zoo_{name}.network:build" and arch.labels == CITYSCAPES_LABELS
@@ -148,3 +150,20 @@ def test_builder_import_failure_is_a_plugin_error():
         plugins.load_builder(arch)
     with pytest.raises(PluginError, match="has no network builder"):
         plugins.load_builder(Architecture(name="nobuild", summary=""))
+
+
+def test_plugins_load_on_first_use_and_nothing_they_raise_escapes(tmp_path, monkeypatch):
+    """The one registry mechanism (zoo.registry.entrypoints): asking for one plugin imports that one only; a plugin
+    that exits or raises KeyboardInterrupt while imported is a broken record, not the end of zoo."""
+    import sys
+
+    root = fake_dist(tmp_path / "site", "zoo-rude", {"exits": "zoo_exits:PLUGIN", "interrupts": "zoo_interrupts:PLUGIN"},
+                     {"zoo_exits": "raise SystemExit(3)\n", "zoo_interrupts": "raise KeyboardInterrupt\n"})  # fmt: skip
+    monkeypatch.syspath_prepend(str(root))
+    assert plugins.get_architecture("fcn").name == "fcn"
+    assert "zoo_exits" not in sys.modules and "zoo_interrupts" not in sys.modules  # never imported for fcn
+    found = {p.name: p for p in plugins.discover()}
+    assert found["exits"].error.startswith("SystemExit: 3") and "reinstall or upgrade zoo-rude" in found["exits"].error
+    assert found["interrupts"].error.startswith("KeyboardInterrupt")
+    with pytest.raises(PluginError, match="plugin 'exits' failed to load: SystemExit"):
+        plugins.get_architecture("exits")

@@ -101,14 +101,16 @@ def test_offline_advice_is_a_command_that_works(served: Path, tmp_path: Path, ho
     assert (tmp_path / "out" / "s.labels.png").is_file()
 
 
-def test_convert_before_pull_advises_pull_and_says_nothing_else(served: Path):
+def test_convert_before_pull_pulls_first_like_every_command(served: Path):
     env = {"ZOO_REGISTRY": str(served)}
     proc = run_zoo("convert", NAME, env=env)
-    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr  # no "converting ..." first
-    command = advice(proc.stderr)[0]
-    assert command == f"zoo pull {NAME}"
-    assert run_advice(command, env).returncode == 0
-    assert run_zoo("convert", NAME, env=env).returncode == 0
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.index("pulling it") < proc.stderr.index(f"converting {NAME} to ONNX")
+    from zoo.store import cache
+
+    assert cache.cached_formats(NAME) == ["paddle", "onnx"] and Path(proc.stdout.strip()) == cache.onnx_model_path(NAME)
+    offline = run_zoo("convert", NAME, "--force", env={**env, "ZOO_OFFLINE": "1"})  # converting needs no network
+    assert offline.returncode == 0, offline.stderr
 
 
 def test_missing_onnx_advice_names_the_command_that_works(served: Path, monkeypatch: pytest.MonkeyPatch):
@@ -119,7 +121,7 @@ def test_missing_onnx_advice_names_the_command_that_works(served: Path, monkeypa
     with pytest.raises(NotCachedError) as info:
         cache.onnx_model_path(NAME)
     commands = advice(f"zoo: error: {info.value}")
-    assert commands == [f"zoo pull {NAME}", f"zoo convert {NAME}"]
+    assert commands == [f"zoo convert {NAME}"]  # it pulls what it needs first
     for command in commands:
         assert run_advice(command, env).returncode == 0, command
     assert cache.onnx_model_path(NAME).is_file()

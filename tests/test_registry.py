@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_zoo
+from tests.discovered import BUILTIN_ARCHITECTURES
 from zoo import config
 from zoo.registry import entries as registry
 from zoo.errors import RegistryError, UnknownModelError
@@ -38,7 +39,7 @@ def problems_of(path: Path) -> list[str]:
 
 
 def test_packaged_registry_has_the_five_release_2_4_models():
-    entries, _ = registry.parse_file(registry.PACKAGED, {"bisenet", "danet", "deeplabv3", "deeplabv3p", "fcn"})
+    entries, _ = registry.parse_file(registry.PACKAGED, set(BUILTIN_ARCHITECTURES))
     models = {e.name: e for e in entries}
     assert set(models) <= set(registry.load())
     expected = {

@@ -112,9 +112,12 @@ def test_pull_force_drops_conversions_of_the_old_model(models, http_server, use_
     ref = cache.get_ref(name)
     assert ref["paddle"]["sha256"] != ref.get("onnx", {}).get("sha256")
     assert "onnx" not in ref
-    # loading the ONNX model now converts the new Paddle model: it answers like Paddle Inference on that model
+    # loading the ONNX model (zoo.load: the public door) now converts the new Paddle model: it answers like Paddle
+    # Inference on that model
+    import zoo
+
     image = street_scene(40, 56, seed=3)
-    onnx_labels = runtime.load(name, backend="onnx", threads=1).predict(image)
+    onnx_labels = zoo.load(name, backend="onnx", threads=1).predict(image)
     np.testing.assert_array_equal(onnx_labels, runtime.load(name, backend="paddle", threads=1).predict(image))
     assert cache.get_ref(name)["onnx"]["from"] == cache.get_ref(name)["paddle"]["key"]
 

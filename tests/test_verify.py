@@ -1,7 +1,7 @@
 """zoo verify: the comparison metrics (pure numpy) and end to end on real tiny Paddle models and their ONNX conversions.
 
 Tolerances are stated where they are used; the defaults under test are labels >= 99.99% agreement and logits
-allclose(rtol=1e-3, atol=1e-4 * max|paddle|).
+allclose(rtol=1e-3, atol=1e-4 * max|reference|).
 """
 
 from __future__ import annotations
@@ -53,12 +53,12 @@ def test_patch_of_flips_gives_exact_counts_iou_and_bbox():
     assert c.max_abs_diff == 2.0  # |3 - 2| and |0 - 2|
     # road: 2560 paddle px, 2460 onnx px, 2460 shared -> IoU 2460/2560; building appears only in ONNX -> IoU 0
     assert c.class_iou == {"road": round(2460 / 2560, 6), "building": 0.0, "car": round(2460 / 2560, 6)}
-    assert c.class_pixels["building"] == {"paddle": 0, "onnx": 200, "both": 0}
+    assert c.class_pixels["building"] == {"reference": 0, "candidate": 200, "both": 0}
     assert c.where.bbox == (30, 49, 10, 19)
     assert int(c.where.grid.sum()) == 200
     assert {tuple(r["cell"]) for r in c.where.regions} <= {(1, 3), (1, 4), (2, 3), (2, 4)}
     assert c.where.regions[0]["pixels"] == 60  # cell rows 8..15 hold rows 10..15 of the patch: 6 x 10 px
-    assert {(p["paddle"], p["onnx"], p["pixels"]) for p in c.confusions} == {
+    assert {(p["reference"], p["candidate"], p["pixels"]) for p in c.confusions} == {
         ("road", "building", 100), ("car", "building", 100)}  # fmt: skip
     assert c.mask.shape == (64, 80) and int(c.mask.sum()) == 200
     line = c.summary()
@@ -70,8 +70,22 @@ def test_int32_and_int64_labels_compare_equal():
     a = _labels()
     c = compare(a, a.astype(np.int64))  # PaddleSeg release/2.4 exports wrote int64
     assert c.kind == "labels" and c.passed and c.max_abs_diff == 0.0
-    assert c.as_dict()["dtype"] == {"paddle": "int32", "onnx": "int64"}
+    assert c.as_dict()["dtype"] == {"reference": "int32", "candidate": "int64"}
     assert compare(a[0], a[:, None].astype(np.int64)).passed  # [H, W] vs [N, 1, H, W]
+
+
+def test_json_keys_name_what_ran_on_each_side():
+    a = _labels()
+    b = a.copy()
+    b[0, 0, :10] = 3  # ten road pixels become car
+    sides = ("paddle/fp32", "onnx/int8")
+    parts = [compare(a, b, labels=LABELS, names=sides), compare(a, a, labels=LABELS, names=sides)]
+    for doc in (parts[0].as_dict(), verify.combine(parts).as_dict()):
+        assert doc["dtype"] == {"paddle/fp32": "int32", "onnx/int8": "int32"}
+        assert doc["class_pixels"]["car"]["onnx/int8"] - doc["class_pixels"]["car"]["paddle/fp32"] == 10
+        assert doc["confusions"] == [{"paddle/fp32": "road", "onnx/int8": "car", "pixels": 10}]
+    mismatch = compare(a, a.astype(np.float32), names=sides)
+    assert mismatch.kind == "mismatch" and "paddle/fp32 gives int32 labels, onnx/int8 float32" in mismatch.problem
 
 
 def test_label_tolerance_allows_a_few_pixels():
@@ -169,7 +183,7 @@ def test_nonfinite_logits_fail_and_stay_valid_json():
     c = compare_logits(a, b)
     assert not c.passed and c.nonfinite == (0, 1) and c.max_abs_diff == float("inf")
     data = json.loads(json.dumps(c.as_dict(), allow_nan=False))
-    assert data["max_abs_diff"] is None and data["nonfinite"] == {"paddle": 0, "onnx": 1}
+    assert data["max_abs_diff"] is None and data["nonfinite"] == {"reference": 0, "candidate": 1}
 
 
 def test_combine_sums_images():
@@ -179,7 +193,7 @@ def test_combine_sums_images():
     parts = [compare_labels(a, a, labels=LABELS), compare_labels(a, b, labels=LABELS)]
     total = verify.combine(parts)
     assert (total.pixels, total.flipped, total.passed) == (10240, 10, False)
-    assert total.class_pixels["road"] == {"paddle": 5120, "onnx": 5110, "both": 5110}
+    assert total.class_pixels["road"] == {"reference": 5120, "candidate": 5110, "both": 5110}
 
 
 # ---- end to end on real models ----------------------------------------------------------------------------------
@@ -237,7 +251,10 @@ def test_argmax_model_passes(installed):
     assert result.overall.agreement == 1.0 and result.overall.max_abs_diff == 0.0  # exact: same class ids
     data = result.as_dict()
     assert data["images"][0]["size"] == [48, 64] and data["output_op"] == "argmax" and data["weights"] == "random"
-    assert data["summary"].startswith("PASS") and data["backends"]["paddle"]["threads"] == 1
+    assert data["summary"].startswith("PASS") and data["backends"]["paddle/fp32"]["threads"] == 1
+    assert (data["reference"], data["candidate"]) == ("paddle/fp32", "onnx/fp32")  # the specs' reference, default
+    assert data["models"]["onnx/fp32"]["sha256"] == cache.sha256_file(Path(data["models"]["onnx/fp32"]["path"]))
+    assert {m["device"] for m in data["models"].values()} == {"cpu"}
     json.dumps(data, allow_nan=False)
 
 
@@ -287,7 +304,7 @@ def test_onnx_of_an_older_paddle_model_is_not_compared(installed, models: ModelS
     stale = {k: v for k, v in cache.get_ref(NAME)["onnx"].items() if k not in ("from", "updated")}
     models.install(NAME, output_op="argmax", seed=1)  # re-exported with other weights since the conversion
     # the re-export dropped the conversion of the old model (issue 12 item 9)
-    with pytest.raises(NotCachedError, match=f"no ONNX model in the cache; run 'zoo convert {NAME}'"):
+    with pytest.raises(NotCachedError, match=f"(?i)no onnx model in the cache; run 'zoo convert {NAME}'"):
         verify.verify_model(NAME, size=(16, 16), count=1, convert=False)
     # a ref that does not say what it was converted from (written by hand, or by an older zoo): the file's own
     # metadata still tells, and verify refuses to compare two different networks
@@ -297,7 +314,8 @@ def test_onnx_of_an_older_paddle_model_is_not_compared(installed, models: ModelS
     result = verify.verify_model(NAME, size=(16, 16), count=1)  # converts the current one first
     from zoo.make.convert import read_metadata
 
-    assert result.passed and read_metadata(Path(result.onnx_model))["paddle_key"] == Path(result.paddle_model).name
+    paddle_dir, onnx_file = (Path(result.models[side]["path"]) for side in result.pair)
+    assert result.passed and read_metadata(onnx_file)["paddle_key"] == paddle_dir.name
 
 
 def test_cli_altered_weight_fails_with_how_much_where_report_and_json(installed, tmp_path: Path):
@@ -335,3 +353,13 @@ def test_cli_pass_exits_0_with_one_json_object(installed):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["passed"] is True and data["overall"]["flipped"] == 0 and data["report"] is None
+
+
+def test_one_backend_against_itself_at_another_precision_is_a_pair(installed):
+    """Sides are named backend/precision: onnx/fp32 vs onnx/fp32 is no comparison, the same backend at two precisions
+    is one (its keys differ)."""
+    from zoo.errors import BackendError
+
+    installed("argmax")
+    with pytest.raises(BackendError, match="two different backends or precisions"):
+        verify.verify_model(NAME, backends=("onnx", "onnx"), size=(16, 16), count=1)

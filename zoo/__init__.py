@@ -33,12 +33,9 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     """``__version__``, ``Artifact`` and ``ModelEntry`` on first use: ``zoo --help`` needs none of them."""
     if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
+        from zoo.util import version
 
-        try:
-            return version("zoo")
-        except PackageNotFoundError:  # running from a source tree that was never installed
-            return "0.0.0+unknown"
+        return version()
     if name in ("Artifact", "ModelEntry"):
         from zoo.registry import entries as registry
 
@@ -112,12 +109,15 @@ def architecture(name: str) -> Architecture:
     return _plugins.get_architecture(name)
 
 
-def load(model: Any, *, backend: str = "onnx", device: str = "cpu", threads: int | None = None,
+def load(model: Any, *, backend: str | None = None, device: str = "cpu", threads: int | None = None,
          precision: str = "fp32"):  # fmt: skip
-    """A cached model (registry name or handle), a .onnx file or a Paddle model folder, ready to ``predict(rgb)``."""
+    """A registered model (name or handle; pulled and converted first when missing), a .onnx file or a Paddle model
+    folder, ready to ``predict(rgb)``; ``backend`` None: the default backend (``zoo plugins``)."""
+    from zoo.make import ensure
     from zoo.runners import runtime
 
-    return runtime.load(model, backend=backend, device=device, threads=threads, precision=precision)
+    target = ensure.prepare(model, backend, precision)  # the one door: ZOO_OFFLINE=1 refuses a download there
+    return runtime.load(target, backend=backend, device=device, threads=threads, precision=precision)
 
 
 def verify_model(name: Any, **kwargs):
@@ -128,8 +128,9 @@ def verify_model(name: Any, **kwargs):
     return verify.verify_model(name, **kwargs)
 
 
-def evaluate(model, data, *, backends=("onnx",), **kwargs):
-    """Score a model on labelled data on each backend, as PaddleSeg does (see ``zoo.measure.evaluation.evaluate``)."""
+def evaluate(model, data, *, backends=None, **kwargs):
+    """Score a model on labelled data on each backend (None: the default backend), as PaddleSeg does (see
+    ``zoo.measure.evaluation.evaluate``)."""
     from zoo.measure import evaluation
 
-    return evaluation.evaluate(model, data, backends=backends, **kwargs)
+    return evaluation.evaluate(model, data, backends=(None,) if backends is None else backends, **kwargs)

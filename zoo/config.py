@@ -20,6 +20,7 @@ Nothing here creates directories: callers create what they write into.
 | ZOO_DEADLINE        | seconds one source (URL or mirror) may take, retries included (3600)  |
 | ZOO_MAX_UNPACKED    | bytes one model archive may unpack to (1073741824 = 1 GiB)            |
 | ZOO_MAX_RATIO       | unpacked size / archive size allowed beyond the first MiB (100)        |
+| ZOO_SERVE_TOKEN     | bearer token zoo serve requires (when --token is not given)           |
 """
 
 from __future__ import annotations
@@ -175,3 +176,12 @@ def max_unpacked() -> int:
 def max_ratio() -> int:
     """ZOO_MAX_RATIO: how many times its own size an archive may unpack to (default 100)."""
     return int(_number("ZOO_MAX_RATIO", 100, integer=True))
+
+
+# ---- zoo serve (read by zoo/cli/cmd_serve.py) ----
+
+
+def serve_token() -> str | None:
+    """ZOO_SERVE_TOKEN: the bearer token ``zoo serve`` requires, or None (no auth)."""
+    value = os.environ.get("ZOO_SERVE_TOKEN", "").strip()
+    return value or None

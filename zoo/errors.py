@@ -17,12 +17,16 @@ callers of the Python API can catch ``KeyError``, ``ValueError``, ``OSError`` ..
     ├── ConversionError        (RuntimeError)      paddle2onnx failed or produced an unusable model
     ├── BackendError           (RuntimeError)      an inference backend or device is unavailable or failed
     ├── ImageError             (ValueError)        an input is not an image zoo can segment
+    │   └── ImageTooLargeError                      ... because it has more pixels (or bytes) than zoo's caps
     ├── InvalidNameError       (ValueError)        a model name breaks the registry's naming rule
     ├── DiskFullError          (OSError)           no space or quota left for a write; nothing half-written kept
     ├── EngineError            (RuntimeError)      the Ray engine is not installed, cannot connect, or its job failed
     ├── QuantizationError      (ValueError)        a reduced-precision variant could not be made
     ├── DatasetError           (ValueError)        an evaluation data set or one of its labels cannot be read
-    └── EvalError              (ValueError)        an evaluation cannot run as asked (slide/aug on an argmax model)
+    ├── EvalError              (ValueError)        an evaluation cannot run as asked (slide/aug on an argmax model)
+    ├── PrecisionError         (ValueError)        a precision (or artifact kind) zoo does not make, or the backend can't run
+    └── ServeError             (RuntimeError)      zoo serve cannot start (extra not installed, port taken, TLS files)
+        └── RequestError       (ValueError)        one request to zoo serve is refused; carries its HTTP status
 """
 
 from __future__ import annotations
@@ -94,6 +98,10 @@ class ImageError(ZooError, ValueError):
     """An input file is not an image zoo can segment."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image is over zoo's caps (pixels, file size): refused before it is decoded."""
+
+
 class InvalidNameError(ZooError, ValueError):
     """A model name breaks the registry's naming rule (so it can never be turned into a cache path)."""
 
@@ -116,3 +124,20 @@ class DatasetError(ZooError, ValueError):
 
 class EvalError(ZooError, ValueError):
     """An evaluation cannot run as asked (e.g. sliding-window inference on a model that outputs class ids)."""
+
+
+class PrecisionError(ZooError, ValueError):
+    """A precision or artifact kind zoo does not make (zoo/store/artifacts.py), or that the chosen backend cannot run."""
+
+
+class ServeError(ZooError, RuntimeError):
+    """``zoo serve`` cannot start: its extra is not installed, the port is taken, the TLS files are unusable."""
+
+
+class RequestError(ServeError, ValueError):
+    """One HTTP request to ``zoo serve`` is refused; ``status`` is its HTTP code, ``headers`` any to add."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.headers = dict(headers or {})

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoo.errors import ImageError
+from zoo.errors import ImageError, ImageTooLargeError
 
 if TYPE_CHECKING:  # numpy stays out of `zoo --help`
     import numpy as np
@@ -93,7 +93,7 @@ def _read_bytes(path: Path) -> bytes:
         if size == 0:
             raise ImageError(f"{path}: the file is empty (0 bytes); {ACCEPTED}")
         if size > MAX_FILE_BYTES:
-            raise ImageError(f"{path}: the file is too large ({size >> 20} MiB); {ACCEPTED}")
+            raise ImageTooLargeError(f"{path}: the file is too large ({size >> 20} MiB); {ACCEPTED}")
         return path.read_bytes()
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
@@ -107,7 +107,7 @@ def _check_size(path: Path, width: int, height: int) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"{path}: the header gives an empty image ({height}x{width} HxW); the file is corrupt")
     if width * height > MAX_PIXELS:
-        raise ImageError(
+        raise ImageTooLargeError(
             f"{path}: the image is too large ({height}x{width} HxW = {width * height / 1e6:.0f} megapixels); "
             f"zoo segments images up to {MAX_PIXELS // 1_000_000} megapixels — downscale or tile it first"
         )
@@ -290,7 +290,7 @@ def _decode_bytes(path: Path, data: bytes, header: _Header) -> Decoded:
     except cv2.error as exc:
         reason = str(exc).strip().splitlines()[-1]
         if "CV_IO_MAX_IMAGE_PIXELS" in reason:
-            raise ImageError(f"{path}: the image is too large; {ACCEPTED}") from None
+            raise ImageTooLargeError(f"{path}: the image is too large; {ACCEPTED}") from None
         raise ImageError(f"{path}: OpenCV cannot decode this {header.format} file ({reason}); {ACCEPTED}") from None
     if image is None or image.size == 0:
         raise ImageError(f"{path}: this {header.format} file is corrupt or uses an unsupported variant; {ACCEPTED}")

@@ -15,6 +15,28 @@ CHUNK = 1 << 20  # bytes read at a time when hashing
 OUTPUT_OPS = ("argmax", "softmax", "none")  # what an exported graph ends with: class ids, probabilities, logits
 
 
+def version() -> str:
+    """zoo's installed version (``0.0.0+unknown`` from a source tree never installed); ``zoo.__version__`` is this."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("zoo")
+    except PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` (``512x1024``, ``512X1024`` or ``512×1024``) → (height, width); ValueError unless both are positive."""
+    parts = re.split(r"[xX×]", text.strip())
+    try:
+        h, w = (int(v) for v in parts)
+    except ValueError:
+        h = w = 0
+    if len(parts) != 2 or h < 1 or w < 1:
+        raise ValueError(f"expected HxW with positive numbers, such as 512x1024, got {text!r}")
+    return h, w
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none): errors stay one line."""
     text = str(exc).strip()

@@ -9,6 +9,7 @@ from zoo.cli._app import app, split_global_options, use_zoo_commands
 from zoo.cli import cmd_bench, cmd_convert, cmd_export, cmd_models, cmd_run, cmd_store, cmd_verify  # noqa: F401
 from zoo.cli import cmd_quantize  # noqa: F401,E402
 from zoo.cli import cmd_eval  # noqa: F401,E402
+from zoo.cli import cmd_serve  # noqa: F401,E402
 
 use_zoo_commands()
 

@@ -118,9 +118,13 @@ def backend_name(value: str, *extra: str) -> str:
 
 
 def backend_list(value: str) -> str:
-    """``zoo bench --backend A[,B...]``: registered backends, comma-separated; ``both`` is onnx,paddle."""
+    """``zoo bench --backend A[,B...]``: registered backends, comma-separated; ``both`` is the default backend and the
+    reference one (what their specs say: onnx and paddle as zoo ships)."""
+    from zoo.registry import backends
+
     names = [backend_name(v.strip(), "both") for v in str(value).split(",") if v.strip()]
-    expanded = [n for v in names for n in (("onnx", "paddle") if v == "both" else (v,))]
+    both = (backends.default_backend().name, backends.reference_backend().name)
+    expanded = [n for v in names for n in (both if v == "both" else (v,))]
     if not expanded:
         raise typer.BadParameter("give at least one backend, e.g. onnx or onnx,openvino,paddle")
     return ",".join(dict.fromkeys(expanded))  # in the order given, each once
@@ -208,9 +212,9 @@ def repeat_multi_options(argv: list[str]) -> list[str]:
 
 def _version(value: bool) -> None:
     if value:
-        from zoo import __version__
+        from zoo.util import version
 
-        typer.echo(f"zoo {__version__}")
+        typer.echo(f"zoo {version()}")
         raise typer.Exit()
 
 
@@ -236,18 +240,13 @@ def _root(
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``--size HxW`` (``512x1024``, ``512X1024`` or ``512×1024``) → (height, width); every command parses it here."""
-    import re
+    """``--size HxW`` → (height, width) (:func:`zoo.util.parse_size`), a usage error otherwise."""
+    from zoo import util
 
-    parts = re.split(r"[xX×]", text.strip())
     try:
-        h, w = (int(v) for v in parts)
-    except ValueError:
-        h = w = 0
-    if len(parts) != 2 or h < 1 or w < 1:
-        raise typer.BadParameter(f"expected HxW with positive numbers, such as 512x1024, got {text!r}",
-                                 param_hint="--size")  # fmt: skip
-    return h, w
+        return util.parse_size(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--size") from None
 
 
 def print_json(obj: Any) -> None:

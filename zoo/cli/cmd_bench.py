@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from pathlib import Path
 from typing import Optional
 
@@ -12,15 +11,15 @@ from zoo.cli._app import (JsonFlag, ModelName, Threads, WideFlag, app, backend_l
                           table)
 
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+def _precisions(text: str, backends: tuple[str, ...]) -> tuple[str, ...]:
+    """``--precision fp32,int8`` → ("fp32", "int8"); a usage error for one no measured backend declares."""
+    from zoo.registry import backends as registered
 
-
-def _precisions(text: str) -> tuple[str, ...]:
-    """``--precision fp32,int8`` → ("fp32", "int8"); usage error for a name zoo does not know."""
+    declared = tuple(dict.fromkeys(p for b in backends for p in registered.get(b).precisions))
     names = tuple(p.strip() for p in text.split(",") if p.strip())
-    bad = [p for p in names if p not in PRECISIONS]
-    if bad or not names:
-        raise typer.BadParameter(f"choose from {', '.join(PRECISIONS)}, got {text!r}", param_hint="--precision")
+    if not names or any(p not in declared for p in names):
+        raise typer.BadParameter(f"{', '.join(backends)} run {', '.join(declared)}; got {text!r}",
+                                 param_hint="--precision")  # fmt: skip
     return names
 
 
@@ -28,13 +27,16 @@ def _precisions(text: str) -> tuple[str, ...]:
 def bench(
     name: ModelName,
     backend: str = typer.Option("both", "--backend", metavar="NAME[,NAME...]", parser=backend_list,
-                                help="Backends to measure (see 'zoo plugins'); both = onnx,paddle."),  # fmt: skip
+                                help="Backends to measure (see 'zoo plugins'); both = the default and the reference "
+                                     "backend (onnx,paddle as zoo ships)."),  # fmt: skip
     size: str = typer.Option("512x1024", "--size", metavar="HxW", help="Input image height x width."),
     threads: Threads = None,
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed images first."),
     runs: int = typer.Option(10, "--runs", min=1, help="Timed images."),
     precision: str = typer.Option("fp32", "--precision", metavar="P[,P...]",
-                                  help="Precisions to run on each backend that has them: fp32, bf16, fp16, int8."),
+                                  help="Precisions to run on each backend that declares them (see 'zoo plugins')."),
+    device: Optional[str] = typer.Option(  # noqa: UP007 - typer needs Optional here
+        None, "--device", help="Where every backend runs (default: each backend's first declared device)."),
     json_: JsonFlag = False,
     wide: WideFlag = False,
     report: Optional[Path] = typer.Option(None, "--report", metavar="DIR",  # noqa: UP007 - typer needs Optional
@@ -47,7 +49,8 @@ def bench(
     hw = parse_size(size)
     backends = tuple(backend.split(","))
     result = bench_mod.bench(catalog.resolve(name), backends=backends, size=hw, threads=threads, warmup=warmup,
-                             runs=runs, progress=info, precisions=_precisions(precision))  # fmt: skip
+                             runs=runs, progress=info, precisions=_precisions(precision, backends),
+                             device=device)  # fmt: skip
     if report is not None:
         from zoo.measure import bench_report
 
@@ -83,7 +86,7 @@ def bench(
         say(f"{key} FAILED: {why}")
     ratio = result.ratio()
     if ratio:
-        say(f"onnx/paddle: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "
+        say(f"{ratio['of']} ÷ {ratio['over']}: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "
                    f"throughput {ratio['throughput']:.2f}x, peak RSS {ratio['peak_rss']:.2f}x")  # fmt: skip
     if result.failed:
         raise typer.Exit(1)

@@ -44,11 +44,11 @@ def convert(
         if output is not None or architecture is not None:
             raise typer.BadParameter("--output and --architecture are for a folder; a named model goes to the cache "
                                      f"(see 'zoo cache path {target} --format onnx')")  # fmt: skip
+        from zoo.make import ensure
         from zoo.registry import catalog
-        from zoo.store import cache
 
-        handle = catalog.resolve(target)  # an unknown name or
-        cache.paddle_model_dir(target)  # a model not pulled yet fails here, before "converting" is said
+        handle = catalog.resolve(target)  # an unknown name fails here; a model not pulled yet is pulled first
+        ensure.ensure(handle, "paddle", progress=info)
         if not json_:
             info(f"converting {target} to ONNX (opset {opset}) ...")
         from zoo import progress

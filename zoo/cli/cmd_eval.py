@@ -1,6 +1,7 @@
 """zoo eval: accuracy on labelled data (PaddleSeg's mIoU, accuracy, Kappa, Dice), one column per backend.
 
-The work is zoo/measure/evaluation.py's; this parses, prints one table (or JSON) and writes the --report folder.
+The work is zoo/measure/evaluation.py's, with its per-image step here (--engine local) or on Ray actors
+(zoo/engines/ray_eval.py); either way this parses, prints one table (or JSON) and writes the --report folder.
 Ctrl-C prints the partial result and exits 130.
 """
 
@@ -14,6 +15,9 @@ from typing import Any, Optional
 import typer
 
 from zoo.cli._app import app, info, parse_size, print_json, stdout_to_stderr
+from zoo.cli.engine_options import (AddressFlag, BatchSizeFlag, EngineFlag, ThreadsPerWorkerFlag, WorkersFlag,
+                                   ray_options)
+from zoo.store import artifacts
 
 
 def parse_hw(text: str | None, option: str) -> tuple[int, int] | None:
@@ -43,8 +47,9 @@ def eval_(
                               help="Cityscapes root, PaddleSeg list file ('image label' lines) or a folder with "
                                    "images/ + labels/ (train ids; 255 ignored)."),  # fmt: skip
     split: str = typer.Option("val", "--split", help="Cityscapes split to read."),
-    backend: str = typer.Option("onnx", "--backend", metavar="NAME[,NAME...]",
-                                help="Backends to evaluate side by side, e.g. onnx,paddle."),  # fmt: skip
+    backend: Optional[str] = typer.Option(None, "--backend", metavar="NAME[,NAME...]",  # noqa: UP007
+                                          help="Backends to evaluate side by side, e.g. onnx,paddle "
+                                               "(default: the backend marked default, see 'zoo plugins')."),  # fmt: skip
     precision: str = typer.Option("fp32", "--precision", metavar="P[,P...]",
                                   help="Precisions to evaluate on each backend, e.g. fp32,int8 (see 'zoo quantize')."),
     device: str = typer.Option("cpu", "--device", help="cpu or gpu."),
@@ -60,11 +65,11 @@ def eval_(
     absent_one: bool = typer.Option(False, "--absent-one",
                                     help="A class absent from prediction and labels scores IoU 1 (PaddleSeg >= 2.9) "
                                          "instead of 0 (<= 2.8, the registry's published numbers)."),  # fmt: skip
-    engine: str = typer.Option("local", "--engine", metavar="local|ray", help="ray: Ray Data workers (zoo[ray])."),
-    address: Optional[str] = typer.Option(None, "--address", help="ray: 'auto' or ray://HOST:PORT."),  # noqa: UP007
-    workers: int = typer.Option(2, "--workers", min=1, help="ray: worker actors, each with its own session."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="ray: images per batch sent to a worker."),
-    threads_per_worker: int = typer.Option(1, "--threads-per-worker", min=1, help="ray: threads (CPUs) per worker."),
+    engine: EngineFlag = "local",
+    address: AddressFlag = None,
+    workers: WorkersFlag = None,
+    batch_size: BatchSizeFlag = None,
+    threads_per_worker: ThreadsPerWorkerFlag = None,
     json_: bool = typer.Option(False, "--json", help="Print everything as one JSON object."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="DIR",  # noqa: UP007
                                           help="Write eval.json, a per-class IoU chart and the worst images here."),  # fmt: skip
@@ -75,36 +80,48 @@ def eval_(
 
     options = evaluation.Options(mode, parse_hw(crop, "--crop"), parse_hw(stride, "--stride"), _scales(scales), flip)
     options.check()  # before any model loads
-    names = [b.strip() for b in backend.split(",") if b.strip()]
+    from zoo.registry import backends
+
+    names = [b.strip() for b in backend.split(",") if b.strip()] if backend is not None else [backends.default_backend().name]
     if not names:
         raise typer.BadParameter("--backend needs at least one name, e.g. onnx or onnx,paddle")
     precisions = [p.strip() for p in precision.split(",") if p.strip()]
     if not precisions:
-        raise typer.BadParameter("--precision needs at least one of fp32, bf16, fp16, int8", param_hint="--precision")
-    target = runtime.resolve_target(model)  # a name is looked up once
-    dataset = datasets.open_dataset(data, split=split)
-    if engine not in ("local", "ray"):
-        raise typer.BadParameter(f"choose local or ray, got {engine!r}", param_hint="--engine")
-    if engine == "ray":  # confusion areas summed on the workers; zoo/cli/cmd_eval_ray.py
-        from zoo.cli.cmd_eval_ray import eval_on_ray
+        raise typer.BadParameter(f"--precision needs at least one of {', '.join(artifacts.PRECISIONS)}",
+                                 param_hint="--precision")
+    ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
+                      threads_per_worker=threads_per_worker, threads=threads)  # before any model loads
+    from zoo.make import ensure
 
-        whole = options.mode == "whole" and options.scales == (1.0,) and not options.flip
-        return eval_on_ray(model, dataset, backends=names, precisions=precisions, whole=whole, limit=limit,
-                           absent="one" if absent_one else "zero", json_=json_, address=address, workers=workers,
-                           batch_size=batch_size, threads=threads_per_worker)  # fmt: skip
+    target = runtime.resolve_target(model)  # a name is looked up once
+    for name in names:  # what each backend runs at each precision is brought into the cache first
+        for p in precisions:
+            ensure.prepare(target, name, p, progress=info)
+    dataset = datasets.open_dataset(data, split=split)
+    shared: dict[str, Any] = {
+        "options": options, "limit": limit, "skip_bad": skip_bad, "absent": "one" if absent_one else "zero",
+        "progress": True, "keep_worst": evaluation.WORST if report else 0,
+        "reference_miou": evaluation.reference_miou(model, dataset),
+    }  # fmt: skip
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", runtime.MetadataWarning)
-            loaded = [runtime.load(target, backend=name, device=device, threads=threads, precision=p)
-                      for name in names for p in precisions]  # fmt: skip
-            count = min(limit or len(dataset.samples), len(dataset.samples))
-            of = f"{count} of {len(dataset.samples)}" if count < len(dataset.samples) else f"all {count}"
-            info(f"evaluating {loaded[0].name} on {dataset.path} ({dataset.layout}): {of} images, "
-                 f"{', '.join(f'{m.backend}/{m.precision}' for m in loaded)}")  # fmt: skip
-            result = evaluation.run(loaded, dataset, options=options, limit=limit, skip_bad=skip_bad,
-                                    absent="one" if absent_one else "zero", progress=True,
-                                    keep_worst=evaluation.WORST if report else 0,
-                                    reference_miou=evaluation.reference_miou(model, dataset))  # fmt: skip
+            if ray is not None:  # the same evaluation, its per-image step on Ray actors
+                from zoo.engines import ray_cluster, ray_eval
+
+                try:
+                    result = ray_eval.evaluate(target, dataset, backends=names, precisions=precisions,
+                                               device=device, ray=ray, announce=info, **shared)  # fmt: skip
+                finally:
+                    ray_cluster.disconnect()
+            else:
+                loaded = [runtime.load(target, backend=name, device=device, threads=threads, precision=p)
+                          for name in names for p in precisions]  # fmt: skip
+                count = min(limit or len(dataset.samples), len(dataset.samples))
+                of = f"{count} of {len(dataset.samples)}" if count < len(dataset.samples) else f"all {count}"
+                info(f"evaluating {loaded[0].name} on {dataset.path} ({dataset.layout}): {of} images, "
+                     f"{', '.join(f'{m.backend}/{m.precision}' for m in loaded)}")  # fmt: skip
+                result = evaluation.run(loaded, dataset, **shared)
         for w in caught:
             if issubclass(w.category, runtime.MetadataWarning):
                 info(f"zoo: warning: {w.message}")

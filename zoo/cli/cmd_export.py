@@ -23,16 +23,20 @@ def export(
     """Export NAME's network with trained (or seeded random) weights into the cache."""
     from zoo.make import export as export_mod
     from zoo.registry import catalog
-    from zoo.store import cache
+    from zoo.store import cache, repair
 
     from zoo import progress
 
+    handle = catalog.resolve(name)
+    before = repair.remakers(handle.name)  # what a new Paddle model drops, and the commands that remake it
     with progress.spinner(f"exporting {name}: building the network, loading weights"):
-        folder = export_mod.export_model(catalog.resolve(name), weights=weights, output_op=output_op, seed=seed,
-                                         legacy=legacy)  # fmt: skip
+        folder = export_mod.export_model(handle, weights=weights, output_op=output_op, seed=seed, legacy=legacy)
     provenance = cache.read_manifest(folder)["provenance"]
+    if note := repair.dropped(handle.name, before):
+        info(f"note: {note}")
     if json_:
-        print_json({"name": name, "path": str(folder), **provenance})
+        print_json({"name": name, "path": str(folder), **provenance,
+                    "dropped": [k for k in before if k not in cache.variants(handle.name)]})  # fmt: skip
         return
     if provenance["weights"] == "random":
         info(f"note: {name} has UNTRAINED random weights (seed {seed}); its masks are noise, fine for testing only")

@@ -9,13 +9,16 @@ from typing import Optional
 import typer
 
 from zoo.cli._app import app, info, parse_size, print_json, stdout_to_stderr
+from zoo.store import artifacts
 from zoo.util import peak_rss_mb
+
+PRECISIONS = tuple(p for kind in artifacts.made_by("quantize") for p in kind.precisions)
 
 
 @app.command()
 def quantize(
     name: str = typer.Argument(..., help="Model name (see 'zoo list')."),
-    precision: str = typer.Option(..., "--precision", metavar="int8|fp16", help="Variant to make."),
+    precision: str = typer.Option(..., "--precision", metavar="|".join(PRECISIONS), help="Variant to make."),
     calib: Optional[Path] = typer.Option(  # noqa: UP007 - typer needs Optional here
         None, "--calib", metavar="DIR", help="int8: folder of calibration images (preprocessed like zoo run)."
     ),
@@ -30,14 +33,23 @@ def quantize(
     force: bool = typer.Option(False, "--force", help="Make the variant again even if the same one is cached."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
-    """Make a reduced-precision ONNX variant (onnx-int8, onnx-fp16) of a model, deterministic for the same inputs."""
-    from zoo.make import quantize as quantize_mod
+    """Make a reduced-precision ONNX variant of a model, deterministic for the same inputs; a model not cached yet is
+    pulled and converted first."""
+    from zoo.make import ensure, quantize as quantize_mod
     from zoo.registry import catalog
 
+    quantize_mod.check_calibration(precision, calib, calib_synthetic)  # before anything is pulled for it
+    hw = parse_size(size)
     ops = tuple(op.strip() for op in exclude.split(",") if op.strip())
+    handle = catalog.resolve(name)
+    kind = artifacts.kind_for("onnx", precision)
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
+        from zoo import progress
+
+        with progress.spinner(f"getting the {kind.derives_from or artifacts.ROOT} model of {name}"):
+            source = ensure.ensure(handle, kind.derives_from or artifacts.ROOT, progress=info)  # pulled, converted
         result = quantize_mod.quantize_model(
-            catalog.resolve(name), precision=precision, calib_dir=calib, calib_synthetic=calib_synthetic, size=parse_size(size),
+            handle, source, precision=precision, calib_dir=calib, calib_synthetic=calib_synthetic, size=hw,
             method=method, per_channel=per_channel, exclude=ops, seed=seed, force=force, say=info,
         )  # fmt: skip
     if json_:

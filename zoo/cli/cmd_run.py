@@ -15,17 +15,15 @@ from typing import Any, Optional
 import typer
 
 from zoo.cli._app import app, backend_name, info, print_json, say, show_result, stdout_to_stderr, zoo_warnings
+from zoo.cli.engine_options import (AddressFlag, BatchSizeFlag, EngineFlag, ThreadsPerWorkerFlag, WorkersFlag,
+                                   ray_options)
 from zoo.errors import ImageError
+from zoo.store import artifacts
 
 
 class Device(str, Enum):
     cpu = "cpu"
     gpu = "gpu"
-
-
-class Engine(str, Enum):
-    local = "local"
-    ray = "ray"
 
 
 @app.command()
@@ -37,8 +35,9 @@ def run(
     ),  # fmt: skip
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders of images, glob patterns."),
     out: Path = typer.Option(Path("zoo-out"), "--out", "-o", metavar="DIR", help="Where to write the results."),
-    backend: str = typer.Option("onnx", "--backend", metavar="NAME", parser=backend_name,
-                                help="Inference backend: onnx, paddle or a plugin's (see 'zoo plugins')."),  # fmt: skip
+    backend: Optional[str] = typer.Option(  # noqa: UP007 - typer needs Optional here
+        None, "--backend", metavar="NAME", parser=backend_name,
+        help="Inference backend: onnx, paddle or a plugin's (see 'zoo plugins'); default: the one marked default."),
     device: Device = typer.Option(Device.cpu, "--device", help="gpu fails unless the model really runs on CUDA."),
     threads: Optional[int] = typer.Option(  # noqa: UP007 - typer needs Optional here
         None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
@@ -46,62 +45,56 @@ def run(
     json_: bool = typer.Option(False, "--json", help="Print the per-image summaries as one JSON array on stdout."),
     every: int = typer.Option(1, "--every", min=1, metavar="N", help="Videos: segment every N-th frame."),
     label_maps: bool = typer.Option(False, "--label-maps", help="Videos: also write each frame's label map (PNG)."),
-    precision: str = typer.Option("fp32", "--precision", metavar="fp32|bf16|fp16|int8",
+    precision: str = typer.Option("fp32", "--precision", metavar=artifacts.PRECISION_HELP,
                                   help="Run a reduced-precision variant (see 'zoo quantize') or engine precision."),
     offline: bool = typer.Option(
         False, "--offline", "--no-fetch", help="Never download: a model missing from the cache is an error."
     ),
-    engine: Engine = typer.Option(Engine.local, "--engine", help="local, or ray: Ray Data workers (zoo[ray])."),
-    address: Optional[str] = typer.Option(  # noqa: UP007
-        None, "--address", help="ray: 'auto' or ray://HOST:PORT (default: start a local Ray)."
-    ),
-    workers: int = typer.Option(2, "--workers", min=1, help="ray: worker actors, each with its own session."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="ray: images per batch sent to a worker."),
-    threads_per_worker: int = typer.Option(
-        1, "--threads-per-worker", min=1, help="ray: inference threads (and CPUs) per worker."
-    ),
+    engine: EngineFlag = "local",
+    address: AddressFlag = None,
+    workers: WorkersFlag = None,
+    batch_size: BatchSizeFlag = None,
+    threads_per_worker: ThreadsPerWorkerFlag = None,
 ) -> None:
     """Segment images; write a label map, colour mask, overlay and JSON summary per image.
 
     A registry model missing from the cache is pulled and converted first (unless --offline).
     """
-    if engine is Engine.ray:  # resumable, distributed; zoo/cli/cmd_run_ray.py
-        from zoo.cli.cmd_run_ray import run_on_ray
+    from zoo.registry import backends
 
-        return run_on_ray(model, inputs, out, backend=backend, device=device.value, json_=json_, address=address,
-                          workers=workers, batch_size=batch_size, threads=threads_per_worker)  # fmt: skip
+    artifacts.check_precision(precision)  # an impossible precision is refused before anything else, with the valid ones
+    backend = backend or backends.default_backend().name  # the backend specs say which runs unnamed
+    ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
+                      threads_per_worker=threads_per_worker, threads=threads)
+    if ray is not None:  # resumable, distributed; zoo/cli/cmd_run_ray.py
+        from zoo.cli.cmd_run_ray import run_on_ray
+        from zoo.engines.ray_cluster import require_ray
+
+        require_ray()  # before the model is brought into the cache
+        from zoo.engines import sources
+
+        names = sources.expand(inputs)
+        if not any(sources.is_uri(n) for n in names):  # the workers report each unreadable one, as they go
+            unreadable_inputs([Path(n) for n in names])
+        with stdout_to_stderr() if json_ else contextlib.nullcontext():
+            target = provisioned(model, backend, precision, offline)
+        return run_on_ray(target, inputs, out, backend=backend, precision=precision, device=device.value, json_=json_,
+                          ray=ray)  # fmt: skip
     from zoo.engines import video
 
     if any(video.is_video(i) for i in inputs):
-        if not all(video.is_video(i) for i in inputs):
-            raise ImageError("give videos and images to separate 'zoo run' commands")
-        with stdout_to_stderr() if json_ else contextlib.nullcontext():
-            loaded = _load(model, backend, device.value, threads, precision, offline)
-            summaries = []
-            for clip in inputs:
-                done = video.segment_video(loaded, Path(clip), out, every=every, label_maps=label_maps)
-                summaries.append(done)
-                if not json_:
-                    say(f"{Path(clip).name}: {done['frames_segmented']} of {done['frames_read']} frames in {done['seconds']:.1f} s "
-                        f"({done['frames_per_second']:.1f} frames/s) → {done['outputs']['overlay']}")  # fmt: skip
-        if json_:
-            print_json(summaries)
-        return
+        return run_videos(model, inputs, out, backend=backend, device=device.value, threads=threads,
+                          precision=precision, offline=offline, every=every, label_maps=label_maps, json_=json_)
     from zoo import images, progress
     from zoo.engines import segment
 
     paths = _without_outputs(images.expand_inputs(inputs), out)
-    # inputs that cannot be read at all are found before the model loads (seconds) and before --out is made
-    failures = [segment.Result(p, error=e) for p in paths if (e := segment.unreadable(p)) is not None]
-    if len(failures) == len(paths) == 1:
-        raise ImageError(failures[0].error)
+    failures = unreadable_inputs(paths)
     for failure in failures:
         info(f"zoo: error: {failure.error}")
-    if len(failures) == len(paths):
-        raise ImageError(f"none of the {len(paths)} inputs can be read; give image files, folders or glob patterns")
     readable = [p for p in paths if p not in {f.path for f in failures}]
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
-        loaded = _load(model, backend, device.value, threads, precision, offline)
+        loaded = load(model, backend, device.value, threads, precision, offline)
         info(
             f"{loaded.name} ({loaded.architecture.name}, {loaded.num_classes} classes) on {loaded.backend}: "
             f"providers {', '.join(loaded.providers)}, {loaded.threads} threads; "
@@ -124,21 +117,59 @@ def run(
     info(f"{done} → {out}")
 
 
-def _load(model: str, backend: str, device: str, threads: int | None, precision: str, offline: bool) -> Any:
-    """The model to run: a registry name resolved once, with what is missing brought first (unless offline);
-    zoo's own warnings while loading as one line each."""
+def unreadable_inputs(paths: list[Path]) -> list[Any]:
+    """The inputs that cannot be read at all (a Result each), found before the model loads (seconds) and before
+    --out is made; when none can be read, the error (each engine checks its local inputs here)."""
+    from zoo.engines import segment
+
+    failures = [segment.Result(p, error=e) for p in paths if (e := segment.unreadable(p)) is not None]
+    if len(failures) == len(paths) == 1:
+        raise ImageError(failures[0].error)
+    if failures and len(failures) == len(paths):
+        for failure in failures:
+            info(f"zoo: error: {failure.error}")
+        raise ImageError(f"none of the {len(paths)} inputs can be read; give image files, folders or glob patterns")
+    return failures
+
+
+def provisioned(model: str, backend: str, precision: str, offline: bool) -> Any:
+    """A registry name resolved once, with what ``backend`` runs at ``precision`` brought into the cache first (the
+    one door, zoo/make/ensure.py); a path as it is. Both engines start here, so a missing model (and ``--offline``)
+    behaves the same on either."""
+    from zoo.make import ensure
+
+    return ensure.prepare(model, backend, precision, fetch=not offline, progress=info)
+
+
+def load(model: str, backend: str, device: str, threads: int | None, precision: str, offline: bool) -> Any:
+    """:func:`provisioned`, then loaded, zoo's own warnings while loading as one line each (an untrained export
+    included), a spinner while it loads."""
     from zoo import progress
     from zoo.runners import runtime
 
-    target: Any = model
-    if runtime._as_path(model) is None:  # a registry name: resolved once, and what is missing brought first
-        from zoo.make import provision
-        from zoo.registry import backends, catalog
-
-        target = catalog.resolve(model)
-        provision.ensure(target, formats=backends.get(backend).formats, fetch=not offline, progress=info)
+    target = provisioned(model, backend, precision, offline)
     with zoo_warnings(), progress.spinner(f"loading {model} on {backend}"):
         return runtime.load(target, backend=backend, device=device, threads=threads, precision=precision)
+
+
+def run_videos(model: str, inputs: list[str], out: Path, *, backend: str, device: str, threads: int | None,
+               precision: str, offline: bool, every: int, label_maps: bool, json_: bool) -> None:  # fmt: skip
+    """``zoo run`` on video files (zoo/engines/video.py): one result line per video, with frames/s."""
+    from zoo.engines import video
+
+    if not all(video.is_video(i) for i in inputs):
+        raise ImageError("give videos and images to separate 'zoo run' commands")
+    with stdout_to_stderr() if json_ else contextlib.nullcontext():
+        loaded = load(model, backend, device, threads, precision, offline)
+        summaries = []
+        for clip in inputs:
+            done = video.segment_video(loaded, Path(clip), out, every=every, label_maps=label_maps)
+            summaries.append(done)
+            if not json_:
+                say(f"{Path(clip).name}: {done['frames_segmented']} of {done['frames_read']} frames in "
+                    f"{done['seconds']:.1f} s ({done['frames_per_second']:.1f} frames/s) → {done['outputs']['overlay']}")
+    if json_:
+        print_json(summaries)
 
 
 def _without_outputs(paths: list[Path], out: Path) -> list[Path]:

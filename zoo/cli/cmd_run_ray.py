@@ -11,31 +11,37 @@ from typing import Any
 import typer
 
 from zoo.cli._app import info, print_json, show_result, stdout_to_stderr
-from zoo.errors import EngineError
 
 
-def run_on_ray(model: str, inputs: list[str], out: Path, *, backend: str, device: str, json_: bool,
-               address: str | None, workers: int, batch_size: int, threads: int) -> None:  # fmt: skip
-    """Resolve and verify the model here, segment on the workers, print per image and images/s; exit 1 on failures."""
+def run_on_ray(model: Any, inputs: list[str], out: Path, *, backend: str, precision: str, device: str, json_: bool,
+               ray: Any) -> None:  # fmt: skip
+    """Verify the model here, segment on the workers, print per image and images/s; exit 1 on failures.
+
+    ``model`` is what zoo run resolved and brought into the cache (as for the local engine); ``ray`` its RayOptions.
+    """
     import contextlib
 
-    from zoo.engines import distributed
+    from zoo.engines import distributed, ray_cluster, shipping
 
-    if backend != "onnx":
-        raise EngineError(f"--engine ray runs ONNX models; drop --backend {backend}, or use --engine local")
     summaries: list[dict[str, Any]] = []
 
     def show(result: Any) -> None:
         show_result(result, summaries, json_)
 
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
-        distributed.connect(address)
-        handle = distributed.resolve_model(model, device=device, threads=threads)
-        info(f"{handle.name} ({handle.architecture.name}, {handle.num_classes} classes) on Ray: {workers} worker(s) x "
-             f"{handle.threads} thread(s), batches of {batch_size} → {out}")  # fmt: skip
-        outcome = distributed.run(handle, inputs, out, workers=workers, batch_size=batch_size,
-                                  threads_per_worker=threads, on_result=show,
-                                  progress=lambda line: info(f"zoo: {line}"))  # fmt: skip
+        ray.check()
+        ray_cluster.connect(ray.address)
+        handle = shipping.resolve_model(model, backend=backend, precision=precision, device=device,
+                                        threads=ray.threads_per_worker, ship=ray.ship)  # fmt: skip
+        info(f"{handle.name} ({handle.architecture.name}, {handle.num_classes} classes) on {handle.backend}, Ray: "
+             f"{ray.workers} worker(s) x {handle.threads} thread(s), batches of {ray.batch_size} → {out}")  # fmt: skip
+        try:
+            outcome = distributed.run(handle, inputs, out, address=ray.address, workers=ray.workers,
+                                      batch_size=ray.batch_size, threads_per_worker=ray.threads_per_worker,
+                                      ship=ray.ship, on_result=show,
+                                      progress=lambda line: info(f"zoo: {line}"))  # fmt: skip
+        finally:
+            ray_cluster.disconnect()
     if json_:
         print_json([r.summary for r in outcome.results if r.summary is not None])
     if outcome.skipped:

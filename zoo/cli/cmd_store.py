@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from zoo.store import cache
+from zoo.store import artifacts, cache
 from zoo.cli._app import app, bundle_app, cache_app, info, plural, print_json, table
 
 
@@ -38,13 +38,16 @@ def pull(
     """Fetch a model into the local cache; afterwards everything works offline."""
     from zoo.make import pull as pull_mod
     from zoo.registry import catalog
+    from zoo.store import repair
 
     if fmt not in pull_mod.FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(pull_mod.FORMATS)}", param_hint="--format")
     if source is not None and source not in pull_mod.SOURCES:
         raise typer.BadParameter(f"choose one of {', '.join(pull_mod.SOURCES)}", param_hint="--from")
+    handle = catalog.resolve(name)
+    before = repair.remakers(handle.name)  # what a new Paddle model drops, and the commands that remake it
     results = pull_mod.pull(
-        catalog.resolve(name), fmt=fmt, source=source, mirror=mirror, force=force, offline=offline or None,
+        handle, fmt=fmt, source=source, mirror=mirror, force=force, offline=offline or None,
         require_hash=require_hash or None, progress=False if quiet else None,
     )  # fmt: skip
     for r in results:
@@ -52,6 +55,8 @@ def pull(
             info(f"{r.name}: {r.note}")
         what = "already cached" if r.reused else f"pulled from {r.source} {r.url}"
         typer.echo(f"{r.name} ({r.fmt}): {what}, {r.sha256}, at {r.path}")
+    if note := repair.dropped(handle.name, before):
+        info(f"note: {note}")
 
 
 @cache_app.command("ls")
@@ -82,15 +87,15 @@ def ls(json_: bool = typer.Option(False, "--json", help="Print a JSON object."))
 @cache_app.command("path")
 def path(
     name: str = typer.Argument(..., help="Model name."),
-    fmt: str = typer.Option("paddle", "--format", metavar="paddle|onnx|onnx-int8|...",
+    fmt: str = typer.Option("paddle", "--format", metavar="|".join(artifacts.KINDS),
                             help="Which cached form: the Paddle model or a variant."),  # fmt: skip
 ) -> None:
     """Print the folder of a cached Paddle model, or a variant's .onnx file; exit 1 if it is not cached."""
 
     if not cache.is_entry_format(fmt):
-        raise typer.BadParameter("choose paddle, onnx or a variant such as onnx-int8", param_hint="--format")
+        raise typer.BadParameter(f"choose one of {', '.join(artifacts.KINDS)}", param_hint="--format")
     cache.check_name(name)  # a name, never a path
-    found = cache.paddle_model_dir(name) if fmt == "paddle" else cache.variant_path(name, fmt)
+    found = cache.artifact_path(name, fmt)
     typer.echo(str(found))
 
 
@@ -116,7 +121,8 @@ def verify(name: Optional[str] = typer.Argument(None, help="Only this model.")) 
 def rm(
     name: str = typer.Argument(..., help="Model name."),
     variant: Optional[str] = typer.Option(  # noqa: UP007
-        None, "--variant", metavar="V", help="Only this derived model (onnx, onnx-int8, ...); the rest stays."
+        None, "--variant", metavar="|".join(filter(artifacts.is_variant, artifacts.KINDS)),
+        help="Only this derived model; the rest stays."
     ),
 ) -> None:
     """Remove a model's cached files (entries and blobs no other model uses), or only one variant."""

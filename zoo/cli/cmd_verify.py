@@ -10,6 +10,7 @@ import typer
 
 from zoo.cli._app import (JsonFlag, ModelName, Threads, app, backend_pair, info, parse_size, print_json, say,
                           stdout_to_stderr, zoo_warnings)
+from zoo.store import artifacts
 
 
 def _described(d: dict) -> str:
@@ -33,46 +34,49 @@ def verify(
         help="Share of pixels that must agree (default 0.9999; 0.98 for a reduced --precision)."),  # fmt: skip
     rtol: float = typer.Option(1e-3, "--rtol", min=0.0, help="Logits outputs: relative tolerance."),
     atol_rel: float = typer.Option(
-        1e-4, "--atol-rel", min=0.0, help="Logits outputs: absolute tolerance, as a fraction of max|paddle|."
+        1e-4, "--atol-rel", min=0.0, help="Logits outputs: absolute tolerance, as a fraction of max|reference|."
     ),
     report: Optional[Path] = typer.Option(  # noqa: UP007
         None, "--report", metavar="DIR", help="Write verify.json and a PNG per image marking disagreeing pixels."
     ),
-    backend: str = typer.Option("paddle,onnx", "--backend", metavar="A,B",
-                                help="The two backends to compare, the reference first (see 'zoo plugins')."),  # fmt: skip
-    precision: str = typer.Option("fp32", "--precision", metavar="fp32|bf16|fp16|int8",
+    backend: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--backend", metavar="A,B",
+        help="The two backends to compare, the reference first (default: the reference and the default backend, "
+             "paddle,onnx as zoo ships; see 'zoo plugins')."),  # fmt: skip
+    device: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--device", help="Where both backends run (default: each backend's first declared device)."),
+    precision: str = typer.Option("fp32", "--precision", metavar=artifacts.PRECISION_HELP,
                                   help="What the second backend runs (e.g. the int8 variant); the reference is fp32."),
     json_: JsonFlag = False,
 ) -> None:
     """Compare ONNX Runtime with Paddle Inference (or any two backends) on the same inputs; exit 1 if they disagree."""
     from zoo.measure import verify as verify_mod
     from zoo.registry import backends, catalog
-    from zoo.store import cache
 
     hw = parse_size(size)
     handle = catalog.resolve(name)  # an unknown name fails before "verifying ..." is said
-    pair = backend_pair(backend)
+    pair = backend_pair(backend) if backend is not None else backends.default_pair()
     images = None
     if image:
         from zoo.images import expand_inputs
 
         images = expand_inputs(image)
     tolerance = verify_mod.tolerance_for(precision, min_agreement, rtol, atol_rel)
-    runs_onnx = any("onnx" in backends.get(b).formats for b in pair)
-    if runs_onnx and "onnx" not in cache.cached_formats(name) and "paddle" in cache.cached_formats(name):
-        info(f"no ONNX model of '{name}' in the cache; converting it first")
+    from zoo.make import ensure
+
+    for b, p in zip(pair, ("fp32", precision)):  # what each runs is pulled and converted first when missing
+        ensure.prepare(handle, b, p, progress=info)
     what = f"{len(images)} image(s)" if images else f"{count} synthetic {hw[0]}x{hw[1]} (HxW) image(s)"
     candidate = pair[1] if precision == "fp32" else f"{pair[1]} {precision}"
     info(f"verifying {name}: {pair[0]} (reference) vs {candidate} on {what}")
     from zoo import progress
-
     from zoo.runners.runtime import UntrainedWarning
 
     with stdout_to_stderr() if json_ else contextlib.nullcontext(), zoo_warnings(quiet=(UntrainedWarning,)), \
             progress.spinner(f"verifying {name} on {what}"):  # fmt: skip
         result = verify_mod.verify_model(
             handle, images=images, size=hw, count=count, seed=seed, threads=threads, tolerance=tolerance,
-            report_dir=report, backends=pair, precision=precision,
+            report_dir=report, backends=pair, precision=precision, device=device,
         )  # fmt: skip
     if json_:
         print_json(result.as_dict())

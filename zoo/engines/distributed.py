@@ -1,11 +1,10 @@
-"""The Ray engine: `zoo run` and `zoo eval` on a Ray cluster, through Ray Data's batch-inference idiom.
+"""The Ray engine for ``zoo run``: segmenting on a Ray cluster through Ray Data's batch-inference idiom.
 
-The model is resolved and integrity-checked on the driver (the cache manifest's sha256, as ``zoo run`` does), then
-shipped by reference — its bytes in Ray's object store (default) or a path on a shared filesystem — with the expected
-sha256. Each worker is a Ray actor (``map_batches`` with a callable class, a fixed pool of ``workers`` actors of
-``threads_per_worker`` CPUs each) that re-hashes what it received before its ONNX Runtime session opens, and refuses a
-mismatch; a worker never downloads or converts. Per image it runs zoo/engines/segment.py's own write function, so the outputs
-are the local engine's, file for file. A bad image becomes an error row; the run goes on.
+The model is resolved and verified on the driver and shipped by reference (zoo/engines/shipping.py). Each worker is a
+Ray actor (``map_batches`` with a callable class, a fixed pool of ``workers`` actors of ``threads_per_worker`` CPUs
+each); per image it runs zoo/engines/segment.py's own steps and write function, so the outputs and the per-image JSON
+are the local engine's, file for file. A bad image becomes an error row; the run goes on. ``zoo eval`` on Ray is
+zoo/engines/ray_eval.py; :func:`score` here sums any additive metric.
 
 Resuming: ``<stem>.json`` is written last, and a worker deletes an old one before rewriting an image's outputs, so an
 image counts as done only when its JSON parses, names the same input and every output it lists exists.
@@ -25,115 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.engines import sources
-from zoo.errors import BackendError, EngineError, ImageError, IntegrityError, ZooError
-from zoo.engines.sources import INSTALL
+from zoo.engines import ray_cluster, sources
+from zoo.engines.ray_cluster import RayOptions
+from zoo.engines.shipping import ShippedModel, resolve_model
+from zoo.errors import ImageError, ZooError
 
 if TYPE_CHECKING:
     import ray.data
 
-    from zoo.runners.runtime import Model
     from zoo.engines.segment import Result
-    from zoo.registry.spec import Architecture
 
 DRIVER_READ = ("memory",)  # fsspec protocols whose files exist only in the driver's process
-SHIP = ("object", "path")
-
-
-# ---- the model, by reference ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ShippedModel:
-    """A model verified on the driver, as workers receive it: where it is, what it must hash to, how to run it."""
-
-    name: str  # registry name or file name (as zoo run's JSON reports it)
-    source: str  # the driver's path of the .onnx file (reported as model_path)
-    sha256: str  # 'sha256:<hex>' from the cache manifest (or the driver's hash of a bare .onnx file)
-    size: int  # bytes
-    architecture: Architecture  # preprocessing, labels, palette
-    num_classes: int  # classes the model predicts
-    device: str = "cpu"  # what each worker's session runs on
-    threads: int = 1  # intra-op threads per worker
-    blob: Any = None  # ray.ObjectRef of the file's bytes, or None: workers read `source` (a shared filesystem)
-
-    def open(self) -> Model:
-        """On a worker: fetch and re-hash the model, then open its session. IntegrityError if it does not match."""
-        from zoo.registry import backends
-        from zoo.store import cache
-        from zoo.runners.runtime import Model
-
-        if self.blob is None:
-            local = Path(self.source)
-            if not local.is_file():
-                raise BackendError(f"{local}: the model file is not on this worker; share it, or ship it with "
-                                   "the object store (ship='object')")  # fmt: skip
-        else:
-            import ray
-
-            data = ray.get(self.blob)
-            got = cache.sha256_bytes(data)
-            if got != self.sha256:
-                raise IntegrityError(f"{self.name}: the model bytes this worker received hash to {got}, expected "
-                                     f"{self.sha256}; refused — run again, or 'zoo verify {self.name}'")  # fmt: skip
-            local = _node_copy(data, self.sha256)
-        got = cache.sha256_file(local)  # the file the session opens, hashed right before it opens
-        if got != self.sha256:
-            fix = f"run 'zoo convert {self.name} --force' (or 'zoo verify {self.name}')" if self.blob is None else \
-                "run again"
-            raise IntegrityError(f"{local} on this worker is corrupt: expected {self.sha256}, got {got}; refused — "
-                                 f"{fix}")  # fmt: skip
-        spec = backends.get("onnx")  # the runner zoo run uses locally, so the outputs are the same file for file
-        runner = backends.open_runner(spec, local, device=self.device, threads=self.threads)
-        return Model(self.name, Path(self.source), runner, self.architecture, self.num_classes, spec.name, "fp32",
-                     self.device, runner.describe())  # fmt: skip
-
-
-def _node_copy(data: bytes, sha256: str) -> Path:
-    """The shipped model as a file on this node (one per content hash, written atomically, shared by its actors)."""
-    import tempfile
-
-    from zoo.store import cache
-
-    path = Path(tempfile.gettempdir()) / f"zoo-ray-{os.getuid()}" / f"{cache.hex_of(sha256)}.onnx"
-    if not path.is_file() or cache.sha256_file(path) != sha256:  # absent, or damaged since an earlier run wrote it
-        cache.atomic_write(path, data)
-    return path
-
-
-def resolve_model(name_or_path: str | os.PathLike[str], *, device: str = "cpu", threads: int = 1,
-                  ship: str = "object") -> ShippedModel:  # fmt: skip
-    """Resolve and verify a model on the driver (as ``zoo run`` loads it) into a handle for the workers.
-
-    ``ship="object"`` puts the file's bytes into Ray's object store (Ray must be initialised); ``"path"`` sends only
-    the path, for clusters whose nodes share the filesystem.
-    """
-    from zoo.registry import backends
-    from zoo.runners import runtime
-    from zoo.store import cache
-
-    if ship not in SHIP:
-        raise EngineError(f"unknown ship mode '{ship}'; choose one of: {', '.join(SHIP)}")
-    devices = backends.get("onnx").devices
-    if device not in devices:
-        raise BackendError(f"unknown device '{device}'; choose one of: {', '.join(devices)}")
-    # the driver only verifies and reads metadata (on its CPU); the workers run the model on `device`
-    model = runtime.load(name_or_path, backend="onnx", device="cpu", threads=1)
-    source = Path(model.source)
-    expected = None
-    if (source.parent / cache.MANIFEST).is_file():  # a cache entry: runtime.load has just checked it against this
-        expected = cache.read_manifest(source.parent).get("files", {}).get(source.name, {}).get("sha256")
-    expected = expected or cache.sha256_file(source)
-    blob = None
-    if ship == "object":
-        import ray
-
-        data = source.read_bytes()
-        if cache.sha256_bytes(data) != expected:  # changed since it was verified
-            raise IntegrityError(f"{source} changed while zoo was reading it: expected {expected}; run again")
-        blob = ray.put(data)
-    return ShippedModel(model.name, str(source), expected, source.stat().st_size, model.architecture,
-                       model.num_classes, device, int(threads), blob)  # fmt: skip
 
 
 @dataclass
@@ -194,7 +95,8 @@ def _complete(out: Path, stem: str, name: str) -> bool:
 class Segmenter:
     """One Ray actor: a verified model's session, built once; segments batches of rows into ``out``."""
 
-    def __init__(self, handle: ShippedModel, out: str):
+    def __init__(self, handle: ShippedModel, out: str, cwd: str = ""):
+        ray_cluster.enter(cwd)
         self.model = handle.open()
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -242,65 +144,22 @@ def _ms(started: float) -> float:
 # ---- the driver -----------------------------------------------------------------------------------------------------
 
 
-def connect(address: str | None = None, *, quiet: bool = True) -> bool:
-    """Join (``address``: "auto", "ray://HOST:PORT") or start a local Ray; True if this call started it."""
-    from zoo import config
-
-    try:
-        import ray
-    except ImportError:
-        raise EngineError(f"--engine ray needs Ray, which is not installed; run: {INSTALL}") from None
-    if ray.is_initialized():
-        return False
-    try:
-        ray.init(address=address, include_dashboard=False, logging_level="ERROR",
-                 log_to_driver=not quiet or config.debug())  # workers' own output only when debugging
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = address or "a local cluster"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise EngineError(f"cannot connect to Ray at {where}: {first}; start it with 'ray start --head', "
-                          "or leave out --address for a local one") from None  # fmt: skip
-    _quiet_data()
-    return True
-
-
-def _quiet_data() -> None:
-    """zoo prints its own progress (images/s) and errors on the driver; Ray Data's bars and INFO lines would repeat."""
-    import logging
-
+def dataset(handle: ShippedModel, rows: list[dict[str, Any]], worker: type, kwargs: dict[str, Any],
+            options: RayOptions) -> ray.data.Dataset:  # fmt: skip
+    """``rows`` mapped in batches by a pool of ``worker`` actors (``worker(**kwargs)``, each in the driver's folder)."""
     import ray.data
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-
-
-def _dataset(handle: ShippedModel, rows: list[dict[str, Any]], out: Path, *, workers: int,
-             batch_size: int) -> ray.data.Dataset:  # fmt: skip
-    import ray.data
-
-    _quiet_data()
-    blocks = max(1, min(len(rows), -(-len(rows) // batch_size)))  # about one block per batch
-    ds = ray.data.from_items(rows, override_num_blocks=blocks)
+    ray_cluster.quiet_data()
+    count, actors = ray_cluster.blocks(len(rows), options)
+    ds = ray.data.from_items(rows, override_num_blocks=count)
     return ds.map_batches(
-        Segmenter,
-        fn_constructor_kwargs={"handle": handle, "out": str(out)},
-        batch_size=batch_size,
+        worker,
+        fn_constructor_kwargs={**kwargs, "cwd": os.getcwd()},
+        batch_size=options.batch_size,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        **_resources(handle),
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        **ray_cluster.resources(handle.device, handle.threads),
     )
-
-
-def _resources(handle: ShippedModel) -> dict[str, float]:
-    """What one actor reserves: its session's threads as CPUs (so Ray never oversubscribes a node), and a GPU."""
-    import ray
-
-    if handle.device == "gpu" and ray.cluster_resources().get("GPU", 0) < 1:  # the actors would wait forever
-        raise EngineError("--device gpu: the Ray cluster has no GPU ('ray status' lists its resources); "
-                          "add GPU nodes, or run with --device cpu")  # fmt: skip
-    return {"num_cpus": handle.threads, **({"num_gpus": 1} if handle.device == "gpu" else {})}
 
 
 def segment(model_handle_or_name: ShippedModel | str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
@@ -311,20 +170,18 @@ def segment(model_handle_or_name: ShippedModel | str | os.PathLike[str], inputs:
     The images whose outputs are complete in ``out`` are left out (``resume``). Compose it further, or consume it
     (``.materialize()``, ``.iter_rows()``); :func:`run` does that with progress for the CLI.
     """
-    connect(address)
-    handle = _handle(model_handle_or_name, threads_per_worker, ship)
+    options = RayOptions(address, workers, batch_size, threads_per_worker, ship)
+    options.check()
+    ray_cluster.connect(address)
+    handle = _handle(model_handle_or_name, options)
     todo = plan(inputs, Path(out), resume=resume).todo
-    return _dataset(handle, todo, Path(out), workers=workers, batch_size=batch_size)
+    return dataset(handle, todo, Segmenter, {"handle": handle, "out": str(out)}, options)
 
 
-def _handle(model: ShippedModel | str | os.PathLike[str], threads: int, ship: str) -> ShippedModel:
-    return model if isinstance(model, ShippedModel) else resolve_model(model, threads=threads, ship=ship)
-
-
-def _check_sizes(workers: int, batch_size: int, threads: int) -> None:
-    for flag, value in (("--workers", workers), ("--batch-size", batch_size), ("--threads-per-worker", threads)):
-        if value < 1:
-            raise EngineError(f"{flag} must be at least 1, got {value}")
+def _handle(model: ShippedModel | str | os.PathLike[str], options: RayOptions) -> ShippedModel:
+    if isinstance(model, ShippedModel):
+        return model
+    return resolve_model(model, threads=options.threads_per_worker, ship=options.ship)
 
 
 @dataclass
@@ -349,84 +206,43 @@ def run(model: ShippedModel | str | os.PathLike[str], inputs: Sequence[str | os.
     """Segment on Ray and wait: ``on_result`` sees each Result as it arrives, ``progress`` gets images/s lines."""
     from zoo.engines.segment import Result
 
-    _check_sizes(workers, batch_size, threads_per_worker)
-    connect(address)
+    options = RayOptions(address, workers, batch_size, threads_per_worker, ship)
+    options.check()
+    ray_cluster.connect(address)
     todo = plan(inputs, Path(out), resume=resume)
-    handle = _handle(model, threads_per_worker, ship)
+    handle = _handle(model, options)
     results: list[Result] = []
-    meter = _Meter(len(todo.todo), progress)
+    meter = ray_cluster.Meter(len(todo.todo), progress)
     started = time.perf_counter()
     if todo.todo:
-        ds = _dataset(handle, todo.todo, Path(out), workers=workers, batch_size=batch_size)
+        ds = dataset(handle, todo.todo, Segmenter, {"handle": handle, "out": str(out)}, options)
         order = {}
         try:
-            for row in ds.iter_rows():
-                summary = json.loads(row["summary"]) if row["summary"] else None
-                name = row["input"] if sources.is_uri(row["input"]) else Path(row["input"])  # a URI keeps its "//"
-                result = Result(name, summary=summary, error=row["error"] or None)  # type: ignore[arg-type]
-                order[id(result)] = int(row["index"])
-                results.append(result)
-                if on_result is not None:
-                    on_result(result)
-                meter.tick()
+            with ray_cluster.quiet():
+                for row in ds.iter_rows():
+                    summary = json.loads(row["summary"]) if row["summary"] else None
+                    name = row["input"] if sources.is_uri(row["input"]) else Path(row["input"])  # a URI keeps "//"
+                    result = Result(name, summary=summary, error=row["error"] or None)  # type: ignore[arg-type]
+                    order[id(result)] = int(row["index"])
+                    results.append(result)
+                    if on_result is not None:
+                        on_result(result)
+                    meter.tick()
         except Exception as exc:  # a worker's refusal arrives wrapped in Ray's own exception types
-            raise _zoo_error(exc) from None
+            raise ray_cluster.zoo_error(exc) from None
         results.sort(key=lambda r: order[id(r)])
     return Outcome(results, todo.done, todo.total, time.perf_counter() - started)
 
 
-def _zoo_error(exc: BaseException) -> BaseException:
-    """The ZooError a worker raised (Ray wraps it in RayTaskError/UserCodeException chains), else an EngineError."""
-    seen = set()
-    stack = [exc]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ZooError):
-            return e
-        cause = getattr(e, "cause", None)
-        stack += [e.__cause__, e.__context__] + ([cause] if isinstance(cause, BaseException) else [])
-    import re
-
-    from zoo import errors
-
-    # an actor's failed __init__ reaches the driver as ActorDiedError, which keeps only the traceback's text
-    for line in reversed(str(exc).splitlines()):
-        found = re.match(r"\s*zoo\.errors\.(\w+): (.+)$", re.sub(r"\x1b\[[0-9;]*m", "", line))
-        cls = getattr(errors, found.group(1), None) if found else None
-        if isinstance(cls, type) and issubclass(cls, ZooError) and cls is not errors.RegistryError:
-            return cls(found.group(2))  # type: ignore[union-attr]
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return EngineError(f"the Ray job failed: {first}; rerun with ZOO_DEBUG=1 for the workers' traceback")
-
-
-class _Meter:
-    """Images/s on the driver, printed at most every few seconds."""
-
-    def __init__(self, total: int, emit: Callable[[str], None] | None, every: float = 5.0):
-        self.total, self.emit, self.every = total, emit, every
-        self.done = 0
-        self.started = self.last = time.perf_counter()
-
-    def tick(self) -> None:
-        self.done += 1
-        now = time.perf_counter()
-        if self.emit is not None and (now - self.last >= self.every or self.done == self.total):
-            self.last = now
-            rate = self.done / max(now - self.started, 1e-9)
-            self.emit(f"{self.done}/{self.total} images, {rate:.1f} images/s")
-
-
-# ---- eval: additive metrics -----------------------------------------------------------------------------------------
+# ---- any additive metric -----------------------------------------------------------------------------------------
 
 
 class Scorer:
     """One Ray actor for eval: predicts each image and folds ``accumulate(pred, label)`` into one sum per batch."""
 
     def __init__(self, handle: ShippedModel, accumulate: Callable[[Any, Any], Any],
-                 read_label: Callable[[str, tuple[int, int]], Any]):  # fmt: skip
+                 read_label: Callable[[str, tuple[int, int]], Any], cwd: str = ""):  # fmt: skip
+        ray_cluster.enter(cwd)
         self.model = handle.open()
         self.accumulate = accumulate
         self.read_label = read_label
@@ -465,28 +281,23 @@ def score(model: ShippedModel | str | os.PathLike[str], pairs: Sequence[tuple[st
     error messages of the pairs that failed). ``accumulate(pred, label)`` and ``read_label(name, (H, W))`` run on the
     workers, so they must be picklable (module functions, functools.partial, closures).
     """
-    import ray.data
-
-    _check_sizes(workers, batch_size, threads_per_worker)
-    connect(address)
-    handle = _handle(model, threads_per_worker, ship)
+    options = RayOptions(address, workers, batch_size, threads_per_worker, ship)
+    options.check()
+    ray_cluster.connect(address)
+    handle = _handle(model, options)
     rows = [{"image": str(i), "label": str(lab)} for i, lab in pairs]
     if not rows:
         raise ImageError("no (image, label) pairs to score")
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), -(-len(rows) // batch_size))))
-    ds = ds.map_batches(Scorer, fn_constructor_kwargs={"handle": handle, "accumulate": accumulate,
-                                                       "read_label": read_label},
-                        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
-                        **_resources(handle))  # fmt: skip
+    ds = dataset(handle, rows, Scorer, {"handle": handle, "accumulate": accumulate, "read_label": read_label}, options)
     total, n, errors = None, 0, []
     try:
-        for row in ds.iter_rows():
-            part = pickle.loads(row["sums"])
-            if part is not None:
-                total = part if total is None else add(total, part)
-            n += int(row["images"])
-            errors += json.loads(row["errors"])
+        with ray_cluster.quiet():
+            for row in ds.iter_rows():
+                part = pickle.loads(row["sums"])
+                if part is not None:
+                    total = part if total is None else add(total, part)
+                n += int(row["images"])
+                errors += json.loads(row["errors"])
     except Exception as exc:
-        raise _zoo_error(exc) from None
+        raise ray_cluster.zoo_error(exc) from None
     return total, n, errors
-

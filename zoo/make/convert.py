@@ -51,7 +51,7 @@ from zoo.registry import catalog, plugins
 from zoo.store import cache
 from zoo.errors import ConversionError, IntegrityError, NotCachedError
 from zoo.formats.onnx_meta import JSON_KEYS, PREFIX, check_onnx, decode_metadata, read_metadata  # noqa: F401 (their home moved)
-from zoo.formats.pdiparams import check_params  # noqa: F401 (its home moved beside weights.py)
+from zoo.formats.params import check_params
 from zoo.util import OUTPUT_OPS  # noqa: F401
 
 if TYPE_CHECKING:
@@ -118,17 +118,6 @@ def convert(model: ModelHandle | str, *, opset: int = DEFAULT_OPSET, force: bool
             record = {**wanted, "name": name, "output_op": meta["output_op"], "zoo": _zoo_version()}
             final = cache.commit_tree(stage, cache.onnx_dir(), record)
         return _result(name, final, wanted, cached=False, start=start)
-
-
-def ensure_onnx(model: ModelHandle | str, progress: Any = None) -> Path:
-    """The cached float32 ONNX model of ``model``, converted first when there is none (``progress`` gets a line)."""
-    handle = catalog.handle(model)
-    try:
-        return cache.onnx_model_path(handle.name)
-    except NotCachedError:
-        if progress:
-            progress(f"no ONNX model of '{handle.name}' cached; converting it first")
-        return Path(convert(handle).path)
 
 
 def convert_model_dir(folder: Path, out: Path, *, opset: int = DEFAULT_OPSET, architecture: str | None = None) -> None:
@@ -370,9 +359,9 @@ def _dist_version(*names: str) -> str:
 
 
 def _zoo_version() -> str:
-    from zoo import __version__
+    from zoo import util
 
-    return __version__
+    return util.version()
 
 
 def _converter() -> str:

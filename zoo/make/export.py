@@ -141,7 +141,7 @@ def export_model(model: ModelHandle | str, *, weights: str | Path | None = None,
     they came from (``weights_sha256``, ``source``, ``url``, ...); they are not looked up or hashed again, and the
     ref is written once, with it.
     """
-    from zoo import __version__
+    from zoo.util import version
 
     if output_op not in OUTPUT_OPS:
         raise ZooError(f"unknown output op '{output_op}'; choose one of {', '.join(OUTPUT_OPS)}")
@@ -171,7 +171,7 @@ def export_model(model: ModelHandle | str, *, weights: str | Path | None = None,
         provenance = {
             "name": name, "architecture": arch.name, "num_classes": num_classes, "output_op": output_op,
             "seed": seed if weights_info["weights"] == "random" else None, "format": program,
-            "paddle": paddle.__version__, "zoo": __version__, **weights_info,
+            "paddle": paddle.__version__, "zoo": version(), **weights_info,
         }  # fmt: skip
         folder = cache.commit_tree(stage, cache.models_dir(), provenance)
     extra = {k: v for k, v in (origin or {}).items() if k not in provenance}

@@ -30,8 +30,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import QuantizationError, ZooError
+from zoo.errors import PrecisionError, QuantizationError, ZooError
 from zoo.make import calibration as calibration_mod
+from zoo.store import artifacts
 from zoo.util import cpu_flags, first_line, sha256_file
 
 if TYPE_CHECKING:
@@ -41,15 +42,14 @@ if TYPE_CHECKING:
     from zoo.registry.spec import InputSpec
 
 INSTALL = "pip install 'zoo[quantize]'"
-PRECISIONS = ("int8", "fp16")
+PRECISIONS = tuple(p for kind in artifacts.made_by("quantize") for p in kind.precisions)  # the variants it makes
 METHODS = ("minmax", "entropy", "percentile")
 PER_CHANNEL_OPSET = 13
-VARIANT_PREFIX = "onnx-"  # cache variant name = "onnx-" + precision
 
 
 def variant_name(precision: str) -> str:
-    """The cache variant a precision is stored as: ``onnx-int8``, ``onnx-fp16``."""
-    return VARIANT_PREFIX + precision
+    """The cache variant a precision is stored as (``onnx-int8``, ``onnx-fp16``), from zoo/store/artifacts.py."""
+    return artifacts.kind_for("onnx", precision).name
 
 
 def has_vnni() -> bool:
@@ -86,12 +86,11 @@ def input_spec_of(model: onnx.ModelProto) -> InputSpec:
     """The InputSpec a zoo-converted model carries in its ``zoo.input`` metadata (PaddleSeg's default otherwise)."""
     import json
 
-    from zoo.runners.runtime import _input_spec
     from zoo.registry.spec import InputSpec
 
     meta = {p.key: p.value for p in model.metadata_props}
     try:
-        return _input_spec(json.loads(meta["zoo.input"])) if "zoo.input" in meta else InputSpec()
+        return InputSpec.from_dict(json.loads(meta["zoo.input"])) if "zoo.input" in meta else InputSpec()
     except (ValueError, TypeError) as exc:
         raise QuantizationError(f"the model's zoo.input metadata is unreadable ({exc}); convert it again "
                                 "with 'zoo convert NAME --force'") from exc  # fmt: skip
@@ -289,49 +288,42 @@ def _versions(*packages: str) -> dict[str, str]:
 # ---- a registry model's variant in the cache ------------------------------------------------------------------------
 
 
-def quantize_model(model: Any, *, precision: str = "int8", calib_dir: Path | None = None, calib_synthetic: int = 0,
-                   size: tuple[int, int] = (512, 1024), method: str = "minmax", per_channel: bool = False,
-                   exclude: Iterable[str] = (), seed: int = 0, force: bool = False,
+def check_calibration(precision: str, calib_dir: Path | None, calib_synthetic: int) -> None:
+    """Refuse a precision no variant has, or int8 without exactly one calibration set, before anything is made."""
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"unknown precision '{precision}' for a variant; choose one of: {', '.join(PRECISIONS)}")
+    if precision == "int8" and (calib_dir is None) == (calib_synthetic < 1):
+        raise QuantizationError("int8 needs one calibration set: --calib DIR (images) or --calib-synthetic N "
+                                "(synthetic street scenes)")  # fmt: skip
+
+
+def quantize_model(model: Any, src: Path, *, precision: str = "int8", calib_dir: Path | None = None,
+                   calib_synthetic: int = 0, size: tuple[int, int] = (512, 1024), method: str = "minmax",
+                   per_channel: bool = False, exclude: Iterable[str] = (), seed: int = 0, force: bool = False,
                    say: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Make the ``onnx-<precision>`` variant of a model (a handle or name) from its cached float32 ONNX (converted
-    first if needed) and store it in the cache as a variant; returns what was stored (path, key, seconds, provenance,
-    and ``cached``: True when the same variant from the same model and settings was there already, unless ``force``).
-    ``say`` hears what is about to happen, once the request is known to be valid."""
+    """Make the ``onnx-<precision>`` variant of a model (a handle or name) from ``src``, its cached float32 ONNX (what
+    ``zoo.make.ensure.ensure(handle, "onnx")`` returns), and store it in the cache as a variant; returns what was
+    stored (path, key, seconds, provenance, and ``cached``: True when the same variant from the same ONNX model and
+    request was there already, unless ``force``). The provenance's ``settings`` are the options that make it again.
+    ``say`` hears what is about to happen."""
     import tempfile
     import time
 
     from zoo import progress
-    from zoo.make import convert
     from zoo.registry import catalog
     from zoo.store import cache
 
     say = say or (lambda _message: None)
     start = time.perf_counter()
-    if precision not in PRECISIONS:  # before anything is said or converted
-        raise QuantizationError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
-    if method not in METHODS:
-        raise QuantizationError(f"unknown calibration method '{method}'; choose one of: {', '.join(METHODS)}")
     handle = catalog.handle(model)
     spec = handle.architecture.input
+    check_calibration(precision, calib_dir, calib_synthetic)
+    if method not in METHODS:
+        raise QuantizationError(f"unknown calibration method '{method}'; choose one of: {', '.join(METHODS)}")
+    if calib_dir is not None and not Path(calib_dir).is_dir():
+        raise QuantizationError(f"{calib_dir}: no such folder of calibration images")
     variant = variant_name(precision)
-    calibration: Iterable[np.ndarray] | Path | None = None
-    if precision == "int8":
-        if (calib_dir is None) == (calib_synthetic < 1):
-            raise QuantizationError("int8 needs one calibration set: --calib DIR (images) or --calib-synthetic N "
-                                    "(synthetic street scenes)")  # fmt: skip
-        if calib_dir is not None and not Path(calib_dir).is_dir():
-            raise QuantizationError(f"{calib_dir}: no such folder of calibration images")
-        if calib_dir is not None:
-            calibration = Path(calib_dir)
-        else:
-            calibration = progress.steps(calibration_mod.synthetic_tensors(calib_synthetic, size, spec, seed), calib_synthetic,
-                                         "calibrating", "images")  # fmt: skip
     request = calibration_mod.request(precision, calib_dir, calib_synthetic, size, method, per_channel, exclude, seed)
-    converting = "onnx" not in cache.cached_formats(handle.name)
-    if converting:
-        say(f"no ONNX model of {handle.name} in the cache; converting it first")
-    with progress.spinner(f"converting {handle.name} to ONNX") if converting else contextlib.nullcontext():
-        src = convert.ensure_onnx(handle)
     earlier = cache.variants(handle.name).get(variant)
     if not force and earlier and earlier.get("request") == request and earlier.get("onnx_key") == src.parent.name:
         with contextlib.suppress(ZooError):
@@ -342,16 +334,37 @@ def quantize_model(model: Any, *, precision: str = "int8", calib_dir: Path | Non
                     "seconds": round(time.perf_counter() - start, 3), "cached": True,
                     "provenance": cache.read_manifest(path.parent)["provenance"]}  # fmt: skip
     say(f"making the {variant} variant of {handle.name} ...")
+    calibration: Iterable[np.ndarray] | Path | None = None
+    if precision == "int8":
+        calibration = Path(calib_dir) if calib_dir is not None else progress.steps(
+            calibration_mod.synthetic_tensors(calib_synthetic, size, spec, seed), calib_synthetic, "calibrating",
+            "images")  # fmt: skip
     cache.onnx_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache.onnx_dir(), prefix=cache.TEMP_PREFIX) as tmp:
         out = Path(tmp) / "model.onnx"
         provenance = quantize_onnx(src, out, precision=precision, calibration=calibration, method=method,
                                    per_channel=per_channel, exclude=exclude, input_spec=spec)  # fmt: skip
         if precision == "int8":
-            what = str(Path(calib_dir).resolve()) if calib_dir is not None else f"synthetic {calib_synthetic} x {size}"
-            provenance["calibration"]["source"] = what
-        provenance = {"source": "derived", "onnx_key": src.parent.name, "request": request, **provenance}
+            provenance["calibration"]["source"] = (str(Path(calib_dir).resolve()) if calib_dir is not None
+                                                   else f"synthetic {calib_synthetic} x {size}")  # fmt: skip
+        settings = _settings(precision, calib_dir, calib_synthetic, size, method, per_channel, exclude, seed)
+        provenance = {"source": "derived", "onnx_key": src.parent.name, "settings": settings, "request": request,
+                      **provenance}  # fmt: skip
         path = cache.store_variant(handle, provenance["variant"], out, provenance)
     return {"name": handle.name, "variant": provenance["variant"], "path": str(path), "key": path.parent.name,
             "seconds": round(time.perf_counter() - start, 3), "cached": False,
             "provenance": cache.read_manifest(path.parent)["provenance"]}  # fmt: skip
+
+
+def _settings(precision: str, calib_dir: Path | None, calib_synthetic: int, size: tuple[int, int], method: str,
+              per_channel: bool, exclude: Iterable[str], seed: int) -> dict[str, Any]:  # fmt: skip
+    """The ``zoo quantize`` options that make this variant again (those that differ from the command's defaults)."""
+    chosen: dict[str, Any] = {"--exclude": ",".join(sorted(set(exclude))) or None}
+    if precision == "int8":
+        synthetic = calib_dir is None
+        chosen.update({"--calib": None if synthetic else str(Path(calib_dir).resolve()),
+                       "--calib-synthetic": calib_synthetic if synthetic else None,
+                       "--size": f"{size[0]}x{size[1]}" if synthetic and tuple(size) != (512, 1024) else None,
+                       "--seed": seed if synthetic and seed else None, "--method": method if method != "minmax" else None,
+                       "--per-channel": per_channel or None})  # fmt: skip
+    return {option: value for option, value in chosen.items() if value is not None}

@@ -15,12 +15,19 @@ runs). Throughput is timed images ÷ their total time, one after another. Peak R
 
 The JSON shape (``BenchResult.as_dict``)::
 
-    {"model": "bisenet", "size": [H, W], "threads": N, "warmup": N, "runs": N, "image": "...",
-     "backends": {"onnx": {"p50_ms": …, "p90_ms": …, "p99_ms": …, "mean_ms": …, "throughput_ips": …,
-                           "preprocess_ms": …, "inference_ms": …, "postprocess_ms": …, "load_ms": …,
-                           "peak_rss_mb": …, "providers": [...], "threads": N, "config": {...}, …},
-                  "paddle": {…}},
-     "ratio": {"p50": onnx ÷ paddle, "inference": …, "throughput": …, "peak_rss": …} or null}
+    {"model": "bisenet", "size": [H, W], "threads": N, "warmup": N, "runs": N, "device": null, "image": "...",
+     "backends": {"onnx/fp32": {"backend": "onnx", "precision": "fp32", "device": "cpu", "p50_ms": …, "p90_ms": …,
+                                "p99_ms": …, "mean_ms": …, "throughput_ips": …, "preprocess_ms": …, "inference_ms": …,
+                                "postprocess_ms": …, "load_ms": …, "peak_rss_mb": …, "providers": [...],
+                                "threads": N, "config": {...}, "speedup": …, "agreement": …, …},
+                  "paddle/fp32": {…}},
+     "reference": "paddle/fp32",
+     "ratio": {"of": "onnx/fp32", "over": "paddle/fp32", "p50": …, "inference": …, "throughput": …,
+               "peak_rss": …} or null}
+
+Rows are keyed ``backend/precision`` for what ran. Which backends run unnamed, and which row is the reference the
+speed-ups, label agreement and ``ratio`` are against, come from the backend specs (``default`` and ``reference``):
+ONNX Runtime and float32 Paddle Inference as zoo ships.
 """
 
 from __future__ import annotations
@@ -40,7 +47,6 @@ from zoo.errors import BackendError, ZooError
 if TYPE_CHECKING:
     from zoo.registry.catalog import ModelHandle
 
-BACKENDS = ("onnx", "paddle")  # measured when none are named (the pair BENCHMARKS.md compares)
 DEFAULT_SIZE = (512, 1024)  # (H, W): half-resolution Cityscapes, what the registry's models were trained near
 DEFAULT_WARMUP = 2
 DEFAULT_RUNS = 10
@@ -52,7 +58,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 class BackendStats:
     """One backend's numbers, measured in its own process."""
 
-    backend: str  # the backend's name: "onnx", "paddle", or a plugin's
+    backend: str  # the backend's name (what --backend took)
     source: str  # the .onnx file or Paddle model folder that ran
     providers: list[str]  # what actually ran the model (ORT execution providers, or Paddle's CPU/oneDNN path)
     threads: int  # CPU threads the runner was given for one inference
@@ -73,6 +79,7 @@ class BackendStats:
     rss_after_load_mb: float  # resident set once the model is loaded, before the first image
     peak_rss_mb: float  # the child process's own peak resident set (interpreter, libraries, model, activations)
     precision: str = "fp32"  # the precision that ran, as the backend's describe() reports it (else the one asked for)
+    device: str = "cpu"  # where it ran (what the runner was opened with)
     speedup: float | None = None  # the reference row's p50 ÷ this row's (reference: BenchResult.reference)
     agreement: float | None = None  # share of pixels whose label equals the reference row's, on the same image
 
@@ -86,19 +93,21 @@ class BenchResult:
     threads: int  # threads asked for
     warmup: int  # untimed images per backend
     runs: int  # timed images per backend
-    backends: dict[str, BackendStats] = field(default_factory=dict)  # by backend name, in the order measured
-    reference: str | None = None  # the float32 row speed-up and agreement are against: "paddle" if it ran
+    backends: dict[str, BackendStats] = field(default_factory=dict)  # by "backend/precision", in the order measured
+    reference: str | None = None  # the float32 row speed-up and agreement are against: the reference backend's
+    device: str | None = None  # the device asked for; None: each backend's first declared device
+    pair: tuple[str, str] | None = None  # (default, reference) backend names, as their specs say: the ratio's rows
     failed: dict[str, str] = field(default_factory=dict)  # rows that could not be measured: key → why, what to do
 
-    def compare(self, labels: dict[str, Any]) -> BenchResult:
-        """Fill in speed-up and label agreement against float32 Paddle (else the first float32 row that ran), given
-        each row's label map of the benchmark image; returns the result with them."""
+    def compare(self, labels: dict[str, Any], reference: str | None = None) -> BenchResult:
+        """Fill in speed-up and label agreement against the float32 row of backend ``reference`` (else the first
+        float32 row that ran), given each row's label map of the benchmark image; returns the result with them."""
         import dataclasses
 
         import numpy as np
 
         fp32 = [k for k, s in self.backends.items() if s.precision == "fp32" and k in labels]
-        ref = "paddle" if "paddle" in fp32 else (fp32[0] if fp32 else None)
+        ref = f"{reference}/fp32" if f"{reference}/fp32" in fp32 else (fp32[0] if fp32 else None)
         if ref is None or len(self.backends) < 2:
             return self
         base, want = self.backends[ref], labels[ref]
@@ -110,26 +119,28 @@ class BenchResult:
                                             agreement=None if agree is None else round(agree, 6))  # fmt: skip
         return dataclasses.replace(self, backends=rows, reference=ref)
 
-    def ratio(self) -> dict[str, float] | None:
-        """onnx ÷ paddle for time, throughput and memory (below 1: ONNX Runtime is faster or smaller), if both ran."""
-        onnx, paddle = self.backends.get("onnx"), self.backends.get("paddle")
-        if onnx is None or paddle is None:
+    def ratio(self) -> dict[str, Any] | None:
+        """The default backend's float32 row ÷ the reference's for time, throughput and memory (below 1: faster or
+        smaller than the reference), if both ran."""
+        if self.pair is None:
+            return None
+        of, over = (f"{b}/fp32" for b in self.pair)
+        a, b = self.backends.get(of), self.backends.get(over)
+        if a is None or b is None or of == over:
             return None
 
-        def div(a: float, b: float) -> float:
-            return round(a / b, 3) if b else float("nan")
+        def div(x: float, y: float) -> float:
+            return round(x / y, 3) if y else float("nan")
 
         return {
-            "p50": div(onnx.p50_ms, paddle.p50_ms),
-            "inference": div(onnx.inference_ms, paddle.inference_ms),
-            "throughput": div(onnx.throughput_ips, paddle.throughput_ips),
-            "peak_rss": div(onnx.peak_rss_mb, paddle.peak_rss_mb),
-        }
+            "of": of, "over": over, "p50": div(a.p50_ms, b.p50_ms), "inference": div(a.inference_ms, b.inference_ms),
+            "throughput": div(a.throughput_ips, b.throughput_ips), "peak_rss": div(a.peak_rss_mb, b.peak_rss_mb),
+        }  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "size": list(self.size), "threads": self.threads, "warmup": self.warmup,
-            "runs": self.runs, "device": "cpu",
+            "runs": self.runs, "device": self.device,
             "image": f"zoo.synthetic.street_scene, seed {IMAGE_SEED}",
             "latency": "preprocess + inference + postprocess, per image, in memory",
             "backends": {name: asdict(stats) for name, stats in self.backends.items()},
@@ -142,22 +153,26 @@ class BenchResult:
 def bench(
     model: ModelHandle | str,
     *,
-    backends: tuple[str, ...] = BACKENDS,
+    backends: tuple[str, ...] | None = None,
     size: tuple[int, int] = DEFAULT_SIZE,
     threads: int | None = None,
     warmup: int = DEFAULT_WARMUP,
     runs: int = DEFAULT_RUNS,
     progress: Any = None,
     precisions: tuple[str, ...] = ("fp32",),
+    device: str | None = None,
 ) -> BenchResult:
-    """Measure ``model`` on each backend, each in a child process; converts to ONNX first if no ONNX model is cached.
+    """Measure ``model`` on each backend, each in a child process; what is missing is pulled and converted first.
 
-    ``progress``, if given, is called with one-line status messages. Each backend runs at each of ``precisions`` it
-    supports (results keyed ``backend`` for fp32, ``backend/precision`` otherwise).
+    ``backends`` None: the default backend and the reference one (their specs say which). ``progress``, if given, is
+    called with one-line status messages. Each backend runs at each of ``precisions`` it declares (results keyed
+    ``backend/precision``), on ``device`` (None: its first declared device).
     """
+    from zoo.make import ensure
     from zoo.registry import backends as registered, catalog
-    from zoo.store import cache
 
+    pair = (registered.default_backend().name, registered.reference_backend().name)
+    backends = tuple(backends) if backends else tuple(dict.fromkeys(pair))
     specs = [registered.get(b) for b in backends]  # BackendError names the registered ones
     if warmup < 0 or runs < 1:
         raise ZooError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
@@ -167,35 +182,33 @@ def bench(
     threads = int(threads or os.cpu_count() or 1)
     handle = catalog.handle(model)  # UnknownModelError before anything is started
     name = handle.name
-    if any("paddle" in s.formats for s in specs):
-        cache.paddle_model_dir(name)  # NotCachedError says what to pull
-    if any("onnx" in s.formats for s in specs):
-        from zoo.make.convert import ensure_onnx
-
-        ensure_onnx(handle, (lambda line: progress(f"bench {name}: {line}")) if progress else None)
-    result = BenchResult(name, (h, w), threads, warmup, runs)
-    jobs = [(s.name, p) for s in specs for p in precisions if p in s.precisions]
+    say = (lambda line: progress(f"bench {name}: {line}")) if progress else None
+    for spec in specs:  # the one door: what each backend runs is pulled and converted first when missing
+        for p in (p for p in precisions if p in spec.precisions):
+            ensure.prepare(handle, spec.name, p, progress=say)
+    result = BenchResult(name, (h, w), threads, warmup, runs, device=device, pair=pair)
+    jobs = [(s, p) for s in specs for p in precisions if p in s.precisions]
     if not jobs:
         raise ZooError(f"none of {', '.join(backends)} runs {', '.join(precisions)}; see 'zoo plugins' for what each runs")
     labels: dict[str, Any] = {}
-    for backend, precision in jobs:
-        key = backend if precision == "fp32" else f"{backend}/{precision}"
+    for spec, precision in jobs:
+        key, on = f"{spec.name}/{precision}", device or spec.devices[0]
         if progress:
-            progress(f"bench {name}: {key} at {h}x{w}, {threads} threads, {warmup} warm-up + {runs} runs")
-        job = {"name": name, "backend": backend, "size": [h, w], "threads": threads, "warmup": warmup,
-               "runs": runs, "precision": precision,
+            progress(f"bench {name}: {key} on {on} at {h}x{w}, {threads} threads, {warmup} warm-up + {runs} runs")
+        job = {"name": name, "backend": spec.name, "size": [h, w], "threads": threads, "warmup": warmup,
+               "runs": runs, "precision": precision, "device": on,
                "registries": [str(p) for p in catalog.extra_registries()]}  # fmt: skip
         try:
             result.backends[key], labels[key] = _in_child(job)
         except ZooError as exc:  # the rows measured so far are kept; this one is marked
-            if not result.backends and (backend, precision) == jobs[-1]:
+            if not result.backends and (spec, precision) == jobs[-1]:
                 raise
-            result.failed[key] = failure_advice(name, backend, str(exc))
+            result.failed[key] = failure_advice(name, spec.name, str(exc))
             if progress:
                 progress(f"bench {name}: {key} FAILED: {result.failed[key]}")
     if not result.backends:
         raise BackendError(f"no row could be measured: {'; '.join(f'{k}: {v}' for k, v in result.failed.items())}")
-    return result.compare(labels)
+    return result.compare(labels, reference=pair[1])
 
 
 def failure_advice(name: str, backend: str, message: str) -> str:
@@ -259,6 +272,7 @@ def measure(
     runs: int,
     precision: str = "fp32",
     labels_out: str | None = None,
+    device: str = "cpu",
 ) -> BackendStats:
     """Measure one backend in this process (``bench`` calls this in a child; its RSS covers the whole process).
     ``labels_out``: save the benchmark image's label map there (.npy), for the parent's agreement column."""
@@ -267,7 +281,7 @@ def measure(
     from zoo.runners import runtime
 
     started = time.perf_counter()
-    model = runtime.load(name, backend=backend, threads=threads, precision=precision)
+    model = runtime.load(name, backend=backend, device=device, threads=threads, precision=precision)
     load_ms = _ms(started)
     rss_loaded = _current_rss_mb()
     rgb = synthetic_image(size)
@@ -290,6 +304,7 @@ def measure(
     described = model.runner.describe()  # what actually ran, as the backend reports it
     return BackendStats(
         precision=str(described.get("precision") or precision),
+        device=device,
         backend=backend,
         source=str(model.source),
         providers=list(described.get("providers") or [described.get("engine", backend)]),
@@ -356,7 +371,7 @@ def _child(argv: list[str]) -> int:
 
         catalog.use_registries([Path(p) for p in job["registries"]])  # what the parent's --registry gave
         stats = measure(job["name"], job["backend"], tuple(job["size"]), job["threads"], job["warmup"], job["runs"],
-                        job.get("precision", "fp32"), job.get("labels_out"))
+                        job.get("precision", "fp32"), job.get("labels_out"), job.get("device", "cpu"))
         doc: dict[str, Any] = {"stats": asdict(stats)}
     except ZooError as exc:
         doc = {"error": {"type": type(exc).__name__, "message": str(exc)}}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
+from zoo.store.userfiles import write_user_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -19,25 +20,26 @@ BAR_COLORS = ((66, 133, 244), (234, 67, 53), (52, 168, 83), (251, 188, 5))  # RG
 
 
 def write_report(result: Any, out: Path) -> list[Path]:
-    """Write the report files for an EvalResult into ``out``; return their paths."""
-    import cv2
+    """Write the report files for an EvalResult into ``out``; return their paths.
 
+    Every file goes through zoo's one writer for user files (atomic: a reader sees the old file or the new one).
+    """
     try:
         (out / "worst").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ZooError(f"cannot create the report folder {out}: {exc.strerror or exc}; choose another with --report") from None
     written = [out / "eval.json", out / "class_iou.png"]
-    written[0].write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
+    write_user_file(written[0], json.dumps(result.as_dict(), indent=2) + "\n")
     chart = class_iou_chart(result.labels, {k: v["class_iou"] for k, v in result.backends.items()})
-    cv2.imwrite(str(written[1]), chart[:, :, ::-1])
+    write_user_file(written[1], _encoded(".png", chart))
     colors = _colors(result)
     for key, worst in result.worst.items():
         for rank, item in enumerate(worst, 1):
-            path = out / "worst" / f"{rank}_{key}_{item.image.stem}.jpg"
+            path = out / "worst" / f"{rank}_{key.replace('/', '-')}_{item.image.stem}.jpg"
             panel = captioned(error_panel(item.rgb, item.pred, item.label, colors),
                               ("image", f"prediction ({key})", "ground truth", "errors (red)"),
                               f"#{rank} worst for {key}: {item.image.name}, its mIoU {item.score:.1%}")  # fmt: skip
-            cv2.imwrite(str(path), panel[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+            write_user_file(path, _encoded(".jpg", panel))
             written.append(path)
     written.append(write_index(result, out, written))
     return written
@@ -79,6 +81,16 @@ def write_index(result: Any, out: Path, written: list[Path]) -> Path:
     legend = [(name, tuple(int(c) for c in colors[i])) for i, name in enumerate(result.labels)]
     return report_page.write_index(out, f"zoo eval {d['model']}", facts, figures, legend=legend,
                                    tables=[(["metric", *keys], rows)])  # fmt: skip
+
+
+def _encoded(ext: str, rgb: np.ndarray) -> bytes:
+    import cv2
+
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90] if ext == ".jpg" else []
+    ok, data = cv2.imencode(ext, rgb[:, :, ::-1], params)
+    if not ok:
+        raise ZooError(f"OpenCV cannot encode a {ext} picture of {rgb.shape[0]}x{rgb.shape[1]} (HxW) for the report")
+    return data.tobytes()
 
 
 def _colors(result: Any) -> np.ndarray:

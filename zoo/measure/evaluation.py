@@ -1,19 +1,15 @@
 """Accuracy against ground truth: run one or more loaded models over a labelled data set and score them as PaddleSeg.
 
-Inference modes follow PaddleSeg's ``val.py`` (``paddleseg.core.infer``):
+One evaluation, whichever engine infers: :class:`Tally` checks the options and every sample's files before any
+inference (missing and mis-sized labels are found now, not an hour in), keeps one column of running totals per model,
+decides what a bad sample does (``skip_bad``), keeps the worst images for ``--report`` and builds the
+:class:`EvalResult`. Per image, :func:`load_sample` decodes the image and its label and :func:`score_image` infers
+every model (in PaddleSeg's modes, zoo/measure/inference.py) and counts per-class areas (zoo/measure/metrics.py): the
+local engine here and the Ray engine's workers (zoo/engines/ray_eval.py) call the same two functions.
 
-* ``whole``: the model on the whole (preprocessed) image, scores resized to the image and arg-maxed;
-* ``slide``: overlapping ``crop`` windows every ``stride`` (both H, W); each window's scores are added into a
-  full-size map and divided by how many windows covered each pixel (``slide_inference``);
-* ``scales`` / ``flip``: the input resized by each scale (bilinear, ``int(side * s + 0.5)``), optionally mirrored,
-  inferred (whole or slide), mirrored back, resized to the input size and averaged (``aug_inference``).
-
-Slide and augmentation add scores, so they need a model exported with ``--output-op none`` (logits) or ``softmax``;
-an argmax model is an :class:`~zoo.errors.EvalError` saying so.
-
-The data flows as in ``zoo run`` (zoo/engines/segment.py): reader threads decode and preprocess the next images while the
-calling thread infers; per-class areas are accumulated per image (zoo/measure/metrics.py), so memory holds a few images'
-maps, never the data set. Ctrl-C stops at the current image and returns the partial result (``interrupted``).
+Locally the data flows as in ``zoo run``: reader threads decode and preprocess the next
+images while the calling thread infers, so memory holds a few images' maps, never the data set. Ctrl-C stops at the
+current image and returns the partial result (``interrupted``).
 """
 
 from __future__ import annotations
@@ -29,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import DatasetError, EvalError, ImageError
+from zoo.measure.inference import MODES, Options, predict  # noqa: F401 - Options and MODES are part of this API
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,65 +33,33 @@ if TYPE_CHECKING:
     from zoo.measure.datasets import Dataset, Sample
     from zoo.runners.runtime import Model
 
-MODES = ("whole", "slide")
 WORST = 4  # images kept per backend for --report (the lowest per-image mIoU)
-
-
-@dataclass(frozen=True)
-class Options:
-    """How each image is inferred (PaddleSeg val.py's is_slide / crop_size / stride / scales / flip)."""
-
-    mode: str = "whole"  # "whole" or "slide"
-    crop: tuple[int, int] | None = None  # slide window (H, W)
-    stride: tuple[int, int] | None = None  # slide step (H, W)
-    scales: tuple[float, ...] = (1.0,)  # input scales averaged (aug_inference)
-    flip: bool = False  # also average the horizontally mirrored input
-
-    @property
-    def augmented(self) -> bool:
-        return self.flip or tuple(self.scales) != (1.0,)
-
-    def check(self) -> None:
-        if self.mode not in MODES:
-            raise EvalError(f"unknown --mode '{self.mode}'; choose one of: {', '.join(MODES)}")
-        if self.mode == "slide":
-            if not self.crop or not self.stride:
-                raise EvalError("--mode slide needs --crop HxW and --stride HxW (e.g. --crop 512x1024 --stride 512x768)")
-            if any(v < 1 for v in (*self.crop, *self.stride)):
-                raise EvalError(f"--crop and --stride must be positive, got {self.crop} and {self.stride}")
-            if self.stride[0] > self.crop[0] or self.stride[1] > self.crop[1]:
-                raise EvalError(f"--stride {self.stride[0]}x{self.stride[1]} is larger than --crop "
-                                f"{self.crop[0]}x{self.crop[1]}: pixels between windows would not be predicted")  # fmt: skip
-        elif self.crop or self.stride:
-            raise EvalError("--crop and --stride are for --mode slide")
-        if not self.scales or any(s <= 0 for s in self.scales):
-            raise EvalError(f"--scales must be positive numbers, got {list(self.scales)}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "crop": list(self.crop) if self.crop else None,
-                "stride": list(self.stride) if self.stride else None, "scales": list(self.scales), "flip": self.flip}  # fmt: skip
+READERS = 2  # decode + preprocess threads (as zoo run's local pipeline)
+PREFETCH = 3  # samples read ahead of the one being inferred
 
 
 @dataclass
 class Worst:
-    """One badly segmented image kept for the report."""
+    """One badly segmented image kept for the report (``rgb``/``label`` are read again when an engine did not keep
+    them: :meth:`Tally.result` fills them in)."""
 
     score: float  # the image's own mIoU (classes present in it or its prediction)
     image: Path
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     pred: np.ndarray
-    label: np.ndarray
+    label: np.ndarray | None
+    sample: Sample | None = None
 
 
 @dataclass
 class Scored:
     """One model's running totals."""
 
-    key: str  # its column: the backend name (made unique when a backend repeats)
-    model: Model
+    key: str  # its column: backend[/precision] (made unique when one repeats)
+    model: Any  # a loaded Model, or what an engine runs elsewhere (name, source, backend, precision, providers ...)
     areas: Any  # zoo.measure.metrics.Areas
     seconds: float = 0.0  # inference time, all images
-    worst: list = field(default_factory=list)  # heap of (-score, n, Worst)
+    worst: list = field(default_factory=list)  # heap of (-score, order, n, Worst)
 
 
 @dataclass
@@ -114,6 +79,7 @@ class EvalResult:
     reference_miou: float | None = None  # the registry's published mIoU (percent), when the data is Cityscapes val
     worst: dict[str, list[Worst]] = field(default_factory=dict)  # key → the worst images, worst first
     colors: tuple[tuple[int, int, int], ...] = ()  # RGB per class id (the model's palette), for pictures
+    engine: str = "local"  # what ran the inference: "local" or "ray"
 
     def as_dict(self) -> dict[str, Any]:
         backends = {}
@@ -123,7 +89,7 @@ class EvalResult:
                 entry["miou_minus_reference"] = round(entry["miou"] * 100 - self.reference_miou, 4)
             backends[key] = entry
         return {
-            "model": self.model, "data": str(self.dataset.path), "layout": self.dataset.layout,
+            "model": self.model, "engine": self.engine, "data": str(self.dataset.path), "layout": self.dataset.layout,
             "split": self.dataset.split, **self.options.as_dict(), "absent_iou": 1.0 if self.absent == "one" else 0.0,
             "convention": backends[next(iter(backends))]["convention"] if backends else None,
             "labels": list(self.labels), "images": self.images, "skipped": len(self.skipped),
@@ -132,101 +98,13 @@ class EvalResult:
         }  # fmt: skip
 
 
-# ---- inference modes ------------------------------------------------------------------------------------------------
-
-
-def resize_scores(t: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of ``[1, C, H, W]`` float scores to ``size`` (H, W), half-pixel centres as Paddle's
-    ``F.interpolate(mode='bilinear', align_corners=False)``."""
-    import cv2
-    import numpy as np
-
-    h, w = size
-    if t.shape[2:] == (h, w):
-        return t
-    hwc = np.ascontiguousarray(t[0].transpose(1, 2, 0), dtype=np.float32)
-    parts = [cv2.resize(hwc[:, :, i : i + 256], (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
-             for i in range(0, hwc.shape[2], 256)]  # fmt: skip  (cv2 takes at most 512 channels)
-    return np.concatenate(parts, axis=2).transpose(2, 0, 1)[None]
-
-
-def _scores(model: Model, x: np.ndarray) -> np.ndarray:
-    """The model's float scores for ``x``; an argmax model cannot be averaged."""
-    import numpy as np
-
-    out = np.asarray(model.infer(x))
-    if not np.issubdtype(out.dtype, np.floating) or out.ndim != 4:
-        raise EvalError(
-            f"--mode slide, --scales and --flip add up the model's scores, but {model.name} outputs "
-            f"{out.dtype} of shape {list(out.shape)} (class ids: exported with --output-op argmax); export it with "
-            "'zoo export NAME --output-op none' (or softmax) and convert it again, or evaluate with --mode whole"
-        )
-    return out.astype(np.float32, copy=False)
-
-
-def slide_scores(model: Model, x: np.ndarray, crop: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
-    """PaddleSeg's ``slide_inference`` on a preprocessed ``[1, 3, H, W]`` input: summed window scores / count."""
-    import numpy as np
-
-    h_im, w_im = x.shape[2:]
-    (h_crop, w_crop), (h_stride, w_stride) = crop, stride
-    rows = 1 if h_im <= h_crop else int(np.ceil((h_im - h_crop) / h_stride)) + 1
-    cols = 1 if w_im <= w_crop else int(np.ceil((w_im - w_crop) / w_stride)) + 1
-    total: np.ndarray | None = None
-    count = np.zeros((h_im, w_im), np.float32)
-    for r, c in itertools.product(range(rows), range(cols)):
-        h2, w2 = min(r * h_stride + h_crop, h_im), min(c * w_stride + w_crop, w_im)
-        h1, w1 = max(h2 - h_crop, 0), max(w2 - w_crop, 0)  # the last window ends at the border
-        out = _scores(model, np.ascontiguousarray(x[:, :, h1:h2, w1:w2]))
-        if total is None:
-            total = np.zeros((1, out.shape[1], h_im, w_im), np.float64)  # float64 sums, as PaddleSeg's numpy ones
-        total[:, :, h1:h2, w1:w2] += out[:, :, : h2 - h1, : w2 - w1]
-        count[h1:h2, w1:w2] += 1
-    assert total is not None
-    return (total / count).astype(np.float32)
-
-
-def aug_scores(model: Model, x: np.ndarray, options: Options) -> np.ndarray:
-    """PaddleSeg's ``aug_inference``: mean scores over scales × (unflipped, mirrored) at the input's size."""
-    import numpy as np
-
-    h, w = x.shape[2:]
-    flips = (False, True) if options.flip else (False,)
-    total = np.zeros((1, 1, 1, 1), np.float32)
-    for scale in options.scales:
-        size = (int(h * scale + 0.5), int(w * scale + 0.5))
-        scaled = resize_scores(x, size) if size != (h, w) else x
-        for flip in flips:
-            inp = np.ascontiguousarray(scaled[:, :, :, ::-1]) if flip else scaled
-            out = _infer_scores(model, inp, options)
-            if flip:
-                out = out[:, :, :, ::-1]
-            total = total + resize_scores(np.ascontiguousarray(out), (h, w))
-    return total / (len(options.scales) * len(flips))
-
-
-def _infer_scores(model: Model, x: np.ndarray, options: Options) -> np.ndarray:
-    if options.mode == "slide":
-        return slide_scores(model, x, options.crop, options.stride)  # type: ignore[arg-type]
-    return _scores(model, x)
-
-
-def predict(model: Model, x: np.ndarray, size: tuple[int, int], options: Options) -> np.ndarray:
-    """Label map ``[H, W]`` at ``size`` for a preprocessed input, as ``options`` say."""
-    if options.augmented:
-        out = aug_scores(model, x, options)
-    elif options.mode == "slide":
-        out = slide_scores(model, x, options.crop, options.stride)  # type: ignore[arg-type]
-    else:
-        out = model.infer(x)
-    return model.to_labels(out, size)
-
-
-# ---- the run --------------------------------------------------------------------------------------------------------
+# ---- one image --------------------------------------------------------------------------------------------------------
 
 
 @dataclass
-class _Loaded:
+class Loaded:
+    """One sample read for scoring: the image, its label and each input the models need; or why it cannot be."""
+
     sample: Sample
     rgb: np.ndarray | None = None
     label: np.ndarray | None = None
@@ -234,7 +112,8 @@ class _Loaded:
     error: str | None = None
 
 
-def _load(sample: Sample, models: Sequence[Model]) -> _Loaded:
+def load_sample(sample: Sample, models: Sequence[Model]) -> Loaded:
+    """Decode a sample's image and label and preprocess it for each model; a bad file becomes ``error``."""
     from zoo import images
     from zoo.measure import datasets
 
@@ -246,9 +125,132 @@ def _load(sample: Sample, models: Sequence[Model]) -> _Loaded:
             spec = model.architecture.input
             if spec not in inputs:
                 inputs[spec] = model.prepare(rgb)
-        return _Loaded(sample, rgb, label, inputs)
+        return Loaded(sample, rgb, label, inputs)
     except (ImageError, DatasetError) as exc:
-        return _Loaded(sample, error=str(exc))
+        return Loaded(sample, error=str(exc))
+
+
+@dataclass
+class ImageScore:
+    """One model's result on one image."""
+
+    pred: np.ndarray  # label map [H, W]
+    areas: tuple[np.ndarray, np.ndarray, np.ndarray]  # per class: intersect, predicted, labelled pixels
+    seconds: float  # inference time
+
+
+def score_image(models: Sequence[Model], item: Loaded, options: Options, num_classes: int) -> list[ImageScore]:
+    """Every model's prediction and per-class areas on one loaded sample (the per-image step of both engines)."""
+    from zoo.measure import metrics
+
+    size = item.rgb.shape[:2]  # type: ignore[union-attr]
+    scores = []
+    for model in models:
+        started = time.perf_counter()
+        pred = predict(model, item.inputs[model.architecture.input], size, options)
+        seconds = time.perf_counter() - started
+        scores.append(ImageScore(pred, metrics.areas_of(pred, item.label, num_classes), seconds))
+    return scores
+
+
+# ---- one evaluation ---------------------------------------------------------------------------------------------------
+
+
+class Tally:
+    """One evaluation's checks and running totals, whichever engine infers (see the module docstring).
+
+    ``models`` are loaded Models, or what an engine runs elsewhere with the same attributes (zoo/engines/shipping.py).
+    """
+
+    def __init__(self, models: Sequence[Any], dataset: Dataset, *, options: Options | None = None,
+                 limit: int | None = None, skip_bad: bool = False, absent: str = "zero", progress: bool = False,
+                 keep_worst: int = 0, reference_miou: float | None = None, engine: str = "local"):  # fmt: skip
+        from zoo.measure import datasets, metrics
+
+        if not models:
+            raise EvalError("nothing to evaluate: give at least one model (or backend)")
+        self.options = options or Options()
+        self.options.check()
+        if absent not in metrics.ABSENT:
+            raise EvalError(f"unknown absent-class convention '{absent}'; choose one of: {', '.join(metrics.ABSENT)}")
+        self.models, self.dataset, self.absent, self.skip_bad = list(models), dataset, absent, skip_bad
+        self.keep_worst, self.reference_miou, self.engine = keep_worst, reference_miou, engine
+        samples = list(dataset.samples[:limit] if limit else dataset.samples)
+        self.skipped: list[str] = []
+        self.good: list[Sample] = []
+        for sample in samples:  # missing and mis-sized labels are found now, not an hour into the run
+            problem = datasets.check(sample)
+            if problem is None:
+                self.good.append(sample)
+            elif skip_bad:
+                self.skipped.append(problem)
+            else:
+                raise DatasetError(_bad_message(problem, samples, self.good))
+        self.num_classes = max(m.num_classes for m in self.models)
+        self.scored: list[Scored] = []
+        for model in self.models:
+            base = model.backend if model.precision == "fp32" else f"{model.backend}/{model.precision}"
+            key, n = base, 2
+            while key in {s.key for s in self.scored}:
+                key, n = f"{base}-{n}", n + 1
+            self.scored.append(Scored(key, model, metrics.Areas(self.num_classes)))
+        self.providers = {s.key: list(s.model.providers) for s in self.scored}
+        self.images = 0
+        self.bar = _bar(len(self.good), progress)
+        self._counter = itertools.count()
+
+    def bad(self, message: str) -> None:
+        """A sample that could not be read: skipped and counted with ``skip_bad``, else the evaluation stops."""
+        if not self.skip_bad:
+            raise DatasetError(f"{message} — fix it or pass --skip-bad to skip such images")
+        self.skipped.append(message)
+        self.bar.update(1)
+
+    def add(self, sample: Sample, scores: Sequence[ImageScore], rgb: np.ndarray | None = None,
+            label: np.ndarray | None = None, *, order: int | None = None) -> None:  # fmt: skip
+        """Count one image for every model at once (all count it, or none does).
+
+        ``order`` (the sample's place in the data set) breaks ties between equally bad images, so the worst images
+        kept do not depend on the order in which an engine's results arrive.
+        """
+        from zoo.measure import metrics
+
+        for s, one in zip(self.scored, scores, strict=True):
+            s.areas.intersect += one.areas[0]
+            s.areas.pred += one.areas[1]
+            s.areas.label += one.areas[2]
+            s.areas.images += 1
+            s.seconds += one.seconds
+            if self.keep_worst:
+                entry = Worst(metrics.image_miou(*one.areas), sample.image, rgb, one.pred, label, sample)
+                n = next(self._counter)
+                heapq.heappush(s.worst, (-entry.score, n if order is None else order, n, entry))
+                if len(s.worst) > self.keep_worst:
+                    heapq.heappop(s.worst)  # drops the best of the kept ones
+        self.images += 1
+        self.bar.update(1)
+
+    def result(self, seconds: float, interrupted: bool = False) -> EvalResult:
+        """The metrics of what was counted; the worst images with their pictures read again where not kept."""
+        self.bar.close()
+        backends = {}
+        for s in self.scored:
+            summary = s.areas.summary(absent=self.absent)
+            summary["images_per_second"] = round(self.images / s.seconds, 3) if s.seconds else None
+            summary["providers"] = self.providers[s.key]
+            summary["model_path"] = str(s.model.source)
+            backends[s.key] = summary
+        worst = {s.key: [t[-1] for t in sorted(s.worst, key=lambda t: (-t[0], t[1]))] for s in self.scored}
+        for entry in (w for kept in worst.values() for w in kept if w.rgb is None or w.label is None):
+            again = load_sample(entry.sample, [])  # type: ignore[arg-type]
+            if again.error is None:
+                entry.rgb, entry.label = again.rgb, again.label
+        worst = {k: [w for w in kept if w.rgb is not None and w.label is not None] for k, kept in worst.items()}
+        first = self.models[0]
+        labels = max((m.labels for m in self.models), key=len)
+        return EvalResult(first.name, self.dataset, self.options, self.absent, tuple(labels), backends, self.images,
+                          self.skipped, interrupted, seconds, self.reference_miou, worst,
+                          first.architecture.colors(256), self.engine)  # fmt: skip
 
 
 def run(
@@ -265,102 +267,44 @@ def run(
     reference_miou: float | None = None,
 ) -> EvalResult:
     """Score loaded models on the same images of ``data``; see the module docstring. Ctrl-C returns a partial result."""
-    from zoo.engines import segment
-    from zoo.measure import datasets, metrics
+    from zoo.measure import datasets
     from zoo.measure.datasets import Dataset
 
     models = [models] if not isinstance(models, Sequence) else list(models)
-    if not models:
-        raise EvalError("nothing to evaluate: give at least one model (or backend)")
-    options = options or Options()
-    options.check()
-    if absent not in metrics.ABSENT:
-        raise EvalError(f"unknown absent-class convention '{absent}'; choose one of: {', '.join(metrics.ABSENT)}")
     dataset = data if isinstance(data, Dataset) else datasets.open_dataset(data, split=split)
-    samples = list(dataset.samples[:limit] if limit else dataset.samples)
-    skipped: list[str] = []
-    good = []
-    for sample in samples:  # missing and mis-sized labels are found now, not an hour into the run
-        problem = datasets.check(sample)
-        if problem is None:
-            good.append(sample)
-        elif skip_bad:
-            skipped.append(problem)
-        else:
-            raise DatasetError(_bad_message(problem, samples, good))
-    num_classes = max(m.num_classes for m in models)
-    scored = []
-    for model in models:
-        base = model.backend if model.precision == "fp32" else f"{model.backend}/{model.precision}"
-        key, n = base, 2
-        while key in {s.key for s in scored}:
-            key, n = f"{base}-{n}", n + 1
-        scored.append(Scored(key, model, metrics.Areas(num_classes)))
-    bar = _bar(len(good), progress)
-    readers = ThreadPoolExecutor(segment.READERS, thread_name_prefix="zoo-eval-read")
-    started, images, interrupted = time.perf_counter(), 0, False
-    counter = itertools.count()
+    tally = Tally(models, dataset, options=options, limit=limit, skip_bad=skip_bad, absent=absent, progress=progress,
+                  keep_worst=keep_worst, reference_miou=reference_miou)  # fmt: skip
+    readers = ThreadPoolExecutor(READERS, thread_name_prefix="zoo-eval-read")
+    started, interrupted = time.perf_counter(), False
     try:
-        queue = iter(good)
-        reading: deque[Future[_Loaded]] = deque()
+        queue = iter(tally.good)
+        reading: deque[Future[Loaded]] = deque()
 
         def read_more() -> None:
-            while len(reading) < segment.PREFETCH and (sample := next(queue, None)) is not None:
-                reading.append(readers.submit(_load, sample, models))
+            while len(reading) < PREFETCH and (sample := next(queue, None)) is not None:
+                reading.append(readers.submit(load_sample, sample, models))
 
         read_more()
         while reading:
             item = reading.popleft().result()
             read_more()
             if item.error is not None:
-                if not skip_bad:
-                    raise DatasetError(f"{item.error} — fix it or pass --skip-bad to skip such images")
-                skipped.append(item.error)
-                bar.update(1)
+                tally.bad(item.error)
                 continue
-            size = item.rgb.shape[:2]
-            per_image = []
-            for s in scored:
-                t0 = time.perf_counter()
-                pred = predict(s.model, item.inputs[s.model.architecture.input], size, options)
-                s.seconds += time.perf_counter() - t0
-                per_image.append((s, pred, metrics.areas_of(pred, item.label, num_classes)))
-            for s, pred, one in per_image:  # all backends count the image, or none does
-                s.areas.intersect += one[0]
-                s.areas.pred += one[1]
-                s.areas.label += one[2]
-                s.areas.images += 1
-                if keep_worst:
-                    entry = Worst(metrics.image_miou(*one), item.sample.image, item.rgb, pred, item.label)
-                    heapq.heappush(s.worst, (-entry.score, next(counter), entry))
-                    if len(s.worst) > keep_worst:
-                        heapq.heappop(s.worst)  # drops the best of the kept ones
-            images += 1
-            bar.update(1)
+            tally.add(item.sample, score_image(models, item, tally.options, tally.num_classes), item.rgb, item.label)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        bar.close()
+        tally.bar.close()
         readers.shutdown(wait=True, cancel_futures=True)
-    backends = {}
-    for s in scored:
-        summary = s.areas.summary(absent=absent)
-        summary["images_per_second"] = round(images / s.seconds, 3) if s.seconds else None
-        summary["providers"] = s.model.providers
-        summary["model_path"] = str(s.model.source)
-        backends[s.key] = summary
-    worst = {s.key: [w for _, _, w in sorted(s.worst, key=lambda t: -t[0])] for s in scored}
-    labels = max((m.labels for m in models), key=len)
-    return EvalResult(models[0].name, dataset, options, absent, tuple(labels), backends, images, skipped,
-                      interrupted, time.perf_counter() - started, reference_miou, worst,
-                      models[0].architecture.colors(256))  # fmt: skip
+    return tally.result(time.perf_counter() - started, interrupted)
 
 
 def evaluate(
     model: str | Path | Model | Sequence[Model],
     data: str | Path | Dataset,
     *,
-    backends: Sequence[str] = ("onnx",),
+    backends: Sequence[str | None] = (None,),  # None: the default backend, as runtime.load reads it from the specs
     device: str = "cpu",
     threads: int | None = None,
     precisions: Sequence[str] = ("fp32",),
@@ -372,13 +316,14 @@ def evaluate(
     is a registry name and ``data`` is Cityscapes' val split, the registry's published mIoU is the reference.
     """
     from zoo.measure import datasets
+    from zoo.make import ensure
     from zoo.runners import runtime
 
     if isinstance(model, (str, Path)):
         if not backends or not precisions:
             raise EvalError("nothing to evaluate: give at least one backend and precision")
-        target = runtime.resolve_target(model)
-        loaded = [runtime.load(target, backend=b, device=device, threads=threads, precision=p)
+        target = runtime.resolve_target(model)  # what each backend runs is brought into the cache first (the door)
+        loaded = [runtime.load(ensure.prepare(target, b, p), backend=b, device=device, threads=threads, precision=p)
                   for b in backends for p in precisions]  # fmt: skip
     else:
         loaded = model

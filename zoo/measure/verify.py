@@ -1,7 +1,9 @@
-"""Does one backend agree with another (by default: ONNX Runtime with Paddle Inference)? How much, and where not.
+"""Does one backend agree with another (by default: the default backend with the reference one, as their specs say —
+ONNX Runtime with Paddle Inference as zoo ships)? How much, and where not.
 
 :func:`verify_model` runs both backends of the pair on the same preprocessed tensors and compares their outputs per
-image and overall with :mod:`zoo.measure.compare` (the first backend is the reference); with a ``report_dir`` it writes
+image and overall with :mod:`zoo.measure.compare` (the first backend is the reference). Each side is named for what
+ran, ``backend/precision`` (``paddle/fp32``, ``onnx/int8``), in the result and its JSON. With a ``report_dir`` it writes
 ``verify.json`` and, per image, a PNG with the disagreeing pixels in magenta on the dimmed image and their bounding box
 in yellow.
 """
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
 
 MARK = (255, 0, 255)  # disagreeing pixels in the report PNG
 BOX = (255, 255, 0)  # their bounding box
-PAIR = ("paddle", "onnx")  # what `zoo verify` compares unless told otherwise: the reference first
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,9 @@ class VerifyResult:
     tolerance: Tolerance
     overall: Comparison  # totals over every image
     images: tuple[ImageCheck, ...]
-    paddle_model: str | None  # cached Paddle model folder, when a backend of the pair runs it
-    onnx_model: str | None  # cached .onnx file, when a backend of the pair runs it
-    onnx_sha256: str | None
-    backends: dict[str, Any]  # how each backend ran: its runner's describe(), by backend name
-    pair: tuple[str, str] = ("paddle", "onnx")  # (reference, candidate) backend names
+    models: dict[str, dict[str, Any]]  # per side: backend, precision, device, the cached file or folder that ran, sha256
+    backends: dict[str, Any]  # how each side ran: its runner's describe()
+    pair: tuple[str, str]  # (reference, candidate), each "backend/precision": the keys of models and backends
     output_op: str | None = None  # what the export put at the end of the graph, when recorded
     weights: str | None = None  # "random" for an untrained export
     seconds: float = 0.0  # wall time, both backends included
@@ -67,8 +66,7 @@ class VerifyResult:
         return {
             "name": self.name, "passed": self.passed, "kind": self.overall.kind, "tolerance": self.tolerance.as_dict(),
             "summary": self.summary(), "overall": self.overall.as_dict(), "images": [i.as_dict() for i in self.images],
-            "paddle_model": self.paddle_model, "onnx_model": self.onnx_model, "onnx_sha256": self.onnx_sha256,
-            "backends": self.backends, "output_op": self.output_op, "weights": self.weights,
+            "models": self.models, "backends": self.backends, "output_op": self.output_op, "weights": self.weights,
             "seconds": round(self.seconds, 3), "report": self.report,
             "reference": self.pair[0], "candidate": self.pair[1],
         }  # fmt: skip
@@ -110,60 +108,72 @@ def verify_model(
     tolerance: Tolerance | None = None,
     report_dir: str | Path | None = None,
     convert: bool = True,
-    backends: tuple[str, str] = PAIR,
+    backends: tuple[str, str] | None = None,
     precision: str = "fp32",
+    device: str | None = None,
 ) -> VerifyResult:
-    """Run two backends (CPU) on the same preprocessed inputs and compare their outputs; the first is the reference.
+    """Run two backends on the same preprocessed inputs and compare their outputs; the first is the reference.
+
+    ``backends``: (reference, candidate) names; None: the reference and default backends the specs name.
+    ``device``: where both run; None: each backend's first declared device (a GPU-only plugin runs on its GPU).
 
     ``images``: files to use; without them, ``count`` seeded synthetic images of ``size`` (H, W). A backend that runs
-    ONNX uses the cached conversion; if there is none it is converted first (``convert=False``: NotCachedError).
+    ONNX uses the cached conversion; what is missing is pulled and converted first (``convert=False``: NotCachedError).
     ``precision``: what the second backend (the candidate) runs, e.g. the int8 variant; the reference stays float32.
     """
+    from zoo.make import ensure
     from zoo.registry import backends as registered, catalog
     from zoo.runners import runtime
-    from zoo.store import cache
+    from zoo.store import artifacts, cache, repair
 
     handle = catalog.handle(model)
     name, arch = handle.name, handle.architecture
     tol = tolerance or tolerance_for(precision)
-    if len(backends) != 2 or backends[0] == backends[1]:
-        raise BackendError(f"verify compares two different backends, got {', '.join(backends) or 'none'}; "
-                           "e.g. --backend paddle,onnx")  # fmt: skip
+    backends = tuple(backends) if backends is not None else registered.default_pair()  # type: ignore[assignment]
+    # one backend against itself is a pair too when the sides differ: paddle/fp32 vs paddle/bf16
+    if len(backends) != 2 or (backends[0] == backends[1] and precision == "fp32"):
+        raise BackendError(f"verify compares two different backends or precisions, got {', '.join(backends) or 'none'} "
+                           f"at {precision}; e.g. --backend {','.join(registered.default_pair())}")  # fmt: skip
     specs = [registered.get(b) for b in backends]
+    devices = [device or s.devices[0] for s in specs]
     ref = cache.get_ref(name).get("paddle", {})
     paths: list[Path] = []
     precisions = ("fp32", precision)
     for spec, p in zip(specs, precisions):  # every file is re-hashed: a file changed on disk is not a disagreement
-        if "onnx" in spec.formats:
-            _ensure_onnx(handle, convert)
+        if convert:  # the one door: pulled and converted first when missing
+            ensure.prepare(handle, spec.name, p)
         paths.append(runtime.model_file(handle, spec, p))
 
     started = time.perf_counter()
-    runners = [registered.open_runner(s, path, device="cpu", threads=threads, precision=p)
-               for s, path, p in zip(specs, paths, precisions)]  # fmt: skip
+    runners = [registered.open_runner(s, path, device=d, threads=threads, precision=p)
+               for s, path, d, p in zip(specs, paths, devices, precisions)]  # fmt: skip
     paddle_dir = next((p for s, p in zip(specs, paths) if "paddle" in s.formats), None)
     for i, (spec, runner) in enumerate(zip(specs, runners)):
         source_key = (getattr(runner, "metadata", None) or {}).get("zoo.paddle_key")
         if paddle_dir is not None and source_key and source_key != paddle_dir.name:
             # converted from an earlier Paddle model of this name (re-exported or re-pulled since): comparing them
             # would blame ONNX for a change of weights
-            if not convert:
+            kind = artifacts.kind_for_backend(spec, precisions[i])
+            if not convert or not kind.automatic:  # advice: the command remaking that very artifact (an int8 too)
                 raise NotCachedError(
-                    f"the cached ONNX model of '{name}' was converted from another Paddle model ({source_key[:12]}) "
-                    f"than the cached one ({paddle_dir.name[:12]}); run 'zoo convert {name}', then 'zoo verify {name}'"
+                    f"the cached {kind.name} model of '{name}' was converted from another Paddle model "
+                    f"({source_key[:12]}) than the cached one ({paddle_dir.name[:12]}); "
+                    f"run '{repair.command(name, kind.name)}', then 'zoo verify {name}'"
                 )
             from zoo.make.convert import convert as convert_model
 
             paths[i] = Path(convert_model(handle).path)
-            runners[i] = registered.open_runner(spec, paths[i], device="cpu", threads=threads, precision=precisions[i])
+            runners[i] = registered.open_runner(spec, paths[i], device=devices[i], threads=threads,
+                                                precision=precisions[i])  # fmt: skip
     report = Path(report_dir) if report_dir is not None else None
     if report is not None:
         report.mkdir(parents=True, exist_ok=True)
+    sides = (f"{specs[0].name}/{precisions[0]}", f"{specs[1].name}/{precisions[1]}")
     checks = []
-    for index, (label, rgb) in enumerate(_inputs(images, size, count, seed)):
+    for index, (label, rgb) in enumerate(inputs(images, size, count, seed)):
         x = runtime.preprocess(rgb, arch.input)
         outputs = runners[0].run(x), runners[1].run(x)
-        comparison = compare(outputs[0], outputs[1], tol, arch.labels)
+        comparison = compare(outputs[0], outputs[1], tol, arch.labels, sides)
         png = None
         if report is not None:
             png = str(report / f"{index:02d}-{_stem(label)}.png")
@@ -173,18 +183,19 @@ def verify_model(
 
             verify_pictures.write_side_by_side(Path(png).with_suffix(".sides.png"), view, outputs, arch,
                                                mark_disagreement(view, comparison),
-                                               (f"{specs[0].name} (reference)", specs[1].name))  # fmt: skip
+                                               (f"{sides[0]} (reference)", sides[1]))  # fmt: skip
         checks.append(ImageCheck(label, (int(x.shape[2]), int(x.shape[3])), comparison, png))
     overall = combine([c.comparison for c in checks], tol)
-    onnx_path = next((p for s, p in zip(specs, paths) if "onnx" in s.formats), None)
+    models = {
+        side: {"backend": s.name, "precision": p, "device": d, "path": str(path),
+               "sha256": cache.sha256_file(path) if path.is_file() else None}
+        for side, s, p, d, path in zip(sides, specs, precisions, devices, paths)
+    }  # fmt: skip
     result = VerifyResult(
         name=name, passed=all(c.comparison.passed for c in checks), tolerance=tol, overall=overall,
-        images=tuple(checks), paddle_model=str(paddle_dir) if paddle_dir else None,
-        onnx_model=str(onnx_path) if onnx_path else None,
-        onnx_sha256=cache.sha256_file(onnx_path) if onnx_path else None,
-        backends={s.name: r.describe() for s, r in zip(specs, runners)},
+        images=tuple(checks), models=models, backends={side: r.describe() for side, r in zip(sides, runners)},
         output_op=ref.get("output_op"), weights=ref.get("weights"), seconds=time.perf_counter() - started,
-        report=str(report / "verify.json") if report is not None else None, pair=(specs[0].name, specs[1].name),
+        report=str(report / "verify.json") if report is not None else None, pair=sides,
     )  # fmt: skip
     if report is not None:
         userfiles.write_user_json(report / "verify.json", result.as_dict())
@@ -194,19 +205,7 @@ def verify_model(
     return result
 
 
-def _ensure_onnx(handle: ModelHandle, convert: bool) -> None:
-    from zoo.store import cache
-
-    if "onnx" in cache.cached_formats(handle.name):
-        return
-    if not convert:
-        cache.onnx_model_path(handle.name)  # NotCachedError says what to run
-    from zoo.make.convert import ensure_onnx
-
-    ensure_onnx(handle)
-
-
-def _inputs(images: Sequence[str | Path] | None, size: tuple[int, int], count: int, seed: int):
+def inputs(images: Sequence[str | Path] | None, size: tuple[int, int], count: int, seed: int):
     """(label, RGB uint8) per input: the files given, else seeded synthetic images."""
     if images:
         from zoo.images import read_image

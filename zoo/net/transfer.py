@@ -58,11 +58,11 @@ class Session:
     @property
     def client(self) -> Client:
         if self._client is None:
-            from zoo import __version__
+            from zoo.util import version
 
             self._client = Client(
                 timeout=config.timeout(),
-                headers={"User-Agent": f"zoo/{__version__}", "Accept-Encoding": "identity"},
+                headers={"User-Agent": f"zoo/{version()}", "Accept-Encoding": "identity"},
             )
         return self._client
 

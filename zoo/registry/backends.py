@@ -3,24 +3,28 @@
 A backend is a module-level :class:`~zoo.registry.spec.Backend`; its runner (``"module:callable"``) is imported only when a
 model is opened, so ``zoo plugins`` and the CLI's ``--backend`` choices cost no engine import. A backend that fails to
 load, is not a Backend, reuses a name, or lacks a module it ``requires`` is listed with the reason and how to get it —
-it never breaks the others. ``ZOO_BACKENDS`` restricts which load. Discovery runs once per process.
+it never breaks the others. ``ZOO_BACKENDS`` restricts which load. Discovery is the mechanism of
+:mod:`zoo.registry.entrypoints`, shared with the architectures.
+
+Roles come from the specs, so nothing outside a backend's own module names it: the backend marked ``default`` runs
+when none is named, the one marked ``reference`` is what ``zoo verify`` judges others against and what ``zoo bench``
+computes speed-ups from.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zoo import config
 from zoo.errors import BackendError
+from zoo.registry.entrypoints import Found, Group
 from zoo.registry.spec import Backend
 
 GROUP = "zoo.backends"
-DEFAULT = "onnx"  # what `zoo run` and zoo.load use when no backend is named
 
 
 @dataclass(frozen=True)
@@ -47,46 +51,35 @@ class BackendPlugin:
             "summary": b.summary if b else None, "formats": list(b.formats) if b else None,
             "devices": list(b.devices) if b else None, "precisions": list(b.precisions) if b else None,
             "runner": b.runner if b else None, "install": b.install if b else None,
+            "default": b.default if b else None, "reference": b.reference if b else None,
         }  # fmt: skip
 
 
-_FOUND: dict[tuple[tuple[str, ...], frozenset[str] | None], list[BackendPlugin]] = {}
+def _check(backend: Backend) -> None:
+    if not backend.formats or ":" not in backend.runner:
+        raise ValueError(f"backend '{backend.name}' needs formats and a runner 'module:callable', got {backend.runner!r}")
+
+
+def _record(found: Found) -> BackendPlugin:
+    error = found.error
+    if found.spec is not None:  # loaded: usable only when what its runner imports is installed
+        missing = [m for m in found.spec.requires if not _importable(m)]
+        if missing:
+            error = f"needs {', '.join(missing)}, which is not installed — {found.spec.install or 'install it'}"
+    return BackendPlugin(found.name, found.value, found.distribution, found.version, found.spec, error)
+
+
+REGISTRY: Group[BackendPlugin] = Group(GROUP, Backend, "backend", config.backend_allowlist, _record, _check)
 
 
 def discover() -> list[BackendPlugin]:
-    """Every allowed backend plugin, loaded or broken (once per process and sys.path)."""
-    allow = config.backend_allowlist()
-    key = (tuple(sys.path), frozenset(allow) if allow is not None else None)
-    if key not in _FOUND:
-        _FOUND[key] = _discover(allow)
-    return list(_FOUND[key])
+    """Every allowed backend plugin, loaded or broken (each imported once per process and sys.path)."""
+    return REGISTRY.discover()
 
 
 def reset() -> None:
     """Forget what was discovered (tests that install backends at run time)."""
-    _FOUND.clear()
-
-
-def _discover(allow: set[str] | None) -> list[BackendPlugin]:
-    from zoo.registry.plugins import load_group
-
-    def record(ep: Any, dist: str | None, version: str | None, backend: Any, error: str | None) -> BackendPlugin:
-        if backend is not None:  # loaded: usable only when what its runner imports is installed
-            missing = [m for m in backend.requires if not _importable(m)]
-            if missing:
-                error = f"needs {', '.join(missing)}, which is not installed — {backend.install or 'install it'}"
-        return BackendPlugin(ep.name, ep.value, dist, version, backend, error)
-
-    return load_group(GROUP, allow, "backend", _load_one, record)
-
-
-def _load_one(ep: Any) -> Backend:
-    from zoo.registry.plugins import load_spec
-
-    obj = load_spec(ep, Backend, "backend")
-    if not obj.formats or ":" not in obj.runner:
-        raise ValueError(f"backend '{obj.name}' needs formats and a runner 'module:callable', got {obj.runner!r}")
-    return obj
+    REGISTRY.reset()
 
 
 def _importable(module: str) -> bool:
@@ -103,15 +96,13 @@ def names() -> tuple[str, ...]:
 
 def get(name: str) -> Backend:
     """The usable backend ``name``, or a BackendError saying why not and what to do."""
-    plugins = discover()
-    for plugin in plugins:
-        if plugin.name == name and plugin.backend is not None:
-            if plugin.error:
-                raise BackendError(f"backend '{name}' cannot run here: {plugin.error}")
-            return plugin.backend
-    for plugin in plugins:
-        if plugin.name == name:
-            raise BackendError(f"backend '{name}' failed to load: {plugin.error}")
+    plugins = REGISTRY.load(name)  # imports this backend's spec only
+    if plugins and plugins[0].backend is not None:
+        if plugins[0].error:
+            raise BackendError(f"backend '{name}' cannot run here: {plugins[0].error}")
+        return plugins[0].backend
+    if plugins:
+        raise BackendError(f"backend '{name}' failed to load: {plugins[0].error}")
     allow = config.backend_allowlist()
     if allow is not None and name not in allow:
         raise BackendError(f"backend '{name}' is excluded by ZOO_BACKENDS={','.join(sorted(allow))}; add it there")
@@ -139,3 +130,41 @@ def open_runner(backend: Backend, model_path: Path, *, device: str = "cpu", thre
             f"cannot import runner {backend.runner} of backend '{backend.name}': {exc}; {backend.install or 'reinstall it'}"
         ) from exc
     return factory(Path(model_path), device=device, threads=threads, precision=precision)
+
+
+def default_backend() -> Backend:
+    """The backend that runs when none is named: the one whose spec says ``default``."""
+    return _role("default")
+
+
+def reference_backend() -> Backend:
+    """The exact float32 engine others are compared with: the one whose spec says ``reference``."""
+    return _role("reference")
+
+
+def default_pair() -> tuple[str, str]:
+    """(reference, candidate) ``zoo verify`` compares unless told otherwise: the reference and the default backend."""
+    return reference_backend().name, default_backend().name
+
+
+def for_format(fmt: str) -> Backend:
+    """A backend that runs model format ``fmt``: the default if it does, else the reference, else the first usable."""
+    usable = [p.backend for p in discover() if p.usable and p.backend is not None and fmt in p.backend.formats]
+    for role in ("default", "reference"):
+        found = next((b for b in usable if getattr(b, role)), None)
+        if found is not None:
+            return found
+    if not usable:
+        raise BackendError(f"no installed backend runs {fmt} models; see 'zoo plugins'")
+    return usable[0]
+
+
+def _role(role: str) -> Backend:
+    """The loaded backend claiming ``role`` (zoo's own first, then by name); with none claiming it — ZOO_BACKENDS
+    left it out — the first usable backend (else loaded), so a restricted install still runs."""
+    loaded = [p for p in discover() if p.backend is not None]
+    claims = sorted((p for p in loaded if getattr(p.backend, role)), key=lambda p: (p.distribution != "zoo", p.name))
+    chosen = claims or [p for p in loaded if p.usable] or loaded
+    if not chosen:
+        raise BackendError("no backend is loaded (none installed, or ZOO_BACKENDS excludes them all); see 'zoo plugins'")
+    return chosen[0].backend  # type: ignore[return-value]

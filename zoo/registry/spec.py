@@ -54,6 +54,17 @@ class InputSpec:
             "size_policy": self.size_policy, "size": list(self.size) if self.size else None,
         }  # fmt: skip
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        """The spec :meth:`as_dict` wrote (zoo.input metadata, deploy.yaml); unknown keys are ignored."""
+        values = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for key in ("mean", "std", "size"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        if "scale" in values:
+            values["scale"] = float(values["scale"])
+        return cls(**values)
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -107,3 +118,5 @@ class Backend:
     precisions: tuple[str, ...] = ("fp32",)  # "fp32", "bf16", "fp16", "int8"
     requires: tuple[str, ...] = ()  # importable module names it needs; one missing → listed as unavailable
     install: str = ""  # how to get what it needs, e.g. "pip install 'zoo[openvino]'"
+    default: bool = False  # runs when no backend is named (zoo run, zoo.load, eval; verify's candidate, bench's row)
+    reference: bool = False  # the exact float32 engine: verify judges others against it, bench's speed-ups are its

@@ -16,6 +16,7 @@ ONNX = Backend(
     precisions=("fp32", "fp16", "int8"),
     requires=("onnxruntime",),
     install="pip install onnxruntime (or onnxruntime-gpu for --device gpu)",
+    default=True,  # fast on CPU and light to install: what runs when no backend is named
 )
 
 PADDLE = Backend(
@@ -28,4 +29,5 @@ PADDLE = Backend(
     precisions=("fp32", "bf16"),
     requires=("paddle",),
     install="pip install paddlepaddle (or paddlepaddle-gpu for --device gpu)",
+    reference=True,  # the framework the models were exported from: float32 Paddle is what "correct" means
 )

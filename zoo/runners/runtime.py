@@ -88,7 +88,7 @@ class Model:
     runner: Runner  # the backend's runner: run(x) and describe()
     architecture: Architecture  # the plugin (or one built from ONNX metadata) with the input spec, labels, palette
     num_classes: int  # classes the model predicts
-    backend: str = "onnx"  # the backend's name (what --backend took)
+    backend: str  # the backend's name (what --backend took, else the default backend)
     precision: str = "fp32"  # the precision asked for
     device: str = "cpu"  # the device asked for (the runner fails rather than fall back)
     described: dict[str, Any] = field(default_factory=dict, repr=False)  # runner.describe() at load time
@@ -193,31 +193,36 @@ def output_to_labels(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def load(
     model: str | os.PathLike[str] | ModelHandle,
     *,
-    backend: str = "onnx",
+    backend: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
-    precision: str = "fp32",
+    precision: str | None = "fp32",
 ) -> Model:
     """A runnable model from a handle or registry name (its cached model), an ``.onnx`` file or a model folder.
 
+    Only opens: a registered model's artifact must be in the cache already (``zoo.make.ensure.prepare`` brings it;
+    ``zoo.load`` and every command call that first), else NotCachedError says which command makes it.
+
     A registered model takes its preprocessing and classes from its architecture plugin; an ``.onnx`` file from zoo's
     ``zoo.*`` metadata when it has it, else PaddleSeg's defaults (with a warning). ``backend`` is any registered
-    backend (``zoo plugins``); it decides which of the model's formats runs.
+    backend (``zoo plugins``), by default the one whose spec says ``default``; it decides which of the model's formats
+    runs.
     """
     from zoo.registry import backends, catalog
 
-    spec = backends.get(backend)
+    precision = precision or "fp32"  # None: the default (what the user gave no flag for)
+    spec = backends.get(backend) if backend else backends.default_backend()
     if device not in spec.devices:
         raise BackendError(f"unknown device '{device}' for backend '{spec.name}'; choose one of: {', '.join(spec.devices)}")
     if isinstance(model, catalog.ModelHandle):
         return _load_registered(model, spec, device, threads, precision)
-    path = _as_path(model)
+    path = as_path(model)
     if path is None:
         return _load_registered(catalog.resolve(str(model)), spec, device, threads, precision)
     fmt = "paddle" if path.is_dir() else "onnx" if path.is_file() or path.suffix == ".onnx" else spec.formats[0]
     if fmt not in spec.formats:
         if fmt == "paddle":
-            other = _backend_for("paddle")
+            other = backends.for_format("paddle").name
             raise BackendError(f"{path} is a folder; run a Paddle model folder with --backend {other}, "
                                "or give an .onnx file")  # fmt: skip
         raise BackendError(f"{path} is a file; --backend {spec.name} runs a Paddle model folder (model.json|model.pdmodel)")
@@ -233,19 +238,12 @@ def resolve_target(model: str | os.PathLike[str] | ModelHandle) -> str | os.Path
     """A registry name resolved once into its handle; a path (or a handle) as it is."""
     from zoo.registry import catalog
 
-    if isinstance(model, catalog.ModelHandle) or _as_path(model) is not None:
+    if isinstance(model, catalog.ModelHandle) or as_path(model) is not None:
         return model
     return catalog.resolve(str(model))
 
 
-def _backend_for(fmt: str) -> str:
-    from zoo.registry import backends
-
-    usable = [p.name for p in backends.discover() if p.backend is not None and fmt in p.backend.formats]
-    return "paddle" if "paddle" in usable or not usable else usable[0]
-
-
-def _as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
+def as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
     """The model path meant, or None for a registry name."""
     if isinstance(name_or_path, os.PathLike):
         return Path(name_or_path)
@@ -261,39 +259,26 @@ def _as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
 
 
 def model_file(model: ModelHandle, spec: Backend, precision: str = "fp32") -> Path:
-    """The cached file (or folder) ``spec`` runs for ``model``: an ONNX variant, or the Paddle model folder.
+    """The cached file (or folder) ``spec`` runs for ``model`` at ``precision``: the artifact kind the table
+    (zoo/store/artifacts.py) names for them. Nothing is made here (zoo.make.ensure does that); a missing artifact is a
+    NotCachedError naming the command that makes it.
 
-    The file is re-hashed first: a cached file changed since it was written would give wrong masks silently.
+    The files are re-hashed first: a cached file changed since it was written would give wrong masks silently; the
+    advice is the command that remakes that very artifact.
     """
-    from zoo.store import cache
+    from zoo.store import artifacts, cache, repair
 
-    name = model.name
-    if "onnx" in spec.formats:
-        variant = cache.variant_for(precision)
-        source = cache.variant_path(name, variant)
-        cache.verify_files(source.parent, [source.name], fix=f"run 'zoo convert {name} --force'")
-        return source
-    if "paddle" in spec.formats:
-        source = cache.paddle_model_dir(name)
-        files = [cache.program_file(source).name, cache.PARAMS_FILE]
-        cache.verify_files(source, files, fix=f"run 'zoo pull {name} --force' to fetch it again")
-        return source
-    raise BackendError(f"backend '{spec.name}' runs {', '.join(spec.formats)}; zoo caches only onnx and paddle models")
-
-
-def cache_variant_is_float(precision: str) -> bool:
-    """Whether ``precision`` runs the float32 conversion (which zoo can make on demand)."""
-    from zoo.store import cache
-
-    return cache.variant_for(precision) == cache.ONNX_VARIANT
+    kind = artifacts.kind_for_backend(spec, precision)
+    source = cache.artifact_path(model.name, kind.name)
+    folder, names = (source, [cache.program_file(source).name, cache.PARAMS_FILE]) if source.is_dir() else (
+        source.parent, [source.name])  # fmt: skip
+    cache.verify_files(folder, names, fix=repair.advice(model.name, kind.name))
+    return source
 
 
 def _load_registered(model: ModelHandle, spec: Backend, device: str, threads: int | None, precision: str) -> Model:
-    from zoo.make import provision
     from zoo.registry import backends
 
-    if cache_variant_is_float(precision):  # pull and convert what is missing; other variants come from 'zoo quantize'
-        provision.ensure(model, formats=spec.formats)
     source = model_file(model, spec, precision)
     runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision)
     from zoo.store import cache
@@ -317,7 +302,7 @@ def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
         raw = decode_metadata(props) if isinstance(props, dict) else read_metadata(path)
         meta: dict[str, Any] = {k: raw[k] for k in ("architecture", "output_op") if raw.get(k)}
         if raw.get("input") is not None:
-            meta["input"] = _input_spec(raw["input"])
+            meta["input"] = InputSpec.from_dict(raw["input"])
         if raw.get("labels"):
             meta["labels"] = tuple(str(n) for n in raw["labels"])
         if raw.get("palette"):
@@ -330,17 +315,6 @@ def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
         return {}
 
 
-def _input_spec(d: dict[str, Any]) -> InputSpec:
-    known = InputSpec.__dataclass_fields__
-    values = {k: v for k, v in d.items() if k in known}
-    for key in ("mean", "std", "size"):
-        if values.get(key) is not None:
-            values[key] = tuple(values[key])
-    if "scale" in values:
-        values["scale"] = float(values["scale"])
-    return InputSpec(**values)
-
-
 def _deploy_metadata(folder: Path) -> dict[str, Any]:
     """What a Paddle model folder's deploy.yaml says about preprocessing (zoo's ``input``, or PaddleSeg's Normalize)."""
     deploy = folder / "deploy.yaml"
@@ -351,7 +325,7 @@ def _deploy_metadata(folder: Path) -> dict[str, Any]:
     try:
         doc = (yaml.safe_load(deploy.read_text(encoding="utf-8")) or {}).get("Deploy", {})
         if isinstance(doc.get("input"), dict):
-            return {"input": _input_spec(doc["input"])}
+            return {"input": InputSpec.from_dict(doc["input"])}
         for transform in doc.get("transforms") or []:
             if transform.get("type") == "Normalize":
                 mean = tuple(transform.get("mean", (0.5, 0.5, 0.5)))

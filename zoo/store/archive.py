@@ -51,7 +51,7 @@ _READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma
 _ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 _MODEL_HINT = ("it is not the Paddle model its program describes; check the registry entry's 'inference' URL, or run "
                "'zoo pull NAME --from weights'")
-_REFETCH = "delete it and pull again ('zoo pull NAME --force'), or report the URL"
+REFETCH = "delete it and pull again ('zoo pull NAME --force'), or report the URL"
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def extract(
     flatten: bool = False,
     max_members: int | None = None,
     max_bytes: int | None = None,
-    hint: str = _REFETCH,
+    hint: str = REFETCH,
 ) -> list[str]:
     """Check every member of ``archive`` (a zip or a tar, judged by content), then write its regular files under
     ``dest`` (an empty folder).

@@ -8,34 +8,31 @@ Layout under ``config.cache_dir()``::
     onnx/<key>/                 a converted or published ONNX model: model.onnx, manifest.json
     refs/<name>.json            which models/ and onnx/ entries a registry name points to, and where they came from:
                                 "paddle" (the Paddle model) and its variants — "onnx" (the float32 ONNX model),
-                                "onnx-int8", "onnx-fp16", ... — each with its own provenance
+                                "onnx-int8", "onnx-fp16", ... — each with its own provenance (the kinds, what derives
+                                from what and how each is made: zoo/store/artifacts.py)
     locks/                      one lock file per artifact
     zoo.lock                    sha256 and size of each unpinned artifact's first download (trust on first use)
 
-An entry directory is built in a ``.staging-*`` sibling and renamed into place, so a reader sees it complete or not at
+An entry directory (zoo/store/entry.py) is built in a ``.staging-*`` sibling and renamed into place, so a reader sees it complete or not at
 all. Temporary names start with ``.``; anything left by a killed process is ignored and removed by ``zoo cache prune``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import re
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from zoo import config
-from zoo.errors import DiskFullError, IntegrityError, InvalidNameError, NotCachedError
+from zoo.errors import InvalidNameError, NotCachedError
+from zoo.store import artifacts
+from zoo.store.entry import (  # noqa: F401 (one entry's folder and atomic writes; callers use cache.<name>)
+    MANIFEST, TEMP_PREFIX, TEMP_SUFFIXES, atomic_write, atomic_write_json, check_tree, commit_tree, discard, disk_full,
+    file_records, fsync_dir, hex_of, is_disk_full, is_temp, read_json, read_manifest, staging, tree_key, verify_files,
+)
 from zoo.util import now as _now
 from zoo.util import sha256_bytes, sha256_file  # noqa: F401 (their home is zoo.util; callers use cache.sha256_*)
 
 CHUNK = 1 << 20
-TEMP_PREFIX = ".staging-"  # folders being built or discarded
-TEMP_SUFFIXES = (".incomplete", ".partial", ".partial.json")  # files being downloaded or written
-MANIFEST = "manifest.json"
 PROGRAM_FILES = ("model.json", "model.pdmodel")
 PARAMS_FILE = "model.pdiparams"
 
@@ -68,201 +65,8 @@ def lock_file() -> Path:
     return root() / "zoo.lock"
 
 
-def hex_of(digest: str) -> str:
-    """'sha256:<hex>' → '<hex>'."""
-    return digest.split(":", 1)[1] if digest.startswith("sha256:") else digest
-
-
 def blob_path(digest: str) -> Path:
     return blobs_dir() / hex_of(digest)
-
-
-def fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether an error means the disk (or the user's quota) is full."""
-    import errno
-
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def disk_full(exc: OSError, folder: Path, need: int | None, what: str = "") -> DiskFullError:
-    """The one-line error for a full disk: which folder, how many bytes were needed, how many are free."""
-    import errno
-    import shutil
-
-    try:
-        free = f"{shutil.disk_usage(folder).free} bytes are free"
-    except OSError:
-        free = "its free space is unknown"
-    cause = "disk quota exceeded" if exc.errno == errno.EDQUOT else "no space left on the device"
-    needs = f"{what or 'this'} needs {need} bytes" if need is not None else f"{what or 'this'} needs more space"
-    return DiskFullError(
-        f"{cause} in {folder}: {needs}, {free}; nothing half-written was kept — free up space there (or point "
-        "ZOO_HOME at a larger disk) and run the command again"
-    )
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old content or the new, never a mix."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".incomplete", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        if is_disk_full(exc):
-            raise disk_full(exc, path.parent, len(data), f"writing {path.name}") from None
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-@contextlib.contextmanager
-def staging(parent: Path, need: int | None = None) -> Iterator[Path]:
-    """A fresh ``.staging-*`` folder beside the final entry; removed on any failure (incl. Ctrl-C). A full disk while
-    it is in use becomes a DiskFullError naming ``parent`` and ``need`` (bytes the entry needs, when known)."""
-    import shutil
-    import tempfile
-
-    path = None
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
-        yield path
-    except OSError as exc:
-        if not is_disk_full(exc) or isinstance(exc, DiskFullError):
-            raise
-        written = _tree_size(path) if path is not None else 0
-        what = "this entry" if need is not None else f"this entry ({written} bytes written when it ran out)"
-        raise disk_full(exc, parent, need, what) from None
-    finally:
-        if path is not None:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _tree_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def file_records(folder: Path) -> dict[str, dict[str, Any]]:
-    """{relative name: {sha256, size}} for every file under folder except the manifest."""
-    records = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if rel != MANIFEST:
-            records[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-    return records
-
-
-def tree_key(files: dict[str, dict[str, Any]]) -> str:
-    """Content key of a folder: sha256 of its sorted (name, sha256) list."""
-    listing = "\n".join(f"{name} {rec['sha256']}" for name, rec in sorted(files.items()))
-    return hex_of(sha256_bytes(listing.encode()))
-
-
-def commit_tree(stage: Path, parent: Path, provenance: dict[str, Any]) -> Path:
-    """Hash a staged folder, write its manifest last, and rename it into ``parent/<key>``.
-
-    If an identical entry is already there (another process won the race), the staged copy is dropped.
-    """
-    files = file_records(stage)
-    key = tree_key(files)
-    manifest = {"key": key, "files": files, "provenance": provenance, "created": _now()}
-    atomic_write_json(stage / MANIFEST, manifest)
-    fsync_dir(stage)
-    final = parent / key
-    if (final / MANIFEST).is_file():
-        if not check_tree(final):
-            return final
-        discard(final)  # a damaged copy of this very entry: the fresh one replaces it
-    try:
-        os.rename(stage, final)
-    except OSError:
-        if not (final / MANIFEST).is_file():
-            raise
-    fsync_dir(parent)
-    return final
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise NotCachedError(f"{folder} has no {MANIFEST}; it is not a complete cache entry — run 'zoo cache prune'")
-    return read_json(path)
-
-
-def check_tree(folder: Path) -> list[str]:
-    """Problems of one entry against its manifest: corrupt, missing and stray files (empty list: intact)."""
-    manifest = read_manifest(folder)
-    expected = manifest.get("files", {})
-    problems = []
-    for name, rec in sorted(expected.items()):
-        path = folder / name
-        if not path.is_file():
-            problems.append(f"missing {name}")
-        elif path.stat().st_size != rec["size"] or sha256_file(path) != rec["sha256"]:
-            problems.append(f"corrupt {name} (expected {rec['sha256']})")
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if rel != MANIFEST and rel not in expected:
-            problems.append(f"stray {rel}")
-    return problems
-
-
-def verify_files(folder: Path, names: list[str], fix: str = "run 'zoo pull NAME --force' to fetch it again") -> None:
-    """Re-hash the named files of an entry (e.g. params before converting); raise IntegrityError on a mismatch."""
-    manifest = read_manifest(folder)
-    for name in names:
-        rec = manifest["files"].get(name)
-        path = folder / name
-        if rec is None or not path.is_file():
-            raise IntegrityError(f"{path} is missing from the cache entry; {fix}")
-        got = sha256_file(path)
-        if got != rec["sha256"]:
-            raise IntegrityError(f"{path} is corrupt: expected {rec['sha256']}, got {got}; {fix}")
-
-
-def is_temp(name: str) -> bool:
-    """Whether a file or folder name is one of zoo's temporary names (never a finished entry)."""
-    return name.startswith(TEMP_PREFIX) or name.endswith(TEMP_SUFFIXES)
-
-
-def discard(path: Path) -> None:
-    """Remove an entry folder or file so that readers see it whole or gone: rename aside, then delete."""
-    if path.is_dir() and not path.is_symlink():
-        import shutil
-
-        aside = path.with_name(f"{TEMP_PREFIX}discard-{path.name}-{os.getpid()}-{time.monotonic_ns()}")
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:
-            return
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 # ---- refs: name → entries -------------------------------------------------------------------------------------------
@@ -300,7 +104,7 @@ def set_ref(name: str, fmt: str, record: dict[str, Any]) -> list[str]:
     from zoo.store import locks
 
     if not is_entry_format(fmt):
-        raise ValueError(f"'{fmt}' is neither 'paddle' nor a variant name like 'onnx' or 'onnx-int8'")
+        raise ValueError(f"'{fmt}' is not an artifact kind; choose one of: {', '.join(artifacts.KINDS)}")
     with locks.hold(locks_dir() / f"ref-{check_name(name)}.lock"):
         ref = get_ref(name)
         dropped = []
@@ -334,7 +138,7 @@ def drop_ref(name: str, fmt: str | None = None) -> None:
 def paddle_model_dir(name: str) -> Path:
     """Folder of the cached Paddle model of ``name``; NotCachedError if absent or incomplete."""
     rec = get_ref(name).get("paddle")
-    folder = models_dir() / rec["key"] if rec else None
+    folder = models_dir() / str(rec.get("key")) if isinstance(rec, dict) else None
     if folder is None or not (folder / MANIFEST).is_file():
         raise NotCachedError(
             f"model '{name}' has no Paddle model in the cache ({root()}); run 'zoo pull {name}' "
@@ -356,31 +160,29 @@ def program_file(folder: Path) -> Path:
     raise NotCachedError(f"{folder} holds neither model.json nor model.pdmodel; it is not a Paddle inference model")
 
 
-# ---- variants: models derived from the Paddle model ------------------------------------------------------------------
+# ---- variants: models derived from the Paddle model (kinds: zoo/store/artifacts.py) ----------------------------------
 
 ONNX_VARIANT = "onnx"  # the float32 conversion (or the published ONNX model)
-_VARIANT = re.compile(r"^onnx(-[a-z0-9]+)*$")
 
 
 def is_variant(fmt: str) -> bool:
-    """Whether a ref key names an ONNX variant ("onnx", "onnx-int8", "onnx-fp16", ...)."""
-    return bool(_VARIANT.match(fmt))
+    """Whether a ref key names a derived artifact ("onnx", "onnx-int8", "onnx-fp16", ...)."""
+    return artifacts.is_variant(fmt)
 
 
 def is_entry_format(fmt: str) -> bool:
     """Whether a ref key names a cache entry: "paddle" or a variant."""
-    return fmt == "paddle" or is_variant(fmt)
+    return fmt in artifacts.KINDS
 
 
 def entry_parent(fmt: str) -> Path:
-    """The folder entries of ``fmt`` live in: models/ for the Paddle model, onnx/ for every variant."""
-    return models_dir() if fmt == "paddle" else onnx_dir()
+    """The folder entries of ``fmt`` live in (models/ for the Paddle model, onnx/ for the ONNX variants)."""
+    return root() / artifacts.get(fmt).folder
 
 
 def variant_for(precision: str) -> str:
-    """The variant holding a precision: fp32 (and bf16) run the plain conversion "onnx", others "onnx-<precision>"."""
-    # bf16 is an engine setting (OpenVINO, oneDNN) applied to the float32 file, not a file of its own
-    return ONNX_VARIANT if precision in ("fp32", "bf16") else f"{ONNX_VARIANT}-{precision}"
+    """The variant an ONNX backend runs at ``precision``: "onnx" for fp32 (and bf16), "onnx-int8" for int8, ..."""
+    return artifacts.kind_for("onnx", precision).name
 
 
 def variants(name: str) -> dict[str, dict[str, Any]]:
@@ -389,20 +191,18 @@ def variants(name: str) -> dict[str, dict[str, Any]]:
 
 
 def variant_path(name: str, variant: str = ONNX_VARIANT) -> Path:
-    """The cached .onnx file of ``name``'s ``variant``; NotCachedError (saying how to make it) if absent."""
+    """The cached file of ``name``'s ``variant``; NotCachedError (saying how to make it) if absent."""
+    kind = artifacts.get(variant)
     rec = get_ref(name).get(variant)
-    folder = onnx_dir() / str(rec["key"]) if isinstance(rec, dict) and rec.get("key") else None
+    folder = entry_parent(variant) / str(rec["key"]) if isinstance(rec, dict) and rec.get("key") else None
     if folder is None or not (folder / MANIFEST).is_file():
-        if variant == ONNX_VARIANT:
-            fix = f"'zoo convert {name}'" if "paddle" in cached_formats(name) else f"'zoo pull {name}', then 'zoo convert {name}'"
-            raise NotCachedError(f"model '{name}' has no ONNX model in the cache; run {fix}")
-        precision = variant.split("-", 1)[1]
-        calib = " --calib-synthetic 32" if precision == "int8" else ""  # int8 needs a calibration set
-        raise NotCachedError(
-            f"model '{name}' has no {variant} model in the cache; run "
-            f"'zoo quantize {name} --precision {precision}{calib}'"
-        )
+        raise NotCachedError(f"model '{name}' has no {variant} model in the cache; run '{kind.make_command(name)}'")
     return folder / rec.get("file", "model.onnx")
+
+
+def artifact_path(name: str, kind: str) -> Path:
+    """Where ``name``'s ``kind`` is cached (the Paddle model's folder, a variant's file); NotCachedError if absent."""
+    return paddle_model_dir(name) if artifacts.get(kind).derives_from is None else variant_path(name, kind)
 
 
 def store_variant(model: Any, variant: str, file: Path, provenance: dict[str, Any]) -> Path:
@@ -417,7 +217,7 @@ def store_variant(model: Any, variant: str, file: Path, provenance: dict[str, An
 
     name = str(getattr(model, "name", model))
     if not is_variant(variant):
-        raise ValueError(f"'{variant}' is not a variant name (onnx, onnx-int8, onnx-fp16, ...)")
+        raise ValueError(f"'{variant}' is not a variant name ({', '.join(filter(is_variant, artifacts.KINDS))})")
     paddle = get_ref(name).get("paddle") or {}
     record = {"variant": variant, "derived_from": paddle.get("key"), "name": name, **provenance}
     from zoo.formats.onnx_meta import check_onnx
@@ -448,6 +248,6 @@ def cached_formats(name: str) -> list[str]:
     if "paddle" in ref and (models_dir() / ref["paddle"]["key"] / MANIFEST).is_file():
         formats.append("paddle")
     for variant in sorted(v for v in ref if is_variant(v)):
-        if (onnx_dir() / str(ref[variant].get("key")) / MANIFEST).is_file():
+        if isinstance(ref[variant], dict) and (entry_parent(variant) / str(ref[variant].get("key")) / MANIFEST).is_file():
             formats.append(variant)
     return formats

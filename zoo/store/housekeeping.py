@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.store import cache
+from zoo.store import artifacts, cache
 from zoo.errors import NotCachedError
 from zoo.util import SHA256
 
 PRUNE_GRACE = 60.0  # seconds: younger temp files and unreferenced items may belong to a zoo still running
-_ENTRY_DIRS = (("paddle", "models"), ("onnx", "onnx"))  # entry kind → folder under the cache root (every variant: onnx/)
+_ENTRY_DIRS = tuple((kind, folder) for folder, kind in artifacts.FOLDERS.items())  # (first kind stored there, folder)
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _DIGEST = SHA256
 
@@ -210,13 +210,10 @@ def scan() -> CacheInfo:
         names = tuple(pointing.get((fmt, path.name), ()))
         for digest in digests(manifest.get("provenance", {})) if names else ():
             citing.setdefault(digest, []).extend(n for n in names if n not in citing.get(digest, []))
-        entries.append(
-            EntryInfo(
-                fmt=fmt, key=path.name, path=path, size=_tree_size(path),
-                files=tuple(sorted(manifest.get("files", {}))), source=manifest.get("provenance", {}).get("source"),
-                created=manifest.get("created"), names=names,
-            )
-        )  # fmt: skip
+        entries.append(EntryInfo(
+            fmt=fmt, key=path.name, path=path, size=_tree_size(path), files=tuple(sorted(manifest.get("files", {}))),
+            source=manifest.get("provenance", {}).get("source"), created=manifest.get("created"), names=names,
+        ))  # fmt: skip
 
     blobs = []
     folder = cache.blobs_dir()
@@ -235,14 +232,11 @@ def scan() -> CacheInfo:
         files = {v: e.path / ref[v].get("file", "model.onnx") for v, e in sorted(found.items()) if v != "paddle"}
         main = ref.get("paddle") or ref.get("onnx") or {}
         unique = {e.key: e for e in found.values()}  # two variants may share one entry
-        models.append(
-            ModelInfo(
-                name=name, formats=tuple(["paddle"] * bool(paddle) + list(files)),
-                source=main.get("source"), url=main.get("url"), sha256=main.get("sha256"),
-                size=sum(e.size for e in unique.values()), updated=main.get("updated"),
-                paddle=paddle.path if paddle else None, onnx=files.get("onnx"), variants=files,
-            )
-        )  # fmt: skip
+        models.append(ModelInfo(
+            name=name, formats=tuple(["paddle"] * bool(paddle) + list(files)), source=main.get("source"),
+            url=main.get("url"), sha256=main.get("sha256"), size=sum(e.size for e in unique.values()),
+            updated=main.get("updated"), paddle=paddle.path if paddle else None, onnx=files.get("onnx"), variants=files,
+        ))  # fmt: skip
 
     temp = _temp_items()
     size = sum(e.size for e in entries) + sum(b.size for b in blobs) + sum(_tree_size(p) for p in temp)
@@ -254,14 +248,10 @@ def _check_entry(folder: Path) -> tuple[int, list[Problem]]:
     try:
         manifest = cache.read_manifest(folder)
     except (OSError, ValueError):
-        return 0, [
-            Problem("incomplete", folder, f"no readable {cache.MANIFEST}; run 'zoo cache prune' or pull it again")
-        ]
+        return 0, [Problem("incomplete", folder, f"no readable {cache.MANIFEST}; run 'zoo cache prune' or pull it again")]
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict):
-        return 0, [
-            Problem("corrupt", folder / cache.MANIFEST, "the manifest has no file list; run 'zoo cache rm' on it")
-        ]
+        return 0, [Problem("corrupt", folder / cache.MANIFEST, "the manifest has no file list; run 'zoo cache rm' on it")]
     problems = []
     if cache.tree_key(files) != folder.name:
         problems.append(Problem("corrupt", folder / cache.MANIFEST, "its file list does not hash to the folder's key"))
@@ -293,18 +283,14 @@ def verify(name: str | None = None) -> VerifyReport:
     for ref_name, ref in sorted(refs.items()) if name is None else [(name, refs[name])]:
         for fmt, sub, key in _ref_entries(ref):
             if not (cache.root() / sub / key / cache.MANIFEST).is_file():
-                problems.append(
-                    Problem("missing", cache.root() / sub / key, f"the {fmt} model of '{ref_name}'", (ref_name,))
-                )
+                problems.append(Problem("missing", cache.root() / sub / key, f"the {fmt} model of '{ref_name}'",
+                                        (ref_name,)))  # fmt: skip
     if name is None:
         bad_refs = [p for p in cache.refs_dir().glob("*.json") if not cache.is_temp(p.name) and p.stem not in refs]
         problems += [Problem("corrupt", p, "not a readable ref; run 'zoo cache rm' on the model") for p in bad_refs]
         folders = [path for _, path in _entry_dirs()]
-        blobs = (
-            [p for p in sorted(cache.blobs_dir().iterdir()) if not cache.is_temp(p.name)]
-            if cache.blobs_dir().is_dir()
-            else []
-        )
+        found = sorted(cache.blobs_dir().iterdir()) if cache.blobs_dir().is_dir() else []
+        blobs = [p for p in found if not cache.is_temp(p.name)]
     else:
         ref = refs[name]
         folders = list(dict.fromkeys(cache.root() / sub / key for _, sub, key in _ref_entries(ref)))
@@ -372,15 +358,16 @@ def remove(name: str, variant: str | None = None) -> list[Path]:
 def _remove_variant(name: str, variant: str, refs: dict[str, dict[str, Any]]) -> list[Path]:
     """Drop one variant of ``name`` and its entry (unless another ref, or another variant, uses it)."""
     if not cache.is_variant(variant):
-        raise NotCachedError(f"'{variant}' is not a variant (onnx, onnx-int8, onnx-fp16, ...); "
+        raise NotCachedError(f"'{variant}' is not a variant ({', '.join(filter(cache.is_variant, artifacts.KINDS))}); "
                              f"run 'zoo cache ls' to see what '{name}' has")  # fmt: skip
     rec = refs.get(name, {}).get(variant)
     cache.drop_variant(name, variant)  # NotCachedError naming the variants there are
     key = str((rec or {}).get("key"))
     refs[name] = {k: v for k, v in refs.get(name, {}).items() if k != variant}
-    if any(key == k and sub == "onnx" for r in refs.values() for _, sub, k in _ref_entries(r)):
+    sub = artifacts.get(variant).folder
+    if any(key == k and sub == s for r in refs.values() for _, s, k in _ref_entries(r)):
         return []
-    folder = cache.onnx_dir() / key
+    folder = cache.root() / sub / key
     if folder.is_dir():
         cache.discard(folder)
         return [folder]
@@ -395,9 +382,7 @@ def prune(dry_run: bool = False) -> PruneReport:
     info = scan()
     candidates: list[Path] = list(info.temp)
     candidates += [e.path for e in info.entries if not e.names]
-    candidates += [
-        path for fmt, path in _entry_dirs() if not (path / cache.MANIFEST).is_file()
-    ]  # incomplete: no manifest
+    candidates += [path for _, path in _entry_dirs() if not (path / cache.MANIFEST).is_file()]  # no manifest yet
     candidates += [b.path for b in info.blobs if not b.names]
     now = time.time()
     removed, kept, freed = [], [], 0
