@@ -68,6 +68,7 @@ def test_verify_model_from_python_prints_no_paddle_build_chatter(models):
 
 
 def test_eval_folder_without_labels_names_what_is_missing(models, tmp_path):
+    models.install_converted(NAME)
     (tmp_path / "data" / "images").mkdir(parents=True)
     proc = run_zoo("eval", NAME, "--data", str(tmp_path / "data"))
     assert proc.returncode == 1

@@ -74,8 +74,8 @@ def test_bench_keeps_finished_rows_and_marks_the_failed_one_with_advice(models):
     assert rows["onnx"][1] == "fp32" and float(rows["onnx"][2]) > 0  # the finished row is printed
     assert rows["openvino-paddle"][2] == "FAILED"
     text = " ".join(proc.stdout.split())
-    assert "openvino-paddle FAILED:" in text and f"zoo export {NAME} --legacy" in text
+    assert "openvino-paddle/fp32 FAILED:" in text and f"zoo export {NAME} --legacy" in text
     _fits(proc)
     doc = json.loads(run_zoo("bench", NAME, "--backend", "onnx,openvino-paddle", "--size", "64x128", "--runs", "1",
                              "--warmup", "0", "--json").stdout)  # fmt: skip
-    assert list(doc["backends"]) == ["onnx"] and "--legacy" in doc["failed"]["openvino-paddle"]
+    assert list(doc["backends"]) == ["onnx/fp32"] and "--legacy" in doc["failed"]["openvino-paddle/fp32"]
