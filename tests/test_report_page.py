@@ -76,7 +76,7 @@ def test_bench_report_index_renders_latency_and_memory_per_row(models, tmp_path)
     run_zoo("bench", NAME, "--backend", "onnx,paddle", "--size", "64x128", "--runs", "2", "--warmup", "0",
             "--report", str(report), check=True)  # fmt: skip
     text = (report / "index.html").read_text()
-    assert "bench.png" in text and "<td>onnx</td>" in text and "<td>paddle</td>" in text
+    assert "bench.png" in text and "<td>onnx/fp32</td>" in text and "<td>paddle/fp32</td>" in text
     shot = screenshot(report / "index.html", tmp_path / "shot.png")
     assert (shot < 60).all(axis=2).sum() > 500
     # two rows' bars in the chart (plus the legend swatches): far more of each colour than a swatch alone
