@@ -62,8 +62,9 @@ def run(
     """
     from zoo.registry import backends
 
-    artifacts.check_precision(precision)  # an impossible precision is refused before anything else, with the valid ones
     backend = backend or backends.default_backend().name  # the backend specs say which runs unnamed
+    # an impossible precision is refused before anything else, with the valid ones
+    artifacts.check_precision(precision, backends.get(backend))
     ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
                       threads_per_worker=threads_per_worker, threads=threads)
     if ray is not None:  # resumable, distributed; zoo/cli/cmd_run_ray.py

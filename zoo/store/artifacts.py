@@ -90,9 +90,11 @@ def is_variant(name: str) -> bool:
 def check_precision(precision: str, backend: Any = None) -> str:
     """``precision`` if zoo makes it (and ``backend``, a zoo.registry.spec.Backend, runs it); else PrecisionError
     listing the valid ones."""
+    if backend is not None and precision in backend.precisions:
+        return precision  # zoo's own, or one the backend computes itself from a float32 file (a plugin's tf32)
     if precision not in PRECISIONS:
         raise PrecisionError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
-    if backend is not None and precision not in backend.precisions:
+    if backend is not None:
         offered = [p for p in PRECISIONS if p in backend.precisions]
         raise PrecisionError(f"backend '{backend.name}' runs {', '.join(offered) or 'no precision zoo makes'}, not "
                              f"'{precision}'; pick another --precision or --backend")  # fmt: skip
@@ -116,6 +118,8 @@ def kind_for_backend(backend: Any, precision: str = "fp32") -> Kind:
         for kind in KINDS.values():
             if kind.file_format == file_format and precision in kind.precisions:
                 return kind
+    if precision not in PRECISIONS:  # the backend's own precision: it runs the float32 file its own way
+        return kind_for_backend(backend, "fp32")
     raise PrecisionError(f"backend '{backend.name}' reads {', '.join(backend.formats)}, and zoo makes none of them in "
                          f"{precision}; choose one of: {', '.join(precisions_of(backend.formats))}")  # fmt: skip
 
