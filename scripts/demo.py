@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from zoo import config as zoo_config
 from zoo.util import parse_size
 from zoo.synthetic import write_street_png
 
@@ -85,14 +86,15 @@ def main() -> None:
         f'[models.{name}]\narchitecture = "{args.model}"\nsummary = "untrained {args.model}, served locally"\n'
         f'dataset = "cityscapes"\nnum_classes = 19\n\n[models.{name}.inference]\nurls = ["{base}/{name}.tar"]\n'
     )
-    user = {**os.environ, "ZOO_HOME": str(out / "zoo-home"), "ZOO_REGISTRY": str(registry)}
+    home = user_home(out)
+    user = {**os.environ, "ZOO_HOME": str(home), "ZOO_REGISTRY": str(registry)}
     zoo("pull", name, "--quiet", env=user)
     server.shutdown()  # from here on nothing touches the network
     offline = {**user, "ZOO_OFFLINE": "1"}
     zoo("convert", name, env=offline)
     image = out / "street.png"
     write_street_png(image, height, width)
-    print(f"\nwrote a synthetic street image {image} ({width}x{height})")
+    print(f"\nwrote a synthetic street image {image} ({height}x{width} HxW)")
     zoo("run", name, str(image), "--out", str(out / "run"), env=offline)
     zoo("verify", name, "--image", str(image), "--report", str(out / "verify"), env=offline)
     zoo("cache", "verify", env=offline)
@@ -103,17 +105,24 @@ def main() -> None:
         print(f"  run:    {path}")
     for path in sorted((out / "verify").iterdir()):
         print(f"  verify: {path}")
-    print(f"  cache:  {out / 'zoo-home'}")
+    whose = "your ZOO_HOME" if zoo_config.home() is not None else "a fresh home; set ZOO_HOME to use your own"
+    print(f"  home:   {home} ({whose})")
     print("\nTo go on, in a shell (the cache remembers the model, so its registry file is optional from here on):")
-    for command in next_commands(name, out, image, registry):
+    for command in next_commands(name, out, image, registry, home):
         print(f"  $ {command}")
 
 
-def next_commands(name: str, out: Path, image: Path, registry: Path) -> list[str]:
+def user_home(out: Path) -> Path:
+    """The zoo home the demo's user side works in: ZOO_HOME when it is set, else a fresh one inside ``out``."""
+    home = zoo_config.home()
+    return home.resolve() if home is not None else out / "zoo-home"
+
+
+def next_commands(name: str, out: Path, image: Path, registry: Path, home: Path) -> list[str]:
     """The commands a user types next: each works as printed, in this order, with no other setup."""
     q = shlex.quote
     return [
-        f"export ZOO_HOME={q(str(out / 'zoo-home'))}",
+        f"export ZOO_HOME={q(str(home))}",
         f"zoo info {name}",
         f"zoo run {name} {q(str(image))} --out {q(str(out / 'run-again'))}",
         f"zoo --registry {q(str(registry))} list",

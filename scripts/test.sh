@@ -12,6 +12,14 @@ cd "$(dirname "$0")/.."
 # ray: zoo run --engine ray; quantize, openvino: zoo quantize and the OpenVINO backend; serve, serve-ray: zoo serve
 python -m pip install -q -e '.[test,ray,quantize,openvino,serve,serve-ray]'
 
+# the report tests open each report's index.html in a real headless browser (Debian's chromium), not just the file
+if ! command -v chromium >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+            || echo "error: could not install chromium; the report page tests will fail" >&2
+    fi
+fi
+
 ref="${ZOO_PADDLESEG_REF:-$PWD/.cache/paddleseg-ref}"
 oracle_path="$ref/pkg${PATHSEP:-:}$ref/deps"
 # what the parity tests use: the package, its config/builder machinery and its metrics (which import sklearn)

@@ -17,7 +17,8 @@ for _path in os.environ.get("ZOO_TEST_PADDLESEG_PATH", "").split(os.pathsep):
         sys.path.append(_path)
 
 ZOO_VARS = ("ZOO_HOME", "ZOO_REGISTRY", "ZOO_PLUGINS", "ZOO_OFFLINE", "ZOO_MIRROR", "ZOO_REQUIRE_HASH", "ZOO_DEBUG",
-            "ZOO_TIMEOUT", "ZOO_RETRIES", "ZOO_BACKOFF", "ZOO_DEADLINE", "ZOO_MAX_UNPACKED", "ZOO_MAX_RATIO", "ZOO_BACKENDS", "ZOO_MAX_DOWNLOAD")
+            "ZOO_TIMEOUT", "ZOO_RETRIES", "ZOO_BACKOFF", "ZOO_DEADLINE", "ZOO_MAX_UNPACKED", "ZOO_MAX_RATIO", "ZOO_BACKENDS", "ZOO_MAX_DOWNLOAD",
+            "ZOO_PROGRESS")
 
 
 @pytest.fixture(autouse=True)

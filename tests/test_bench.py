@@ -111,7 +111,7 @@ def test_bench_table(models):
                    "--threads", "1", check=True, timeout=120)  # fmt: skip
     assert "bench unet-tiny: paddle" in proc.stderr  # progress goes to stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == ("unet-tiny at 32x48, 1 threads, 2 runs after 0 warm-up "
+    assert lines[0] == ("unet-tiny at 32x48 (HxW), 1 threads, 2 runs after 0 warm-up "
                         "(latency = preprocess + inference + postprocess)")  # fmt: skip
     header = lines[1].split("  ")
     header = [h.strip() for h in header if h.strip()]

@@ -123,7 +123,7 @@ def test_eval_table_report_and_registry_reference(models, tmp_path):
     worst = sorted((tmp_path / "rep" / "worst").iterdir())
     assert len(worst) == evaluation.WORST
     panel = cv2.imread(str(worst[0]))
-    assert panel.shape[:2] == (H, 4 * W)  # image | prediction | ground truth | errors
+    assert panel.shape[:2] == (40 + H, 4 * W)  # a caption band over image | prediction | ground truth | errors
 
 
 def test_absent_one_is_an_option_and_reported(models, tmp_path):
@@ -185,7 +185,7 @@ def test_each_bad_label_error_alone(tmp_path):
     ds = datasets.open_dataset(path)
     problems = [datasets.check(s) for s in ds.samples]
     assert "missing" in problems[0] and str(bad["missing"]) in problems[0]
-    assert f"is {W}x{H // 2} but its image" in problems[1] and str(bad["small"]) in problems[1]
+    assert f"is {H // 2}x{W} (HxW) but its image" in problems[1] and str(bad["small"]) in problems[1]
     assert "not a readable PNG" in problems[2] and str(bad["garbage"]) in problems[2]
     with pytest.raises(DatasetError, match="3 channels"):  # a colour label decoded during the run
         colour = tmp_path / "c.png"

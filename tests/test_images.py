@@ -177,7 +177,7 @@ BAD = {  # kind → what the message must say
     "png-no-iend": "the PNG file is truncated or corrupt",
     "truncated-jpeg": "the JPEG file is truncated or corrupt",
     "jpeg-no-eoi": "the JPEG file is truncated or corrupt",
-    "huge": "the image is too large (60000x50000 = 3000 megapixels)",
+    "huge": "the image is too large (50000x60000 HxW = 3000 megapixels)",
     "gif": "GIF images are not supported",
     "float-tiff": "float32 pixels are not supported",
     "binary": "not a recognised image format",

@@ -16,10 +16,15 @@ Public API (everything else is internal)::
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
 from zoo.registry.spec import Architecture, Backend, InputSpec
+
+# paddle warns at import that it found no ccache (a C++ extension build tool zoo never uses): noise in every program
+# that verifies or exports through zoo
+warnings.filterwarnings("ignore", message="No ccache found")
 
 if TYPE_CHECKING:
     from zoo.registry.catalog import ModelHandle

@@ -12,6 +12,8 @@ Nothing here creates directories: callers create what they write into.
 | ZOO_MIRROR          | HTTP base URL or folder tried before the registry's URLs              |
 | ZOO_REQUIRE_HASH    | 1: refuse artifacts with no pinned sha256                             |
 | ZOO_DEBUG           | 1: show tracebacks                                                    |
+| COLUMNS             | terminal width that tables and long lines are fitted to               |
+| ZOO_PROGRESS        | 1: progress bars on stderr even when it is not a terminal; 0: never   |
 | ZOO_TIMEOUT         | seconds a connect or a read may stall before that attempt fails (30)  |
 | ZOO_RETRIES         | extra attempts per URL after a 5xx, a dropped connection or a timeout (3) |
 | ZOO_BACKOFF         | first retry delay in seconds, doubled at each retry (1)               |
@@ -103,6 +105,25 @@ def require_hash() -> bool:
 
 def debug() -> bool:
     return _flag("ZOO_DEBUG")
+
+
+def completing() -> bool:
+    """_ZOO_COMPLETE is set: the shell asks for tab completions (the script 'zoo --install-completion' installed)."""
+    return bool(os.environ.get("_ZOO_COMPLETE"))
+
+
+def columns() -> int | None:
+    """COLUMNS, the terminal width a shell exports, if set to a number (what zoo's tables and wrapped lines fit)."""
+    value = os.environ.get("COLUMNS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def progress() -> bool | None:
+    """ZOO_PROGRESS: True (show progress even off a terminal), False (never), None (unset: on a terminal only)."""
+    value = os.environ.get("ZOO_PROGRESS", "").strip().lower()
+    if not value:
+        return None
+    return value in _TRUE
 
 
 # ---- downloads (read by zoo/net/fetch.py) ----

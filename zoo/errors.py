@@ -70,9 +70,10 @@ class OfflineError(ZooError, ConnectionError):
 class DownloadError(ZooError, OSError):
     """No source could deliver the artifact."""
 
-    def __init__(self, message: str, *, gone: bool = False):
+    def __init__(self, message: str, *, gone: bool = False, causes: tuple[str, ...] = ()):
         super().__init__(message)
         self.gone = gone  # every registry URL failed for good (4xx, unknown host): a fallback source is in order
+        self.causes = causes  # why, per source, in words a user acts on: "DNS lookup failed", "HTTP 404", ...
 
 
 class IntegrityError(ZooError, ValueError):

@@ -38,6 +38,11 @@ ACCEPTED = (
 )
 
 
+
+class ImageWarning(UserWarning):
+    """An image was converted on reading (grayscale, alpha, 16 bit): it still runs, but a user should know."""
+
+
 @dataclass
 class Decoded:
     """A decoded image and what was done to make it RGB uint8."""
@@ -59,7 +64,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode one image file to RGB uint8 ``[H, W, 3]``; conversions are reported with ``warnings.warn``."""
     decoded = decode(path)
     for note in decoded.notes:
-        warnings.warn(f"{path}: {note}", UserWarning, stacklevel=2)
+        warnings.warn(f"{path}: {note}", ImageWarning, stacklevel=2)
     return decoded.rgb
 
 
@@ -113,10 +118,10 @@ def _read_bytes(path: Path) -> bytes:
 
 def _check_size(path: Path, width: int, height: int) -> None:
     if width <= 0 or height <= 0:
-        raise ImageError(f"{path}: the header gives an empty image ({width}x{height}); the file is corrupt")
+        raise ImageError(f"{path}: the header gives an empty image ({height}x{width} HxW); the file is corrupt")
     if width * height > MAX_PIXELS:
         raise ImageTooLargeError(
-            f"{path}: the image is too large ({width}x{height} = {width * height / 1e6:.0f} megapixels); "
+            f"{path}: the image is too large ({height}x{width} HxW = {width * height / 1e6:.0f} megapixels); "
             f"zoo segments images up to {MAX_PIXELS // 1_000_000} megapixels — downscale or tile it first"
         )
 

@@ -58,3 +58,32 @@ def png_bytes(ids: np.ndarray, palette: np.ndarray | None = None) -> bytes:
     chunks += [(b"IDAT", zlib.compress(rows.tobytes(), 1)), (b"IEND", b"")]
     body = b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d)) for k, d in chunks)
     return b"\x89PNG\r\n\x1a\n" + body
+
+
+def legend(image: np.ndarray, labels: np.ndarray, names: Sequence[str], colors: Sequence[Sequence[int]]) -> np.ndarray:
+    """``image`` (RGB) with a legend strip below it: a swatch and the name of each class present in ``labels``,
+    largest share first, wrapped into as many rows as the image's width needs."""
+    import cv2
+
+    shares = class_shares(labels, names)
+    lut = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+    index = {name: i for i, name in enumerate(names)}
+    font, scale, thick, row_h, pad = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1, 22, 6
+    items, x, rows = [], pad, 0
+    width = image.shape[1]
+    for name, share in shares.items():
+        text = f"{name} {share:.0%}"
+        text_w = cv2.getTextSize(text, font, scale, thick)[0][0]
+        item_w = 14 + 4 + text_w + 12
+        if x + item_w > width and x > pad:
+            x, rows = pad, rows + 1
+        cid = index.get(name, int(name.split("_")[-1]) if name.startswith("class_") else 0)
+        items.append((x, rows, text, tuple(int(c) for c in lut[cid % len(lut)])))
+        x += item_w
+    strip = np.full(((rows + 1) * row_h + pad, width, 3), 255, np.uint8)
+    for x0, row, text, color in items:
+        y0 = pad + row * row_h
+        cv2.rectangle(strip, (x0, y0 + 2), (x0 + 14, y0 + 16), color, -1)
+        cv2.rectangle(strip, (x0, y0 + 2), (x0 + 14, y0 + 16), (0, 0, 0), 1)
+        cv2.putText(strip, text, (x0 + 18, y0 + 14), font, scale, (0, 0, 0), thick, cv2.LINE_AA)
+    return np.concatenate([np.asarray(image, np.uint8), strip], axis=0)

@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from zoo import config
 
+    if config.completing():  # typer answers and exits inside app(); its shell classes must be registered first
+        from typer.completion import completion_init
+
+        completion_init()
     interrupted = False
     import signal
     import threading
@@ -44,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         code = result if isinstance(result, int) else 0
     except Exit as exc:
         code = exc.exit_code
+        interrupted = getattr(exc, "said", False)  # the command already said it was interrupted
     except (KeyboardInterrupt, Abort):
         print("zoo: interrupted", file=sys.stderr)
         code, interrupted = 130, True

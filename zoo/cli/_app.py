@@ -13,6 +13,8 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from zoo.cli.layout import fit, run_line, table, width  # noqa: F401 - commands import them from here
+
 
 class _UnsetHelpIsFalse:
     """An unset ``--help`` is False rather than None.
@@ -33,7 +35,36 @@ class ZooGroup(_UnsetHelpIsFalse, TyperGroup):
     pass
 
 
+def _plain_type(display: str | None) -> str | None:
+    """typer's ``<int range>``, ``<str>``, ``<cpu|gpu>`` as click spells types in help: INTEGER, TEXT, cpu|gpu."""
+    if not display:
+        return display
+    inner = display.strip("<>").removesuffix(" range")
+    many = inner.startswith("list[")
+    inner = inner.removeprefix("list[").removesuffix("]")
+    plain = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "bool": "", "path": "PATH"}.get(inner, inner)
+    return plain + ("..." if many and plain else "")
+
+
 class ZooCommand(_UnsetHelpIsFalse, TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        """Help names an argument by its metavar alone (NAME, not ``name <str>``) and an option's value the way
+        click does (INTEGER, TEXT), not by Python type."""
+        import types
+
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "zoo_plain_help", False):
+                continue
+            param.zoo_plain_help = True
+            if param.param_type_name == "argument":
+                param.metavar = param.metavar or (param.name or "").upper()
+                param.display_type_rich = types.MethodType(lambda self, ctx: None, param)
+            elif param.metavar is None and hasattr(param, "display_type"):
+                plain = _plain_type(param.display_type(ctx)) if not getattr(param, "is_flag", False) else None
+                param.display_type_rich = types.MethodType(lambda self, ctx, plain=plain: plain or None, param)
+        return params
+
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         """``NAME INPUT... [OPTIONS]`` as click and typer print it with rich: no ``{name}`` braces."""
         pieces, options = [], False
@@ -53,11 +84,12 @@ app = typer.Typer(
     cls=ZooGroup,
     help="A model zoo for PaddleSeg segmentation models: pull, export, convert to ONNX, run, verify, bench.",
     epilog=(
-        "Global option, before the command: --registry FILE  Extra registry file (repeatable); merged after "
-        "ZOO_REGISTRY."
+        "Global option, before or after the command: --registry FILE  Extra registry file (repeatable); merged "
+        "after ZOO_REGISTRY."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=False,  # zoo's own bool flags below: typer's would make every command import pydantic
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help text: rich's import alone costs more than all of zoo's start-up
 )
@@ -70,6 +102,7 @@ app.add_typer(bundle_app, name="bundle")
 # Parameters several commands share, spelled once (typer reads the Annotated metadata).
 ModelName = Annotated[str, typer.Argument(metavar="NAME", help="Model name (see 'zoo list').")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+WideFlag = Annotated[bool, typer.Option("--wide", help="Every table column, however wide the terminal.")]
 Threads = Annotated[
     Optional[int],  # noqa: UP007 - typer needs Optional here
     typer.Option("--threads", min=1, help="CPU threads for inference (default: one per core)."),
@@ -124,14 +157,23 @@ def split_global_options(argv: list[str]) -> list[str]:
     options are bool flags (``zoo list``, ``zoo plugins``) start without pydantic.
     """
     registries: list[Path] = []
+    rest: list[str] = []
     i = 0
-    while i < len(argv) and (argv[i] == "--registry" or argv[i].startswith("--registry=")):  # --registryx: typer's
-        if argv[i] == "--registry":
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":  # what follows is the command's, verbatim
+            rest += argv[i:]
+            break
+        if arg != "--registry" and not arg.startswith("--registry="):  # --registryx: typer's error
+            rest.append(arg)
+            i += 1
+            continue
+        if arg == "--registry":
             value = argv[i + 1] if i + 1 < len(argv) else ""
             missing = not value or value.startswith("-")  # the next option, not a file
             i += 2
         else:
-            value = argv[i].split("=", 1)[1]
+            value = arg.split("=", 1)[1]
             missing = not value
             i += 1
         if missing:
@@ -142,7 +184,32 @@ def split_global_options(argv: list[str]) -> list[str]:
     from zoo.registry import catalog
 
     catalog.use_registries(registries)
-    return argv[i:]
+    return repeat_multi_options(rest)
+
+
+MULTI_VALUE = {"verify": ("--image", "-i")}  # options that take several values: --image a b == --image a --image b
+
+
+def repeat_multi_options(argv: list[str]) -> list[str]:
+    """``zoo verify NAME --image a b`` as ``--image a --image b`` (click options take one value each; the README
+    writes ``--image PATH...``). Values run up to the next option."""
+    if not argv or argv[0] not in MULTI_VALUE:
+        return argv
+    names = MULTI_VALUE[argv[0]]
+    out, option, positional, added = [argv[0]], None, False, []
+    for arg in argv[1:]:
+        if arg.startswith("-"):
+            option = arg if arg in names else None
+            out.append(arg)
+        elif option is not None and out[-1] != option:
+            added.append(len(out))  # where the repeated option went
+            out += [option, arg]
+        else:
+            positional = positional or out[-1] not in names and not out[-1].startswith("-")
+            out.append(arg)
+    if not positional and added:  # `zoo verify --image a b NAME`: the last value is the command's NAME
+        del out[added[-1]]
+    return out
 
 
 def _version(value: bool) -> None:
@@ -153,9 +220,23 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _completion(ctx: Any, param: Any, value: bool) -> None:
+    """--install-completion / --show-completion, through typer's own completion scripts (shell from $SHELL)."""
+    if value:
+        from typer import completion
+
+        completion.completion_init()
+        done = completion.install_callback if param.name == "install_completion" else completion.show_callback
+        done(ctx, param, value)
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    install_completion: bool = typer.Option(False, "--install-completion", callback=_completion, is_eager=True,
+                                            help="Install tab completion for your shell (bash, zsh, fish)."),
+    show_completion: bool = typer.Option(False, "--show-completion", callback=_completion, is_eager=True,
+                                         help="Print the tab-completion script for your shell."),
 ) -> None:
     pass
 
@@ -185,13 +266,6 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    """Left-aligned columns, two spaces apart."""
-    cells = [header] + rows
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
-
-
 def plural(n: int, noun: str) -> str:
     """``1 model``, ``2 models``, ``3 entries``."""
     if n == 1:
@@ -200,8 +274,17 @@ def plural(n: int, noun: str) -> str:
 
 
 def info(message: str) -> None:
-    """Progress and status for humans: stderr, so stdout stays clean for --json."""
-    typer.echo(message, err=True)
+    """Progress and status for humans: stderr, so stdout stays clean for --json; long lines wrap to the terminal."""
+    from zoo import progress
+
+    progress.echo(fit(message, err=True), err=True)
+
+
+def say(message: str) -> None:
+    """A result line on stdout, wrapped to the terminal like :func:`info`, printed above any progress bar."""
+    from zoo import progress
+
+    progress.echo(fit(message))
 
 
 @contextlib.contextmanager
@@ -222,11 +305,30 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def run_line(summary: dict[str, Any]) -> str:
-    """One line per segmented image: the top classes, the inference time, where the colour mask went."""
-    top = ", ".join(f"{name} {share:.0%}" for name, share in list(summary["classes"].items())[:3])
-    t = summary["timings_ms"]
-    return f"{summary['input']}: {top} ({t['inference']:.0f} ms) → {summary['outputs']['color']}"
+@contextlib.contextmanager
+def zoo_warnings(*, quiet: tuple[type[Warning], ...] = ()) -> Iterator[None]:
+    """zoo's own warnings (images converted on reading, model metadata, untrained weights) as one line each,
+    ``zoo: warning: ...``, instead of Python's two with a source line; ``quiet`` ones not at all (the command says it
+    its own way); anyone else's as Python shows them."""
+    import warnings
+
+    from zoo.images import ImageWarning
+    from zoo.runners.runtime import MetadataWarning, TunedWarning, UntrainedWarning
+
+    ours = (ImageWarning, MetadataWarning, TunedWarning, UntrainedWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        for category in ours:
+            warnings.simplefilter("always", category)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, quiet):
+                    continue
+                if issubclass(w.category, ours):
+                    info(f"zoo: warning: {w.message}")
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def show_result(result: Any, summaries: list[dict[str, Any]], json_: bool) -> bool:
@@ -239,5 +341,5 @@ def show_result(result: Any, summaries: list[dict[str, Any]], json_: bool) -> bo
     for note in result.summary["warnings"]:
         info(f"zoo: warning: {result.path}: {note}")
     if not json_:
-        typer.echo(run_line(result.summary))
+        say(run_line(result.summary, width()))
     return True

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_list, info, parse_size, print_json, table
+from zoo.cli._app import (JsonFlag, ModelName, Threads, WideFlag, app, backend_list, info, parse_size, print_json, say,
+                          table)
 
 
 def _precisions(text: str, backends: tuple[str, ...]) -> tuple[str, ...]:
@@ -38,12 +40,14 @@ def bench(
     device: Optional[str] = typer.Option(  # noqa: UP007 - typer needs Optional here
         None, "--device", help="Where every backend runs (default: each backend's first declared device)."),
     json_: JsonFlag = False,
+    wide: WideFlag = False,
+    report: Optional[Path] = typer.Option(None, "--report", metavar="DIR",  # noqa: UP007 - typer needs Optional
+                                          help="Write bench.json, a latency and memory chart and index.html."),
 ) -> None:
     """Time a model on ONNX Runtime and Paddle Inference (or any backends), each in its own process."""
     from zoo.measure import bench as bench_mod
-    from zoo.registry import catalog
-
     from zoo.make import ensure
+    from zoo.registry import backends as backends_registry, catalog
     from zoo.runners import runtime
 
     hw = parse_size(size)
@@ -53,18 +57,24 @@ def bench(
         info(f"zoo: warning: {chosen.note}")
     backends = tuple((backend or backend_list("both")).split(","))
     precisions = _precisions(precision or "fp32", backends)
-    say = lambda line: info(f"bench {name}: {line}")  # noqa: E731
+    say_row = lambda line: info(f"bench {name}: {line}")  # noqa: E731
     for spec, p in bench_mod.runs_of(backends, precisions):  # the one door: what each row runs, made sure of first
-        ensure.prepare(handle, spec.name, p, progress=say)
+        ensure.prepare(handle, spec.name, p, progress=say_row)
     tuned = chosen if chosen.tuned else None
     if tuned is not None:
-        ensure.prepare(handle, tuned.backend, tuned.precision, progress=say)
+        ensure.prepare(handle, tuned.backend, tuned.precision, progress=say_row)
     result = bench_mod.bench(handle, backends=backends, size=hw, threads=threads, warmup=warmup, runs=runs,
                              progress=info, precisions=precisions, device=device, tuned=tuned)  # fmt: skip
+    if report is not None:
+        from zoo.measure import bench_report
+
+        info(f"report: {bench_report.write_report(result, report)}")
     if json_:
         print_json(result.as_dict())
+        if result.failed:
+            raise typer.Exit(1)
         return
-    typer.echo(f"{name} at {hw[0]}x{hw[1]}, {result.threads} threads, {runs} runs after {warmup} warm-up "
+    say(f"{name} at {hw[0]}x{hw[1]} (HxW), {result.threads} threads, {runs} runs after {warmup} warm-up "
                "(latency = preprocess + inference + postprocess)")  # fmt: skip
     rows = []
     for stats in result.backends.values():
@@ -77,17 +87,25 @@ def bench(
         ])  # fmt: skip
     header = ["BACKEND", "PRECISION", "P50 MS", "P90 MS", "P99 MS", *(["SPEED-UP", "LABELS"] if result.reference else []),
               "IMG/S", "PRE MS", "INFER MS", "POST MS", "PEAK RSS", "THREADS", "PROVIDERS"]  # fmt: skip
-    typer.echo(table(rows, header))
+    for key in result.failed:  # the row that could not be measured, marked where it would have been
+        backend_name_, _, precision_ = key.partition("/")
+        rows.append([backend_name_, precision_ or "fp32", "FAILED", *["-"] * (len(header) - 3)])
+    optional = ("PROVIDERS", "THREADS", "PRE MS", "POST MS", "P99 MS", "P90 MS", "IMG/S")  # least read first
+    typer.echo(table(rows, header, optional=optional, wide=wide))
     if result.reference:
         ref = result.backends[result.reference]
-        typer.echo(f"SPEED-UP = p50 of {ref.backend} {ref.precision} ÷ the row's; LABELS = share of pixels labelled as "
+        say(f"SPEED-UP = p50 of {ref.backend} {ref.precision} ÷ the row's; LABELS = share of pixels labelled as "
                    f"{ref.backend} {ref.precision} labels them (same image)")  # fmt: skip
     default = result.backends.get("tuned")
-    ort = result.backends.get("onnx/fp32")
+    plain = result.backends.get(f"{backends_registry.default_backend().name}/fp32")  # what runs with no tuning
     if default is not None and default.tuned:
-        vs = f": {default.p50_ms / ort.p50_ms:.2f}x onnx fp32 by p50 in this run" if ort and ort.p50_ms else ""
-        typer.echo(f"default row ('zoo run {name}'): {default.tuned['summary']}{vs}")
+        vs = f": {default.p50_ms / plain.p50_ms:.2f}x {plain.backend} fp32 by p50 in this run" if plain and plain.p50_ms else ""
+        say(f"default row ('zoo run {name}'): {default.tuned['summary']}{vs}")
+    for key, why in result.failed.items():
+        say(f"{key} FAILED: {why}")
     ratio = result.ratio()
     if ratio:
-        typer.echo(f"{ratio['of']} ÷ {ratio['over']}: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "
+        say(f"{ratio['of']} ÷ {ratio['over']}: p50 {ratio['p50']:.2f}x, inference {ratio['inference']:.2f}x, "
                    f"throughput {ratio['throughput']:.2f}x, peak RSS {ratio['peak_rss']:.2f}x")  # fmt: skip
+    if result.failed:
+        raise typer.Exit(1)

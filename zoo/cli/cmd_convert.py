@@ -51,7 +51,10 @@ def convert(
         ensure.ensure(handle, "paddle", progress=info)
         if not json_:
             info(f"converting {target} to ONNX (opset {opset}) ...")
-        result = convert_mod.convert(handle, opset=opset, force=force)
+        from zoo import progress
+
+        with progress.spinner(f"converting {target} with paddle2onnx"):
+            result = convert_mod.convert(handle, opset=opset, force=force)
         if json_:
             print_json(result.as_dict())
             return
@@ -62,7 +65,10 @@ def convert(
     folder = Path(target).expanduser().resolve()
     out = (output or folder.parent / f"{folder.name}.onnx").expanduser().resolve()
     start = time.perf_counter()
-    convert_mod.convert_model_dir(folder, out, opset=opset, architecture=architecture)
+    from zoo import progress
+
+    with progress.spinner(f"converting {folder.name} with paddle2onnx"):
+        convert_mod.convert_model_dir(folder, out, opset=opset, architecture=architecture)
     data = {"source": str(folder), "path": str(out), "sha256": sha256_file(out), "cached": False,
             "seconds": round(time.perf_counter() - start, 3), "opset": opset}  # fmt: skip
     if json_:

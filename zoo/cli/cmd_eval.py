@@ -131,8 +131,9 @@ def eval_(
                 loaded = [runtime.load(target, backend=name, device=device, threads=threads, precision=p)
                           for name in names for p in precisions]  # fmt: skip
                 count = min(limit or len(dataset.samples), len(dataset.samples))
-                info(f"evaluating {loaded[0].name} on {dataset.describe()}: {count} image(s), "
-                     f"{', '.join(m.backend for m in loaded)}")  # fmt: skip
+                of = f"{count} of {len(dataset.samples)}" if count < len(dataset.samples) else f"all {count}"
+                info(f"evaluating {loaded[0].name} on {dataset.path} ({dataset.layout}): {of} images, "
+                     f"{', '.join(f'{m.backend}/{m.precision}' for m in loaded)}")  # fmt: skip
                 result = evaluation.run(loaded, dataset, **shared)
         for w in caught:
             if issubclass(w.category, (runtime.MetadataWarning, runtime.TunedWarning)):
@@ -150,7 +151,9 @@ def eval_(
         info(f"report: {', '.join(str(p) for p in written[:3])}{' ...' if len(written) > 3 else ''}")
     if result.interrupted:
         info(f"zoo: interrupted after {result.images} image(s): the numbers above cover those only")
-        raise typer.Exit(130)
+        stop = typer.Exit(130)
+        stop.said = True  # type: ignore[attr-defined]  # zoo's main says "interrupted" only when nothing else did
+        raise stop
 
 
 def format_table(result: Any) -> str:
@@ -162,7 +165,7 @@ def format_table(result: Any) -> str:
     cols = [d["backends"][k] for k in keys]
     rows = [["mIoU"] + [f"{c['miou'] * 100:.2f}" for c in cols],
             ["acc"] + [f"{c['acc'] * 100:.2f}" for c in cols],
-            ["kappa"] + [f"{c['kappa']:.4f}" for c in cols],
+            ["kappa (not %)"] + [f"{c['kappa']:.4f}" for c in cols],
             ["dice"] + [f"{c['dice'] * 100:.2f}" for c in cols]]  # fmt: skip
     if d["reference_miou"] is not None:
         rows.append([f"mIoU - registry ({d['reference_miou']:.2f})"] + [f"{c['miou_minus_reference']:+.2f}" for c in cols])
@@ -174,4 +177,4 @@ def format_table(result: Any) -> str:
             f"{' +flip' if d['flip'] else ''}{' scales ' + ','.join(map(str, d['scales'])) if d['scales'] != [1.0] else ''}"
             f"; {d['convention']}{'; skipped ' + str(d['skipped']) if d['skipped'] else ''}"
             f"{'; INTERRUPTED (partial)' if d['interrupted'] else ''}")  # fmt: skip
-    return head + "\n" + table(rows, ["metric (%)"] + keys)
+    return head + "\n" + table(rows, ["metric (% but kappa)"] + keys)

@@ -25,9 +25,12 @@ def export(
     from zoo.registry import catalog
     from zoo.store import cache, repair
 
+    from zoo import progress
+
     handle = catalog.resolve(name)
     before = repair.remakers(handle.name)  # what a new Paddle model drops, and the commands that remake it
-    folder = export_mod.export_model(handle, weights=weights, output_op=output_op, seed=seed, legacy=legacy)
+    with progress.spinner(f"exporting {name}: building the network, loading weights"):
+        folder = export_mod.export_model(handle, weights=weights, output_op=output_op, seed=seed, legacy=legacy)
     provenance = cache.read_manifest(folder)["provenance"]
     if note := repair.dropped(handle.name, before):
         info(f"note: {note}")

@@ -134,7 +134,8 @@ def _floats(values: list) -> str:
 
 
 @app.command("plugins")
-def plugins_(json_: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
+def plugins_(json_: bool = typer.Option(False, "--json", help="Print a JSON array."),
+             wide: bool = typer.Option(False, "--wide", help="Every column, however wide the terminal.")) -> None:
     """List architecture and backend plugins, including any that failed to load and why."""
     from zoo.registry import backends
 
@@ -148,10 +149,11 @@ def plugins_(json_: bool = typer.Option(False, "--json", help="Print a JSON arra
         [p.name, p.distribution or "-", p.version or "-", "ok" if p.architecture else f"BROKEN: {p.error}"]
         for p in found
     ]
-    typer.echo(table(rows, ["NAME", "DISTRIBUTION", "VERSION", "STATUS"]))
+    typer.echo(table(rows, ["NAME", "DISTRIBUTION", "VERSION", "STATUS"], optional=("VERSION",), wide=wide))
     rows = []
     for b in engines:
         status = "ok" if b.usable else (f"UNAVAILABLE: {b.error}" if b.backend else f"BROKEN: {b.error}")
         formats = ",".join(b.backend.formats) if b.backend else "-"
         rows.append([b.name, formats, b.distribution or "-", b.version or "-", status])
-    typer.echo("\n" + table(rows, ["BACKEND", "FORMATS", "DISTRIBUTION", "VERSION", "STATUS"]))
+    typer.echo("\n" + table(rows, ["BACKEND", "FORMATS", "DISTRIBUTION", "VERSION", "STATUS"],
+                             optional=("VERSION", "DISTRIBUTION"), wide=wide))  # fmt: skip

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from zoo.cli._app import app, backend_name, info, print_json, show_result, stdout_to_stderr
+from zoo.cli._app import app, backend_name, info, print_json, say, show_result, stdout_to_stderr, zoo_warnings
 from zoo.cli.engine_options import (AddressFlag, BatchSizeFlag, EngineFlag, ThreadsPerWorkerFlag, WorkersFlag,
                                    ray_options)
 from zoo.errors import ImageError
@@ -44,6 +43,8 @@ def run(
         None, "--threads", min=1, help="CPU threads for inference (default: one per core)."
     ),
     json_: bool = typer.Option(False, "--json", help="Print the per-image summaries as one JSON array on stdout."),
+    every: int = typer.Option(1, "--every", min=1, metavar="N", help="Videos: segment every N-th frame."),
+    label_maps: bool = typer.Option(False, "--label-maps", help="Videos: also write each frame's label map (PNG)."),
     precision: Optional[str] = typer.Option(  # noqa: UP007
         None, "--precision", metavar="fp32|bf16|fp16|int8",
         help="Run a reduced-precision variant (see 'zoo quantize') or engine precision; default: the tuned choice, "
@@ -85,9 +86,13 @@ def run(
             target = provisioned(model, backend, precision, offline)
         return run_on_ray(target, inputs, out, backend=backend, precision=precision, device=device.value, json_=json_,
                           ray=ray)  # fmt: skip
-    from zoo import images
+    from zoo.engines import video
+
+    if any(video.is_video(i) for i in inputs):
+        return run_videos(model, inputs, out, backend=backend, device=device.value, threads=threads,
+                          precision=precision, offline=offline, every=every, label_maps=label_maps, json_=json_)
+    from zoo import images, progress
     from zoo.engines import segment
-    from zoo.runners import runtime
 
     paths = _without_outputs(images.expand_inputs(inputs), out)
     failures = unreadable_inputs(paths)
@@ -95,15 +100,7 @@ def run(
         info(f"zoo: error: {failure.error}")
     readable = [p for p in paths if p not in {f.path for f in failures}]
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
-        target = provisioned(model, backend, precision, offline)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", runtime.MetadataWarning)
-            loaded = runtime.load(target, backend=flags[0], device=device.value, threads=threads, precision=flags[1])
-        for w in caught:  # zoo's own as one line; anything else (e.g. from paddle's import) as Python shows it
-            if issubclass(w.category, (runtime.MetadataWarning, runtime.TunedWarning)):
-                info(f"zoo: warning: {w.message}")
-            else:
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        loaded = load(model, backend, device.value, threads, precision, offline, flags=flags)
         info(
             f"{loaded.name} ({loaded.architecture.name}, {loaded.num_classes} classes) on "
             f"{loaded.selection.describe() if loaded.selection else loaded.backend}: "
@@ -112,9 +109,11 @@ def run(
         )
         started = time.perf_counter()
         summaries = []
-        for result in segment.segment_files(loaded, readable, out):
-            if not show_result(result, summaries, json_):
-                failures.append(result)
+        with progress.counter(len(readable), "segmenting", "images") as bar:
+            for result in segment.segment_files(loaded, readable, out):
+                if not show_result(result, summaries, json_):
+                    failures.append(result)
+                bar.update(1)
         seconds = time.perf_counter() - started
     if json_:
         print_json(summaries)
@@ -147,6 +146,40 @@ def provisioned(model: str, backend: str, precision: str, offline: bool) -> Any:
     from zoo.make import ensure
 
     return ensure.prepare(model, backend, precision, fetch=not offline, progress=info)
+
+
+def load(model: str, backend: str, device: str, threads: int | None, precision: str, offline: bool,
+         flags: tuple[str | None, str | None] | None = None) -> Any:  # fmt: skip
+    """:func:`provisioned`, then loaded, zoo's own warnings while loading as one line each (an untrained export
+    included), a spinner while it loads. ``flags``: the --backend/--precision as given (both None: runtime.load
+    uses the tuned choice and says so)."""
+    from zoo import progress
+    from zoo.runners import runtime
+
+    target = provisioned(model, backend, precision, offline)
+    with zoo_warnings(), progress.spinner(f"loading {model} on {backend}"):
+        given = flags if flags is not None else (backend, precision)
+        return runtime.load(target, backend=given[0], device=device, threads=threads, precision=given[1])
+
+
+def run_videos(model: str, inputs: list[str], out: Path, *, backend: str, device: str, threads: int | None,
+               precision: str, offline: bool, every: int, label_maps: bool, json_: bool) -> None:  # fmt: skip
+    """``zoo run`` on video files (zoo/engines/video.py): one result line per video, with frames/s."""
+    from zoo.engines import video
+
+    if not all(video.is_video(i) for i in inputs):
+        raise ImageError("give videos and images to separate 'zoo run' commands")
+    with stdout_to_stderr() if json_ else contextlib.nullcontext():
+        loaded = load(model, backend, device, threads, precision, offline)
+        summaries = []
+        for clip in inputs:
+            done = video.segment_video(loaded, Path(clip), out, every=every, label_maps=label_maps)
+            summaries.append(done)
+            if not json_:
+                say(f"{Path(clip).name}: {done['frames_segmented']} of {done['frames_read']} frames in "
+                    f"{done['seconds']:.1f} s ({done['frames_per_second']:.1f} frames/s) → {done['outputs']['overlay']}")
+    if json_:
+        print_json(summaries)
 
 
 def _without_outputs(paths: list[Path], out: Path) -> list[Path]:

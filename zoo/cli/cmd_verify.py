@@ -8,7 +8,8 @@ from typing import Any, Optional
 
 import typer
 
-from zoo.cli._app import JsonFlag, ModelName, Threads, app, backend_pair, info, parse_size, print_json, stdout_to_stderr
+from zoo.cli._app import (JsonFlag, ModelName, Threads, app, backend_pair, info, parse_size, print_json, say,
+                          stdout_to_stderr, zoo_warnings)
 from zoo.store import artifacts
 
 
@@ -76,10 +77,14 @@ def verify(
 
     for b, p in zip(pair, ("fp32", precision)):  # what each runs is pulled and converted first when missing
         ensure.prepare(handle, b, p, progress=info)
-    what = f"{len(images)} image(s)" if images else f"{count} synthetic {hw[0]}x{hw[1]} image(s)"
+    what = f"{len(images)} image(s)" if images else f"{count} synthetic {hw[0]}x{hw[1]} (HxW) image(s)"
     candidate = pair[1] if precision == "fp32" else f"{pair[1]} {precision}"
     info(f"verifying {name}: {pair[0]} (reference) vs {candidate} on {what}")
-    with stdout_to_stderr() if json_ else contextlib.nullcontext():
+    from zoo import progress
+    from zoo.runners.runtime import UntrainedWarning
+
+    with stdout_to_stderr() if json_ else contextlib.nullcontext(), zoo_warnings(quiet=(UntrainedWarning,)), \
+            progress.spinner(f"verifying {name} on {what}"):  # fmt: skip
         result = verify_mod.verify_model(
             handle, images=images, size=hw, count=count, seed=seed, threads=threads, tolerance=tolerance,
             report_dir=report, backends=pair, precision=precision, device=device,
@@ -102,6 +107,6 @@ def _show(result: Any, tolerance: Any, json_: bool) -> None:
             lines.append("note: this Paddle model has random weights (an untrained export)")
         if result.report:
             lines.append(f"report: {result.report}")
-        typer.echo("\n".join(lines))
+        say("\n".join(lines))  # wrapped at word boundaries to the terminal
     if not result.passed:
         raise typer.Exit(1)

@@ -120,5 +120,5 @@ def read_label(name: str, size: tuple[int, int]) -> np.ndarray:
     if labels is None or labels.ndim != 2:
         raise ImageError(f"{name}: not a single-channel label map (PNG of class ids)")
     if labels.shape != tuple(size):
-        raise ImageError(f"{name}: the label map is {labels.shape[1]}x{labels.shape[0]}, its image {size[1]}x{size[0]}")
+        raise ImageError(f"{name}: the label map is {labels.shape[0]}x{labels.shape[1]} (HxW), its image {size[0]}x{size[1]}")
     return labels

@@ -111,22 +111,32 @@ def _pull_paddle(entry: registry.ModelEntry, source: str | None, opts: _Options)
     with _pull_lock(name, "paddle"):
         if not opts.force and (cached := _cached_paddle(name, source)) is not None:
             return cached  # another process pulled it while we waited
-        if sources[0] == "inference":
-            try:
-                return _from_inference(entry, opts)
-            except DownloadError as exc:
-                if len(sources) == 1 or not exc.gone:  # only a source that is gone for good is replaced
-                    raise
-                log.warning("%s: the inference archive is gone (%s); exporting from the weights instead", name, exc)
-                note = f"the inference archive is gone ({_first_line(exc)}); exported from the trained weights"
+        try:
+            if sources[0] == "inference":
                 try:
+                    return _from_inference(entry, opts)
+                except DownloadError as exc:
+                    if len(sources) == 1 or not exc.gone:  # only a source that is gone for good is replaced
+                        raise
+                    if "not found (HTTP 404)" in exc.causes:  # truly gone; a DNS failure is said once, below
+                        log.warning("%s: the inference archive is gone (HTTP 404); exporting from the trained "
+                                    "weights instead", name)  # fmt: skip
+                    note = f"the inference archive is gone ({_first_line(exc)}); exported from the trained weights"
                     return _from_weights(entry, opts, note)
-                except DownloadError as again:
-                    raise DownloadError(
-                        f"the inference archive of '{name}' is gone ({_first_line(exc)}), and its weights could not "
-                        f"be fetched either: {again}"
-                    ) from None
-        return _from_weights(entry, opts, "")
+            return _from_weights(entry, opts, "")
+        except DownloadError as exc:
+            raise unreachable(name, exc, opts) from exc  # ZOO_DEBUG=1 shows the URLs and reasons
+
+
+def unreachable(name: str, exc: DownloadError, opts: Any) -> DownloadError:
+    """A failed pull in one line: what failed, by cause, and the next step that works from here (offline too)."""
+    causes = ", ".join(exc.causes) or "download failed"
+    mirror = getattr(opts, "mirror", None)
+    tried = f"the mirror {mirror} and the registry's URLs" if mirror else "the registry's URLs"
+    return DownloadError(f"could not fetch '{name}' from {tried}: {causes}; without a network, make it locally: "
+                         f"'zoo export {name} --weights FILE' (a .pdparams file) or '--weights random' (untrained, for "
+                         f"tests), or 'zoo bundle import FILE'; ZOO_DEBUG=1 shows every URL tried",
+                         gone=exc.gone, causes=exc.causes)  # fmt: skip
 
 
 def _cached_paddle(name: str, source: str | None) -> PullResult | None:

@@ -23,15 +23,15 @@ Deterministic: the same source file, calibration tensors and settings give a byt
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import PrecisionError, QuantizationError, ZooError
+from zoo.make import calibration as calibration_mod
 from zoo.store import artifacts
 from zoo.util import cpu_flags, first_line, sha256_file
 
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 INSTALL = "pip install 'zoo[quantize]'"
 PRECISIONS = tuple(p for kind in artifacts.made_by("quantize") for p in kind.precisions)  # the variants it makes
 METHODS = ("minmax", "entropy", "percentile")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PER_CHANNEL_OPSET = 13
 
 
@@ -81,60 +80,6 @@ def constants_to_initializers(model: onnx.ModelProto) -> int:
         graph.node.extend(keep)
         graph.initializer.extend(moved)
     return len(moved)
-
-
-# ---- calibration ----------------------------------------------------------------------------------------------------
-
-
-class _Calibration:
-    """ORT's CalibrationDataReader protocol over a stream of NCHW float32 tensors, hashing them as they pass."""
-
-    def __init__(self, input_name: str, tensors: Iterable[np.ndarray]):
-        self.input_name = input_name
-        self._it: Iterator[np.ndarray] = iter(tensors)
-        self._hash = hashlib.sha256()
-        self.count = 0
-        self.shapes: set[tuple[int, ...]] = set()
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        import numpy as np
-
-        x = next(self._it, None)
-        if x is None:
-            return None
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise QuantizationError(f"calibration tensors must be float32 [N, 3, H, W], got shape {list(x.shape)}")
-        self._hash.update(f"{x.shape}".encode())
-        self._hash.update(x.tobytes())
-        self.count += 1
-        self.shapes.add(tuple(x.shape))
-        return {self.input_name: x}
-
-    def sha256(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
-
-
-def folder_tensors(folder: Path, spec: InputSpec) -> Iterator[np.ndarray]:
-    """The preprocessed tensor of every image in ``folder`` (sorted by name), as zoo run would feed it."""
-    from zoo.images import read_image
-    from zoo.runners.runtime import preprocess
-
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise QuantizationError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); give a folder of "
-                                "calibration images, or use --calib-synthetic N")  # fmt: skip
-    for path in files:
-        yield preprocess(read_image(path), spec)
-
-
-def synthetic_tensors(count: int, size: tuple[int, int], spec: InputSpec, seed: int = 0) -> Iterator[np.ndarray]:
-    """``count`` preprocessed synthetic street scenes of ``size`` (H, W), seeds ``seed, seed+1, ...``."""
-    from zoo.runners.runtime import preprocess
-    from zoo.synthetic import street_scene
-
-    for i in range(count):
-        yield preprocess(street_scene(size[0], size[1], seed=seed + i), spec)
 
 
 def input_spec_of(model: onnx.ModelProto) -> InputSpec:
@@ -203,7 +148,11 @@ def quantize_onnx(
             folder = Path(calibration)
             if not folder.is_dir():
                 raise QuantizationError(f"{folder}: no such folder of calibration images")
-            calibration = folder_tensors(folder, input_spec or input_spec_of(model))
+            from zoo import progress
+
+            count = len(calibration_mod.calibration_files(folder))
+            calibration = progress.steps(calibration_mod.folder_tensors(folder, input_spec or input_spec_of(model)), count,
+                                         "calibrating", "images")  # fmt: skip
         provenance.update(_to_int8(model, dst, calibration, method, per_channel, exclude, reduce_range))
     provenance["sha256"] = sha256_file(dst)
     return provenance
@@ -237,13 +186,10 @@ def _to_int8(model: onnx.ModelProto, dst: Path, tensors: Iterable[np.ndarray], m
         except Exception as exc:
             raise QuantizationError(f"{why} needs opset {PER_CHANNEL_OPSET}, and onnx could not convert this opset "
                                     f"{opset} model: {first_line(exc)}; quantize per tensor, or convert at opset 13") from exc  # fmt: skip
-    reader = _Calibration(model.graph.input[0].name, tensors)
+    reader = calibration_mod.CalibrationReader(model.graph.input[0].name, tensors)
     metadata = [(p.key, p.value) for p in model.metadata_props]
     calib = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
              "percentile": CalibrationMethod.Percentile}[method]  # fmt: skip
-    # MinMax keeps two scalars per tensor per image, so memory stays flat. Not CalibMaxIntermediateOutputs: in ORT 1.32
-    # it clears the collected ranges without merging them (calibrate.py, MinMaxCalibrater.collect_data), which drops
-    # all but the last images. Entropy and percentile keep whole activations of every image: memory grows with N.
     extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
     with tempfile.TemporaryDirectory(prefix=".zoo-quantize-", dir=dst.parent) as tmp:
         plain, prepared, out = Path(tmp) / "plain.onnx", Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
@@ -253,17 +199,17 @@ def _to_int8(model: onnx.ModelProto, dst: Path, tensors: Iterable[np.ndarray], m
             # shape inference + ORT's basic graph optimisation (BatchNorm folded into Conv), so the weights that get
             # quantised are the ones that run
             quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
+            ranges = calibration_mod.calibrate(prepared, Path(tmp), reader, op_types, calib)
             quantize_static(
-                str(prepared), str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types,
+                str(prepared), str(out), None, quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types,
                 per_channel=per_channel, reduce_range=reduce, activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=calib, extra_options=extra,
+                calibration_cache_path=str(ranges),
             )  # fmt: skip
         except ZooError:  # a calibration image that cannot be read says so itself
             raise
         except Exception as exc:
             raise QuantizationError(f"onnxruntime.quantization failed: {first_line(exc)}") from exc
-        if reader.count == 0:
-            raise QuantizationError("the calibration set is empty; give at least one image")
         quantized = onnx.load(str(out))
         _set_metadata(quantized, metadata, {"zoo.precision": "int8", "zoo.variant": variant_name("int8")})
         _save(quantized, dst)
@@ -278,6 +224,7 @@ def _to_int8(model: onnx.ModelProto, dst: Path, tensors: Iterable[np.ndarray], m
         "quantize_linear_nodes": ops.get("QuantizeLinear", 0), "dequantize_linear_nodes": ops.get("DequantizeLinear", 0),
         "versions": _versions("onnxruntime", "onnx"),
     }  # fmt: skip
+
 
 
 def _to_fp16(model: onnx.ModelProto, dst: Path, exclude: Iterable[str]) -> dict[str, Any]:
@@ -361,23 +308,47 @@ def check_calibration(precision: str, calib_dir: Path | None, calib_synthetic: i
 
 def quantize_model(model: Any, src: Path, *, precision: str = "int8", calib_dir: Path | None = None,
                    calib_synthetic: int = 0, size: tuple[int, int] = (512, 1024), method: str = "minmax",
-                   per_channel: bool = False, exclude: Iterable[str] = (), seed: int = 0) -> dict[str, Any]:  # fmt: skip
+                   per_channel: bool = False, exclude: Iterable[str] = (), seed: int = 0, force: bool = False,
+                   say: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Make the ``onnx-<precision>`` variant of a model (a handle or name) from ``src``, its cached float32 ONNX (what
     ``zoo.make.ensure.ensure(handle, "onnx")`` returns), and store it in the cache as a variant; returns what was
-    stored (path, key, seconds, provenance). The provenance's ``settings`` are the options that make it again."""
+    stored (path, key, seconds, provenance, and ``cached``: True when the same variant from the same ONNX model and
+    request was there already, unless ``force``). The provenance's ``settings`` are the options that make it again.
+    ``say`` hears what is about to happen."""
+    import tempfile
     import time
 
+    from zoo import progress
     from zoo.make import space
     from zoo.registry import catalog
     from zoo.store import cache
 
+    say = say or (lambda _message: None)
     start = time.perf_counter()
     handle = catalog.handle(model)
     spec = handle.architecture.input
     check_calibration(precision, calib_dir, calib_synthetic)
+    if method not in METHODS:
+        raise QuantizationError(f"unknown calibration method '{method}'; choose one of: {', '.join(METHODS)}")
+    if calib_dir is not None and not Path(calib_dir).is_dir():
+        raise QuantizationError(f"{calib_dir}: no such folder of calibration images")
+    variant = variant_name(precision)
+    request = calibration_mod.request(precision, calib_dir, calib_synthetic, size, method, per_channel, exclude, seed)
+    earlier = cache.variants(handle.name).get(variant)
+    if not force and earlier and earlier.get("request") == request and earlier.get("onnx_key") == src.parent.name:
+        with contextlib.suppress(ZooError):
+            path = cache.variant_path(handle.name, variant)
+            say(f"{handle.name}: {variant} is already in the cache, made from this model with the same settings "
+                "(--force makes it again)")  # fmt: skip
+            return {"name": handle.name, "variant": variant, "path": str(path), "key": path.parent.name,
+                    "seconds": round(time.perf_counter() - start, 3), "cached": True,
+                    "provenance": cache.read_manifest(path.parent)["provenance"]}  # fmt: skip
+    say(f"making the {variant} variant of {handle.name} ...")
     calibration: Iterable[np.ndarray] | Path | None = None
     if precision == "int8":
-        calibration = Path(calib_dir) if calib_dir is not None else synthetic_tensors(calib_synthetic, size, spec, seed)
+        calibration = Path(calib_dir) if calib_dir is not None else progress.steps(
+            calibration_mod.synthetic_tensors(calib_synthetic, size, spec, seed), calib_synthetic, "calibrating",
+            "images")  # fmt: skip
     cache.onnx_dir().mkdir(parents=True, exist_ok=True)
     # about 3x the float32 model for int8 (plain, prepared and quantized files), 2x for fp16
     need = (3 if precision == "int8" else 2) * src.stat().st_size
@@ -390,11 +361,11 @@ def quantize_model(model: Any, src: Path, *, precision: str = "int8", calib_dir:
             provenance["calibration"]["source"] = (str(Path(calib_dir).resolve()) if calib_dir is not None
                                                    else f"synthetic {calib_synthetic} x {size}")  # fmt: skip
         settings = _settings(precision, calib_dir, calib_synthetic, size, method, per_channel, exclude, seed)
-        provenance = {"source": "derived", "onnx_key": src.parent.name, "settings": settings,
+        provenance = {"source": "derived", "onnx_key": src.parent.name, "settings": settings, "request": request,
                       "made_by": artifacts.kind_for("onnx", precision).make_command(handle.name, settings), **provenance}
         path = cache.store_variant(handle, provenance["variant"], out, provenance)
     return {"name": handle.name, "variant": provenance["variant"], "path": str(path), "key": path.parent.name,
-            "seconds": round(time.perf_counter() - start, 3),
+            "seconds": round(time.perf_counter() - start, 3), "cached": False,
             "provenance": cache.read_manifest(path.parent)["provenance"]}  # fmt: skip
 
 

@@ -99,6 +99,7 @@ class BenchResult:
     reference: str | None = None  # the float32 row speed-up and agreement are against: the reference backend's
     device: str | None = None  # the device asked for; None: each backend's first declared device
     pair: tuple[str, str] | None = None  # (default, reference) backend names, as their specs say: the ratio's rows
+    failed: dict[str, str] = field(default_factory=dict)  # rows that could not be measured: key → why, what to do
 
     def compare(self, labels: dict[str, Any], reference: str | None = None) -> BenchResult:
         """Fill in speed-up and label agreement against the float32 row of backend ``reference`` (else the first
@@ -146,6 +147,7 @@ class BenchResult:
             "latency": "preprocess + inference + postprocess, per image, in memory",
             "backends": {name: asdict(stats) for name, stats in self.backends.items()},
             "reference": self.reference,
+            "failed": self.failed,
             "ratio": self.ratio(),
         }  # fmt: skip
 
@@ -198,11 +200,26 @@ def bench(
         job = {"name": name, "backend": spec.name, "size": [h, w], "threads": n, "warmup": warmup,
                "runs": runs, "precision": precision, "device": on, "options": options,
                "registries": [str(p) for p in catalog.extra_registries()]}  # fmt: skip
-        stats, labels[key] = _in_child(job)
+        try:
+            stats, labels[key] = _in_child(job)
+        except ZooError as exc:  # the rows measured so far are kept; this one is marked
+            if not result.backends and key == rows[-1][0]:
+                raise
+            result.failed[key] = failure_advice(name, str(exc))
+            if progress:
+                progress(f"bench {name}: {key} FAILED: {result.failed[key]}")
+            continue
         if key == "tuned":
             stats = dataclasses.replace(stats, tuned=tuned.tuned.as_dict() if tuned.tuned else None)
         result.backends[key] = stats
+    if not result.backends:
+        raise BackendError(f"no row could be measured: {'; '.join(f'{k}: {v}' for k, v in result.failed.items())}")
     return result.compare(labels, reference=pair[1])
+
+
+def failure_advice(name: str, message: str) -> str:
+    """A failed row's message, with the model's name in the command its backend advises (``zoo export MODEL ...``)."""
+    return message.replace("zoo export MODEL", f"zoo export {name}")
 
 
 def runs_of(backends: tuple[str, ...] | None, precisions: tuple[str, ...]) -> list[tuple[Any, str]]:

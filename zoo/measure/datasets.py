@@ -69,6 +69,9 @@ def open_dataset(path: str | Path, *, split: str = "val") -> Dataset:
         return _cityscapes(path, split)
     if (path / "images").is_dir() and (path / "labels").is_dir():
         return _folders(path)
+    if (path / "images").is_dir():
+        raise DatasetError(f"{path} has images/ but no labels/: put each image's label map (a PNG of class ids, same "
+                           "name) in labels/")  # fmt: skip
     raise DatasetError(
         f"{path} is no data set zoo knows: expected leftImg8bit/ + gtFine/ (Cityscapes), images/ + labels/, "
         "or a PaddleSeg list file ('image label' per line); see 'zoo eval --help'"
@@ -152,8 +155,8 @@ def check(sample: Sample) -> str | None:
         return (f"{sample.label}: the label's header claims {label[1]}x{label[0]} pixels, beyond the "
                 f"{images.MAX_PIXELS // 1_000_000}-megapixel cap zoo applies to images")  # fmt: skip
     if label is not None and image is not None and label[:2] != image[:2]:
-        return (f"{sample.label}: the label is {label[1]}x{label[0]} but its image {sample.image.name} is "
-                f"{image[1]}x{image[0]}")  # fmt: skip
+        return (f"{sample.label}: the label is {label[0]}x{label[1]} (HxW) but its image {sample.image.name} is "
+                f"{image[0]}x{image[1]}")  # fmt: skip
     return None
 
 
@@ -182,8 +185,8 @@ def read_label(path: Path, size: tuple[int, int], num_classes: int | None = None
         raise DatasetError(f"{path}: the label has {label.shape[2]} channels; labels hold one train id per pixel "
                            "(Cityscapes' *_labelTrainIds.png, not the colour *_color.png)")  # fmt: skip
     if label.shape != tuple(size):
-        raise DatasetError(f"{path}: the label is {label.shape[1]}x{label.shape[0]} but its image is "
-                           f"{size[1]}x{size[0]}")  # fmt: skip
+        raise DatasetError(f"{path}: the label is {label.shape[0]}x{label.shape[1]} (HxW) but its image is "
+                           f"{size[0]}x{size[1]}")  # fmt: skip
     if num_classes is not None:
         check_ids(path, label, num_classes)
     return label

@@ -46,10 +46,51 @@ def write_report(result: Any, out: Path) -> list[Path]:
     for key, worst in result.worst.items():
         for rank, item in enumerate(worst, 1):
             path = out / "worst" / f"{rank}_{key.replace('/', '-')}_{item.image.stem}.jpg"
-            panel = error_panel(item.rgb, item.pred, item.label, colors)
+            panel = captioned(error_panel(item.rgb, item.pred, item.label, colors),
+                              ("image", f"prediction ({key})", "ground truth", "errors (red)"),
+                              f"#{rank} worst for {key}: {item.image.name}, its mIoU {item.score:.1%}")  # fmt: skip
             write_user_file(path, _encoded(".jpg", panel))
             written.append(path)
+    written.append(write_index(result, out, written))
     return written
+
+
+def captioned(panel: np.ndarray, captions: tuple[str, ...], note: str) -> np.ndarray:
+    """``panel`` (equal-width pictures side by side) under a band naming each picture, and a line saying which image
+    it is and how it scored."""
+    import cv2
+    import numpy as np
+
+    h, w = panel.shape[:2]
+    band = np.full((40, w, 3), 255, np.uint8)
+    step = w // len(captions)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+    cv2.putText(band, note, (4, 15), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, caption in enumerate(captions):
+        cv2.putText(band, caption, (i * step + 4, 34), font, scale, (60, 60, 60), 1, cv2.LINE_AA)
+    return np.concatenate([band, panel], axis=0)
+
+
+def write_index(result: Any, out: Path, written: list[Path]) -> Path:
+    """The report's index.html: the scores per backend, the per-class IoU chart and the worst images."""
+    from zoo.measure import report_page
+
+    d = result.as_dict()
+    keys = list(d["backends"])
+    facts = [f"{d['model']} on {d['data']} ({d['layout']}): {d['images']} images, mIoU "
+             + ", ".join(f"{k} {d['backends'][k]['miou']:.2%}" for k in keys),
+             f"mode {d['mode']}; {d['convention']}"]  # fmt: skip
+    if d.get("interrupted"):
+        facts.append("INTERRUPTED: the numbers cover the images done before Ctrl-C only")
+    rows = [["mIoU %", *(f"{d['backends'][k]['miou'] * 100:.2f}" for k in keys)],
+            ["acc %", *(f"{d['backends'][k]['acc'] * 100:.2f}" for k in keys)],
+            ["kappa (not %)", *(f"{d['backends'][k]['kappa']:.4f}" for k in keys)]]  # fmt: skip
+    figures = [("class_iou.png", "IoU per class, one bar per backend")]
+    figures += [(f"worst/{p.name}", p.stem.replace("_", " ")) for p in written if p.parent.name == "worst"]
+    colors = _colors(result)
+    legend = [(name, tuple(int(c) for c in colors[i])) for i, name in enumerate(result.labels)]
+    return report_page.write_index(out, f"zoo eval {d['model']}", facts, figures, legend=legend,
+                                   tables=[(["metric", *keys], rows)])  # fmt: skip
 
 
 def _encoded(ext: str, rgb: np.ndarray) -> bytes:
@@ -58,7 +99,7 @@ def _encoded(ext: str, rgb: np.ndarray) -> bytes:
     params = [cv2.IMWRITE_JPEG_QUALITY, 90] if ext == ".jpg" else []
     ok, data = cv2.imencode(ext, rgb[:, :, ::-1], params)
     if not ok:
-        raise ZooError(f"OpenCV cannot encode a {ext} picture of {rgb.shape[1]}x{rgb.shape[0]} for the report")
+        raise ZooError(f"OpenCV cannot encode a {ext} picture of {rgb.shape[0]}x{rgb.shape[1]} (HxW) for the report")
     return data.tobytes()
 
 

@@ -170,11 +170,18 @@ def verify_model(
     checks = []
     for index, (label, rgb) in enumerate(inputs(images, size, count, seed)):
         x = runtime.preprocess(rgb, arch.input)
-        comparison = compare(runners[0].run(x), runners[1].run(x), tol, arch.labels, sides)
+        outputs = runners[0].run(x), runners[1].run(x)
+        comparison = compare(outputs[0], outputs[1], tol, arch.labels, sides)
         png = None
         if report is not None:
             png = str(report / f"{index:02d}-{_stem(label)}.png")
-            write_marked_png(Path(png), _network_view(x, arch.input), comparison)
+            view = _network_view(x, arch.input)
+            write_marked_png(Path(png), view, comparison)
+            from zoo.measure import verify_pictures
+
+            verify_pictures.write_side_by_side(Path(png).with_suffix(".sides.png"), view, outputs, arch,
+                                               mark_disagreement(view, comparison),
+                                               (f"{sides[0]} (reference)", sides[1]))  # fmt: skip
         checks.append(ImageCheck(label, (int(x.shape[2]), int(x.shape[3])), comparison, png))
     overall = combine([c.comparison for c in checks], tol)
     models = {
@@ -190,6 +197,9 @@ def verify_model(
     )  # fmt: skip
     if report is not None:
         userfiles.write_user_json(report / "verify.json", result.as_dict())
+        from zoo.measure import verify_pictures
+
+        verify_pictures.write_index(report, result, arch)
     return result
 
 

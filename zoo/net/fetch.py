@@ -164,8 +164,34 @@ def _fetch_from_sources(
     kept = ""
     if expected.sha256 and (partial := cache.blobs_dir() / f".{cache.hex_of(expected.sha256)}.partial").is_file():
         kept = f"; the {partial.stat().st_size} bytes received are kept and the next attempt resumes from there"
-    raise DownloadError(f"could not download '{pin_id}' ({tried}){kept}; {_NEXT_STEPS}",
-                        gone=len(gone) == len(artifact.urls) > 0 and all(gone))  # fmt: skip
+    steps = _NEXT_STEPS.replace("pass --mirror DIR|URL (or set ZOO_MIRROR)", "check that the mirror holds it") \
+        if mirror else _NEXT_STEPS  # fmt: skip
+    raise DownloadError(f"could not download '{pin_id}' ({tried}){kept}; {steps}",
+                        gone=len(gone) == len(artifact.urls) > 0 and all(gone),
+                        causes=tuple(dict.fromkeys(cause_of(note) for note in notes)))  # fmt: skip
+
+
+CAUSES = (  # (words in a failure's reason, what a user reads): the first match wins
+    ("unknown host", "DNS lookup failed (no network?)"),
+    ("refused", "connection refused"),
+    ("HTTP 404", "not found (HTTP 404)"),
+    ("TLS", "TLS certificate not trusted"),
+    ("timed out", "timed out"),
+    ("zoo.lock has no entry", "not in the mirror"),
+    ("no such file", "no such file"),
+    ("sha256 mismatch", "wrong content (sha256 mismatch)"),
+)
+
+
+def cause_of(reason: str) -> str:
+    """A failure's reason as the short cause a user acts on (DNS, refused, 404, TLS, ...)."""
+    import re
+
+    lowered = reason.lower()
+    status = re.search(r"HTTP (\d{3})", reason)
+    if status and status.group(1) != "404":
+        return f"{'server error' if status.group(1).startswith('5') else 'refused by the server'} (HTTP {status.group(1)})"
+    return next((said for words, said in CAUSES if words.lower() in lowered), "download failed")
 
 
 def _offline_by(offline: bool | None) -> str:

@@ -82,7 +82,8 @@ def open_paddle_runner(model_path: Path, *, device: str = "cpu", threads: int | 
         raise BackendError(f"{folder}: no Paddle program (model.pdmodel) to run") from None
     if paddle_config.program_format(program) != "legacy":
         raise BackendError(f"OpenVINO reads legacy Paddle programs (model.pdmodel), and {folder} holds a PIR "
-                           "model.json; use --backend openvino (the ONNX conversion) or --backend paddle")  # fmt: skip
+                           "model.json; use --backend openvino (the ONNX conversion) or --backend paddle, or make a legacy "
+                           "program it reads: zoo export MODEL --legacy")  # fmt: skip
     if precision not in PADDLE_BACKEND.precisions:
         raise BackendError(f"the openvino-paddle backend runs {', '.join(PADDLE_BACKEND.precisions)}, not "
                            f"'{precision}'; int8 variants are ONNX files: use --backend openvino")  # fmt: skip

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from zoo.registry.catalog import ModelHandle
 
 
+class UntrainedWarning(UserWarning):
+    """The model loaded has random weights (``zoo export --weights random``): fine for tests, its output is noise."""
+
 
 class MetadataWarning(UserWarning):
     """A model file has no (or unreadable) zoo metadata, so defaults decide its preprocessing and classes."""
@@ -146,9 +149,16 @@ class Model:
 
         return output_to_labels(deploy.restore(output, self.architecture.input, size), size)
 
-    def predict(self, rgb: np.ndarray) -> np.ndarray:
-        """RGB uint8 ``[H, W, 3]`` → label map ``[H, W]`` (class ids, uint8 when they fit)."""
-        return self.to_labels(self.infer(self.prepare(rgb)), (rgb.shape[0], rgb.shape[1]))
+    def predict(self, x: Any, *, probabilities: bool = False) -> Any:
+        """Segment an RGB uint8 ``[H, W, 3]`` array or an image path (→ one label map ``[H, W]``), or a list of
+        either or an ``[N, H, W, 3]`` batch (→ a list). Each label map is a :class:`zoo.runners.prediction.Segmentation`:
+        a numpy array of class ids with ``.labels``, ``.colorize()``, ``.overlay()``, ``.save(dir)`` and, with
+        ``probabilities=True``, ``.probabilities`` ``[C, H, W]``."""
+        from zoo.runners import prediction
+
+        return prediction.predict(self, x, probabilities)
+
+    __call__ = predict
 
 
 def output_to_labels(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -296,6 +306,14 @@ def _load_registered(model: ModelHandle, spec: Backend, device: str, chosen: Sel
     source = model_file(model, spec, precision)
     runner = backends.open_runner(spec, source, device=device, threads=threads, precision=precision,
                                   options=chosen.options)  # fmt: skip
+    from zoo.store import cache
+
+    if (cache.get_ref(model.name).get("paddle") or {}).get("weights") == "random":
+        import warnings
+
+        warnings.warn(UntrainedWarning(f"{model.name} is an untrained export (random weights): its label maps are "
+                                       f"noise; for trained weights run 'zoo pull {model.name} --force' or "
+                                       f"'zoo export {model.name} --weights FILE'"), stacklevel=3)  # fmt: skip
     return Model(model.name, source, runner, model.architecture, model.num_classes, spec.name, precision, device,
                  runner.describe(), chosen)  # fmt: skip
 
