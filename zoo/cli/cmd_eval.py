@@ -104,8 +104,9 @@ def eval_(
 
         eval_report.check_out(report)
     from zoo.make import ensure
+    from zoo.registry import catalog
 
-    target = runtime.resolve_target(model)  # a name is looked up once
+    target = catalog.resolve_target(model)  # a name is looked up once
     options = evaluation.label_conventions(options, target)  # the entry's ignore_index, reduce_zero_label
     for name in names:  # what each backend runs at each precision is brought into the cache first
         for p in precisions:

@@ -115,7 +115,9 @@ def resolve_model(model: str | os.PathLike[str] | ModelHandle, *, backend: str |
     # the driver only verifies and reads metadata (on its CPU when the backend has one); the workers run on `device`
     here = "cpu" if "cpu" in spec.devices else device
     # only opens (the callers bring the model into the cache through zoo.make.ensure, the one door)
-    loaded = runtime.load(runtime.resolve_target(model), backend=spec.name, device=here, threads=1, precision=precision)
+    from zoo.registry import catalog
+
+    loaded = runtime.load(catalog.resolve_target(model), backend=spec.name, device=here, threads=1, precision=precision)
     source = Path(loaded.source)
     if not source.is_file():
         raise EngineError(f"--engine ray ships one model file to its workers, but backend '{spec.name}' runs the "

@@ -61,7 +61,7 @@ def calibration_files(folder: Path) -> list[Path]:
 def folder_tensors(folder: Path, spec: InputSpec) -> Iterator[np.ndarray]:
     """The preprocessed tensor of every image in ``folder`` (sorted by name), as zoo run would feed it."""
     from zoo.images import read_image
-    from zoo.runners.runtime import preprocess
+    from zoo.runners.tensors import preprocess
 
     for path in calibration_files(folder):
         yield preprocess(read_image(path), spec)
@@ -69,7 +69,7 @@ def folder_tensors(folder: Path, spec: InputSpec) -> Iterator[np.ndarray]:
 
 def synthetic_tensors(count: int, size: tuple[int, int], spec: InputSpec, seed: int = 0) -> Iterator[np.ndarray]:
     """``count`` preprocessed synthetic street scenes of ``size`` (H, W), seeds ``seed, seed+1, ...``."""
-    from zoo.runners.runtime import preprocess
+    from zoo.runners.tensors import preprocess
     from zoo.synthetic import street_scene
 
     for i in range(count):

@@ -66,11 +66,10 @@ def prepare(model: Any, backend: str | None, precision: str = "fp32", *, fetch: 
     """What a backend runs at ``precision``, made sure of: a registry name becomes its handle (resolved once) with
     the artifact in the cache; a path (or anything not a registry name) is returned as it is."""
     from zoo.registry import backends, catalog
-    from zoo.runners import runtime
 
     spec = backends.get(backend) if backend else backends.default_backend()  # None: what runs unnamed
     kind = artifacts.kind_for_backend(spec, precision)  # an impossible precision is refused before any download
-    target = runtime.resolve_target(model)
+    target = catalog.resolve_target(model)
     if isinstance(target, catalog.ModelHandle):
         ensure(target, kind.name, fetch=fetch, progress=progress)
     return target

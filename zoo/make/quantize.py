@@ -86,7 +86,7 @@ def input_spec_of(model: onnx.ModelProto) -> InputSpec:
     """The InputSpec a zoo-converted model carries in its ``zoo.input`` metadata (PaddleSeg's default otherwise)."""
     import json
 
-    from zoo.formats import described
+    from zoo.registry import described
     from zoo.registry.spec import InputSpec
 
     meta = {p.key: p.value for p in model.metadata_props}

@@ -1,33 +1,30 @@
 """Benchmark a cached model: latency percentiles, throughput, the stage split and peak memory, per backend.
 
-Each backend is measured in its own child process (``python -m zoo.measure.bench``), so one backend's libraries, weights and
-arenas never count towards the other's peak RSS, and neither does the parent's. The child loads the model with
-:func:`zoo.runners.runtime.load` — the runners ``zoo run`` uses — and times, per image, the three stages of
+Each backend is measured in its own child process (``python -m zoo.measure.bench``), so no other's libraries, weights
+and arenas count towards its peak RSS. The child loads the model with :func:`zoo.runners.runtime.load` — the runners
+``zoo run`` uses — and times, per image, the three stages of
 :meth:`zoo.runners.runtime.Model.predict` on one synthetic street-like image of the asked size (``zoo.synthetic``):
 
     preprocess    RGB uint8 → the network's float32 [1, 3, H, W] (``Model.prepare``)
     inference     the runner's ``run(x)`` (``Model.infer``)
     postprocess   the first output → an [H, W] label map (``Model.to_labels``)
 
-Latency is the sum of the three; ``warmup`` untimed images come first (oneDNN and ORT build kernels on the first
-runs). Throughput is timed images ÷ their total time, one after another. Peak RSS is the child's own high-water mark
-(Linux VmHWM) at the end: interpreter, libraries, model and the largest activations together.
+Latency is the sum of the three, after ``warmup`` untimed images. Throughput is timed images ÷ their total time.
+Peak RSS is the child's own high-water mark (Linux VmHWM): interpreter, libraries, model and activations together.
 
 The JSON shape (``BenchResult.as_dict``)::
 
-    {"model": "bisenet", "size": [H, W], "threads": N, "warmup": N, "runs": N, "device": null, "image": "...",
+    {"model": "bisenet", "size": [H, W], "threads": N, "warmup": N, "runs": N, "device": null, "image": …,
      "backends": {"onnx/fp32": {"backend": "onnx", "precision": "fp32", "device": "cpu", "p50_ms": …, "p90_ms": …,
                                 "p99_ms": …, "mean_ms": …, "throughput_ips": …, "preprocess_ms": …, "inference_ms": …,
                                 "postprocess_ms": …, "load_ms": …, "peak_rss_mb": …, "providers": [...],
                                 "threads": N, "config": {...}, "speedup": …, "agreement": …, …},
                   "paddle/fp32": {…}},
      "reference": "paddle/fp32",
-     "ratio": {"of": "onnx/fp32", "over": "paddle/fp32", "p50": …, "inference": …, "throughput": …,
-               "peak_rss": …} or null}
+     "ratio": {"of": "onnx/fp32", "over": "paddle/fp32", "p50": …, "inference": …, "throughput": …, "peak_rss": …}}
 
-Rows are keyed ``backend/precision`` for what ran. Which backends run unnamed, and which row is the reference the
-speed-ups, label agreement and ``ratio`` are against, come from the backend specs (``default`` and ``reference``):
-ONNX Runtime and float32 Paddle Inference as zoo ships.
+Rows are keyed ``backend/precision``. Which backends run unnamed, and which row the speed-ups, label agreement and
+``ratio`` are against, come from the backend specs (``default`` and ``reference``).
 """
 
 from __future__ import annotations
@@ -349,9 +346,7 @@ def measure(
 
 
 def _peak_rss_mb() -> float:
-    """This process's own peak RSS.
-
-    Linux's VmHWM, not ``ru_maxrss``: at exec the kernel carries the forking parent's peak into the child's
+    """This process's own peak RSS: Linux's VmHWM, not ``ru_maxrss``: at exec the kernel carries the forking parent's peak into the child's
     ``ru_maxrss``, so a child of a large process would report at least the parent's size.
     """
     hwm = _proc_status_mb("VmHWM")

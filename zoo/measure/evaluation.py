@@ -323,12 +323,13 @@ def evaluate(
     is a registry name and ``data`` is Cityscapes' val split, the registry's published mIoU is the reference.
     """
     from zoo.measure import datasets
+    from zoo.registry import catalog
     from zoo.runners import runtime
 
     if isinstance(model, (str, Path)):
         if not backends or not precisions:
             raise EvalError("nothing to evaluate: give at least one backend and precision")
-        target = runtime.resolve_target(model)
+        target = catalog.resolve_target(model)
         loaded = [runtime.load(target, backend=b, device=device, threads=threads, precision=p)
                   for b in backends for p in precisions]  # fmt: skip
         kwargs["options"] = label_conventions(kwargs.get("options"), target)

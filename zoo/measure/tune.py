@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from zoo.errors import BackendError, NotCachedError, QuantizationError, ZooError
+from zoo.measure.verify import DEFAULT_MIN_AGREEMENT, reference_pair
 from zoo.store.tuned import Choice
 
 if TYPE_CHECKING:
     from zoo.registry.catalog import ModelHandle
 
-DEFAULT_MIN_AGREEMENT = 0.995
 DEFAULT_MAX_MIOU_DROP = 0.1  # mIoU points, when labelled data is given
 BUSY = 0.25  # others' share of the CPUs above which the timings (not the verdicts) are flagged as unreliable
 CALIB_IMAGES = 8  # synthetic calibration scenes for an int8 variant tune has to make
@@ -190,12 +190,6 @@ def plan(model: ModelHandle | str, *, backends: tuple[str, ...] = (), precisions
                            "see 'zoo plugins' for what each runs")  # fmt: skip
     make = tuple(p for p in VARIANT_PRECISIONS if any(c.precision == p and _runs_onnx(c.backend) for c in ordered))
     return Plan(handle, tuple(ordered), make, crit)
-
-
-def reference_pair() -> tuple[str, str]:
-    """(backend, precision) every candidate is judged against: the reference backend (its spec says so) in fp32."""
-    from zoo.registry import backends as registered
-    return registered.reference_backend().name, "fp32"
 
 
 def _tunable(spec: Any) -> list[dict[str, Any]]:

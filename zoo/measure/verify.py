@@ -262,10 +262,19 @@ def _stem(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "image"
 
 
+DEFAULT_MIN_AGREEMENT = 0.995  # what a tuned choice must agree with the reference by unless zoo tune is told otherwise
+
+
+def reference_pair() -> tuple[str, str]:
+    """(backend, precision) a tuned candidate is judged against: the reference backend (its spec says so) in fp32."""
+    from zoo.registry import backends as registered
+
+    return registered.reference_backend().name, "fp32"
+
+
 def verify_tuned(model: ModelHandle | str, **kwargs: Any) -> Any:
     """``zoo verify NAME --tuned``: the recorded choice against float32 Paddle again, on the images and with the
     threshold it was chosen by; a VerifyResult."""
-    from zoo.measure.tune import DEFAULT_MIN_AGREEMENT, reference_pair
     from zoo.registry import catalog
     from zoo.store import tuned
 

@@ -17,7 +17,7 @@ CAPTION = 22  # pixels of the caption band above the panels
 
 def labels_of(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A backend's raw output as an [H, W] label map (class ids, or the argmax of scores)."""
-    from zoo.runners.runtime import output_to_labels
+    from zoo.runners.tensors import output_to_labels
 
     return output_to_labels(output, size)
 

@@ -164,3 +164,23 @@ def classes_of(entry: ModelEntry, arch: Architecture) -> int:
         raise RegistryError([f"{entry.source}: [models.{entry.name}]: num_classes must be between 1 and "
                              f"{MAX_CLASSES}, got {str(n)[:40]}"])  # fmt: skip
     return n
+
+
+def as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
+    """The model path meant, or None for a registry name."""
+    if isinstance(name_or_path, os.PathLike):
+        return Path(name_or_path)
+    text = str(name_or_path)
+    if text.endswith(".onnx") or "/" in text or os.sep in text:
+        return Path(text).expanduser()
+    if Path(text).is_dir():
+        if not current().knows(text):
+            return Path(text)
+    return None
+
+
+def resolve_target(model: str | os.PathLike[str] | ModelHandle) -> str | os.PathLike[str] | ModelHandle:
+    """A registry name resolved once into its handle; a path (or a handle) as it is."""
+    if isinstance(model, ModelHandle) or as_path(model) is not None:
+        return model
+    return resolve(str(model))

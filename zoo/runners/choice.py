@@ -44,7 +44,7 @@ def choose(model: Any, backend: str | None = None, precision: str | None = None,
     registered model's tuned choice (``zoo tune``) if it is valid on this machine; else the defaults (onnx, fp32).
     An explicit ``threads`` wins over the tuned one too."""
     from zoo.registry import backends as registered, catalog
-    from zoo.runners.runtime import as_path
+    from zoo.registry.catalog import as_path
 
     if backend is None and precision is None:
         handle = model if isinstance(model, catalog.ModelHandle) else None

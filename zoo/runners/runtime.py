@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from zoo.errors import BackendError, ImageError, ZooError
 from zoo.util import first_line
 from zoo.registry.spec import Architecture, Backend, InputSpec
+from zoo.runners.tensors import output_to_labels, preprocess  # noqa: F401 - part of this module's API
 from zoo.runners.choice import Selection, TunedWarning, choose  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
@@ -34,25 +35,6 @@ class UntrainedWarning(UserWarning):
 
 class MetadataWarning(UserWarning):
     """A model file has no (or unreadable) zoo metadata, so defaults decide its preprocessing and classes."""
-
-
-def preprocess(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """RGB uint8 ``[H, W, 3]`` → the network's float32 ``[1, 3, H, W]``: PaddleSeg's ``(x * scale - mean) / std``."""
-    import numpy as np
-
-    from zoo.runners import deploy
-
-    if deploy.needs_geometry(spec):  # resize/pad exactly as PaddleSeg's Compose does (zoo/runners/deploy.py)
-        return deploy.preprocess(rgb, spec)
-    if spec.color.upper() == "BGR":
-        rgb = rgb[:, :, ::-1]
-    std = np.asarray(spec.std, dtype=np.float64)
-    gain = (spec.scale / std).astype(np.float32)[:, None, None]  # (x * scale - mean) / std == x * gain + bias
-    bias = (-np.asarray(spec.mean, dtype=np.float64) / std).astype(np.float32)[:, None, None]
-    x = np.empty((1, 3, rgb.shape[0], rgb.shape[1]), dtype=np.float32)
-    np.multiply(rgb.transpose(2, 0, 1), gain, out=x[0])  # HWC → CHW happens inside the one pass
-    x[0] += bias
-    return x if spec.dtype == "float32" else x.astype(spec.dtype)
 
 
 class Runner(Protocol):
@@ -161,46 +143,6 @@ class Model:
     __call__ = predict
 
 
-def output_to_labels(output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A model's first output (class ids ``[N, H, W]``/``[N, 1, H, W]`` or scores ``[N, C, H, W]``) → ``[H, W]``.
-
-    Scores are resized bilinearly to ``size`` before the argmax (as PaddleSeg does), class ids by nearest neighbour.
-    """
-    import cv2
-    import numpy as np
-
-    out = np.asarray(output)
-    h, w = size
-    if np.issubdtype(out.dtype, np.integer):
-        if out.ndim == 4 and out.shape[1] == 1:
-            out = out[:, 0]
-        if out.ndim == 3:
-            out = out[0]
-        if out.ndim != 2:
-            raise BackendError(f"the model's label output has shape {list(output.shape)}; expected [N, H, W]")
-        if out.shape != (h, w):
-            out = cv2.resize(out.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
-    elif np.issubdtype(out.dtype, np.floating) and out.ndim == 4:
-        scores = out[0]
-        if scores.shape[1:] != (h, w):
-            hwc = np.ascontiguousarray(scores.transpose(1, 2, 0), dtype=np.float32)
-            resized = cv2.resize(hwc, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
-            out = resized.argmax(axis=2)
-        else:
-            out = scores.argmax(axis=0)
-    else:
-        raise BackendError(
-            f"the model's first output is {out.dtype} of shape {list(output.shape)}; zoo expects class ids "
-            "(int [N, H, W]) or scores (float [N, C, H, W])"
-        )
-    if out.size and (out.min() < 0 or out.max() > 255):
-        return out.astype(np.int32)
-    return out.astype(np.uint8)
-
-
-# ---- load -----------------------------------------------------------------------------------------------------------
-
-
 def load(
     model: str | os.PathLike[str] | ModelHandle,
     *,
@@ -222,7 +164,7 @@ def load(
     """
     from zoo.registry import backends, catalog
 
-    if isinstance(model, (str, os.PathLike)) and as_path(model) is None:
+    if isinstance(model, (str, os.PathLike)) and catalog.as_path(model) is None:
         model = catalog.resolve(str(model))
     chosen = choose(model, backend, precision, threads)
     if chosen.note:
@@ -234,7 +176,7 @@ def load(
         raise BackendError(f"unknown device '{device}' for backend '{spec.name}'; choose one of: {', '.join(spec.devices)}")
     if isinstance(model, catalog.ModelHandle):
         return _load_registered(model, spec, device, chosen)
-    path = as_path(model)
+    path = catalog.as_path(model)
     assert path is not None
     fmt = "paddle" if path.is_dir() else "onnx" if path.is_file() or path.suffix == ".onnx" else spec.formats[0]
     if fmt not in spec.formats:
@@ -255,30 +197,6 @@ def load(
     num_classes = int(meta.get("num_classes") or len(arch.labels))
     name = path.stem if path.is_file() else path.name
     return Model(name, path, runner, arch, num_classes, spec.name, precision, device, runner.describe(), chosen)
-
-
-def resolve_target(model: str | os.PathLike[str] | ModelHandle) -> str | os.PathLike[str] | ModelHandle:
-    """A registry name resolved once into its handle; a path (or a handle) as it is."""
-    from zoo.registry import catalog
-
-    if isinstance(model, catalog.ModelHandle) or as_path(model) is not None:
-        return model
-    return catalog.resolve(str(model))
-
-
-def as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
-    """The model path meant, or None for a registry name."""
-    if isinstance(name_or_path, os.PathLike):
-        return Path(name_or_path)
-    text = str(name_or_path)
-    if text.endswith(".onnx") or "/" in text or os.sep in text:
-        return Path(text).expanduser()
-    if Path(text).is_dir():
-        from zoo.registry import catalog
-
-        if not catalog.current().knows(text):
-            return Path(text)
-    return None
 
 
 def model_file(model: ModelHandle, spec: Backend, precision: str = "fp32") -> Path:
@@ -320,8 +238,8 @@ def _load_registered(model: ModelHandle, spec: Backend, device: str, chosen: Sel
 
 def _onnx_metadata(runner: Any, path: Path) -> dict[str, Any]:
     """zoo's ``zoo.*`` metadata_props (read by an ORT session already, else from the file) → architecture, input, ...
-    checked by :func:`zoo.formats.described.checked` (a wrong type or size is a ConversionError naming the key)."""
-    from zoo.formats import described
+    checked by :func:`zoo.registry.described.checked` (a wrong type or size is a ConversionError naming the key)."""
+    from zoo.registry import described
     from zoo.formats.onnx_meta import decode_metadata, read_metadata
 
     try:

@@ -1,10 +1,6 @@
-"""Cache housekeeping: ``scan`` (zoo cache ls), ``verify``, ``remove`` and ``prune``, built on zoo/store/cache.py's layout.
-
-``scan`` returns frozen dataclasses; ``verify`` re-hashes every entry and blob against its manifest or its name and
-reports corrupt, missing and stray files; ``prune`` removes what a killed process left (``.staging-*``,
-``*.incomplete``, ``*.partial``), entries no ref points to and unreferenced blobs — never anything younger than
-``PRUNE_GRACE``, which may belong to a zoo still running.
-"""
+"""Cache housekeeping: ``scan`` (zoo cache ls, frozen dataclasses), ``verify`` (re-hash every entry and blob),
+``remove`` and ``prune`` (what a killed process left, unreferenced entries and blobs; never anything younger than
+``PRUNE_GRACE``, which may belong to a zoo still running), built on zoo/store/cache.py's layout."""
 
 from __future__ import annotations
 
@@ -24,7 +20,6 @@ from zoo.util import SHA256
 PRUNE_GRACE = 60.0  # seconds: younger temp files and unreferenced items may belong to a zoo still running
 _ENTRY_DIRS = tuple((kind, folder) for folder, kind in artifacts.FOLDERS.items())  # (first kind stored there, folder)
 _HEX = re.compile(r"\A[0-9a-f]{64}\Z")
-_DIGEST = SHA256
 
 
 @dataclass(frozen=True)
@@ -136,7 +131,7 @@ def _ref_entries(ref: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
 def digests(obj: Any) -> set[str]:
     """Every 'sha256:<hex>' string inside a JSON value (refs and provenance cite blobs under various keys)."""
     if isinstance(obj, str):
-        return {obj} if _DIGEST.match(obj) else set()
+        return {obj} if SHA256.match(obj) else set()
     if isinstance(obj, dict):
         return set().union(*(digests(v) for v in obj.values())) if obj else set()
     if isinstance(obj, list):
