@@ -50,7 +50,7 @@ def test_eval_report_index_renders_chart_worst_panels_and_legend(models, tmp_pat
     from zoo.measure.eval_report import BAR_COLORS
 
     models.install_converted(NAME)
-    data = synthetic.write_labelled_dataset(tmp_path / "data", 3, 64, 128, layout="folders")
+    data = synthetic.write_labelled_dataset(tmp_path / "data", 3, 64, 128, layout="folders", num_classes=4)
     report = tmp_path / "rep"
     run_zoo("eval", NAME, "--data", str(data), "--report", str(report), check=True)
     page = report / "index.html"

@@ -62,7 +62,10 @@ def counter(total: int | None, desc: str, unit: str = "it") -> Any:
     from tqdm import tqdm
 
     # width: the terminal's, re-read as it changes; never more than 80 so a bar fits where the rest of zoo fits
+    # a few slow steps (calibration images, tune's trials): each one drawn; many quick ones: redrawn 10 times a second
+    few = total is not None and total <= 100
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True, ncols=80,
+                mininterval=0 if few else 0.1, miniters=1 if few else None,
                 bar_format="{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}] {bar}{postfix}")  # fmt: skip
 
 

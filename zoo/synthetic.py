@@ -74,12 +74,14 @@ def write_street_png(path, height: int, width: int, seed: int = 0) -> None:
 
 
 def write_labelled_dataset(root: str | Path, count: int, height: int, width: int, *, layout: str = "cityscapes",
-                           split: str = "val", seed: int = 0, ignore_border: int = 0) -> Path:  # fmt: skip
+                           split: str = "val", seed: int = 0, ignore_border: int = 0,
+                           num_classes: int | None = None) -> Path:  # fmt: skip
     """Write ``count`` labelled scenes (seeds ``seed``, ``seed + 1``, ...) as a dataset zoo eval reads; return its path.
 
     ``layout``: ``cityscapes`` (a root with ``leftImg8bit/<split>/<city>/`` and ``gtFine/<split>/<city>/``), ``list``
     (a PaddleSeg list file ``<split>.txt`` of ``image label`` lines, returned) or ``folders`` (``images/`` + ``labels/``).
     ``ignore_border`` marks that many pixels around each label map 255 (ignored), as Cityscapes' unlabelled ego car is.
+    ``num_classes``: fold the 19 Cityscapes ids into that many classes (id modulo ``num_classes``), for smaller models.
     """
     import cv2
 
@@ -89,6 +91,8 @@ def write_labelled_dataset(root: str | Path, count: int, height: int, width: int
     lines = []
     for i in range(count):
         rgb, lab = labelled_street_scene(height, width, seed + i)
+        if num_classes is not None:
+            lab[lab != 255] %= num_classes
         if ignore_border:
             b = ignore_border
             lab[:b], lab[-b:], lab[:, :b], lab[:, -b:] = 255, 255, 255, 255

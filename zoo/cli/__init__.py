@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     main_thread = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
     saved = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None  # cleans up like ^C
+    shown, warnings.showwarning = warnings.showwarning, _one_line_warning(warnings.showwarning)
     try:
         args = split_global_options(sys.argv[1:] if argv is None else list(argv))
         result = app(args=args, prog_name="zoo", standalone_mode=False)
@@ -64,8 +65,22 @@ def main(argv: list[str] | None = None) -> int:
         print("zoo: interrupted", file=sys.stderr)
     if saved is not None:
         signal.signal(signal.SIGTERM, saved)
+    warnings.showwarning = shown
     sys.stdout.flush()
     return code
+
+
+def _one_line_warning(python_shows):  # noqa: ANN001, ANN202 - warnings.showwarning's own signature
+    """A showwarning that says zoo's own warnings (from any command, the Ray engine's driver included) as one line,
+    ``zoo: warning: ...``, and leaves everyone else's to Python."""
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if category.__module__.split(".")[0] == "zoo":
+            print(f"zoo: warning: {message}", file=sys.stderr)
+        else:
+            python_shows(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def error_line(exc: BaseException) -> str:

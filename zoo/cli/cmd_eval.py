@@ -84,6 +84,8 @@ def eval_(
 
     options = evaluation.Options(mode, parse_hw(crop, "--crop"), parse_hw(stride, "--stride"), _scales(scales), flip)
     options.check()  # before any model loads
+    ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
+                      threads_per_worker=threads_per_worker, threads=threads)  # before the model is looked up
     chosen = runtime.choose(model, backend, precision)  # no flags: the tuned choice ('zoo tune'), else the default
     if chosen.note:
         info(f"zoo: warning: {chosen.note}")
@@ -97,8 +99,6 @@ def eval_(
     if not precisions:
         raise typer.BadParameter(f"--precision needs at least one of {', '.join(artifacts.PRECISIONS)}",
                                  param_hint="--precision")
-    ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
-                      threads_per_worker=threads_per_worker, threads=threads)  # before any model loads
     if report is not None:  # an unusable folder is refused now, not after the whole evaluation
         from zoo.measure import eval_report
 

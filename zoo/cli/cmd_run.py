@@ -66,17 +66,14 @@ def run(
     from zoo.runners import runtime
 
     flags = (backend, precision)  # runtime.load decides from these: the tuned choice when both are None
+    ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
+                      threads_per_worker=threads_per_worker, threads=threads)  # flags that do not fit: said first
     chosen = runtime.choose(model, backend, precision)  # 'zoo tune''s choice, else the default backend in fp32
     backend, precision = chosen.backend, chosen.precision
     # an impossible precision is refused before anything else, with the valid ones
     artifacts.check_precision(precision, backends.get(backend))
-    ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
-                      threads_per_worker=threads_per_worker, threads=threads)
     if ray is not None:  # resumable, distributed; zoo/cli/cmd_run_ray.py
         from zoo.cli.cmd_run_ray import run_on_ray
-        from zoo.engines.ray_cluster import require_ray
-
-        require_ray()  # before the model is brought into the cache
         from zoo.engines import sources
 
         names = sources.expand(inputs)

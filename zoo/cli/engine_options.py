@@ -40,8 +40,9 @@ def ray_options(engine: str, *, address: str | None, workers: int | None, batch_
         return None
     if threads is not None:
         raise EngineError(f"--threads is for --engine local; {LOCAL_ONLY['--threads']}")
-    from zoo.engines.ray_cluster import RayOptions
+    from zoo.engines.ray_cluster import RayOptions, require_ray
 
+    require_ray()  # a missing Ray is said before the model is looked up or brought into the cache
     defaults = RayOptions()
     return RayOptions(address, workers or defaults.workers, batch_size or defaults.batch_size,
                       threads_per_worker or defaults.threads_per_worker)  # fmt: skip

@@ -45,7 +45,7 @@ class Evaluator:
 
         rows: dict[str, list[Any]] = {"index": [], "record": []}
         for index, image, label in zip(batch["index"], batch["image"], batch["label"]):
-            item = evaluation.load_sample(Sample(Path(str(image)), Path(str(label))), self.models)
+            item = evaluation.load_sample(Sample(Path(str(image)), Path(str(label))), self.models, self.options)
             if item.error is not None:
                 record: dict[str, Any] = {"error": item.error}
             else:

@@ -10,7 +10,7 @@ registry); a backend that runs a model folder is refused by name.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ class ShippedModel:
     backend: str = ""  # the registered backend that runs it (a Backend spec's name)
     precision: str = "fp32"  # the precision asked for
     providers: tuple[str, ...] = ()  # what ran it on the driver's check; a worker's own Model says what ran there
+    selection: Any = None  # the driver's zoo.runners.choice.Selection (flags or tuned choice, its runner options)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -73,9 +74,11 @@ class ShippedModel:
             raise IntegrityError(f"{local} on this worker is corrupt: expected {self.sha256}, got {got}; refused — "
                                  f"{fix}")  # fmt: skip
         spec = backends.get(self.backend)
-        runner = backends.open_runner(spec, local, device=self.device, threads=self.threads, precision=self.precision)
+        selection = replace(self.selection, threads=self.threads) if self.selection is not None else None
+        runner = backends.open_runner(spec, local, device=self.device, threads=self.threads, precision=self.precision,
+                                      options=selection.options if selection is not None else None)  # fmt: skip
         return Model(self.name, Path(self.source), runner, self.architecture, self.num_classes, spec.name,
-                     self.precision, self.device, runner.describe())  # fmt: skip
+                     self.precision, self.device, runner.describe(), selection)  # fmt: skip
 
 
 def node_copy(data: bytes, sha256: str, suffix: str) -> Path:
@@ -136,4 +139,4 @@ def resolve_model(model: str | os.PathLike[str] | ModelHandle, *, backend: str |
         blob = ray.put(data)
     return ShippedModel(loaded.name, str(source), expected, source.stat().st_size, loaded.architecture,
                         loaded.num_classes, device, int(threads), blob, spec.name, precision,
-                        tuple(loaded.providers))  # fmt: skip
+                        tuple(loaded.providers), loaded.selection)  # fmt: skip

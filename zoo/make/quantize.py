@@ -338,6 +338,7 @@ def quantize_model(model: Any, src: Path, *, precision: str = "int8", calib_dir:
     if not force and earlier and earlier.get("request") == request and earlier.get("onnx_key") == src.parent.name:
         with contextlib.suppress(ZooError):
             path = cache.variant_path(handle.name, variant)
+            cache.verify_files(path.parent, [path.name])  # a damaged one is made again, not kept
             say(f"{handle.name}: {variant} is already in the cache, made from this model with the same settings "
                 "(--force makes it again)")  # fmt: skip
             return {"name": handle.name, "variant": variant, "path": str(path), "key": path.parent.name,

@@ -112,14 +112,21 @@ class Loaded:
     error: str | None = None
 
 
-def load_sample(sample: Sample, models: Sequence[Model]) -> Loaded:
-    """Decode a sample's image and label and preprocess it for each model; a bad file becomes ``error``."""
+def load_sample(sample: Sample, models: Sequence[Model], options: Options | None = None) -> Loaded:
+    """Decode a sample's image and label and preprocess it for each model; a bad file becomes ``error``. With
+    ``options``, the label follows their conventions (ADE20K's reduce_zero_label) and its ids are checked against
+    the models' classes and the ignore value."""
     from zoo import images
-    from zoo.measure import datasets
+    from zoo.measure import datasets, metrics
 
     try:
         rgb = images.decode(sample.image).rgb
-        label = datasets.read_label(sample.label, rgb.shape[:2], max(m.num_classes for m in models))
+        label = datasets.read_label(sample.label, rgb.shape[:2])
+        if options is not None:
+            if options.reduce_zero_label:  # ADE20K's files: 0 is "other", class c is stored as c + 1
+                label = metrics.reduce_zero_label(label, options.ignore_index)
+            if models:
+                datasets.check_ids(sample.label, label, max(m.num_classes for m in models), options.ignore_index)
         inputs: dict[Any, np.ndarray] = {}
         for model in models:
             spec = model.architecture.input
@@ -149,10 +156,8 @@ def score_image(models: Sequence[Model], item: Loaded, options: Options, num_cla
         started = time.perf_counter()
         pred = predict(model, item.inputs[model.architecture.input], size, options)
         seconds = time.perf_counter() - started
-        label = item.label
-        if options.reduce_zero_label:  # ADE20K's files: 0 is "other", class c is stored as c + 1
-            label = metrics.reduce_zero_label(label, options.ignore_index)
-        scores.append(ImageScore(pred, metrics.areas_of(pred, label, num_classes, options.ignore_index), seconds))
+        areas = metrics.areas_of(pred, item.label, num_classes, options.ignore_index)  # type: ignore[arg-type]
+        scores.append(ImageScore(pred, areas, seconds))
     return scores
 
 
@@ -205,7 +210,8 @@ class Tally:
     def bad(self, message: str) -> None:
         """A sample that could not be read: skipped and counted with ``skip_bad``, else the evaluation stops."""
         if not self.skip_bad:
-            raise DatasetError(f"{message} — fix it or pass --skip-bad to skip such images")
+            raise DatasetError(message if "--skip-bad" in message else f"{message} — fix it or pass --skip-bad to skip "
+                               "such images")  # fmt: skip
         self.skipped.append(message)
         self.bar.update(1)
 
@@ -249,7 +255,7 @@ class Tally:
             backends[s.key] = summary
         worst = {s.key: [t[-1] for t in sorted(s.worst, key=lambda t: (-t[0], t[1]))] for s in self.scored}
         for entry in (w for kept in worst.values() for w in kept if w.rgb is None or w.label is None):
-            again = load_sample(entry.sample, [])  # type: ignore[arg-type]
+            again = load_sample(entry.sample, [], self.options)
             if again.error is None:
                 entry.rgb, entry.label = again.rgb, again.label
         worst = {k: [w for w in kept if w.rgb is not None and w.label is not None] for k, kept in worst.items()}
@@ -289,7 +295,7 @@ def run(
 
         def read_more() -> None:
             while len(reading) < PREFETCH and (sample := next(queue, None)) is not None:
-                reading.append(readers.submit(load_sample, sample, models))
+                reading.append(readers.submit(load_sample, sample, models, tally.options))
 
         read_more()
         while reading:

@@ -168,7 +168,7 @@ def _fetch_from_sources(
         if mirror else _NEXT_STEPS  # fmt: skip
     raise DownloadError(f"could not download '{pin_id}' ({tried}){kept}; {steps}",
                         gone=len(gone) == len(artifact.urls) > 0 and all(gone),
-                        causes=tuple(dict.fromkeys(cause_of(note) for note in notes)))  # fmt: skip
+                        causes=tuple(dict.fromkeys(cause_of(note) for note in notes)) + ((kept[2:],) if kept else ()))  # fmt: skip
 
 
 CAUSES = (  # (words in a failure's reason, what a user reads): the first match wins
@@ -183,15 +183,22 @@ CAUSES = (  # (words in a failure's reason, what a user reads): the first match 
 )
 
 
-def cause_of(reason: str) -> str:
-    """A failure's reason as the short cause a user acts on (DNS, refused, 404, TLS, ...)."""
+DETAILED = ("ZOO_", "proxy", "redirect", "connection lost")  # a reason holding these says what to change: keep it
+
+
+def cause_of(note: str) -> str:
+    """A failure's note (``source: reason``) as the cause a user acts on: short for the common ones (DNS, refused,
+    404, TLS, ...), the reason itself when it names the setting, proxy or redirect to look at, or nothing matches."""
     import re
 
-    lowered = reason.lower()
+    reason = note.split(": ", 1)[1] if re.match(r"^\S+: ", note) else note  # drop the URL or path it came from
+    if any(words in reason for words in DETAILED):
+        return reason
     status = re.search(r"HTTP (\d{3})", reason)
     if status and status.group(1) != "404":
         return f"{'server error' if status.group(1).startswith('5') else 'refused by the server'} (HTTP {status.group(1)})"
-    return next((said for words, said in CAUSES if words.lower() in lowered), "download failed")
+    lowered = reason.lower()
+    return next((said for words, said in CAUSES if words.lower() in lowered), reason)
 
 
 def _offline_by(offline: bool | None) -> str:

@@ -95,23 +95,26 @@ def input_spec(d: Any) -> InputSpec:
         raise TypeError(f"expected an object, got {type(d).__name__}")
     known = InputSpec.__dataclass_fields__
     values = {k: v for k, v in d.items() if k in known}
-    choices = {"layout": ("NCHW", "NHWC"), "color": ("RGB", "BGR"), "size_policy": ("keep", "resize"),
+    choices = {"layout": ("NCHW", "NHWC"), "color": ("RGB", "BGR"), "size_policy": ("keep", "resize", "long", "short"),
                "dtype": ("float32", "float16", "uint8")}  # fmt: skip
     for key, allowed in choices.items():
         if key in values and values[key] not in allowed:
             raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {str(values[key])[:40]!r}")
     if "name" in values and not isinstance(values["name"], str):
         raise TypeError("name must be a string")
-    for key in ("mean", "std"):
+    for key in ("mean", "std", "pad_value"):
         if values.get(key) is not None:
             values[key] = _numbers(values[key], key)
+    if "keep_ratio" in values and not isinstance(values["keep_ratio"], bool):
+        raise TypeError("keep_ratio must be true or false")
     if values.get("std") is not None and 0.0 in values["std"]:
         raise ValueError("std must not hold 0")
-    if values.get("size") is not None:
-        size = values["size"]
-        if not (isinstance(size, list) and len(size) == 2 and all(_whole(v) and 0 < v <= MAX_SIDE for v in size)):
-            raise ValueError(f"size must be [H, W], each 1-{MAX_SIDE}, got {str(size)[:60]}")
-        values["size"] = (size[0], size[1])
+    for key in ("size", "pad"):
+        if values.get(key) is not None:
+            size = values[key]
+            if not (isinstance(size, list) and len(size) == 2 and all(_whole(v) and 0 < v <= MAX_SIDE for v in size)):
+                raise ValueError(f"{key} must be [H, W], each 1-{MAX_SIDE}, got {str(size)[:60]}")
+            values[key] = (size[0], size[1])
     if "scale" in values:
         scale = values["scale"]
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
