@@ -564,6 +564,42 @@ def test_label_ids_outside_the_classes_are_an_error_naming_them(models, tmp_path
     assert got["images"] == 1 and got["skipped"] == 1
 
 
+def test_ignore_unknown_ids_counts_them_as_ignored_with_a_warning(models, tmp_path: Path) -> None:
+    """Issue 22.7, the explicit option: --ignore-unknown-ids scores the image with those pixels ignored and warns once
+    with the ids and their pixel counts; the numbers equal the same data with those pixels marked 255 by hand, and the
+    Ray engine reports the same."""
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    models.install_converted("bisenet")
+    data = _labelled(tmp_path / "d")
+    by_hand = Path(shutil.copytree(data, tmp_path / "by-hand"))
+    first, second = sorted((data / "labels").iterdir())
+    for path, value, rows in ((first, 50, slice(0, 2)), (second, 900, slice(5, 8))):
+        label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.uint16 if value > 255 else np.uint8)
+        ignored = label.copy()
+        label[rows, :5] = value
+        ignored[rows, :5] = 255
+        cv2.imwrite(str(path), label)
+        cv2.imwrite(str(by_hand / "labels" / path.name), ignored)
+    common = ("eval", "bisenet", "--data", str(data), "--json", "--ignore-unknown-ids")
+    proc = run_zoo(*common, check=True)
+    got = json.loads(proc.stdout)
+    assert (got["images"], got["skipped"], got["unknown_images"]) == (2, 0, 2), got
+    assert got["unknown_ids"] == {"50": 10, "900": 15}, got["unknown_ids"]
+    warned = [line for line in proc.stderr.splitlines() if line.startswith("zoo: warning:")]
+    assert warned == ["zoo: warning: 2 image(s) held label ids outside the model's 19 classes, counted as ignored "
+                      "(--ignore-unknown-ids): 50 (10 px), 900 (15 px)"], proc.stderr  # fmt: skip
+    manual = json.loads(run_zoo("eval", "bisenet", "--data", str(by_hand), "--json", check=True).stdout)
+    assert got["backends"]["onnx"]["class_iou"] == manual["backends"]["onnx"]["class_iou"]
+    assert manual["unknown_ids"] == {} and manual["unknown_images"] == 0
+    on_ray = json.loads(run_zoo(*common, "--engine", "ray", "--workers", "1", check=True).stdout)
+    assert (on_ray["unknown_ids"], on_ray["unknown_images"]) == (got["unknown_ids"], 2)
+    assert on_ray["backends"]["onnx"]["class_iou"] == got["backends"]["onnx"]["class_iou"]
+
+
 def test_eval_over_zero_usable_images_fails(models, tmp_path: Path) -> None:
     """Issue 22.7: --skip-bad with every sample bad used to report a result over 0 images and exit 0."""
     models.install_converted("bisenet")

@@ -66,6 +66,9 @@ def eval_(
     flip: bool = typer.Option(False, "--flip", help="Also average the mirrored image (needs logits)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate the first N images only."),  # noqa: UP007
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and count) images whose label is missing or bad."),
+    ignore_unknown_ids: bool = typer.Option(False, "--ignore-unknown-ids",
+                                            help="Count label ids outside the model's classes as ignored, with a "
+                                                 "warning giving their pixel counts (default: an error)."),  # fmt: skip
     absent_one: bool = typer.Option(False, "--absent-one",
                                     help="A class absent from prediction and labels scores IoU 1 (PaddleSeg >= 2.9) "
                                          "instead of 0 (<= 2.8, the registry's published numbers)."),  # fmt: skip
@@ -82,7 +85,8 @@ def eval_(
     from zoo.measure import datasets, evaluation
     from zoo.runners import runtime
 
-    options = evaluation.Options(mode, parse_hw(crop, "--crop"), parse_hw(stride, "--stride"), _scales(scales), flip)
+    options = evaluation.Options(mode, parse_hw(crop, "--crop"), parse_hw(stride, "--stride"), _scales(scales), flip,
+                                 ignore_unknown_ids=ignore_unknown_ids)  # fmt: skip
     options.check()  # before any model loads
     ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
                       threads_per_worker=threads_per_worker, threads=threads)  # before the model is looked up
@@ -141,6 +145,8 @@ def eval_(
                 info(f"zoo: warning: {w.message}")
         for message in result.skipped:
             info(f"zoo: skipped: {message}")
+        if (unknown := result.unknown_warning(len(result.labels))) is not None:
+            info(f"zoo: warning: {unknown}")
     if json_:  # the results first: a report that fails to write must not lose them
         print_json({**result.as_dict(), "config": chosen.as_dict()})
     else:

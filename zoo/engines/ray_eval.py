@@ -52,7 +52,7 @@ class Evaluator:
                 scores = evaluation.score_image(self.models, item, self.options, self.num_classes)
                 record = {"areas": [s.areas for s in scores], "seconds": [s.seconds for s in scores],
                           "preds": [pack(s.pred) if self.keep_preds else None for s in scores],
-                          "providers": [m.providers for m in self.models]}  # fmt: skip
+                          "providers": [m.providers for m in self.models], "unknown": item.unknown}  # fmt: skip
             rows["index"].append(int(index))
             rows["record"].append(pickle.dumps(record))
         return rows
@@ -134,4 +134,4 @@ def _count(tally: Any, index: int, record: dict[str, Any], failed: list[tuple[in
         tally.providers[s.key] = list(providers)  # what ran on the workers, not the driver's check
     scores = [ImageScore(unpack(pred), areas, seconds)  # type: ignore[arg-type]
               for areas, seconds, pred in zip(record["areas"], record["seconds"], record["preds"])]  # fmt: skip
-    tally.add(tally.good[index], scores, order=index)
+    tally.add(tally.good[index], scores, order=index, unknown=record.get("unknown"))

@@ -195,15 +195,26 @@ def read_label(path: Path, size: tuple[int, int], num_classes: int | None = None
 def check_ids(path: Path | str, label: np.ndarray, num_classes: int, ignore: int = 255) -> None:
     """DatasetError naming the file, the ids and their pixel counts if ``label`` holds an id that is neither a
     class (0 .. num_classes - 1) nor ``ignore``."""
+    bad = unknown_ids(label, num_classes, ignore)
+    if bad:
+        raise DatasetError(f"{path}: label ids outside the model's {num_classes} classes and the ignore value "
+                           f"{ignore}: {shown_ids(bad)}; fix the labels (or their train-id mapping), pass "
+                           "--skip-bad to skip such images, or --ignore-unknown-ids to count them as ignored")  # fmt: skip
+
+
+def unknown_ids(label: np.ndarray, num_classes: int, ignore: int = 255) -> dict[int, int]:
+    """The ids in ``label`` that are neither a class (0 .. num_classes - 1) nor ``ignore``, with their pixel counts."""
     import numpy as np
 
     ids, counts = np.unique(label, return_counts=True)
-    bad = [(int(i), int(c)) for i, c in zip(ids, counts) if (i < 0 or i >= num_classes) and i != ignore]
-    if bad:
-        shown = ", ".join(f"{i} ({c} px)" for i, c in bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
-        raise DatasetError(f"{path}: label ids outside the model's {num_classes} classes and the ignore value "
-                           f"{ignore}: {shown}; fix the labels (or their train-id mapping), or pass --skip-bad "
-                           "to skip such images")  # fmt: skip
+    return {int(i): int(c) for i, c in zip(ids, counts) if (i < 0 or i >= num_classes) and i != ignore}
+
+
+def shown_ids(counts: dict[int, int], most: int = 8) -> str:
+    """``10 (613 px), 13 (77 px)``: label ids with their pixel counts, the first ``most`` of them."""
+    items = sorted(counts.items())
+    more = f" and {len(items) - most} more" if len(items) > most else ""
+    return ", ".join(f"{i} ({c} px)" for i, c in items[:most]) + more
 
 
 def _palette_indices(path: Path, data: bytes) -> np.ndarray | None:

@@ -80,6 +80,8 @@ class EvalResult:
     worst: dict[str, list[Worst]] = field(default_factory=dict)  # key → the worst images, worst first
     colors: tuple[tuple[int, int, int], ...] = ()  # RGB per class id (the model's palette), for pictures
     engine: str = "local"  # what ran the inference: "local" or "ray"
+    unknown_ids: dict[int, int] = field(default_factory=dict)  # --ignore-unknown-ids: id → pixels counted as ignored
+    unknown_images: int = 0  # images that held such ids
 
     def as_dict(self) -> dict[str, Any]:
         backends = {}
@@ -95,7 +97,18 @@ class EvalResult:
             "labels": list(self.labels), "images": self.images, "skipped": len(self.skipped),
             "skipped_samples": self.skipped, "interrupted": self.interrupted, "seconds": round(self.seconds, 3),
             "reference_miou": self.reference_miou, "backends": backends,
+            "unknown_ids": {str(i): c for i, c in sorted(self.unknown_ids.items())},
+            "unknown_images": self.unknown_images,
         }  # fmt: skip
+
+    def unknown_warning(self, num_classes: int) -> str | None:
+        """With --ignore-unknown-ids: the one warning line that says which ids were ignored, in how many pixels."""
+        from zoo.measure.datasets import shown_ids
+
+        if not self.unknown_ids:
+            return None
+        return (f"{self.unknown_images} image(s) held label ids outside the model's {num_classes} classes, counted as "
+                f"ignored (--ignore-unknown-ids): {shown_ids(self.unknown_ids)}")  # fmt: skip
 
 
 # ---- one image --------------------------------------------------------------------------------------------------------
@@ -109,6 +122,7 @@ class Loaded:
     rgb: np.ndarray | None = None
     label: np.ndarray | None = None
     inputs: dict[Any, np.ndarray] = field(default_factory=dict)  # InputSpec → preprocessed tensor
+    unknown: dict[int, int] = field(default_factory=dict)  # label ids outside the classes, ignored: id → pixels
     error: str | None = None
 
 
@@ -116,6 +130,8 @@ def load_sample(sample: Sample, models: Sequence[Model], options: Options | None
     """Decode a sample's image and label and preprocess it for each model; a bad file becomes ``error``. With
     ``options``, the label follows their conventions (ADE20K's reduce_zero_label) and its ids are checked against
     the models' classes and the ignore value."""
+    import numpy as np
+
     from zoo import images
     from zoo.measure import datasets, metrics
 
@@ -125,14 +141,21 @@ def load_sample(sample: Sample, models: Sequence[Model], options: Options | None
         if options is not None:
             if options.reduce_zero_label:  # ADE20K's files: 0 is "other", class c is stored as c + 1
                 label = metrics.reduce_zero_label(label, options.ignore_index)
-            if models:
+            unknown: dict[int, int] = {}
+            if models and options.ignore_unknown_ids:
+                classes = max(m.num_classes for m in models)
+                unknown = datasets.unknown_ids(label, classes, options.ignore_index)
+                if unknown:
+                    label = np.where((label >= classes) & (label != options.ignore_index), options.ignore_index,
+                                     label).astype(label.dtype)  # fmt: skip
+            elif models:
                 datasets.check_ids(sample.label, label, max(m.num_classes for m in models), options.ignore_index)
         inputs: dict[Any, np.ndarray] = {}
         for model in models:
             spec = model.architecture.input
             if spec not in inputs:
                 inputs[spec] = model.prepare(rgb)
-        return Loaded(sample, rgb, label, inputs)
+        return Loaded(sample, rgb, label, inputs, unknown=unknown if options is not None else {})
     except (ImageError, DatasetError) as exc:
         return Loaded(sample, error=str(exc))
 
@@ -204,6 +227,8 @@ class Tally:
             self.scored.append(Scored(key, model, metrics.Areas(self.num_classes)))
         self.providers = {s.key: list(s.model.providers) for s in self.scored}
         self.images = 0
+        self.unknown: dict[int, int] = {}  # --ignore-unknown-ids: label id → pixels ignored, over the images counted
+        self.unknown_images = 0
         self.bar = _bar(len(self.good), progress)
         self._counter = itertools.count()
 
@@ -216,7 +241,8 @@ class Tally:
         self.bar.update(1)
 
     def add(self, sample: Sample, scores: Sequence[ImageScore], rgb: np.ndarray | None = None,
-            label: np.ndarray | None = None, *, order: int | None = None) -> None:  # fmt: skip
+            label: np.ndarray | None = None, *, order: int | None = None,
+            unknown: dict[int, int] | None = None) -> None:  # fmt: skip
         """Count one image for every model at once (all count it, or none does).
 
         ``order`` (the sample's place in the data set) breaks ties between equally bad images, so the worst images
@@ -236,6 +262,9 @@ class Tally:
                 heapq.heappush(s.worst, (-entry.score, n if order is None else order, n, entry))
                 if len(s.worst) > self.keep_worst:
                     heapq.heappop(s.worst)  # drops the best of the kept ones
+        for i, c in (unknown or {}).items():
+            self.unknown[i] = self.unknown.get(i, 0) + c
+        self.unknown_images += bool(unknown)
         self.images += 1
         self.bar.update(1)
 
@@ -263,7 +292,8 @@ class Tally:
         labels = max((m.labels for m in self.models), key=len)
         return EvalResult(first.name, self.dataset, self.options, self.absent, tuple(labels), backends, self.images,
                           self.skipped, interrupted, seconds, self.reference_miou, worst,
-                          first.architecture.colors(256), self.engine)  # fmt: skip
+                          first.architecture.colors(256), self.engine, dict(self.unknown),
+                          self.unknown_images)  # fmt: skip
 
 
 def run(
@@ -304,7 +334,8 @@ def run(
             if item.error is not None:
                 tally.bad(item.error)
                 continue
-            tally.add(item.sample, score_image(models, item, tally.options, tally.num_classes), item.rgb, item.label)
+            tally.add(item.sample, score_image(models, item, tally.options, tally.num_classes), item.rgb, item.label,
+                      unknown=item.unknown)  # fmt: skip
     except KeyboardInterrupt:
         interrupted = True
     finally:

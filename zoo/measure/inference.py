@@ -39,6 +39,7 @@ class Options:
     flip: bool = False  # also average the horizontally mirrored input
     ignore_index: int = 255  # label value never scored (a registry entry's own, see evaluation.label_conventions)
     reduce_zero_label: bool = False  # ADE20K's labels: 0 is "other" (ignored), class c is stored as c + 1
+    ignore_unknown_ids: bool = False  # label ids outside the classes: ignored and counted (True), or an error
 
     @property
     def augmented(self) -> bool:
@@ -63,7 +64,8 @@ class Options:
     def as_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "crop": list(self.crop) if self.crop else None,
                 "stride": list(self.stride) if self.stride else None, "scales": list(self.scales), "flip": self.flip,
-                "ignore_index": self.ignore_index, "reduce_zero_label": self.reduce_zero_label}  # fmt: skip
+                "ignore_index": self.ignore_index, "reduce_zero_label": self.reduce_zero_label,
+                "ignore_unknown_ids": self.ignore_unknown_ids}  # fmt: skip
 
 
 def resize_scores(t: np.ndarray, size: tuple[int, int]) -> np.ndarray:
