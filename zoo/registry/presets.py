@@ -78,18 +78,20 @@ CAMVID_PALETTE: tuple[RGB, ...] = (
 )  # fmt: skip
 
 
+def bit_colour(index: int) -> RGB:
+    """The colour VOC's and PaddleSeg's colour maps give ``index``: its bits interleaved over R, G, B, high bits first."""
+    rgb = [0, 0, 0]
+    bit, value = 7, index
+    while value:
+        for channel in range(3):
+            rgb[channel] |= ((value >> channel) & 1) << bit
+        bit, value = bit - 1, value >> 3
+    return rgb[0], rgb[1], rgb[2]
+
+
 def voc_palette(n: int = 21) -> tuple[RGB, ...]:
     """PASCAL VOC's colour map: class ``c`` gets the bit-interleaved colour of ``c`` (so background is black)."""
-    colours = []
-    for index in range(n):
-        rgb = [0, 0, 0]
-        bit, value = 7, index
-        while value:
-            for channel in range(3):
-                rgb[channel] |= ((value >> channel) & 1) << bit
-            bit, value = bit - 1, value >> 3
-        colours.append((rgb[0], rgb[1], rgb[2]))
-    return tuple(colours)
+    return tuple(bit_colour(index) for index in range(n))
 
 
 LABELS: dict[str, tuple[str, ...]] = {

@@ -18,16 +18,9 @@ if TYPE_CHECKING:  # numpy stays out of `zoo list`
 
 def pseudo_color_palette(n: int) -> tuple[tuple[int, int, int], ...]:
     """PaddleSeg's pseudo-colour map: class ``c`` gets the bit-interleaved colour of index ``c + 1``."""
-    colours = []
-    for index in range(1, n + 1):
-        rgb = [0, 0, 0]
-        bit, value = 7, index
-        while value:
-            for channel in range(3):
-                rgb[channel] |= ((value >> channel) & 1) << bit
-            bit, value = bit - 1, value >> 3
-        colours.append((rgb[0], rgb[1], rgb[2]))
-    return tuple(colours)
+    from zoo.registry.presets import bit_colour
+
+    return tuple(bit_colour(index) for index in range(1, n + 1))
 
 
 @dataclass(frozen=True)
