@@ -145,7 +145,7 @@ def eval_(
                 info(f"zoo: warning: {w.message}")
         for message in result.skipped:
             info(f"zoo: skipped: {message}")
-        if (unknown := result.unknown_warning(len(result.labels))) is not None:
+        if (unknown := datasets.unknown_warning(result.unknown_ids, result.unknown_images, len(result.labels))):
             info(f"zoo: warning: {unknown}")
     if json_:  # the results first: a report that fails to write must not lose them
         print_json({**result.as_dict(), "config": chosen.as_dict()})

@@ -231,3 +231,11 @@ def _palette_indices(path: Path, data: bytes) -> np.ndarray | None:
             return np.asarray(im)
     except (OSError, ValueError):
         return None
+
+
+def unknown_warning(ids: dict[int, int], images: int, num_classes: int) -> str | None:
+    """With --ignore-unknown-ids: the one warning line that says which ids were ignored, in how many pixels."""
+    if not ids:
+        return None
+    return (f"{images} image(s) held label ids outside the model's {num_classes} classes, counted as ignored "
+            f"(--ignore-unknown-ids): {shown_ids(ids)}")  # fmt: skip

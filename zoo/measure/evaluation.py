@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import DatasetError, EvalError, ImageError
-from zoo.measure.inference import MODES, Options, predict  # noqa: F401 - Options and MODES are part of this API
+from zoo.measure.inference import MODES, Options, label_conventions, predict  # noqa: F401 - part of this API
 
 if TYPE_CHECKING:
     import numpy as np
@@ -100,15 +100,6 @@ class EvalResult:
             "unknown_ids": {str(i): c for i, c in sorted(self.unknown_ids.items())},
             "unknown_images": self.unknown_images,
         }  # fmt: skip
-
-    def unknown_warning(self, num_classes: int) -> str | None:
-        """With --ignore-unknown-ids: the one warning line that says which ids were ignored, in how many pixels."""
-        from zoo.measure.datasets import shown_ids
-
-        if not self.unknown_ids:
-            return None
-        return (f"{self.unknown_images} image(s) held label ids outside the model's {num_classes} classes, counted as "
-                f"ignored (--ignore-unknown-ids): {shown_ids(self.unknown_ids)}")  # fmt: skip
 
 
 # ---- one image --------------------------------------------------------------------------------------------------------
@@ -376,18 +367,6 @@ def evaluate(
     if kwargs.get("reference_miou") is None and isinstance(model, str):
         kwargs["reference_miou"] = reference_miou(model, dataset)
     return run(loaded, dataset, **kwargs)
-
-
-def label_conventions(options: Options | None, target: Any) -> Options:
-    """``options`` with a registered model's (a handle's) own ignore_index and reduce_zero_label (ADE20K's)."""
-    from dataclasses import replace
-
-    entry = getattr(target, "entry", None)
-    options = options or Options()
-    if entry is None:
-        return options
-    ignore = 255 if entry.ignore_index is None else entry.ignore_index
-    return replace(options, ignore_index=ignore, reduce_zero_label=entry.reduce_zero_label)
 
 
 def reference_miou(name: str, dataset: Dataset) -> float | None:

@@ -156,3 +156,15 @@ def predict(model: Model, x: np.ndarray, size: tuple[int, int], options: Options
     else:
         out = model.infer(x)
     return model.to_labels(out, size)
+
+
+def label_conventions(options: Options | None, target: Any) -> Options:
+    """``options`` with a registered model's (a handle's) own ignore_index and reduce_zero_label (ADE20K's)."""
+    from dataclasses import replace
+
+    entry = getattr(target, "entry", None)
+    options = options or Options()
+    if entry is None:
+        return options
+    ignore = 255 if entry.ignore_index is None else entry.ignore_index
+    return replace(options, ignore_index=ignore, reduce_zero_label=entry.reduce_zero_label)
