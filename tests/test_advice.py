@@ -58,6 +58,27 @@ def test_verify_takes_several_images_after_one_image_option_and_warns_in_one_lin
     assert "UserWarning" not in proc.stderr and "warnings.warn" not in proc.stderr
 
 
+def test_warnings_in_a_command_are_one_line_for_zoo_and_pythons_own_for_others():
+    """A command's warnings are shown when its block ends: zoo's as one ``zoo: warning:`` line (main's hook), anyone
+    else's as Python shows them. Replaying them inside the recording block used to record them again, for ever."""
+    code = (
+        "import warnings\n"
+        "from zoo.cli import _one_line_warning\n"
+        "from zoo.cli._app import zoo_warnings\n"
+        "from zoo.runners.runtime import UntrainedWarning\n"
+        "warnings.showwarning = _one_line_warning(warnings.showwarning)\n"
+        "with zoo_warnings():\n"
+        "    warnings.warn(UntrainedWarning('m is untrained'))\n"
+        "    warnings.warn(UntrainedWarning('m is untrained'))\n"
+        "    warnings.warn('a library warning')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 0, proc.stderr
+    assert lines[:2] == ["zoo: warning: m is untrained"] * 2, lines
+    assert lines[2:] == ["<string>:9: UserWarning: a library warning"], lines  # Python's format (-c: no source line)
+
+
 def test_verify_model_from_python_prints_no_paddle_build_chatter(models):
     models.install_converted(NAME)
     code = f"import zoo; r = zoo.verify_model({NAME!r}, size=(32, 64), count=1); print(r.passed)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import traceback
 
-from zoo.cli._app import app, split_global_options, use_zoo_commands
+from zoo.cli._app import app, info, split_global_options, use_zoo_commands
 from zoo.cli import cmd_bench, cmd_convert, cmd_export, cmd_models, cmd_run, cmd_store, cmd_verify  # noqa: F401
 from zoo.cli import cmd_quantize  # noqa: F401,E402
 from zoo.cli import cmd_eval  # noqa: F401,E402
@@ -76,7 +76,7 @@ def _one_line_warning(python_shows):  # noqa: ANN001, ANN202 - warnings.showwarn
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
         if category.__module__.split(".")[0] == "zoo":
-            print(f"zoo: warning: {message}", file=sys.stderr)
+            info(f"zoo: warning: {message}")  # above any progress bar, wrapped to the terminal as zoo's lines are
         else:
             python_shows(message, category, filename, lineno, file, line)
 

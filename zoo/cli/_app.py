@@ -307,28 +307,24 @@ def stdout_to_stderr() -> Iterator[None]:
 
 @contextlib.contextmanager
 def zoo_warnings(*, quiet: tuple[type[Warning], ...] = ()) -> Iterator[None]:
-    """zoo's own warnings (images converted on reading, model metadata, untrained weights) as one line each,
-    ``zoo: warning: ...``, instead of Python's two with a source line; ``quiet`` ones not at all (the command says it
-    its own way); anyone else's as Python shows them."""
+    """zoo's own warnings (images converted on reading, model metadata, untrained weights) each time they happen, shown
+    after the block (as one line each by the hook :func:`zoo.cli.main` sets); ``quiet`` ones not at all (the command
+    says it its own way)."""
     import warnings
 
     from zoo.images import ImageWarning
     from zoo.runners.runtime import MetadataWarning, TunedWarning, UntrainedWarning
 
-    ours = (ImageWarning, MetadataWarning, TunedWarning, UntrainedWarning)
-    with warnings.catch_warnings(record=True) as caught:
-        for category in ours:
-            warnings.simplefilter("always", category)
-        try:
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            for category in (ImageWarning, MetadataWarning, TunedWarning, UntrainedWarning):
+                warnings.simplefilter("always", category)
             yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, quiet):
-                    continue
-                if issubclass(w.category, ours):
-                    info(f"zoo: warning: {w.message}")
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    finally:  # outside the block: showwarning is the one it replaced again, not the recorder
+        for w in caught:
+            if not issubclass(w.category, quiet):
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def show_result(result: Any, summaries: list[dict[str, Any]], json_: bool) -> bool:
