@@ -346,9 +346,8 @@ def measure(
 
 
 def _peak_rss_mb() -> float:
-    """This process's own peak RSS: Linux's VmHWM, not ``ru_maxrss``: at exec the kernel carries the forking parent's peak into the child's
-    ``ru_maxrss``, so a child of a large process would report at least the parent's size.
-    """
+    """This process's own peak RSS: Linux's VmHWM, not ``ru_maxrss``, into which the kernel carries the forking
+    parent's peak at exec (a child of a large process would report at least the parent's size)."""
     hwm = _proc_status_mb("VmHWM")
     if hwm is not None:
         return hwm

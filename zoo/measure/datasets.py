@@ -160,10 +160,10 @@ def check(sample: Sample) -> str | None:
     return None
 
 
-def read_label(path: Path, size: tuple[int, int], num_classes: int | None = None) -> np.ndarray:
+def read_label(path: Path, size: tuple[int, int]) -> np.ndarray:
     """A label map ``[H, W]`` of train ids at ``size`` (H, W), or a DatasetError naming the file. The images' decoder
-    caps apply (checked from the header, before decoding); with ``num_classes``, an id that is neither a class nor
-    the ignore value 255 is an error naming the file and the ids (they would be counted silently)."""
+    caps apply (checked from the header, before decoding); its ids are checked by :func:`check_ids`, once the data
+    set's conventions (ADE20K's reduce_zero_label) have been applied."""
     import cv2
     import numpy as np
 
@@ -187,8 +187,6 @@ def read_label(path: Path, size: tuple[int, int], num_classes: int | None = None
     if label.shape != tuple(size):
         raise DatasetError(f"{path}: the label is {label.shape[0]}x{label.shape[1]} (HxW) but its image is "
                            f"{size[0]}x{size[1]}")  # fmt: skip
-    if num_classes is not None:
-        check_ids(path, label, num_classes)
     return label
 
 
@@ -198,8 +196,8 @@ def check_ids(path: Path | str, label: np.ndarray, num_classes: int, ignore: int
     bad = unknown_ids(label, num_classes, ignore)
     if bad:
         raise DatasetError(f"{path}: label ids outside the model's {num_classes} classes and the ignore value "
-                           f"{ignore}: {shown_ids(bad)}; fix the labels (or their train-id mapping), pass "
-                           "--skip-bad to skip such images, or --ignore-unknown-ids to count them as ignored")  # fmt: skip
+                           f"{ignore}: {shown_ids(bad)}; fix the labels (or their train-id mapping), or pass "
+                           "--ignore-unknown-ids to count them as ignored")  # fmt: skip
 
 
 def unknown_ids(label: np.ndarray, num_classes: int, ignore: int = 255) -> dict[int, int]:

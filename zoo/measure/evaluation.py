@@ -129,24 +129,21 @@ def load_sample(sample: Sample, models: Sequence[Model], options: Options | None
     try:
         rgb = images.decode(sample.image).rgb
         label = datasets.read_label(sample.label, rgb.shape[:2])
-        if options is not None:
-            if options.reduce_zero_label:  # ADE20K's files: 0 is "other", class c is stored as c + 1
-                label = metrics.reduce_zero_label(label, options.ignore_index)
-            unknown: dict[int, int] = {}
-            if models and options.ignore_unknown_ids:
-                classes = max(m.num_classes for m in models)
-                unknown = datasets.unknown_ids(label, classes, options.ignore_index)
-                if unknown:
-                    label = np.where((label >= classes) & (label != options.ignore_index), options.ignore_index,
-                                     label).astype(label.dtype)  # fmt: skip
-            elif models:
-                datasets.check_ids(sample.label, label, max(m.num_classes for m in models), options.ignore_index)
+        unknown: dict[int, int] = {}
+        if options is not None and options.reduce_zero_label:  # ADE20K's files: 0 is "other", class c is c + 1
+            label = metrics.reduce_zero_label(label, options.ignore_index)
+        if options is not None and models:
+            classes = max(m.num_classes for m in models)
+            if not options.ignore_unknown_ids:
+                datasets.check_ids(sample.label, label, classes, options.ignore_index)
+            elif unknown := datasets.unknown_ids(label, classes, options.ignore_index):
+                label = np.where(np.isin(label, list(unknown)), options.ignore_index, label).astype(label.dtype)
         inputs: dict[Any, np.ndarray] = {}
         for model in models:
             spec = model.architecture.input
             if spec not in inputs:
                 inputs[spec] = model.prepare(rgb)
-        return Loaded(sample, rgb, label, inputs, unknown=unknown if options is not None else {})
+        return Loaded(sample, rgb, label, inputs, unknown=unknown)
     except (ImageError, DatasetError) as exc:
         return Loaded(sample, error=str(exc))
 
@@ -226,8 +223,7 @@ class Tally:
     def bad(self, message: str) -> None:
         """A sample that could not be read: skipped and counted with ``skip_bad``, else the evaluation stops."""
         if not self.skip_bad:
-            raise DatasetError(message if "--skip-bad" in message else f"{message} — fix it or pass --skip-bad to skip "
-                               "such images")  # fmt: skip
+            raise DatasetError(f"{message} — fix it or pass --skip-bad to skip such images")
         self.skipped.append(message)
         self.bar.update(1)
 

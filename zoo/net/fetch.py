@@ -120,7 +120,7 @@ def _fetch_from_sources(
     artifact: Artifact, pin_id: str, expected: Expected, mirror: str | None, force: bool, offline: bool,
     session: Session,
 ) -> Fetched:  # fmt: skip
-    notes: list[str] = []
+    notes: list[tuple[str, str]] = []  # (the source, why it failed)
     integrity = skipped = False
     gone: list[bool] = []  # per registry URL: failed for good
     sources: list[_Source] = []
@@ -132,23 +132,23 @@ def _fetch_from_sources(
     for url in artifact.urls:
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         if len(scheme) > 1 and scheme not in ("http", "https", "file"):  # one letter: a Windows drive
-            notes.append(f"{url}: unsupported URL scheme '{scheme}' (zoo fetches https, http, file:// and paths)")
+            notes.append((url, f"unsupported URL scheme '{scheme}' (zoo fetches https, http, file:// and paths)"))
             gone.append(True)
             continue
         sources.append(_Source(url, _target(url), expected))
     for source in sources:
         if offline and isinstance(source.target, str):
-            notes.append(f"{source.label}: skipped, offline mode forbids network access")
+            notes.append((source.label, "skipped, offline mode forbids network access"))
             skipped = True
             continue
         try:
             return _from_source(source, pin_id, force, session)
         except Failed as failure:
-            notes.append(f"{source.label}: {failure.reason}")
+            notes.append((source.label, failure.reason))
             integrity = integrity or failure.integrity
             if source.label in artifact.urls:
                 gone.append(failure.gone)
-    tried = "; ".join(notes) if notes else "no sources"
+    tried = "; ".join(f"{where}: {reason}" for where, reason in notes) if notes else "no sources"
     if integrity:
         raise IntegrityError(
             f"'{pin_id}': no source delivered the expected content; wrong bytes are never kept ({tried}). "
@@ -161,14 +161,16 @@ def _fetch_from_sources(
             f"forbids downloading it ({tried}); run 'zoo bundle import FILE' with a bundle that holds it, pass "
             f"--mirror DIR (a folder with blobs/<hex>), or {_undo_offline(session.offline_by)}"
         )
+    causes = [cause_of(reason) for _, reason in notes]
     kept = ""
     if expected.sha256 and (partial := cache.blobs_dir() / f".{cache.hex_of(expected.sha256)}.partial").is_file():
-        kept = f"; the {partial.stat().st_size} bytes received are kept and the next attempt resumes from there"
+        causes.append(f"the {partial.stat().st_size} bytes received are kept and the next attempt resumes from there")
+        kept = f"; {causes[-1]}"
     steps = _NEXT_STEPS.replace("pass --mirror DIR|URL (or set ZOO_MIRROR)", "check that the mirror holds it") \
         if mirror else _NEXT_STEPS  # fmt: skip
     raise DownloadError(f"could not download '{pin_id}' ({tried}){kept}; {steps}",
                         gone=len(gone) == len(artifact.urls) > 0 and all(gone),
-                        causes=tuple(dict.fromkeys(cause_of(note) for note in notes)) + ((kept[2:],) if kept else ()))  # fmt: skip
+                        causes=tuple(dict.fromkeys(causes)))  # fmt: skip
 
 
 CAUSES = (  # (words in a failure's reason, what a user reads): the first match wins
@@ -186,12 +188,11 @@ CAUSES = (  # (words in a failure's reason, what a user reads): the first match 
 DETAILED = ("ZOO_", "proxy", "redirect", "connection lost")  # a reason holding these says what to change: keep it
 
 
-def cause_of(note: str) -> str:
-    """A failure's note (``source: reason``) as the cause a user acts on: short for the common ones (DNS, refused,
-    404, TLS, ...), the reason itself when it names the setting, proxy or redirect to look at, or nothing matches."""
+def cause_of(reason: str) -> str:
+    """Why a source failed, as the cause a user acts on: short for the common ones (DNS, refused, 404, TLS, ...), the
+    reason itself when it names the setting, proxy or redirect to look at, or nothing matches."""
     import re
 
-    reason = note.split(": ", 1)[1] if re.match(r"^\S+: ", note) else note  # drop the URL or path it came from
     if any(words in reason for words in DETAILED):
         return reason
     status = re.search(r"HTTP (\d{3})", reason)
@@ -217,18 +218,19 @@ def _undo_offline(offline_by: str) -> str:
 
 def _mirror_source(
     mirror: str, pin_id: str, expected: Expected, offline: bool, session: Session
-) -> tuple[_Source | None, str | None]:
-    """The mirror's blob for this artifact, or a note saying why the mirror cannot serve it."""
+) -> tuple[_Source | None, tuple[str, str] | None]:
+    """The mirror's blob for this artifact, or a note (the mirror, why) saying why the mirror cannot serve it."""
     remote = _is_remote(mirror)
+    where = f"mirror {mirror}"
     if remote and offline:
-        return None, f"mirror {mirror}: skipped, offline mode forbids network access"
+        return None, (where, "skipped, offline mode forbids network access")
     if expected.sha256 is None:
         try:
             entry = _mirror_lock(mirror, session).get(pin_id)
         except (Failed, IntegrityError) as exc:
-            return None, f"mirror {mirror}: cannot read its zoo.lock ({exc})"
+            return None, (where, f"cannot read its zoo.lock ({exc})")
         if entry is None:
-            return None, f"mirror {mirror}: its zoo.lock has no entry for '{pin_id}'"
+            return None, (where, f"its zoo.lock has no entry for '{pin_id}'")
         expected = Expected(entry["sha256"], entry["size"], f"pinned in the mirror's zoo.lock ({mirror})")
     hex_ = cache.hex_of(expected.sha256)
     if remote:

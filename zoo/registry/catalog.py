@@ -173,9 +173,8 @@ def as_path(name_or_path: str | os.PathLike[str]) -> Path | None:
     text = str(name_or_path)
     if text.endswith(".onnx") or "/" in text or os.sep in text:
         return Path(text).expanduser()
-    if Path(text).is_dir():
-        if not current().knows(text):
-            return Path(text)
+    if Path(text).is_dir() and not current().knows(text):  # a folder, unless a registry name says otherwise
+        return Path(text)
     return None
 
 
