@@ -593,11 +593,15 @@ def test_ignore_unknown_ids_counts_them_as_ignored_with_a_warning(models, tmp_pa
     assert warned == ["zoo: warning: 2 image(s) held label ids outside the model's 19 classes, counted as ignored "
                       "(--ignore-unknown-ids): 50 (10 px), 900 (15 px)"], proc.stderr  # fmt: skip
     manual = json.loads(run_zoo("eval", "bisenet", "--data", str(by_hand), "--json", check=True).stdout)
-    assert got["backends"]["onnx"]["class_iou"] == manual["backends"]["onnx"]["class_iou"]
+
+    def scores(doc: dict) -> dict:  # every metric (the scored pixel counts move acc and kappa), not the timing
+        return {k: v for k, v in doc["backends"]["onnx"].items() if k != "images_per_second"}
+
+    assert scores(got) == scores(manual)
     assert manual["unknown_ids"] == {} and manual["unknown_images"] == 0
     on_ray = json.loads(run_zoo(*common, "--engine", "ray", "--workers", "1", check=True).stdout)
     assert (on_ray["unknown_ids"], on_ray["unknown_images"]) == (got["unknown_ids"], 2)
-    assert on_ray["backends"]["onnx"]["class_iou"] == got["backends"]["onnx"]["class_iou"]
+    assert scores(on_ray) == scores(got)
 
 
 def test_eval_over_zero_usable_images_fails(models, tmp_path: Path) -> None:
