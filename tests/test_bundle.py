@@ -13,7 +13,8 @@ from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
 from tests.test_archive import FILES, model_tar, snapshot, use_registry  # noqa: F401
 from tests.test_pull import onnx_bytes
-from zoo.store import bundle, cache, pins
+from zoo.make import bundle
+from zoo.store import cache, pins
 from zoo.errors import ArchiveError, IntegrityError
 
 

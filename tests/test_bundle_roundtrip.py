@@ -58,7 +58,7 @@ def _rename_in_bundle(src: Path, dest: Path, old: str, new: str) -> None:
 
     with tarfile.open(src) as tin, tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tout:
         members = {m.name: tin.extractfile(m).read() for m in tin.getmembers() if m.isfile()}
-        index_name = "bundle.json"  # zoo/store/bundle.py's index: models, and sha256 + size of every other file
+        index_name = "bundle.json"  # zoo/make/bundle.py's index: models, and sha256 + size of every other file
         index = json.loads(members[index_name])
         renamed = {}
         for name, data in members.items():

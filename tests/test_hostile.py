@@ -173,7 +173,7 @@ def test_bundle_ref_with_a_path_for_a_file_is_refused(http_server, use_registry,
     from tests.test_bundle import _rewrite
     from tests.test_pull import onnx_bytes
     from zoo.make.pull import pull
-    from zoo.store import bundle
+    from zoo.make import bundle
 
     use_registry({"tiny": {"inference": http_server.add("/tiny.tar", model_tar()),
                            "onnx": http_server.add("/t.onnx", onnx_bytes())}})  # fmt: skip
@@ -667,7 +667,7 @@ def _write_bundle(files: dict[str, bytes], dest: Path) -> Path:
     import io
     import tarfile
 
-    from zoo.store import bundle
+    from zoo.make import bundle
 
     index = json.loads(files[bundle.INDEX])
     index["files"] = {n: {"sha256": cache.sha256_bytes(d), "size": len(d)} for n, d in files.items() if n != bundle.INDEX}
@@ -700,7 +700,7 @@ def _retree(files: dict[str, bytes], sub: str, key: str, changes: dict[str, byte
 @pytest.fixture
 def bisenet_bundles(models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """(good bundle of bisenet, files of the foreign conversion: another bisenet's ONNX entry); then a fresh home."""
-    from zoo.store import bundle
+    from zoo.make import bundle
 
     foreign_onnx = models.install_converted("bisenet", seed=1)
     foreign = {f"onnx/{foreign_onnx.parent.name}/{p.name}": p.read_bytes() for p in foreign_onnx.parent.iterdir()}

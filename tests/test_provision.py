@@ -165,8 +165,8 @@ def test_an_export_is_described_by_its_provenance_without_a_registry(models, tmp
 def test_no_ref_no_entry():
     from zoo.registry import remembered
 
-    assert remembered.cached_entry("nothing-here") is None
-    assert remembered.cached_entry("../escape") is None  # not a model name: never a path outside refs/
+    assert remembered.cached_description("nothing-here") is None
+    assert remembered.cached_description("../escape") is None  # not a model name: never a path outside refs/
 
 
 def _env_without_zoo() -> dict[str, str]:

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from tests.conftest import run_zoo
@@ -107,11 +106,12 @@ def test_tuned_choice_is_the_default_flags_win_and_a_new_export_makes_it_stale(m
 
 def _record(choice: dict) -> dict:
     """A record as zoo tune writes one, valid for this machine and the cached model."""
+    from zoo.registry import tuning
     from zoo.store import tuned
 
     c = tuned.Choice.from_dict(choice)
     return {"name": NAME, "tuned_at": "2026-12-05T10:00:00Z", "choice": c.as_dict(),
-            "fingerprint": tuned.fingerprint(NAME, c), "criteria": {}, "summary": {"speedup_vs_paddle": 0.5,
+            "fingerprint": tuning.fingerprint(NAME, c), "criteria": {}, "summary": {"speedup_vs_paddle": 0.5,
             "agreement": 0.999}, "candidates": []}  # fmt: skip
 
 
@@ -137,7 +137,9 @@ def test_a_fingerprint_mismatch_is_ignored_with_a_note(models):
 
 
 def test_bundles_carry_the_choice_and_the_importer_checks_its_fingerprint(models, tmp_path: Path, monkeypatch):
-    from zoo.store import bundle, tuned
+    from zoo.registry import tuning
+    from zoo.make import bundle
+    from zoo.store import tuned
 
     models.install(NAME)
     tuned.write(NAME, _record({"backend": "paddle", "precision": "fp32", "threads": 2}))
@@ -145,11 +147,11 @@ def test_bundles_carry_the_choice_and_the_importer_checks_its_fingerprint(models
     bundle.export_bundle([NAME], tar)
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "other-home"))
     bundle.import_bundle(tar)
-    assert tuned.path(NAME).is_file() and tuned.read(NAME) is not None  # same machine: used
+    assert tuned.path(NAME).is_file() and tuning.read(NAME) is not None  # same machine: used
     doc = tuned.load_doc(NAME)
     doc["fingerprint"]["machine"]["cores"] = 1000  # what another machine would see
     tuned.write(NAME, doc)
-    assert tuned.read(NAME) is None and "the machine" in tuned.status(NAME)[1]
+    assert tuning.read(NAME) is None and "the machine" in tuning.status(NAME)[1]
 
 
 def test_onnx_runner_takes_the_spinning_option_tune_measures(models):

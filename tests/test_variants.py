@@ -19,7 +19,8 @@ from tests.conftest import run_zoo
 from tests.http_server import http_server  # noqa: F401
 from tests.test_archive import use_registry  # noqa: F401
 from zoo.runners import runtime
-from zoo.store import bundle, cache, housekeeping
+from zoo.make import bundle
+from zoo.store import cache, housekeeping
 from zoo.errors import NotCachedError
 from zoo.synthetic import street_scene
 

@@ -76,9 +76,10 @@ def info(
 
 def _tuned(name: str) -> dict | None:
     """The tuned choice ('zoo tune'): valid here, or stale and why; None when there is none."""
+    from zoo.registry import tuning
     from zoo.store import tuned
 
-    record, note = tuned.status(name)
+    record, note = tuning.status(name)
     if record is not None:
         return {"valid": True, **record.as_dict(), "note": None}
     if note is not None:

@@ -152,7 +152,7 @@ def bundle_export(
     output: Path = typer.Option(..., "--output", "-o", metavar="FILE.tar", help="The bundle to write."),
 ) -> None:
     """Write cached models into one tar to carry to an offline machine."""
-    from zoo.store import bundle
+    from zoo.make import bundle
 
     summary = bundle.export_bundle(names, output)
     typer.echo(f"wrote {summary.path}: {', '.join(summary.names)} ({summary.files} files, {_size(summary.size)})")
@@ -163,7 +163,7 @@ def bundle_import(
     file: Path = typer.Argument(..., metavar="FILE.tar", help="A bundle made by 'zoo bundle export'."),
 ) -> None:
     """Verify a bundle and add its models to the cache."""
-    from zoo.store import bundle
+    from zoo.make import bundle
 
     summary = bundle.import_bundle(file)
     typer.echo(f"imported {', '.join(summary.names)} from {summary.path} ({summary.files} files verified)")

@@ -144,24 +144,6 @@ def _ms(started: float) -> float:
 # ---- the driver -----------------------------------------------------------------------------------------------------
 
 
-def dataset(handle: ShippedModel, rows: list[dict[str, Any]], worker: type, kwargs: dict[str, Any],
-            options: RayOptions) -> ray.data.Dataset:  # fmt: skip
-    """``rows`` mapped in batches by a pool of ``worker`` actors (``worker(**kwargs)``, each in the driver's folder)."""
-    import ray.data
-
-    ray_cluster.quiet_data()
-    count, actors = ray_cluster.blocks(len(rows), options)
-    ds = ray.data.from_items(rows, override_num_blocks=count)
-    return ds.map_batches(
-        worker,
-        fn_constructor_kwargs={**kwargs, "cwd": os.getcwd()},
-        batch_size=options.batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        **ray_cluster.resources(handle.device, handle.threads),
-    )
-
-
 def segment(model_handle_or_name: ShippedModel | str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
             out: str | os.PathLike[str], *, address: str | None = None, workers: int = 2, batch_size: int = 8,
             threads_per_worker: int = 1, resume: bool = True, ship: str = "object") -> ray.data.Dataset:  # fmt: skip
@@ -175,7 +157,7 @@ def segment(model_handle_or_name: ShippedModel | str | os.PathLike[str], inputs:
     ray_cluster.connect(address)
     handle = _handle(model_handle_or_name, options)
     todo = plan(inputs, Path(out), resume=resume).todo
-    return dataset(handle, todo, Segmenter, {"handle": handle, "out": str(out)}, options)
+    return ray_cluster.dataset(handle, todo, Segmenter, {"handle": handle, "out": str(out)}, options)
 
 
 def _handle(model: ShippedModel | str | os.PathLike[str], options: RayOptions) -> ShippedModel:
@@ -218,7 +200,7 @@ def run(model: ShippedModel | str | os.PathLike[str], inputs: Sequence[str | os.
     meter = ray_cluster.Meter(len(todo.todo), progress)
     started = time.perf_counter()
     if todo.todo:
-        ds = dataset(handle, todo.todo, Segmenter, {"handle": handle, "out": str(out)}, options)
+        ds = ray_cluster.dataset(handle, todo.todo, Segmenter, {"handle": handle, "out": str(out)}, options)
         order = {}
         try:
             with ray_cluster.quiet():
@@ -291,7 +273,7 @@ def score(model: ShippedModel | str | os.PathLike[str], pairs: Sequence[tuple[st
     rows = [{"image": str(i), "label": str(lab)} for i, lab in pairs]
     if not rows:
         raise ImageError("no (image, label) pairs to score")
-    ds = dataset(handle, rows, Scorer, {"handle": handle, "accumulate": accumulate, "read_label": read_label}, options)
+    ds = ray_cluster.dataset(handle, rows, Scorer, {"handle": handle, "accumulate": accumulate, "read_label": read_label}, options)
     total, n, errors = None, 0, []
     try:
         with ray_cluster.quiet():

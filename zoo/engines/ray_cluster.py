@@ -21,10 +21,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.engines.sources import INSTALL
 from zoo.errors import EngineError, ZooError
+
+if TYPE_CHECKING:
+    import ray.data
 
 SHIP = ("object", "path")  # how the model reaches the workers: Ray's object store, or a path on a shared filesystem
 
@@ -178,6 +181,25 @@ def blocks(rows: int, options: RayOptions) -> tuple[int, int]:
     """(blocks, actors) for ``rows`` items: about one block per batch, at least one per actor; no idle actors."""
     count = max(1, min(rows, max(-(-rows // options.batch_size), options.workers)))
     return count, max(1, min(options.workers, count))
+
+
+def dataset(handle: Any, rows: list[dict[str, Any]], worker: type, kwargs: dict[str, Any],
+            options: RayOptions) -> ray.data.Dataset:  # fmt: skip
+    """``rows`` mapped in batches by a pool of ``worker`` actors (``worker(**kwargs)``, each in the driver's folder),
+    each actor holding what ``handle`` (a :class:`zoo.engines.shipping.ShippedModel`) asks: its device and threads."""
+    import ray.data
+
+    quiet_data()
+    count, actors = blocks(len(rows), options)
+    ds = ray.data.from_items(rows, override_num_blocks=count)
+    return ds.map_batches(
+        worker,
+        fn_constructor_kwargs={**kwargs, "cwd": os.getcwd()},
+        batch_size=options.batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        **resources(handle.device, handle.threads),
+    )
 
 
 def zoo_error(exc: BaseException) -> BaseException:

@@ -82,7 +82,6 @@ def evaluate(model: str | os.PathLike[str] | ModelHandle, dataset: Dataset, *, b
     ``backends`` default to the Ray engine's default backend; each backend and precision is one column, as locally.
     ``announce`` gets one line saying what runs where, once the models are verified. Ctrl-C returns a partial result.
     """
-    from zoo.engines import distributed
     from zoo.make import ensure
     from zoo.measure import evaluation
 
@@ -108,7 +107,7 @@ def evaluate(model: str | os.PathLike[str] | ModelHandle, dataset: Dataset, *, b
         if rows:
             kwargs = {"handles": handles, "options": tally.options, "num_classes": tally.num_classes,
                       "keep_preds": keep_worst > 0}  # fmt: skip
-            ds = distributed.dataset(handles[0], rows, Evaluator, kwargs, ray)
+            ds = ray_cluster.dataset(handles[0], rows, Evaluator, kwargs, ray)
             with ray_cluster.quiet():
                 for row in ds.iter_rows():
                     _count(tally, int(row["index"]), pickle.loads(row["record"]), failed)

@@ -2,7 +2,7 @@
 
 The child loads the model with :func:`zoo.runners.runtime.load` — the path ``zoo run`` takes — with the candidate's
 backend, precision, threads and runner options. With ``outputs_out`` it first saves the runner's raw output for each
-verification image (the same preprocessed tensors ``zoo verify`` feeds, from :func:`zoo.measure.verify.inputs`), so
+verification image (the same preprocessed tensors ``zoo verify`` feeds, from :func:`zoo.measure.inputs.inputs`), so
 the parent can judge it with the comparison code ``zoo verify`` uses. Then it times ``warmup`` + ``runs`` images of
 :meth:`~zoo.runners.runtime.Model.predict`'s three stages on the first image, as ``zoo bench`` does.
 
@@ -111,7 +111,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     """Load the candidate, save its outputs on the verification images (if asked), time it; a JSON-able dict."""
     import numpy as np
 
-    from zoo.measure.verify import inputs
+    from zoo.measure.inputs import inputs
     from zoo.registry import catalog
     from zoo.runners import runtime
 

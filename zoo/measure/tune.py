@@ -136,9 +136,9 @@ class TuneResult:
 
     def summary(self) -> str:
         """``fcn: openvino/bf16 t2, tuned 2026-12-05: 0.41× float32 Paddle, 99.70% labels (14 candidates, 212 s)``."""
-        from zoo.store import tuned
+        from zoo.registry import tuning
 
-        rec = tuned.status(self.name)[0]
+        rec = tuning.status(self.name)[0]
         head = rec.summary() if rec else self.chosen.choice.key
         text = f"{self.name}: {head} ({len(self.rows)} candidates, {self.seconds:.0f} s)"
         busy = self.record["summary"].get("others_max", 0.0)
@@ -368,8 +368,7 @@ def _choose(rows: list[Row], crit: Criteria) -> Row:
 
 
 def _record(name: str, rows: list[Row], chosen: Row, crit: Criteria) -> dict[str, Any]:
-    from zoo.registry import backends as registered
-    from zoo.store import tuned
+    from zoo.registry import backends as registered, tuning
 
     paddle = [r.fastest for r in rows if (r.choice.backend, r.choice.precision) == reference_pair() and r.fastest]
     best = min(paddle) if paddle else None
@@ -378,7 +377,7 @@ def _record(name: str, rows: list[Row], chosen: Row, crit: Criteria) -> dict[str
     ort = [r.fastest for r in rows if (r.choice.backend, r.choice.precision) == default and r.fastest]
     return {
         "name": name, "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "choice": chosen.choice.as_dict(), "fingerprint": tuned.fingerprint(name, chosen.choice),
+        "choice": chosen.choice.as_dict(), "fingerprint": tuning.fingerprint(name, chosen.choice),
         "criteria": crit.as_dict(), "reference": "/".join(reference_pair()),
         "summary": {"speedup_vs_paddle": ratio, "agreement": chosen.agreement,
                     "vs_onnx_fp32": round(chosen.fastest / min(ort), 3) if ort and chosen.fastest else None,

@@ -21,8 +21,8 @@ import numpy as np
 from zoo.measure.compare import (  # noqa: F401 (the comparison API, re-exported where it used to live)
     Comparison, Tolerance, Where, combine, compare, compare_labels, compare_logits, locate,
 )  # fmt: skip
-from zoo.errors import BackendError, ImageError, NotCachedError
-from zoo.synthetic import street_scene
+from zoo.errors import BackendError, NotCachedError
+from zoo.measure.inputs import inputs
 from zoo.store import userfiles
 
 if TYPE_CHECKING:
@@ -203,23 +203,6 @@ def verify_model(
     return result
 
 
-def inputs(images: Sequence[str | Path] | None, size: tuple[int, int], count: int, seed: int):
-    """(label, RGB uint8) per input: the files given, else seeded synthetic images."""
-    if images:
-        from zoo.images import read_image
-
-        for path in images:
-            yield str(path), read_image(path)
-        return
-    h, w = size
-    if h < 1 or w < 1 or count < 1:
-        raise ImageError(f"synthetic inputs need a positive size and count, got {h}x{w} and {count}")
-    for index in range(count):
-        yield f"synthetic:{seed}:{index}", street_scene(h, w, seed=seed * 1000 + index)
-
-
-
-
 def _network_view(x: np.ndarray, spec: Any) -> np.ndarray:
     """The RGB picture the network saw, recovered from its input tensor (already resized, if the spec resizes)."""
     chw = x[0].astype(np.float32)
@@ -276,10 +259,10 @@ def verify_tuned(model: ModelHandle | str, **kwargs: Any) -> Any:
     """``zoo verify NAME --tuned``: the recorded choice against float32 Paddle again, on the images and with the
     threshold it was chosen by; a VerifyResult."""
     from zoo.registry import catalog
-    from zoo.store import tuned
+    from zoo.registry import tuning
 
     handle = catalog.handle(model)
-    record, note = tuned.status(handle)
+    record, note = tuning.status(handle)
     if record is None:
         raise NotCachedError(note or f"model '{handle.name}' has no tuned choice; run 'zoo tune {handle.name}'")
     crit = record.doc.get("criteria", {})

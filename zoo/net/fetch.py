@@ -263,7 +263,7 @@ def _from_source(source: _Source, pin_id: str, force: bool, session: Session) ->
     """Download or copy one source into a temp file, verify it and rename it into the cache."""
     expected = source.expected
     try:
-        temp = TempDownload(expected.sha256, expected.size)
+        temp = TempDownload(expected.sha256, expected.size, cache.blobs_dir())
     except OSError as exc:
         if cache.is_disk_full(exc):
             raise cache.disk_full(exc, cache.blobs_dir(), expected.size, f"'{pin_id}'") from None

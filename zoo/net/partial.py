@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo.store import cache
+from zoo.store.entry import fsync_dir, hex_of
 
 CHUNK = 1 << 20  # bytes per read when re-hashing a partial download
 WRITEBACK = 8 << 20  # bytes: a download starts its writeback to disk after every this many (see _start_writeback)
@@ -26,14 +26,16 @@ HEAD = 512  # bytes kept from the start of a download to recognise an HTML page
 
 
 class TempDownload:
-    """A unique ``.incomplete`` file in blobs/; left behind as ``.<hex>.partial`` only when it can be resumed."""
+    """A unique ``.incomplete`` file in ``folder`` (the cache's blobs/); left behind as ``.<hex>.partial`` only when it
+    can be resumed."""
 
-    def __init__(self, sha256: str | None, size: int | None):
+    def __init__(self, sha256: str | None, size: int | None, folder: Path):
+        self.folder = folder
         self.expected_size = size  # bytes the finished download must have (None: unknown)
-        self.hex = cache.hex_of(sha256) if sha256 else None
+        self.hex = hex_of(sha256) if sha256 else None
         self.resumable = self.hex is not None and size is not None
         prefix = f".{self.hex}." if self.hex else "."
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".incomplete", dir=cache.blobs_dir())
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".incomplete", dir=folder)
         self.path = Path(name)
         self.file = os.fdopen(fd, "r+b")
         self.validator: str | None = None  # ETag or Last-Modified of the bytes we hold
@@ -54,11 +56,11 @@ class TempDownload:
 
     @property
     def partial(self) -> Path:
-        return cache.blobs_dir() / f".{self.hex}.partial"
+        return self.folder / f".{self.hex}.partial"
 
     @property
     def partial_meta(self) -> Path:
-        return cache.blobs_dir() / f".{self.hex}.partial.json"
+        return self.folder / f".{self.hex}.partial.json"
 
     def claim_partial(self) -> None:
         """Take over a previous run's partial download (an atomic rename, so only one process gets it)."""
@@ -119,7 +121,7 @@ class TempDownload:
         self.file.close()
         os.replace(self.path, dest)  # an identical blob from a concurrent fetch may be replaced: same bytes
         self.committed = True
-        cache.fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return dest
 
     def close(self) -> None:

@@ -139,15 +139,15 @@ def _handle(catalog: Catalog, entry: ModelEntry) -> ModelHandle:
 
 
 def _unregistered(catalog: Catalog, name: str) -> ModelHandle:
-    """A name no registry defines: the model the cache describes (:func:`zoo.registry.remembered.cached_entry`), else
+    """A name no registry defines: the model the cache describes (:func:`zoo.registry.remembered.cached_description`), else
     UnknownModelError with close matches."""
     import difflib
 
-    from zoo.registry import remembered
+    from zoo.registry import entries, remembered
     from zoo.errors import UnknownModelError
 
-    if (cached := remembered.cached_entry(name)) is not None:  # cached, but its registry file is gone
-        return _handle(catalog, cached)
+    if (cached := remembered.cached_description(name)) is not None:  # cached, but its registry file is gone
+        return _handle(catalog, entries.from_record(name, *cached))
     close = difflib.get_close_matches(name, list(catalog.models), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     raise UnknownModelError(f"unknown model '{name}'; {hint}run 'zoo list' to see the available models")

@@ -314,3 +314,24 @@ def get(name: str, extra: list[Path] | None = None) -> ModelEntry:
     close = difflib.get_close_matches(name, list(models), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     raise UnknownModelError(f"unknown model '{name}'; {hint}run 'zoo list' to see the available models")
+
+
+def from_record(name: str, data: dict[str, Any], source: str) -> ModelEntry:
+    """The entry a cache record describes (:func:`zoo.registry.remembered.cached_description`): its
+    :meth:`ModelEntry.as_dict` as written, or the few fields an export or a conversion left. A damaged record just
+    describes less: what does not parse is left out, not raised."""
+    facts_keys = ("labels", "palette", "ignore_index", "reduce_zero_label", "input")
+    known = set(ModelEntry.__dataclass_fields__) - {"name", "artifacts", "source", "train_size", *facts_keys}
+    artifacts = {
+        kind: Artifact(kind, tuple(a["urls"]), a.get("sha256"), a.get("size"),
+                       tuple(s.get("docs") or "" for s in a.get("sources") or ()) if a.get("sources") else ())
+        for kind, a in (data.get("artifacts") or {}).items()
+        if isinstance(a, dict) and a.get("urls")
+    }  # fmt: skip
+    size = data.get("train_size")
+    raw = {k: data[k] for k in facts_keys if data.get(k) is not None}
+    if isinstance(raw.get("input"), dict):
+        raw["input"] = {k: v for k, v in raw["input"].items() if v is not None}
+    facts = model_facts.parse(source, raw, [])
+    return ModelEntry(name=name, **{k: data[k] for k in known if k in data}, artifacts=artifacts, source=source,
+                      train_size=tuple(size) if size else None, **facts)  # fmt: skip

@@ -1,17 +1,20 @@
 """What the cache knows of a model without its registry: ``zoo pull`` records the registry entry in each record of
-the model's ref (``refs/<name>.json``, key ``entry``), and :func:`cached_entry` rebuilds the entry from it — or, for
-models cached before that, from the export's provenance or the converted ONNX file's ``zoo.*`` metadata. So a model in
+the model's ref (``refs/<name>.json``, key ``entry``), and :func:`cached_description` gives it back — or, for models
+cached before that, what the export's provenance or the converted ONNX file's ``zoo.*`` metadata say — for
+:func:`zoo.registry.entries.from_record` to rebuild the entry (this module stays below the entries it describes). So a model in
 the cache stays usable by name after the registry file that named it is gone (a demo's, a colleague's, a bundle's).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.store import cache
-from zoo.registry.entries import Artifact, ModelEntry
 from zoo.util import MODEL_NAME
+
+if TYPE_CHECKING:
+    from zoo.registry.entries import ModelEntry
 
 ENTRY = "entry"  # key of the registry entry inside a ref's format records
 
@@ -29,8 +32,9 @@ def remember(entry: ModelEntry) -> None:
 _CACHED = "cache: "
 
 
-def cached_entry(name: str) -> ModelEntry | None:
-    """The entry of a model the cache holds but no registry names (None if the cache cannot describe it)."""
+def cached_description(name: str) -> tuple[dict[str, Any], str] | None:
+    """(the entry's fields as recorded, the source to name) of a model the cache holds but no registry names; None if
+    the cache cannot describe it."""
     if not MODEL_NAME.match(name) or not cache.ref_path(name).is_file():
         return None
     ref = cache.get_ref(name)
@@ -39,38 +43,17 @@ def cached_entry(name: str) -> ModelEntry | None:
     source = f"{_CACHED}{cache.ref_path(name)} (no registry names it any more)"
     for record in records:
         if isinstance(record.get(ENTRY), dict):  # an added model has no architecture, and needs none
-            return _entry_from_dict(name, record[ENTRY], source)
+            return record[ENTRY], source
     for record in records:  # an export records its architecture in its provenance
         if record.get("architecture"):
-            return ModelEntry(name, str(record["architecture"]), summary="exported into the cache",
-                              num_classes=record.get("num_classes"), source=source)  # fmt: skip
+            return {"architecture": str(record["architecture"]), "summary": "exported into the cache",
+                    "num_classes": record.get("num_classes")}, source  # fmt: skip
     if "onnx" in formats:  # a conversion carries zoo.* metadata
         meta = _onnx_metadata(cache.onnx_model_path(name))
         if meta.get("architecture"):
-            return ModelEntry(name, str(meta["architecture"]), summary="converted in the cache",
-                              num_classes=meta.get("num_classes"), source=source)  # fmt: skip
+            return {"architecture": str(meta["architecture"]), "summary": "converted in the cache",
+                    "num_classes": meta.get("num_classes")}, source  # fmt: skip
     return None
-
-
-def _entry_from_dict(name: str, data: dict[str, Any], source: str) -> ModelEntry:
-    from zoo.registry import model_facts
-
-    facts_keys = ("labels", "palette", "ignore_index", "reduce_zero_label", "input")
-    known = set(ModelEntry.__dataclass_fields__) - {"name", "artifacts", "source", "train_size", *facts_keys}
-    artifacts = {
-        kind: Artifact(kind, tuple(a["urls"]), a.get("sha256"), a.get("size"),
-                       tuple(s.get("docs") or "" for s in a.get("sources") or ()) if a.get("sources") else ())
-        for kind, a in (data.get("artifacts") or {}).items()
-        if isinstance(a, dict) and a.get("urls")
-    }
-    size = data.get("train_size")
-    raw = {k: data[k] for k in facts_keys if data.get(k) is not None}
-    if isinstance(raw.get("input"), dict):
-        raw["input"] = {k: v for k, v in raw["input"].items() if v is not None}
-    problems: list[str] = []
-    facts = model_facts.parse(str(cache.ref_path(name)), raw, problems)  # a damaged record just describes less
-    return ModelEntry(name=name, **{k: data[k] for k in known if k in data}, artifacts=artifacts, source=source,
-                      train_size=tuple(size) if size else None, **facts)  # fmt: skip
 
 
 def _onnx_metadata(path: Path) -> dict[str, Any]:

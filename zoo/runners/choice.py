@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 
@@ -51,9 +50,9 @@ def choose(model: Any, backend: str | None = None, precision: str | None = None,
         if handle is None and not isinstance(model, os.PathLike) and as_path(model) is None:
             handle = catalog.resolve(str(model))
         if handle is not None:
-            from zoo.store import tuned
+            from zoo.registry import tuning
 
-            record, note = tuned.status(handle)
+            record, note = tuning.status(handle)
             if record is not None:
                 c = record.choice
                 return Selection(c.backend, c.precision, threads or c.threads, dict(c.options), record)

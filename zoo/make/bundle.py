@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from zoo.store import archive, bundle_trust, cache, housekeeping, pins, tuned, userfiles
+from zoo.make import bundle_trust
+from zoo.store import archive, cache, housekeeping, pins, tuned, userfiles
 from zoo.errors import ArchiveError, IntegrityError, NotCachedError
 from zoo.util import now as _now
 
