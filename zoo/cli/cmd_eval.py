@@ -79,7 +79,8 @@ def eval_(
     threads_per_worker: ThreadsPerWorkerFlag = None,
     json_: bool = typer.Option(False, "--json", help="Print everything as one JSON object."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="DIR",  # noqa: UP007
-                                          help="Write eval.json, a per-class IoU chart and the worst images here."),  # fmt: skip
+                                          help="Write eval.json, a per-class IoU chart, confusion matrices and the worst "
+                                               "images here."),  # fmt: skip
 ) -> None:
     """Measure segmentation accuracy on labelled data, as PaddleSeg's val.py does, on one or more backends."""
     from zoo.measure import datasets, evaluation
