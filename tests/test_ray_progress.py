@@ -1,9 +1,10 @@
 """The Ray engine's progress as a person at a terminal sees it: ``zoo run`` and ``zoo eval --engine ray`` with stderr on
 a real pseudo-terminal (tests/terminal.py), zoo starting its own local Ray as a user's first run does.
 
-What is expected comes from the commands' inputs (how many images the test wrote), not from the engine: the count
-reaches N/N on the terminal, stdout holds only the results, no line is wider than the terminal, and none of Ray's own
-start-up or log lines (``INFO``, ``Started a local Ray instance``, ``(pid=...)``, ``raylet``) is shown.
+What is expected comes from the commands' inputs (how many images the test wrote), not from the engine: a spinner
+while Ray starts (several seconds), then the count reaching N/N on the terminal; stdout holds only the results, no line
+is wider than the terminal, and none of Ray's own start-up or log lines (``INFO``, ``Started a local Ray instance``,
+``(pid=...)``, ``raylet``) is shown.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ RAY_LINES = re.compile(r"Started a local Ray|\(pid=|raylet|INFO |WARNING |worker
 
 
 def assert_terminal_clean(screen: str) -> list[str]:
-    """The lines left on the terminal: none wider than it, none of Ray's own."""
+    """The lines left on the terminal: none wider than it, none of Ray's own; while Ray started, a spinner said so."""
+    assert re.search(r"[|/\\-] starting a local Ray \(\d+ s\)", screen), screen
     lines = final_lines(screen)
     assert all(len(line) <= COLUMNS for line in lines), [line for line in lines if len(line) > COLUMNS]
     assert not RAY_LINES.search(screen), screen

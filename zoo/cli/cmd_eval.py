@@ -16,7 +16,7 @@ import typer
 
 from zoo.cli._app import app, info, parse_size, print_json, stdout_to_stderr
 from zoo.cli.engine_options import (AddressFlag, BatchSizeFlag, EngineFlag, ThreadsPerWorkerFlag, WorkersFlag,
-                                   ray_options)
+                                   ray_options, start_ray)
 from zoo.store import artifacts
 
 
@@ -129,6 +129,7 @@ def eval_(
                 from zoo.engines import ray_cluster, ray_eval
 
                 try:
+                    start_ray(ray)
                     result = ray_eval.evaluate(target, dataset, backends=names, precisions=precisions,
                                                device=device, ray=ray, announce=info, **shared)  # fmt: skip
                 finally:

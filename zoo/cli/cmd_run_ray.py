@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from zoo.cli._app import info, print_json, show_result, stdout_to_stderr
+from zoo.cli.engine_options import start_ray
 
 
 def run_on_ray(model: Any, inputs: list[str], out: Path, *, backend: str, precision: str, device: str, json_: bool,
@@ -29,8 +30,7 @@ def run_on_ray(model: Any, inputs: list[str], out: Path, *, backend: str, precis
         show_result(result, summaries, json_)
 
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
-        ray.check()
-        ray_cluster.connect(ray.address)
+        start_ray(ray)
         handle = shipping.resolve_model(model, backend=backend, precision=precision, device=device,
                                         threads=ray.threads_per_worker, ship=ray.ship)  # fmt: skip
         info(f"{handle.name} ({handle.architecture.name}, {handle.num_classes} classes) on {handle.backend}, Ray: "
