@@ -1,5 +1,6 @@
 """zoo eval end to end: labelled synthetic data in all three layouts, real exported models on both backends, the
-expected numbers from a bare onnxruntime session and a confusion matrix written here; bad labels; Ctrl-C."""
+expected numbers (and the reported confusion matrix and its picture) from a bare onnxruntime session and a confusion
+matrix written here; bad labels; Ctrl-C."""
 
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ def _expected(preds: list[np.ndarray], labels: list[np.ndarray]) -> dict:
     inter, on_pred, on_label = np.diag(cm), cm.sum(0), cm.sum(1)
     union = on_pred + on_label - inter
     iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-    return {"miou": iou.mean(), "acc": inter.sum() / cm.sum(), "class_iou": iou, "pixels": int(cm.sum())}
+    return {"miou": iou.mean(), "acc": inter.sum() / cm.sum(), "class_iou": iou, "pixels": int(cm.sum()),
+            "confusion": cm}
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -92,6 +94,12 @@ def test_eval_cli_three_layouts_both_backends(models, tmp_path, arch):
         assert onnx_["miou"] == pytest.approx(expected["miou"], abs=1e-12)
         assert onnx_["acc"] == pytest.approx(expected["acc"], abs=1e-12)
         np.testing.assert_allclose(onnx_["class_iou"], expected["class_iou"], rtol=0, atol=1e-12)
+        assert onnx_["confusion"] == expected["confusion"].tolist()  # rows: ground truth, columns: prediction
+        for backend in got["backends"].values():  # each backend's own matrix gives its own reported IoUs
+            cm = np.asarray(backend["confusion"])
+            union = cm.sum(0) + cm.sum(1) - np.diag(cm)
+            iou = np.divide(np.diag(cm), union, out=np.zeros(len(cm)), where=union > 0)
+            np.testing.assert_allclose(backend["class_iou"], iou, rtol=0, atol=1e-12)
         for key in ("kappa", "dice", "class_acc", "images", "pixels"):
             assert key in onnx_
         paddle_ = got["backends"]["paddle"]  # Paddle Inference: the same masks up to near-tied scores
@@ -118,12 +126,55 @@ def test_eval_table_report_and_registry_reference(models, tmp_path):
     report = json.loads((tmp_path / "rep" / "eval.json").read_text())
     assert report["backends"]["onnx"]["miou"] == pytest.approx(expected["miou"], abs=1e-12)
     assert report["reference_miou"] == 73.19
+    assert report["backends"]["onnx"]["confusion"] == expected["confusion"].tolist()
     chart = cv2.imread(str(tmp_path / "rep" / "class_iou.png"))
     assert chart is not None and chart.shape[1] == 900
+    _check_confusion_picture(tmp_path / "rep" / "confusion_onnx.png", expected["confusion"])
     worst = sorted((tmp_path / "rep" / "worst").iterdir())
     assert len(worst) == evaluation.WORST
     panel = cv2.imread(str(worst[0]))
     assert panel.shape[:2] == (40 + H, 4 * W)  # a caption band over image | prediction | ground truth | errors
+
+
+def _check_confusion_picture(png: Path, cm: np.ndarray) -> None:
+    """The picture shows ``cm`` (the test's own count) row-normalised: a square grid of one cell per class found in
+    the labels or predictions, located by its outlined diagonal; each cell's colour is its share of its row."""
+    from zoo.measure.eval_report import DIAGONAL, FULL, NO_TRUTH
+
+    picture = cv2.imread(str(png))
+    assert picture is not None, png
+    rgb = picture[:, :, ::-1].astype(np.int64)
+    shown = np.flatnonzero(cm.sum(0) + cm.sum(1))
+    ys, xs = np.nonzero((rgb == DIAGONAL).all(axis=2))
+    side = xs.max() - xs.min() + 1
+    assert side == ys.max() - ys.min() + 1 and side % len(shown) == 0  # a square of k x k cells
+    cell = side // len(shown)
+    assert 10 <= cell <= 40 and picture.shape[0] > side and picture.shape[1] > side
+    sub = cm[np.ix_(shown, shown)]
+    for r in range(len(shown)):
+        for c in range(len(shown)):
+            y, x = ys.min() + r * cell + 4, xs.min() + c * cell + 4  # inside the outline, clear of the number
+            total = sub[r].sum()
+            want = np.asarray(NO_TRUTH) if total == 0 else 255 + (np.asarray(FULL) - 255) * sub[r, c] / total
+            assert np.abs(rgb[y, x] - want).max() <= 1, (r, c, rgb[y, x], want)
+
+
+def test_confusion_picture_of_150_classes_stays_legible(tmp_path):
+    """ADE20K's 150 classes: 10-pixel cells (a 1500-pixel grid), only the classes in the labels or predictions."""
+    from zoo.measure import eval_report
+
+    rng = np.random.default_rng(0)
+    cm = rng.integers(0, 40, (150, 150)) * (rng.random((150, 150)) < 0.05) + np.diag(rng.integers(50, 900, 150))
+    cm[7, :] = cm[:, 7] = 0  # in neither: left out
+    cm[9, :] = 0  # predicted only: a grey row, its column kept
+    labels = tuple(f"ade class {i}" for i in range(150))
+    shown = eval_report.shown_classes(cm)
+    assert 7 not in shown and 9 in shown and len(shown) == 149
+    picture = eval_report.confusion_chart(labels, cm, shown, "onnx/int8")
+    assert max(picture.shape[:2]) < 1800
+    cv2.imwrite(str(tmp_path / "c.png"), picture[:, :, ::-1])
+    _check_confusion_picture(tmp_path / "c.png", cm)
+    assert eval_report.confusion_name("onnx/int8") == "confusion_onnx-int8.png"
 
 
 def test_absent_one_is_an_option_and_reported(models, tmp_path):

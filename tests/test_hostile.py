@@ -199,14 +199,14 @@ def _labelled(root: Path, n: int = 2) -> Path:
 
 
 def test_eval_report_replaces_planted_symlinks_never_writes_through(models, tmp_path: Path) -> None:
-    """Issue 22.3: DIR/eval.json, DIR/class_iou.png and DIR/worst/*.jpg planted as symlinks to other files: the
-    report replaces the links, the files they pointed at keep their content."""
+    """Issue 22.3: DIR/eval.json, DIR/class_iou.png, DIR/confusion_onnx.png and DIR/worst/*.jpg planted as symlinks
+    to other files: the report replaces the links, the files they pointed at keep their content."""
     models.install_converted("bisenet")
     data = _labelled(tmp_path / "data")
     out = tmp_path / "rep"
     (out / "worst").mkdir(parents=True)
     victims = []
-    names = ["eval.json", "class_iou.png"] + [f"worst/{r}_onnx_{p.stem}.jpg" for r in (1, 2)
+    names = ["eval.json", "class_iou.png", "confusion_onnx.png"] + [f"worst/{r}_onnx_{p.stem}.jpg" for r in (1, 2)
                                               for p in sorted((data / "images").iterdir())]  # fmt: skip
     for i, name in enumerate(names):
         victim = tmp_path / f"victim{i}.txt"
@@ -216,7 +216,8 @@ def test_eval_report_replaces_planted_symlinks_never_writes_through(models, tmp_
     run_zoo("eval", "bisenet", "--data", str(data), "--report", str(out), check=True)
     assert [v.read_text() for v in victims] == ["precious"] * len(victims)
     assert not (out / "eval.json").is_symlink() and json.loads((out / "eval.json").read_text())["images"] == 2
-    assert any(not (out / n).is_symlink() for n in names[2:])  # the worst images were written, as files
+    assert not (out / "confusion_onnx.png").is_symlink()
+    assert any(not (out / n).is_symlink() for n in names[3:])  # the worst images were written, as files
 
 
 def test_eval_report_refuses_a_planted_worst_folder_symlink(models, tmp_path: Path) -> None:

@@ -59,6 +59,10 @@ def test_metrics_match_paddleseg(absent: str, monkeypatch: pytest.MonkeyPatch):
     np.testing.assert_array_equal(areas.intersect, total[0].numpy())
     np.testing.assert_array_equal(areas.pred, total[1].numpy())
     np.testing.assert_array_equal(areas.label, total[2].numpy())
+    # every id is a class here: the confusion matrix's diagonal, column and row sums are PaddleSeg's three areas
+    np.testing.assert_array_equal(np.diag(areas.confusion), total[0].numpy())
+    np.testing.assert_array_equal(areas.confusion.sum(axis=0), total[1].numpy())
+    np.testing.assert_array_equal(areas.confusion.sum(axis=1), total[2].numpy())
 
     class_iou, miou = ps_metrics.mean_iou(*total)
     acc, class_precision, class_recall = ps_metrics.class_measurement(*total)
@@ -94,3 +98,34 @@ def test_hand_counted_example():
     pe = (1 * 2 + 2 * 1) / 9
     assert s["kappa"] == pytest.approx((2 / 3 - pe) / (1 - pe))
     assert metrics.Areas(3).summary(absent="one")["class_iou"] == [1.0, 1.0, 1.0]
+
+
+def test_hand_counted_confusion_matrix():
+    # (label, pred) pixels: (0,0) (0,1) (2,2) / (1,1) ignored (2,0) / (1, 9: not a class) (3: not a class, 0)
+    label = np.array([[0, 0, 2], [1, 255, 2], [1, 3, 0]], np.uint8)
+    pred = np.array([[0, 1, 2], [1, 0, 0], [9, 0, 0]], np.int32)
+    got = metrics.Areas(3)
+    got.update(pred, label)
+    assert got.confusion.tolist() == [[2, 1, 0],  # rows: ground truth, columns: prediction
+                                      [0, 1, 0],
+                                      [1, 0, 1]]  # fmt: skip
+    cells, counts = metrics.confusion_of(pred, label, 3)
+    assert dict(zip(cells.tolist(), counts.tolist())) == {0: 2, 1: 1, 4: 1, 6: 1, 8: 1}  # label * 3 + pred
+    assert got.summary()["confusion"] == got.confusion.tolist()
+    got.update(pred, label)  # a second image adds up
+    assert got.confusion.sum() == 12 and got.confusion[0, 0] == 4
+
+
+def test_confusion_matrix_equals_sklearn_and_gives_the_reported_ious():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    areas = metrics.Areas(NUM_CLASSES)
+    want = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    for pred, label in _images(seed=3):
+        areas.update(pred, label)
+        keep = label != 255
+        want += sklearn_metrics.confusion_matrix(label[keep], pred[keep], labels=list(range(NUM_CLASSES)))
+    np.testing.assert_array_equal(areas.confusion, want)
+    cm = areas.confusion
+    union = cm.sum(0) + cm.sum(1) - np.diag(cm)
+    iou = np.divide(np.diag(cm), union, out=np.zeros(NUM_CLASSES), where=union > 0)
+    np.testing.assert_allclose(areas.summary()["class_iou"], iou, rtol=0, atol=1e-12)

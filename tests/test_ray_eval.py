@@ -64,6 +64,9 @@ def test_ray_eval_equals_local_eval_report_json_and_skip_bad(cluster, unet, tmp_
     files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*") if p.is_file())
     assert len([f for f in files if f.parts[0] == "worst"]) == 4
+    assert Path("confusion_onnx.png") in files  # compared byte for byte below, its counts in eval.json
+    confusion = mine["backends"]["onnx"]["confusion"]  # equal to the local engine's (the JSON comparison above)
+    assert len(confusion) == 4 and sum(map(sum, confusion)) == mine["backends"]["onnx"]["pixels"] > 0
     for name in files:
         a, b = tmp_path / "local" / name, tmp_path / "ray" / name
         if name.suffix == ".json":

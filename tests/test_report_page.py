@@ -3,6 +3,8 @@ screenshot shows (the page's text and the legend's colours drawn), not by the fi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from tests.browser import has_colour, screenshot
@@ -47,7 +49,7 @@ def test_eval_report_index_renders_chart_worst_panels_and_legend(models, tmp_pat
 
     import zoo
     from zoo import synthetic
-    from zoo.measure.eval_report import BAR_COLORS
+    from zoo.measure.eval_report import BAR_COLORS, DIAGONAL
 
     models.install_converted(NAME)
     data = synthetic.write_labelled_dataset(tmp_path / "data", 3, 64, 128, layout="folders", num_classes=4)
@@ -59,10 +61,19 @@ def test_eval_report_index_renders_chart_worst_panels_and_legend(models, tmp_pat
     assert worst and all(f"worst/{p.name}" in text for p in worst) and "class_iou.png" in text
     panel = cv2.imread(str(worst[0]))
     assert panel.shape[0] == 64 + 40  # the caption band above the four pictures
+    # the confusion matrix with its caption; its raw counts in eval.json, one row and column per class
+    confusion = cv2.imread(str(report / "confusion_onnx.png"))
+    assert confusion is not None and "<img src='confusion_onnx.png'" in text
+    assert "each row is a ground-truth class and sums to 100 %" in text
+    matrix = json.loads((report / "eval.json").read_text())["backends"]["onnx"]["confusion"]
+    assert [len(row) for row in matrix] == [len(zoo.architecture("unet").labels)] * len(zoo.architecture("unet").labels)
+    outline = int((confusion[:, :, ::-1] == np.asarray(DIAGONAL, np.uint8)).all(axis=2).sum())
     shot = screenshot(page, tmp_path / "shot.png")
     assert (shot < 60).all(axis=2).sum() > 500  # text drawn
     # the bar chart was loaded and drawn: its first backend's bar colour covers far more than a few pixels
     assert has_colour(shot, BAR_COLORS[0], min_pixels=300)
+    # the confusion picture was loaded and drawn at its size: every pixel of its outlined diagonal is on the page
+    assert outline > 0 and has_colour(shot, DIAGONAL, min_pixels=outline)
     colors = zoo.architecture("unet").colors()
     for i, _name in enumerate(zoo.architecture("unet").labels):
         assert has_colour(shot, tuple(int(c) for c in colors[i]), min_pixels=18 * 18 - 40)  # every legend swatch

@@ -9,6 +9,7 @@ except :func:`echo`'s own lines: ``--json`` output stays clean.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -91,23 +92,31 @@ def echo(line: str, *, err: bool = False) -> None:
 
 @contextlib.contextmanager
 def spinner(what: str) -> Iterator[None]:
-    """While the block runs, ``| what (3 s)`` turning on stderr; the line is cleared when it ends."""
+    """While the block runs, ``| what (3 s)`` turning on stderr; the line is cleared when it ends.
+
+    It writes to its own copy of stderr's file descriptor, so a block that silences fd 2 (Ray's start-up does, for
+    its C++ core's lines) still shows it turning."""
     if not enabled():
         yield
         return
     stop = threading.Event()
     start = time.monotonic()
+    try:
+        sys.stderr.flush()  # what was written before comes first
+        out: Any = os.fdopen(os.dup(sys.stderr.fileno()), "w", encoding="utf-8", errors="replace")
+    except (AttributeError, OSError, ValueError):  # a stderr without a file descriptor (ZOO_PROGRESS=1 under a test)
+        out = sys.stderr
 
     def turn() -> None:
         frame = 0
         while not stop.wait(SPIN_PERIOD if frame else 0):
             elapsed = f" ({time.monotonic() - start:.0f} s)"
             text = f"{SPIN_FRAMES[frame % len(SPIN_FRAMES)]} {what[: 77 - len(elapsed)]}{elapsed}"  # within 80 columns
-            sys.stderr.write("\r" + text + "\033[K")
-            sys.stderr.flush()
+            out.write("\r" + text + "\033[K")
+            out.flush()
             frame += 1
-        sys.stderr.write("\r\033[K")
-        sys.stderr.flush()
+        out.write("\r\033[K")
+        out.flush()
 
     thread = threading.Thread(target=turn, name="zoo-spinner", daemon=True)
     thread.start()
@@ -116,3 +125,5 @@ def spinner(what: str) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+        if out is not sys.stderr:
+            out.close()

@@ -82,3 +82,15 @@ def peak_rss_mb() -> float:
 
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return peak / (1 << 20 if sys.platform == "darwin" else 1 << 10)  # bytes on macOS, KiB on Linux
+
+
+INT_LIST = re.compile(r"\[\n\s*(-?\d+(?:,\n\s*-?\d+)*)\n\s*\]")  # a list of integers as json.dumps(indent=) lays it out
+
+
+def json_text(obj: object) -> str:
+    """``obj`` as JSON indented by 2, each list of integers on one line (a confusion matrix reads a row per line,
+    not a number per line). Only layout whitespace changes: a JSON string never holds a raw newline."""
+    import json
+
+    text = json.dumps(obj, indent=2, default=str)
+    return INT_LIST.sub(lambda m: "[" + ", ".join(re.split(r",\n\s*", m.group(1))) + "]", text)

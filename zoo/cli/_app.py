@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -262,7 +261,9 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def print_json(obj: Any) -> None:
     """Machine-readable output: one JSON document on stdout."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    from zoo.util import json_text
+
+    sys.stdout.write(json_text(obj) + "\n")
     sys.stdout.flush()
 
 

@@ -16,7 +16,7 @@ import typer
 
 from zoo.cli._app import app, info, parse_size, print_json, stdout_to_stderr
 from zoo.cli.engine_options import (AddressFlag, BatchSizeFlag, EngineFlag, ThreadsPerWorkerFlag, WorkersFlag,
-                                   ray_options)
+                                   ray_options, start_ray)
 from zoo.store import artifacts
 
 
@@ -79,7 +79,8 @@ def eval_(
     threads_per_worker: ThreadsPerWorkerFlag = None,
     json_: bool = typer.Option(False, "--json", help="Print everything as one JSON object."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="DIR",  # noqa: UP007
-                                          help="Write eval.json, a per-class IoU chart and the worst images here."),  # fmt: skip
+                                          help="Write eval.json, a per-class IoU chart, confusion matrices and the worst "
+                                               "images here."),  # fmt: skip
 ) -> None:
     """Measure segmentation accuracy on labelled data, as PaddleSeg's val.py does, on one or more backends."""
     from zoo.measure import datasets, evaluation
@@ -128,6 +129,7 @@ def eval_(
                 from zoo.engines import ray_cluster, ray_eval
 
                 try:
+                    start_ray(ray)
                     result = ray_eval.evaluate(target, dataset, backends=names, precisions=precisions,
                                                device=device, ray=ray, announce=info, **shared)  # fmt: skip
                 finally:

@@ -16,7 +16,7 @@ import typer
 
 from zoo.cli._app import app, backend_name, info, print_json, say, show_result, stdout_to_stderr, zoo_warnings
 from zoo.cli.engine_options import (AddressFlag, BatchSizeFlag, EngineFlag, ThreadsPerWorkerFlag, WorkersFlag,
-                                   ray_options)
+                                   ray_options, start_ray)
 from zoo.errors import ImageError
 from zoo.store import artifacts
 
@@ -205,8 +205,7 @@ def run_on_ray(model: Any, inputs: list[str], out: Path, *, backend: str, precis
         show_result(result, summaries, json_)
 
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
-        ray.check()
-        ray_cluster.connect(ray.address)
+        start_ray(ray)
         handle = shipping.resolve_model(model, backend=backend, precision=precision, device=device,
                                         threads=ray.threads_per_worker, ship=ray.ship)  # fmt: skip
         info(f"{handle.name} ({handle.architecture.name}, {handle.num_classes} classes) on {handle.backend}, Ray: "

@@ -46,3 +46,14 @@ def ray_options(engine: str, *, address: str | None, workers: int | None, batch_
     defaults = RayOptions()
     return RayOptions(address, workers or defaults.workers, batch_size or defaults.batch_size,
                       threads_per_worker or defaults.threads_per_worker)  # fmt: skip
+
+
+def start_ray(ray: Any) -> None:
+    """Join or start Ray for ``--engine ray`` (its RayOptions checked first), a spinner saying so on a terminal: a local
+    Ray takes several seconds to start, and its own start-up lines are kept off the terminal."""
+    from zoo import progress
+    from zoo.engines import ray_cluster
+
+    ray.check()
+    with progress.spinner(f"joining Ray at {ray.address}" if ray.address else "starting a local Ray"):
+        ray_cluster.connect(ray.address)

@@ -197,11 +197,11 @@ def run(model: ShippedModel | str | os.PathLike[str], inputs: Sequence[str | os.
     todo = plan(inputs, Path(out), resume=resume)
     handle = _handle(model, options)
     results: list[Result] = []
-    meter = ray_cluster.Meter(len(todo.todo), progress)
     started = time.perf_counter()
     if todo.todo:
         ds = ray_cluster.dataset(handle, todo.todo, Segmenter, {"handle": handle, "out": str(out)}, options)
         order = {}
+        meter = ray_cluster.Meter(len(todo.todo), progress)  # a bar on a terminal: closed below
         try:
             with ray_cluster.quiet():
                 for row in ds.iter_rows():
@@ -215,6 +215,8 @@ def run(model: ShippedModel | str | os.PathLike[str], inputs: Sequence[str | os.
                     meter.tick()
         except Exception as exc:  # a worker's refusal arrives wrapped in Ray's own exception types
             raise ray_cluster.zoo_error(exc) from None
+        finally:
+            meter.close()
         results.sort(key=lambda r: order[id(r)])
     return Outcome(results, todo.done, todo.total, time.perf_counter() - started)
 

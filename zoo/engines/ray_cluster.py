@@ -228,17 +228,27 @@ def zoo_error(exc: BaseException) -> BaseException:
 
 
 class Meter:
-    """Images/s on the driver, printed at most every few seconds."""
+    """Progress of a Ray job on the driver: on a terminal a k/N bar (zoo.progress, as the local engine's); the
+    images/s line at the end, and off a terminal also at most every few seconds."""
 
-    def __init__(self, total: int, emit: Callable[[str], None] | None, every: float = 5.0):
+    def __init__(self, total: int, emit: Callable[[str], None] | None, every: float = 5.0, desc: str = "segmenting"):
+        from zoo import progress
+
         self.total, self.emit, self.every = total, emit, every
         self.done = 0
         self.started = self.last = time.perf_counter()
+        self.bar = progress.counter(total, desc, "images") if emit is not None else progress.Quiet(total)
+        self.drawn = not isinstance(self.bar, progress.Quiet)  # the bar shows the count: no periodic lines
 
     def tick(self) -> None:
         self.done += 1
+        self.bar.update(1)
         now = time.perf_counter()
-        if self.emit is not None and (now - self.last >= self.every or self.done == self.total):
+        due = now - self.last >= self.every and not self.drawn
+        if self.emit is not None and (due or self.done == self.total):
             self.last = now
             rate = self.done / max(now - self.started, 1e-9)
             self.emit(f"{self.done}/{self.total} images, {rate:.1f} images/s")
+
+    def close(self) -> None:
+        self.bar.close()

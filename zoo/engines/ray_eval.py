@@ -5,8 +5,8 @@ The driver does what the local engine does before and after inference, through t
 ``--skip-bad``, the worst images for ``--report``, the result and its JSON. Each actor opens the shipped models once
 (zoo/engines/shipping.py) and runs :func:`~zoo.measure.evaluation.load_sample` and
 :func:`~zoo.measure.evaluation.score_image` — the local engine's own per-image functions, every inference mode
-included — on its rows. Per-class areas are integers, so the sums equal the local engine's exactly; the timings and the
-``engine`` field are what differ.
+included — on its rows. Per-class areas and confusion matrices are integers, so the sums equal the local engine's
+exactly; the timings and the ``engine`` field are what differ.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class Evaluator:
             else:
                 scores = evaluation.score_image(self.models, item, self.options, self.num_classes)
                 record = {"areas": [s.areas for s in scores], "seconds": [s.seconds for s in scores],
+                          "confusion": [s.confusion for s in scores],  # sparse: a few cells per image
                           "preds": [pack(s.pred) if self.keep_preds else None for s in scores],
                           "providers": [m.providers for m in self.models], "unknown": item.unknown}  # fmt: skip
             rows["index"].append(int(index))
@@ -131,6 +132,7 @@ def _count(tally: Any, index: int, record: dict[str, Any], failed: list[tuple[in
         return
     for s, providers in zip(tally.scored, record["providers"]):
         tally.providers[s.key] = list(providers)  # what ran on the workers, not the driver's check
-    scores = [ImageScore(unpack(pred), areas, seconds)  # type: ignore[arg-type]
-              for areas, seconds, pred in zip(record["areas"], record["seconds"], record["preds"])]  # fmt: skip
+    scores = [ImageScore(unpack(pred), areas, seconds, confusion)  # type: ignore[arg-type]
+              for areas, seconds, pred, confusion in zip(record["areas"], record["seconds"], record["preds"],
+                                                         record["confusion"])]  # fmt: skip
     tally.add(tally.good[index], scores, order=index, unknown=record.get("unknown"))

@@ -1,4 +1,11 @@
-"""``zoo eval --report DIR``: eval.json, a per-class IoU bar chart and the worst images, drawn with OpenCV/numpy.
+"""``zoo eval --report DIR``: eval.json, a per-class IoU bar chart, a confusion matrix per backend and the worst
+images, drawn with OpenCV/numpy; index.html ties them together.
+
+``confusion_<backend>[-<precision>].png``: rows are the ground-truth classes, columns the predicted ones, each row
+normalised to 100 % of its class's pixels (ignored pixels left out), white 0 % to dark blue 100 %, the diagonal
+outlined. Only the classes found in the labels or the predictions get a row and a column (a partial evaluation of
+ADE20K's 150 classes shows fewer); the cells shrink with the class count, from 40 px (numbers in them while they fit)
+to 10 px (150 classes: a 1500 px grid, names still legible).
 
 ``worst/<rank>_<backend>_<stem>.jpg`` shows, left to right: the image, the prediction and the ground truth as colour
 overlays, and the errors (red where the prediction is wrong, grey where the label is ignored).
@@ -6,17 +13,20 @@ overlays, and the errors (red where the prediction is wrong, grey where the labe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
 from zoo.store.userfiles import write_user_file
+from zoo.util import json_text
 
 if TYPE_CHECKING:
     import numpy as np
 
 BAR_COLORS = ((66, 133, 244), (234, 67, 53), (52, 168, 83), (251, 188, 5))  # RGB, one per backend
+FULL = (8, 48, 107)  # RGB of a 100 % confusion cell (ColorBrewer's darkest blue); 0 % is white
+NO_TRUTH = (225, 225, 225)  # RGB of a row whose class has no ground-truth pixel: nothing to normalise by
+DIAGONAL = (230, 120, 0)  # RGB outline of the diagonal's cells (the right answers)
 
 
 def check_out(out: Path) -> None:
@@ -39,9 +49,14 @@ def write_report(result: Any, out: Path) -> list[Path]:
     """
     check_out(out)  # again: the folder may have changed during the evaluation
     written = [out / "eval.json", out / "class_iou.png"]
-    write_user_file(written[0], json.dumps(result.as_dict(), indent=2) + "\n")
+    write_user_file(written[0], json_text(result.as_dict()) + "\n")  # a confusion matrix row per line
     chart = class_iou_chart(result.labels, {k: v["class_iou"] for k, v in result.backends.items()})
     write_user_file(written[1], _encoded(".png", chart))
+    for key, summary in result.backends.items():
+        path = out / confusion_name(key)
+        matrix = summary["confusion"]
+        write_user_file(path, _encoded(".png", confusion_chart(result.labels, matrix, shown_classes(matrix), key)))
+        written.append(path)
     colors = _colors(result)
     for key, worst in result.worst.items():
         for rank, item in enumerate(worst, 1):
@@ -86,6 +101,11 @@ def write_index(result: Any, out: Path, written: list[Path]) -> Path:
             ["acc %", *(f"{d['backends'][k]['acc'] * 100:.2f}" for k in keys)],
             ["kappa (not %)", *(f"{d['backends'][k]['kappa']:.4f}" for k in keys)]]  # fmt: skip
     figures = [("class_iou.png", "IoU per class, one bar per backend")]
+    for key in keys:
+        n, shown = len(result.labels), len(shown_classes(d["backends"][key]["confusion"]))
+        figures.append((confusion_name(key), f"Confusion matrix of {key}: each row is a ground-truth class and sums to "
+                        "100 % of its pixels, each column the class predicted there; the outlined diagonal is what is "
+                        f"right. {shown} of {n} classes shown: those in the labels or the predictions."))  # fmt: skip
     figures += [(f"worst/{p.name}", p.stem.replace("_", " ")) for p in written if p.parent.name == "worst"]
     colors = _colors(result)
     legend = [(name, tuple(int(c) for c in colors[i])) for i, name in enumerate(result.labels)]
@@ -165,3 +185,71 @@ def error_panel(rgb: np.ndarray, pred: np.ndarray, label: np.ndarray, palette: n
         scale = max_width / panel.shape[1]
         panel = cv2.resize(panel, (max_width, max(int(panel.shape[0] * scale), 1)), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(panel)
+
+
+def confusion_name(key: str) -> str:
+    """The report's file for one backend column: ``confusion_onnx.png``, ``confusion_onnx-int8.png``."""
+    return f"confusion_{key.replace('/', '-')}.png"
+
+
+def shown_classes(matrix: Any) -> list[int]:
+    """The classes a confusion picture shows: those with pixels in the labels (a row) or the predictions (a column)."""
+    import numpy as np
+
+    m = np.asarray(matrix, np.int64)
+    return [int(i) for i in np.flatnonzero((m.sum(axis=0) + m.sum(axis=1)) > 0)]
+
+
+def confusion_chart(labels: tuple[str, ...], matrix: Any, shown: list[int], key: str) -> np.ndarray:
+    """The row-normalised confusion matrix of ``shown`` classes (rows: ground truth), names on both axes; RGB uint8."""
+    import cv2
+    import numpy as np
+
+    m = np.asarray(matrix, np.int64)[np.ix_(shown, shown)]
+    rows = m.sum(axis=1, keepdims=True)
+    share = np.divide(m, rows, out=np.zeros(m.shape, np.float64), where=rows > 0)
+    k = max(len(shown), 1)
+    cell = int(np.clip(900 // k, 10, 40))  # 19 classes: 40 px, 150: 10 px
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, (0.45 if cell >= 18 else 0.32)
+    names = [(labels[i] if i < len(labels) else str(i))[:20] for i in shown]
+    text_w = max([cv2.getTextSize(n, font, scale, 1)[0][0] for n in names] + [40]) + 8
+    title = f"{key}: rows = ground truth (each sums to 100 %), columns = prediction"
+    left, top, grid = text_w + 24, 30 + text_w + 24, k * cell
+    width = max(left + grid + 70, cv2.getTextSize(title, font, 0.5, 1)[0][0] + 16)
+    img = np.full((top + max(grid, 110) + 12, width, 3), 255, np.uint8)  # 110: room for the sideways axis title
+    cv2.putText(img, title, (8, 20), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    full = np.asarray(FULL, np.float64)
+    for r in range(len(shown)):
+        y = top + r * cell
+        for c in range(len(shown)):
+            x, v = left + c * cell, share[r, c]
+            color = NO_TRUTH if rows[r, 0] == 0 else tuple(int(round(255 + (f - 255) * v)) for f in full)
+            cv2.rectangle(img, (x, y), (x + cell - 1, y + cell - 1), color, -1)
+            if cell >= 28 and rows[r, 0] and m[r, c]:
+                text = f"{v * 100:.0f}" if v >= 0.005 else "<1"
+                (tw, th), _ = cv2.getTextSize(text, font, 0.4, 1)
+                ink = (255, 255, 255) if v > 0.5 else (0, 0, 0)
+                cv2.putText(img, text, (x + (cell - tw) // 2, y + (cell + th) // 2), font, 0.4, ink, 1, cv2.LINE_AA)
+        for inset in range(2 if cell >= 20 else 1):  # 1-pixel lines, inside the cell
+            x = left + r * cell + inset
+            cv2.rectangle(img, (x, y + inset), (x + cell - 1 - 2 * inset, y + cell - 1 - 2 * inset), DIAGONAL, 1)
+        (tw, th), _ = cv2.getTextSize(names[r], font, scale, 1)
+        cv2.putText(img, names[r], (left - 6 - tw, y + (cell + th) // 2), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    # column names and the axis titles, written sideways: drawn on a strip that is then turned
+    strip = np.full((grid, text_w, 3), 255, np.uint8)
+    for c, name in enumerate(names):
+        th = cv2.getTextSize(name, font, scale, 1)[0][1]
+        cv2.putText(strip, name, (4, c * cell + (cell + th) // 2), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    img[top - text_w - 2 : top - 2, left : left + grid] = cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    cv2.putText(img, "prediction", (left, top - text_w - 10), font, 0.5, (60, 60, 60), 1, cv2.LINE_AA)
+    side = np.full((18, min(grid, 200) if grid >= 110 else 110, 3), 255, np.uint8)
+    cv2.putText(side, "ground truth", (2, 13), font, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
+    side = cv2.rotate(side, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    img[top : top + side.shape[0], 2 : 2 + side.shape[1]] = side
+    # the colour scale, 100 % at the top
+    x0, h = left + grid + 12, max(grid, 60)
+    ramp = np.linspace(1.0, 0.0, h)[:, None, None]
+    img[top : top + h, x0 : x0 + 14] = np.round(255 + (full - 255) * ramp).astype(np.uint8)
+    for v, y in ((100, top + 8), (50, top + h // 2 + 4), (0, top + h - 2)):
+        cv2.putText(img, f"{v}%", (x0 + 18, y), font, 0.35, (60, 60, 60), 1, cv2.LINE_AA)
+    return img

@@ -4,12 +4,13 @@ One evaluation, whichever engine infers: :class:`Tally` checks the options and e
 inference (missing and mis-sized labels are found now, not an hour in), keeps one column of running totals per model,
 decides what a bad sample does (``skip_bad``), keeps the worst images for ``--report`` and builds the
 :class:`EvalResult`. Per image, :func:`load_sample` decodes the image and its label and :func:`score_image` infers
-every model (in PaddleSeg's modes, zoo/measure/inference.py) and counts per-class areas (zoo/measure/metrics.py): the
-local engine here and the Ray engine's workers (zoo/engines/ray_eval.py) call the same two functions.
+every model (in PaddleSeg's modes, zoo/measure/inference.py) and counts per-class areas and the confusion matrix
+(zoo/measure/metrics.py): the local engine here and the Ray engine's workers (zoo/engines/ray_eval.py) call the same
+two functions.
 
-Locally the data flows as in ``zoo run``: reader threads decode and preprocess the next
-images while the calling thread infers, so memory holds a few images' maps, never the data set. Ctrl-C stops at the
-current image and returns the partial result (``interrupted``).
+Locally the data flows as in ``zoo run``: reader threads decode and preprocess the next images while the calling
+thread infers, so memory holds a few images' maps, never the data set. Ctrl-C stops at the current image and returns
+the partial result (``interrupted``).
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ class ImageScore:
     pred: np.ndarray  # label map [H, W]
     areas: tuple[np.ndarray, np.ndarray, np.ndarray]  # per class: intersect, predicted, labelled pixels
     seconds: float  # inference time
+    confusion: tuple[np.ndarray, np.ndarray]  # sparse confusion matrix: cells label * C + pred, pixel counts
 
 
 def score_image(models: Sequence[Model], item: Loaded, options: Options, num_classes: int) -> list[ImageScore]:
@@ -168,7 +170,8 @@ def score_image(models: Sequence[Model], item: Loaded, options: Options, num_cla
         pred = predict(model, item.inputs[model.architecture.input], size, options)
         seconds = time.perf_counter() - started
         areas = metrics.areas_of(pred, item.label, num_classes, options.ignore_index)  # type: ignore[arg-type]
-        scores.append(ImageScore(pred, areas, seconds))
+        confusion = metrics.confusion_of(pred, item.label, num_classes, options.ignore_index)  # type: ignore[arg-type]
+        scores.append(ImageScore(pred, areas, seconds, confusion))
     return scores
 
 
@@ -238,10 +241,7 @@ class Tally:
         from zoo.measure import metrics
 
         for s, one in zip(self.scored, scores, strict=True):
-            s.areas.intersect += one.areas[0]
-            s.areas.pred += one.areas[1]
-            s.areas.label += one.areas[2]
-            s.areas.images += 1
+            s.areas.add(one.areas, one.confusion)
             s.seconds += one.seconds
             if self.keep_worst:
                 entry = Worst(metrics.image_miou(*one.areas), sample.image, rgb, one.pred, label, sample)

@@ -2,7 +2,8 @@
 
 :class:`Areas` accumulates three int64 vectors over a whole data set, one image at a time — per class, the pixels
 predicted as the class (where the label is not ignored), the pixels labelled as the class, and their intersection —
-so memory never holds more than one image's maps. :func:`summarize` turns them into PaddleSeg's numbers:
+and the confusion matrix behind them (rows: ground truth, columns: prediction; :func:`confusion_of`), so memory never
+holds more than one image's maps. :func:`summarize` turns the areas into PaddleSeg's numbers:
 
 * IoU_c = I_c / (P_c + L_c - I_c); mIoU = the mean over *all* classes;
 * acc = ΣI / ΣP (pixel accuracy); class_acc_c = I_c / P_c (PaddleSeg's "class precision", what val.py prints as Acc);
@@ -54,6 +55,25 @@ def areas_of(pred: np.ndarray, label: np.ndarray, num_classes: int,
     return intersect.astype(np.int64), pred_area.astype(np.int64), label_area.astype(np.int64)
 
 
+def confusion_of(pred: np.ndarray, label: np.ndarray, num_classes: int,
+                 ignore_index: int = IGNORE_INDEX) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """One image's confusion matrix, sparse: (cells ``label * num_classes + pred``, their pixel counts), int64.
+
+    Rows are the ground truth, columns the prediction; ignored pixels, and ids outside the classes on either side, are
+    left out. Its diagonal is :func:`areas_of`'s intersect, its column and row sums its pred and label areas whenever
+    every id is a class (what check_ids and --ignore-unknown-ids make of the labels; models predict their classes).
+    """
+    pred = np.asarray(pred).reshape(-1).astype(np.int64)
+    label = np.asarray(label).reshape(-1).astype(np.int64)
+    if pred.shape != label.shape:
+        raise ValueError(f"prediction and label differ in size: {pred.size} vs {label.size} pixels")
+    n = int(num_classes)
+    keep = (label != ignore_index) & (label >= 0) & (label < n) & (pred >= 0) & (pred < n)
+    counts = np.bincount(label[keep] * n + pred[keep], minlength=n * n)
+    cells = np.flatnonzero(counts)
+    return cells.astype(np.int64), counts[cells].astype(np.int64)
+
+
 @dataclass
 class Areas:
     """Per-class pixel counts accumulated over a data set (int64: a full Cityscapes val has ~1e9 pixels)."""
@@ -64,23 +84,34 @@ class Areas:
     pred: np.ndarray = field(default=None)  # type: ignore[assignment]
     label: np.ndarray = field(default=None)  # type: ignore[assignment]
     images: int = 0
+    confusion: np.ndarray = field(default=None)  # type: ignore[assignment]  # [label, pred] pixels, int64
 
     def __post_init__(self) -> None:
         for name in ("intersect", "pred", "label"):
             if getattr(self, name) is None:
                 setattr(self, name, np.zeros(self.num_classes, np.int64))
+        if self.confusion is None:  # 150 classes: 22,500 int64s, 180 kB
+            self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
 
     def update(self, pred: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Add one image; returns its own areas (for per-image scores)."""
         one = areas_of(pred, label, self.num_classes, self.ignore_index)
-        self.intersect += one[0]
-        self.pred += one[1]
-        self.label += one[2]
-        self.images += 1
+        self.add(one, confusion_of(pred, label, self.num_classes, self.ignore_index))
         return one
 
+    def add(self, areas: tuple[np.ndarray, np.ndarray, np.ndarray], confusion: tuple[np.ndarray, np.ndarray]) -> None:
+        """Add one image's areas and sparse confusion (:func:`areas_of`, :func:`confusion_of`)."""
+        self.intersect += areas[0]
+        self.pred += areas[1]
+        self.label += areas[2]
+        cells, counts = confusion
+        np.add.at(self.confusion.reshape(-1), cells, counts)
+        self.images += 1
+
     def summary(self, absent: str = "zero") -> dict[str, Any]:
-        return summarize(self.intersect, self.pred, self.label, absent=absent) | {"images": self.images}
+        """:func:`summarize`'s metrics, the images counted and the raw confusion matrix (rows: ground truth)."""
+        return summarize(self.intersect, self.pred, self.label, absent=absent) | {
+            "images": self.images, "confusion": self.confusion.tolist()}  # fmt: skip
 
 
 def _ratio(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
