@@ -10,14 +10,16 @@ from typing import Any
 
 import typer
 
-from zoo.cli._app import info, print_json, show_result, stdout_to_stderr
+from zoo.cli._app import info, print_json, show_result, stdout_to_stderr, with_palette
 
 
 def run_on_ray(model: Any, inputs: list[str], out: Path, *, backend: str, precision: str, device: str, json_: bool,
-               ray: Any) -> None:  # fmt: skip
+               ray: Any, palette: tuple[tuple[int, int, int], ...] | None = None,
+               legend: bool = True) -> None:  # fmt: skip
     """Verify the model here, segment on the workers, print per image and images/s; exit 1 on failures.
 
-    ``model`` is what zoo run resolved and brought into the cache (as for the local engine); ``ray`` its RayOptions.
+    ``model`` is what zoo run resolved and brought into the cache (as for the local engine); ``ray`` its RayOptions;
+    ``palette`` and ``legend`` what --palette and --legend/--no-legend gave, as for the local engine.
     """
     import contextlib
 
@@ -33,12 +35,13 @@ def run_on_ray(model: Any, inputs: list[str], out: Path, *, backend: str, precis
         ray_cluster.connect(ray.address)
         handle = shipping.resolve_model(model, backend=backend, precision=precision, device=device,
                                         threads=ray.threads_per_worker, ship=ray.ship)  # fmt: skip
+        handle = with_palette(handle, palette)
         info(f"{handle.name} ({handle.architecture.name}, {handle.num_classes} classes) on {handle.backend}, Ray: "
              f"{ray.workers} worker(s) x {handle.threads} thread(s), batches of {ray.batch_size} → {out}")  # fmt: skip
         try:
             outcome = distributed.run(handle, inputs, out, address=ray.address, workers=ray.workers,
                                       batch_size=ray.batch_size, threads_per_worker=ray.threads_per_worker,
-                                      ship=ray.ship, on_result=show,
+                                      ship=ray.ship, legend=legend, on_result=show,
                                       progress=lambda line: info(f"zoo: {line}"))  # fmt: skip
         finally:
             ray_cluster.disconnect()
