@@ -78,4 +78,4 @@ def test_readme_python_example_runs(models, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == [
-        "prediction.color.png", "prediction.labels.png", "prediction.overlay.png"]
+        "prediction.color.png", "prediction.labels.png", "prediction.overlay.jpg"]  # zoo run's files

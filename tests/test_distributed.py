@@ -272,6 +272,26 @@ def test_cli_engine_ray_joins_a_cluster_and_counts_failures(cluster, unet, tmp_p
     assert "5 image(s) already done" in again.stderr and "1 of 6 inputs failed" in again.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.ray
+def test_cli_palette_and_no_legend_reach_the_workers(cluster, unet, tmp_path: Path):
+    folder = images_folder(tmp_path, n=3, bad=False)
+    flags = ("--palette", "paddleseg", "--no-legend")
+    run_zoo("run", NAME, str(folder), "--out", str(tmp_path / "local"), *flags, "--threads", "1", check=True)
+    run_zoo("run", NAME, str(folder), "--out", str(tmp_path / "ray"), *flags, "--engine", "ray", "--address",
+            cluster, "--workers", "1", "--threads-per-worker", "1", check=True)  # fmt: skip
+    assert assert_same_outputs(tmp_path / "local", tmp_path / "ray") == 4 * 3
+    overlay = np.frombuffer((tmp_path / "ray" / "img00.overlay.jpg").read_bytes(), np.uint8)
+    import cv2
+
+    assert cv2.imdecode(overlay, cv2.IMREAD_COLOR).shape[:2] == (40, 64)  # no legend strip
+    # PaddleSeg's pseudo-colours, not the plugin's palette (background would be black)
+    color = cv2.imread(str(tmp_path / "ray" / "img00.color.png"), cv2.IMREAD_COLOR)[..., ::-1]
+    labels = cv2.imread(str(tmp_path / "ray" / "img00.labels.png"), cv2.IMREAD_UNCHANGED)
+    pseudo = np.array([[128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128]], np.uint8)  # get_color_map_list[1:5]
+    np.testing.assert_array_equal(color, pseudo[labels])
+
+
 def test_engine_ray_without_ray_is_one_line_with_the_install_command(tmp_path: Path):
     folder = images_folder(tmp_path, n=1, bad=False)
     hide_ray = "import sys; sys.modules['ray'] = None; from zoo.cli import main; sys.exit(main(sys.argv[1:]))"

@@ -23,7 +23,7 @@ import pytest
 from tests.http_server import LOGIN_PAGE, FaultServer, http_server  # noqa: F401
 from tests.netstub import unknown_host
 from zoo import config
-from zoo.net import fetch, partial
+from zoo.net import fetch
 from zoo.store import cache, pins
 from zoo.errors import DownloadError, IntegrityError, OfflineError, ZooError
 from zoo.registry.entries import Artifact

@@ -67,7 +67,9 @@ def test_builtins_load_through_entry_points():
         assert arch.builder == f"zoo_{name}.network:build" and arch.labels == CITYSCAPES_LABELS
         assert (arch.input.color, arch.input.layout, arch.input.mean, arch.input.std) == (
             "RGB", "NCHW", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # fmt: skip
-        assert arch.colors()[:19] == pseudo_color_palette(19)
+        # Cityscapes names draw in Cityscapes' official colours (cityscapesScripts helpers/labels.py: road, ..., bicycle)
+        assert arch.colors()[:19][0] == (128, 64, 128) and arch.colors()[:19][13] == (0, 0, 142)
+        assert arch.colors()[:19][18] == (119, 11, 32) and arch.colors()[:19] != pseudo_color_palette(19)
 
 
 def test_pseudo_color_palette_is_paddleseg_s():

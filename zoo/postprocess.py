@@ -1,4 +1,10 @@
-"""Label maps into pictures and summaries (numpy, vectorised)."""
+"""Label maps into pictures and summaries (numpy, vectorised).
+
+The files of one prediction are made here, once, for every writer (``zoo run``'s both engines, ``zoo serve``,
+``Segmentation.save``): :func:`label_png` (class ids), :func:`color_png` (the colour mask, pixel for pixel the label
+map's size, so tools can read it as a map) and :func:`overlay_picture` (the mask blended over the image, with a
+:func:`legend` strip below naming the classes present), encoded by :func:`jpeg_bytes`.
+"""
 
 from __future__ import annotations
 
@@ -43,15 +49,16 @@ def class_shares(labels: np.ndarray, names: Sequence[str]) -> dict[str, float]:
 
 
 def png_bytes(ids: np.ndarray, palette: np.ndarray | None = None) -> bytes:
-    """A PNG of a label map: 8-bit paletted (``palette``: 256 x 3 uint8), else 8- or 16-bit grayscale.
+    """A PNG of a label map: 8-bit paletted (``palette``: 256 x 3 uint8), else 8- or 16-bit grayscale; an
+    ``[H, W, 3]`` uint8 array is written as an RGB PNG.
 
     cv2 cannot write paletted PNGs; label maps are long runs, so zlib level 1 makes small files fast.
     """
-    h, w = ids.shape
+    h, w = ids.shape[:2]
     raw = ids if ids.dtype == np.uint8 else ids.astype(">u2")
-    rows = np.zeros((h, 1 + w * raw.itemsize), np.uint8)  # each row starts with filter type 0
-    rows[:, 1:] = raw.view(np.uint8).reshape(h, -1)
-    color_type = 0 if palette is None else 3
+    rows = np.zeros((h, 1 + raw[0].size * raw.itemsize), np.uint8)  # each row starts with filter type 0
+    rows[:, 1:] = np.ascontiguousarray(raw).view(np.uint8).reshape(h, -1)
+    color_type = 2 if ids.ndim == 3 else 0 if palette is None else 3
     chunks = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 8 * raw.itemsize, color_type, 0, 0, 0))]
     if palette is not None:
         chunks.append((b"PLTE", np.ascontiguousarray(palette, dtype=np.uint8).tobytes()))
@@ -87,3 +94,39 @@ def legend(image: np.ndarray, labels: np.ndarray, names: Sequence[str], colors: 
         cv2.rectangle(strip, (x0, y0 + 2), (x0 + 14, y0 + 16), (0, 0, 0), 1)
         cv2.putText(strip, text, (x0 + 18, y0 + 14), font, scale, (0, 0, 0), thick, cv2.LINE_AA)
     return np.concatenate([np.asarray(image, np.uint8), strip], axis=0)
+
+
+def label_png(labels: np.ndarray) -> bytes:
+    """``<stem>.labels.png``: the class ids, 8-bit, 16-bit past 255 classes."""
+    return png_bytes(labels if labels.dtype == np.uint8 else labels.astype(np.uint16))
+
+
+def color_png(labels: np.ndarray, colors: Sequence[Sequence[int]]) -> bytes:
+    """``<stem>.color.png``: the colour mask at the label map's size (no legend: tools read it as a map). Paletted,
+    like PaddleSeg's pseudo-colour maps, for up to 256 classes (it decodes to the mask, and its indices are the ids);
+    else RGB."""
+    if labels.dtype == np.uint8 and labels.ndim == 2:
+        lut = np.asarray(colors, np.uint8).reshape(-1, 3)
+        return png_bytes(labels, lut[np.arange(256) % len(lut)])
+    return png_bytes(colorize(labels, colors))
+
+
+def overlay_picture(rgb: np.ndarray, labels: np.ndarray, names: Sequence[str], colors: Sequence[Sequence[int]],
+                    alpha: float, with_legend: bool = True) -> np.ndarray:  # fmt: skip
+    """``<stem>.overlay.jpg``'s picture (RGB): the colour mask blended over the image and, ``with_legend``, the
+    :func:`legend` strip below it (only the classes present, name and colour)."""
+    blended = overlay(rgb, colorize(labels, colors), alpha)
+    return legend(blended, labels, names, colors) if with_legend else blended
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """An RGB picture as JPEG bytes; ValueError (OpenCV's reason) when it cannot be encoded (a side past 65535)."""
+    import cv2
+
+    try:
+        ok, data = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    except cv2.error as exc:
+        raise ValueError(f"OpenCV cannot encode it as JPEG: {str(exc).strip().splitlines()[-1]}") from None
+    if not ok:
+        raise ValueError("OpenCV cannot encode it as JPEG")
+    return data.tobytes()

@@ -340,3 +340,12 @@ def show_result(result: Any, summaries: list[dict[str, Any]], json_: bool) -> bo
     if not json_:
         say(run_line(result.summary, width()))
     return True
+
+
+def with_palette(model: Any, colours: tuple[tuple[int, int, int], ...] | None) -> Any:
+    """A loaded Model (or a ShippedModel for Ray's workers) drawing with ``--palette``'s colours for this run."""
+    from dataclasses import replace
+
+    if colours is None:
+        return model
+    return replace(model, architecture=replace(model.architecture, palette=colours))

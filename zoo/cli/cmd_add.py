@@ -18,8 +18,9 @@ def add(
         None, "--labels", metavar="FILE|PRESET", help="Class names, one per line, or cityscapes|ade20k|voc|camvid."
     ),
     palette: Optional[str] = typer.Option(  # noqa: UP007
-        None, "--palette", metavar="FILE|PRESET", help="Colours, one 'R G B' or '#rrggbb' per line, or a preset."
-    ),
+        None, "--palette", metavar="FILE|PRESET",
+        help="Colours, one 'R G B' or '#rrggbb' per line, or cityscapes|ade20k|voc|camvid|paddleseg (PaddleSeg's "
+        "pseudo-colours); default: the preset of --labels or --dataset, else PaddleSeg's."),
     dataset: Optional[str] = typer.Option(  # noqa: UP007
         None, "--dataset", help="What it was trained on (ade20k also sets ADE20K's eval convention)."
     ),

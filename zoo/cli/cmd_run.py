@@ -14,7 +14,8 @@ from typing import Any, Optional
 
 import typer
 
-from zoo.cli._app import app, backend_name, info, print_json, say, show_result, stdout_to_stderr, zoo_warnings
+from zoo.cli._app import (app, backend_name, info, print_json, say, show_result, stdout_to_stderr, with_palette,
+                          zoo_warnings)
 from zoo.cli.engine_options import (AddressFlag, BatchSizeFlag, EngineFlag, ThreadsPerWorkerFlag, WorkersFlag,
                                    ray_options, start_ray)
 from zoo.errors import ImageError
@@ -52,6 +53,12 @@ def run(
     offline: bool = typer.Option(
         False, "--offline", "--no-fetch", help="Never download: a model missing from the cache is an error."
     ),
+    palette: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--palette", metavar="PRESET|FILE",
+        help="Draw with these colours instead of the model's: a preset (cityscapes, ade20k, voc, camvid, paddleseg: "
+        "PaddleSeg's pseudo-colour map) or a file with one 'R G B' or '#rrggbb' per line."),  # fmt: skip
+    legend: bool = typer.Option(True, "--legend/--no-legend",
+                                help="A legend strip (classes present: colour and name) below each overlay."),
     engine: EngineFlag = "local",
     address: AddressFlag = None,
     workers: WorkersFlag = None,
@@ -62,9 +69,10 @@ def run(
 
     A registry model missing from the cache is pulled and converted first (unless --offline).
     """
-    from zoo.registry import backends
+    from zoo.registry import backends, model_facts
     from zoo.runners import runtime
 
+    colours = model_facts.read_palette(palette) if palette else None  # a bad --palette fails before anything loads
     flags = (backend, precision)  # runtime.load decides from these: the tuned choice when both are None
     ray = ray_options(engine, address=address, workers=workers, batch_size=batch_size,
                       threads_per_worker=threads_per_worker, threads=threads)  # flags that do not fit: said first
@@ -81,12 +89,13 @@ def run(
         with stdout_to_stderr() if json_ else contextlib.nullcontext():
             target = provisioned(model, backend, precision, offline)
         return run_on_ray(target, inputs, out, backend=backend, precision=precision, device=device.value, json_=json_,
-                          ray=ray)  # fmt: skip
+                          ray=ray, palette=colours, legend=legend)  # fmt: skip
     from zoo.engines import video
 
     if any(video.is_video(i) for i in inputs):
         return run_videos(model, inputs, out, backend=backend, device=device.value, threads=threads,
-                          precision=precision, offline=offline, every=every, label_maps=label_maps, json_=json_)
+                          precision=precision, offline=offline, every=every, label_maps=label_maps, json_=json_,
+                          palette=colours)
     from zoo import images, progress
     from zoo.engines import segment
 
@@ -96,7 +105,7 @@ def run(
         info(f"zoo: error: {failure.error}")
     readable = [p for p in paths if p not in {f.path for f in failures}]
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
-        loaded = load(model, backend, device.value, threads, precision, offline, flags=flags)
+        loaded = with_palette(load(model, backend, device.value, threads, precision, offline, flags=flags), colours)
         info(
             f"{loaded.name} ({loaded.architecture.name}, {loaded.num_classes} classes) on "
             f"{loaded.selection.describe() if loaded.selection else loaded.backend}: "
@@ -106,7 +115,7 @@ def run(
         started = time.perf_counter()
         summaries = []
         with progress.counter(len(readable), "segmenting", "images") as bar:
-            for result in segment.segment_files(loaded, readable, out):
+            for result in segment.segment_files(loaded, readable, out, legend=legend):
                 if not show_result(result, summaries, json_):
                     failures.append(result)
                 bar.update(1)
@@ -159,14 +168,15 @@ def load(model: str, backend: str, device: str, threads: int | None, precision: 
 
 
 def run_videos(model: str, inputs: list[str], out: Path, *, backend: str, device: str, threads: int | None,
-               precision: str, offline: bool, every: int, label_maps: bool, json_: bool) -> None:  # fmt: skip
+               precision: str, offline: bool, every: int, label_maps: bool, json_: bool,
+               palette: tuple[tuple[int, int, int], ...] | None = None) -> None:  # fmt: skip
     """``zoo run`` on video files (zoo/engines/video.py): one result line per video, with frames/s."""
     from zoo.engines import video
 
     if not all(video.is_video(i) for i in inputs):
         raise ImageError("give videos and images to separate 'zoo run' commands")
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
-        loaded = load(model, backend, device, threads, precision, offline)
+        loaded = with_palette(load(model, backend, device, threads, precision, offline), palette)
         summaries = []
         for clip in inputs:
             done = video.segment_video(loaded, Path(clip), out, every=every, label_maps=label_maps)
@@ -192,11 +202,12 @@ def _without_outputs(paths: list[Path], out: Path) -> list[Path]:
 
 
 def run_on_ray(model: Any, inputs: list[str], out: Path, *, backend: str, precision: str, device: str, json_: bool,
-               ray: Any) -> None:  # fmt: skip
+               ray: Any, palette: tuple[tuple[int, int, int], ...] | None = None,
+               legend: bool = True) -> None:  # fmt: skip
     """``zoo run --engine ray``: the same outputs and exit codes as the local engine, on a Ray cluster
     (zoo/engines/distributed.py). Verify the model here, segment on the workers, print per image and images/s; exit 1
     on failures. ``model`` is what zoo run resolved and brought into the cache (as for the local engine); ``ray`` its
-    RayOptions."""
+    RayOptions; ``palette`` and ``legend`` what --palette and --legend/--no-legend gave, as for the local engine."""
     from zoo.engines import distributed, ray_cluster, shipping
 
     summaries: list[dict[str, Any]] = []
@@ -208,12 +219,13 @@ def run_on_ray(model: Any, inputs: list[str], out: Path, *, backend: str, precis
         start_ray(ray)
         handle = shipping.resolve_model(model, backend=backend, precision=precision, device=device,
                                         threads=ray.threads_per_worker, ship=ray.ship)  # fmt: skip
+        handle = with_palette(handle, palette)
         info(f"{handle.name} ({handle.architecture.name}, {handle.num_classes} classes) on {handle.backend}, Ray: "
              f"{ray.workers} worker(s) x {handle.threads} thread(s), batches of {ray.batch_size} → {out}")  # fmt: skip
         try:
             outcome = distributed.run(handle, inputs, out, address=ray.address, workers=ray.workers,
                                       batch_size=ray.batch_size, threads_per_worker=ray.threads_per_worker,
-                                      ship=ray.ship, on_result=show,
+                                      ship=ray.ship, legend=legend, on_result=show,
                                       progress=lambda line: info(f"zoo: {line}"))  # fmt: skip
         finally:
             ray_cluster.disconnect()

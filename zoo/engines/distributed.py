@@ -95,9 +95,10 @@ def _complete(out: Path, stem: str, name: str) -> bool:
 class Segmenter:
     """One Ray actor: a verified model's session, built once; segments batches of rows into ``out``."""
 
-    def __init__(self, handle: ShippedModel, out: str, cwd: str = ""):
+    def __init__(self, handle: ShippedModel, out: str, cwd: str = "", legend: bool = True):
         ray_cluster.enter(cwd)
         self.model = handle.open()
+        self.legend = legend  # the overlay's legend strip, as the local engine's segment_files(legend=...)
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
 
@@ -130,7 +131,7 @@ class Segmenter:
             return None, str(exc)
         try:
             (self.out / f"{stem}.json").unlink(missing_ok=True)  # no stale completion marker while files are rewritten
-            return segment.write_outputs(self.model, item, output, self.out, stem), None
+            return segment.write_outputs(self.model, item, output, self.out, stem, self.legend), None
         except ZooError as exc:
             return None, str(exc)
         except OSError as exc:
@@ -146,7 +147,8 @@ def _ms(started: float) -> float:
 
 def segment(model_handle_or_name: ShippedModel | str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
             out: str | os.PathLike[str], *, address: str | None = None, workers: int = 2, batch_size: int = 8,
-            threads_per_worker: int = 1, resume: bool = True, ship: str = "object") -> ray.data.Dataset:  # fmt: skip
+            threads_per_worker: int = 1, resume: bool = True, ship: str = "object",
+            legend: bool = True) -> ray.data.Dataset:  # fmt: skip
     """A Ray Dataset that segments ``inputs`` into ``out`` when consumed: rows ``index, input, summary (JSON), error``.
 
     The images whose outputs are complete in ``out`` are left out (``resume``). Compose it further, or consume it
@@ -157,7 +159,7 @@ def segment(model_handle_or_name: ShippedModel | str | os.PathLike[str], inputs:
     ray_cluster.connect(address)
     handle = _handle(model_handle_or_name, options)
     todo = plan(inputs, Path(out), resume=resume).todo
-    return ray_cluster.dataset(handle, todo, Segmenter, {"handle": handle, "out": str(out)}, options)
+    return ray_cluster.dataset(handle, todo, Segmenter, {"handle": handle, "out": str(out), "legend": legend}, options)
 
 
 def _handle(model: ShippedModel | str | os.PathLike[str], options: RayOptions) -> ShippedModel:
@@ -185,7 +187,7 @@ class Outcome:
 
 def run(model: ShippedModel | str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
         out: str | os.PathLike[str], *, address: str | None = None, workers: int = 2, batch_size: int = 8,
-        threads_per_worker: int = 1, resume: bool = True, ship: str = "object",
+        threads_per_worker: int = 1, resume: bool = True, ship: str = "object", legend: bool = True,
         on_result: Callable[[Result], None] | None = None,
         progress: Callable[[str], None] | None = None) -> Outcome:  # fmt: skip
     """Segment on Ray and wait: ``on_result`` sees each Result as it arrives, ``progress`` gets images/s lines."""
@@ -199,7 +201,7 @@ def run(model: ShippedModel | str | os.PathLike[str], inputs: Sequence[str | os.
     results: list[Result] = []
     started = time.perf_counter()
     if todo.todo:
-        ds = ray_cluster.dataset(handle, todo.todo, Segmenter, {"handle": handle, "out": str(out)}, options)
+        ds = ray_cluster.dataset(handle, todo.todo, Segmenter, {"handle": handle, "out": str(out), "legend": legend}, options)
         order = {}
         meter = ray_cluster.Meter(len(todo.todo), progress)  # a bar on a terminal: closed below
         try:

@@ -1,8 +1,10 @@
 """Segmenting files: decode → preprocess → infer → colour, encode and write, as an overlapping pipeline.
 
 For each input ``<stem>``, into the output folder: ``<stem>.labels.png`` (class ids: 8-bit, 16-bit past 255
-classes), ``<stem>.color.png`` (the plugin's palette), ``<stem>.overlay.jpg`` (the mask blended over the image) and
-``<stem>.json`` (pixel share per class, size, model, backend, providers, timings).
+classes), ``<stem>.color.png`` (the model's palette; the label map's size, no legend), ``<stem>.overlay.jpg`` (the mask
+blended over the image, with a legend strip below naming the classes present, unless ``legend=False``) and
+``<stem>.json`` (pixel share per class, size, model, backend, providers, timings). The pictures are
+:mod:`zoo.postprocess`'s, as ``zoo serve`` and ``Segmentation.save`` make them.
 
 Reader threads decode and preprocess the next images while the caller's thread runs the model (ONNX Runtime releases
 the GIL), and a writer thread colours, encodes and writes the previous results. A bad input becomes a Result with an
@@ -52,7 +54,7 @@ class _Prepared:
     ms: dict[str, float]
 
 
-def segment_files(model: Model, paths: Sequence[Path], out: Path) -> Iterator[Result]:
+def segment_files(model: Model, paths: Sequence[Path], out: Path, *, legend: bool = True) -> Iterator[Result]:
     """Segment every path into ``out``; yields a Result per input, in input order, as each is written."""
     stems = output_stems(paths)
     made = False  # the output folder is made for the first result, so a run that writes nothing leaves none
@@ -87,7 +89,7 @@ def segment_files(model: Model, paths: Sequence[Path], out: Path) -> Iterator[Re
                 if not made:
                     make_output_folder(out)
                     made = True
-                writing.append((path, writer.submit(_write, model, prepared, output, out, stems[path])))
+                writing.append((path, writer.submit(_write, model, prepared, output, out, stems[path], legend)))
             while len(writing) > WRITE_BACKLOG or (writing and writing[0][1].done()):
                 yield _written(*writing.popleft())
         while writing:
@@ -136,18 +138,17 @@ def _prepare(model: Model, path: Path) -> _Prepared:
     return _Prepared(path, decoded.rgb, x, decoded.notes, {"read": read_ms, "preprocess": _ms(started)})
 
 
-def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: str) -> dict[str, Any]:
-    import cv2
-    import numpy as np
-
+def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: str,
+           legend: bool = True) -> dict[str, Any]:  # fmt: skip
     from zoo import postprocess
 
     started = time.perf_counter()
     h, w = item.rgb.shape[:2]
     labels = model.to_labels(output, (h, w))
     arch = model.architecture
-    mask = arch.colorize(labels)
-    overlay = postprocess.overlay(item.rgb, mask, arch.overlay_alpha)  # == arch.overlay, without colouring twice
+    n = len(model.labels)
+    colors = arch.colors(n)[:n]  # one per class (Model.colors), as Segmentation.save draws: the same files
+    overlay = postprocess.overlay_picture(item.rgb, labels, model.labels, colors, arch.overlay_alpha, legend)
     shares = postprocess.class_shares(labels, model.labels)
     item.ms["postprocess"] = _ms(started)
 
@@ -158,14 +159,13 @@ def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: s
         "overlay": out / f"{stem}{OUTPUT_SUFFIXES[2]}",
         "summary": out / f"{stem}.json",
     }
-    ids = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)
-    write_user_file(files["labels"], png_bytes(ids), sync=False)
-    if labels.dtype == np.uint8:  # a paletted PNG, like PaddleSeg's pseudo-colour maps: it decodes to `mask`
-        colors = np.asarray(arch.colors(), np.uint8).reshape(-1, 3)
-        write_user_file(files["color"], png_bytes(labels, colors[np.arange(256) % len(colors)]), sync=False)
-    else:
-        _encode(files["color"], ".png", mask[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    _encode(files["overlay"], ".jpg", overlay[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    write_user_file(files["labels"], postprocess.label_png(labels), sync=False)
+    write_user_file(files["color"], postprocess.color_png(labels, colors), sync=False)
+    try:
+        jpeg = postprocess.jpeg_bytes(overlay)
+    except ValueError as exc:  # e.g. JPEG's 65535-pixel side limit
+        raise OSError(f"{files['overlay'].name}: {exc}") from None
+    write_user_file(files["overlay"], jpeg, sync=False)
     item.ms["write"] = _ms(started)
     summary = {
         "input": str(item.path),
@@ -193,18 +193,6 @@ def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: s
 def _config(model: Any) -> dict[str, Any] | None:
     selection = getattr(model, "selection", None)
     return selection.as_dict() if selection is not None else None
-
-
-def _encode(path: Path, ext: str, image: np.ndarray, params: list[int]) -> None:
-    import cv2
-
-    try:
-        ok, data = cv2.imencode(ext, image, params)
-    except cv2.error as exc:  # e.g. JPEG's 65535-pixel side limit
-        raise OSError(f"OpenCV cannot encode {path.name}: {str(exc).strip().splitlines()[-1]}") from None
-    if not ok:
-        raise OSError(f"OpenCV cannot encode {path.name}")
-    write_user_file(path, data.tobytes(), sync=False)
 
 
 def png_bytes(ids: np.ndarray, palette: np.ndarray | None = None) -> bytes:

@@ -36,48 +36,6 @@ class AddResult:
                 "program": self.signature, "entry": self.entry.as_dict()}  # fmt: skip
 
 
-def read_labels(value: str) -> tuple[str, ...]:
-    """``--labels``: a preset name, or a text file with one class name per line (blank lines and # comments skipped)."""
-    if value in presets.LABELS:
-        return presets.LABELS[value]
-    lines = _lines(value, "--labels")
-    if not lines:
-        raise AddError(f"--labels {value}: the file names no classes; put one class name per line")
-    return tuple(lines)
-
-
-def read_palette(value: str) -> tuple[tuple[int, int, int], ...]:
-    """``--palette``: a preset name, or a text file with one colour per line: ``R G B``, ``R,G,B`` or ``#rrggbb``."""
-    if value in presets.PALETTES:
-        return presets.PALETTES[value]
-    colours = []
-    for number, line in enumerate(_lines(value, "--palette"), 1):
-        text = line.strip()
-        try:
-            rgb = [int(text[i : i + 2], 16) for i in (1, 3, 5)] if text.startswith("#") and len(text) == 7 else \
-                [int(v) for v in text.replace(",", " ").split()]  # fmt: skip
-        except ValueError:
-            rgb = []
-        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-            raise AddError(f"--palette {value}, colour {number}: {line!r} is not 'R G B' (0-255) or '#rrggbb'")
-        colours.append((rgb[0], rgb[1], rgb[2]))
-    if not colours:
-        raise AddError(f"--palette {value}: the file holds no colours")
-    return tuple(colours)
-
-
-def _lines(value: str, option: str) -> list[str]:
-    path = Path(value).expanduser()
-    if not path.is_file():
-        known = ", ".join(presets.LABELS)
-        raise AddError(f"{option} {value}: no such file and not a preset ({known})")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AddError(f"{option} {value}: cannot read it ({exc})") from None
-    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-
-
 def _source_url(source: str) -> str:
     """SOURCE as the entry's URL: http(s) and file:// as given, a local folder or archive as its absolute path."""
     if source.lower().startswith(("http://", "https://", "file://")):
@@ -116,8 +74,8 @@ def add(
         raise AddError(f"model '{name}' is already defined in {known.source}; choose another name")
     if mine and not force:
         raise AddError(f"model '{name}' is already in {target}; run 'zoo add {name} SOURCE --force' to replace it")
-    names = read_labels(labels) if labels else None
-    colours = read_palette(palette) if palette else None
+    names = model_facts.read_labels(labels, error=AddError) if labels else None
+    colours = model_facts.read_palette(palette, error=AddError) if palette else None
     base = plugins.get_architecture(architecture) if architecture else None
     url = _source_url(source)
     entry = ModelEntry(name, architecture, summary or f"PaddleSeg export added from {url}", dataset=dataset,
@@ -171,5 +129,6 @@ def _described(entry: ModelEntry, folder: Path, sha256: str | None, labels: tupl
         raise AddError(f"--palette has {len(palette)} colours for {n} classes; give one per class")
     conventions = presets.EVAL.get(dataset or "", {})
     reduce = reduce_zero_label if reduce_zero_label is not None else bool(conventions.get("reduce_zero_label", False))
+    palette = palette[:n] if palette is not None else None  # a preset's colours for this model's classes
     return replace(entry, num_classes=n, labels=labels, palette=palette, input=spec,
                    ignore_index=ignore_index, reduce_zero_label=reduce), sig.as_dict()  # fmt: skip

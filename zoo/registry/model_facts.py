@@ -16,14 +16,19 @@ does the same: an architecture plugin says what its networks usually take and pr
 
 :func:`architecture_for` merges them over the plugin (or over nothing, for a model without a plugin). A model with
 neither its own labels nor a plugin whose labels have its class count gets ``class_0``… and a generated palette:
-never another dataset's names.
+never another dataset's names. A model with no palette of its own (neither the entry's nor the plugin's) draws with
+the preset colours of its labels, else of its ``dataset`` when it has that dataset's class count
+(:func:`zoo.registry.presets.palette_of`): the built-in Cityscapes models get Cityscapes' official colours;
+``palette = "paddleseg"`` asks for PaddleSeg's pseudo-colour map instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from zoo.errors import ZooError
 from zoo.registry import presets
 from zoo.registry.spec import Architecture, InputSpec
 
@@ -41,6 +46,48 @@ def _number(v: Any) -> bool:
 
 def _pair(v: Any) -> bool:
     return isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)
+
+
+def read_labels(value: str, option: str = "--labels", error: type[ZooError] = ZooError) -> tuple[str, ...]:
+    """``--labels``: a preset name, or a text file with one class name per line (blank lines and # comments skipped)."""
+    if value in presets.LABELS:
+        return presets.LABELS[value]
+    lines = _lines(value, option, presets.LABELS, error)
+    if not lines:
+        raise error(f"{option} {value}: the file names no classes; put one class name per line")
+    return tuple(lines)
+
+
+def read_palette(value: str, option: str = "--palette", error: type[ZooError] = ZooError) -> tuple[presets.RGB, ...]:
+    """``--palette``: a preset name (``cityscapes``, ``ade20k``, ``voc``, ``camvid``, ``paddleseg``), or a text file with
+    one colour per line: ``R G B``, ``R,G,B`` or ``#rrggbb``."""
+    if value in presets.PALETTES:
+        return presets.PALETTES[value]
+    colours = []
+    for number, line in enumerate(_lines(value, option, presets.PALETTES, error), 1):
+        text = line.strip()
+        try:
+            rgb = [int(text[i : i + 2], 16) for i in (1, 3, 5)] if text.startswith("#") and len(text) == 7 else \
+                [int(v) for v in text.replace(",", " ").split()]  # fmt: skip
+        except ValueError:
+            rgb = []
+        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+            raise error(f"{option} {value}, colour {number}: {line!r} is not 'R G B' (0-255) or '#rrggbb'")
+        colours.append((rgb[0], rgb[1], rgb[2]))
+    if not colours:
+        raise error(f"{option} {value}: the file holds no colours")
+    return tuple(colours)
+
+
+def _lines(value: str, option: str, known: dict[str, Any], error: type[ZooError]) -> list[str]:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise error(f"{option} {value}: no such file and not a preset ({', '.join(known)})")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{option} {value}: cannot read it ({exc})") from None
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
 
 
 def parse(where: str, table: dict[str, Any], problems: list[str]) -> dict[str, Any]:
@@ -140,6 +187,11 @@ def architecture_for(entry: ModelEntry, base: Architecture | None, num_classes: 
         changes["palette"] = None
     if entry.palette is not None:
         changes["palette"] = entry.palette
+    elif changes.get("palette", base.palette) is None:  # no colours of its own
+        labels = changes.get("labels", base.labels)
+        # a preset's names get its colours in Architecture.colors(); a dataset named with other names, here
+        if presets.palette_of(labels) is None and (preset := presets.palette_of(None, entry.dataset, n or len(labels))):
+            changes["palette"] = preset
     return replace(base, **changes) if changes else base
 
 

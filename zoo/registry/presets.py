@@ -3,7 +3,11 @@
 ``cityscapes``: the 19 train ids and their official colours (cityscapesScripts' ``labels.py``). ``ade20k``: the 150
 SceneParse150 classes (label 0 "other" is dropped: ``reduce_zero_label``) with the colours mmsegmentation and
 PaddleSeg's visualisers use. ``voc``: the 21 PASCAL VOC 2012 classes with VOC's bit-interleaved colour map.
-``camvid``: the 11 classes of SegNet's CamVid split, with their colours.
+``camvid``: the 11 classes of SegNet's CamVid split, with their colours. ``paddleseg`` is a palette only: PaddleSeg's
+pseudo-colour map (class ``c`` gets the bit-interleaved colour of ``c + 1``), what its ``predict.py`` draws with.
+
+A model whose labels are a preset's (or whose registry entry names the preset's dataset and has its class count)
+and that has no palette of its own draws with that preset's colours: :func:`palette_of`.
 """
 
 from __future__ import annotations
@@ -94,12 +98,33 @@ def voc_palette(n: int = 21) -> tuple[RGB, ...]:
     return tuple(bit_colour(index) for index in range(n))
 
 
+def paddleseg_palette(n: int = 256) -> tuple[RGB, ...]:
+    """PaddleSeg's pseudo-colour map: class ``c`` gets the bit-interleaved colour of index ``c + 1``."""
+    return tuple(bit_colour(index) for index in range(1, n + 1))
+
+
 LABELS: dict[str, tuple[str, ...]] = {
     "cityscapes": CITYSCAPES_LABELS, "ade20k": ADE20K_LABELS, "voc": VOC_LABELS, "camvid": CAMVID_LABELS,
 }  # fmt: skip
 PALETTES: dict[str, tuple[RGB, ...]] = {
     "cityscapes": CITYSCAPES_PALETTE, "ade20k": ADE20K_PALETTE, "voc": voc_palette(), "camvid": CAMVID_PALETTE,
+    "paddleseg": paddleseg_palette(),
 }  # fmt: skip
+
+
+def palette_of(labels: tuple[str, ...] | None = None, dataset: str | None = None,
+               num_classes: int | None = None) -> tuple[RGB, ...] | None:
+    """The preset colours a model without a palette of its own draws with: those of the preset its labels are, else
+    (with ``num_classes`` the dataset's) those of the preset its ``dataset`` names; None: neither."""
+    for name, names in LABELS.items():
+        if labels is not None and tuple(labels) == names and name in PALETTES:
+            return PALETTES[name]
+    key = (dataset or "").strip().lower()
+    if key in LABELS and key in PALETTES and num_classes == len(LABELS[key]):
+        return PALETTES[key]
+    return None
+
+
 # what each dataset's evaluation ignores, and whether its label 0 is "other" (ADE20K's convention)
 EVAL: dict[str, dict[str, int | bool]] = {
     "cityscapes": {"ignore_index": 255, "reduce_zero_label": False},

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from zoo.registry import presets
 from zoo.registry.presets import CITYSCAPES_LABELS  # noqa: F401 - plugins import it from here
 
 if TYPE_CHECKING:  # numpy stays out of `zoo list`
@@ -18,9 +19,7 @@ if TYPE_CHECKING:  # numpy stays out of `zoo list`
 
 def pseudo_color_palette(n: int) -> tuple[tuple[int, int, int], ...]:
     """PaddleSeg's pseudo-colour map: class ``c`` gets the bit-interleaved colour of index ``c + 1``."""
-    from zoo.registry.presets import bit_colour
-
-    return tuple(bit_colour(index) for index in range(1, n + 1))
+    return presets.paddleseg_palette(n)
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,8 @@ class Architecture:
     summary: str  # one line shown by `zoo plugins`
     input: InputSpec = field(default_factory=InputSpec)  # preprocessing the network was trained with
     labels: tuple[str, ...] = CITYSCAPES_LABELS  # class names; index = class id
-    palette: tuple[tuple[int, int, int], ...] | None = None  # RGB per class; None: PaddleSeg's pseudo-colour map
+    palette: tuple[tuple[int, int, int], ...] | None = None  # RGB per class; None: its labels' preset (Cityscapes
+    # colours for Cityscapes names, presets.palette_of), else PaddleSeg's pseudo-colour map (preset "paddleseg")
     builder: str | None = None  # "module:function"; function(num_classes=...) returns a paddle.nn.Layer giving logits
     registries: tuple[str, ...] = ()  # paths of registry.toml files the plugin ships
     overlay_alpha: float = 0.5  # weight of the colour mask when blended over the image
@@ -81,10 +81,11 @@ class Architecture:
     def colors(self, num_classes: int | None = None) -> tuple[tuple[int, int, int], ...]:
         """The RGB colour of each class id (at least ``num_classes`` of them)."""
         n = max(num_classes or 0, len(self.labels), 1)
-        if self.palette is not None and len(self.palette) >= n:
-            return tuple(tuple(c) for c in self.palette)  # type: ignore[misc]
+        palette = self.palette if self.palette is not None else presets.palette_of(self.labels)
+        if palette is not None and len(palette) >= n:
+            return tuple(tuple(c) for c in palette)  # type: ignore[misc]
         base = pseudo_color_palette(max(n, 256))
-        custom = tuple(tuple(c) for c in (self.palette or ()))
+        custom = tuple(tuple(c) for c in (palette or ()))
         return custom + base[len(custom) :]  # type: ignore[return-value]
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:

@@ -17,7 +17,12 @@ import numpy as np
 from zoo.errors import ImageError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Union
+
     from zoo.runners.runtime import Model
+
+    Palette = Union[str, os.PathLike[str], Sequence[Sequence[int]], None]  # a preset name, a colour file, RGB per class
 
 
 class Segmentation(np.ndarray):
@@ -47,42 +52,63 @@ class Segmentation(np.ndarray):
 
         return class_shares(self.labels, self.names)
 
-    def colorize(self, *, legend: bool = False) -> np.ndarray:
-        """The colour mask (RGB ``[H, W, 3]``); with ``legend``, a strip below it naming the classes present."""
+    def colorize(self, *, legend: bool = False, palette: Palette = None) -> np.ndarray:
+        """The colour mask (RGB ``[H, W, 3]``); with ``legend``, a strip below it naming the classes present;
+        ``palette`` (a preset name such as ``"paddleseg"``, a colour file, or RGB triples) instead of the model's."""
         from zoo import postprocess
 
-        mask = postprocess.colorize(self.labels, self.colors)
-        return postprocess.legend(mask, self.labels, self.names, self.colors) if legend else mask
+        colors = self._colors(palette)
+        mask = postprocess.colorize(self.labels, colors)
+        return postprocess.legend(mask, self.labels, self.names, colors) if legend else mask
 
-    def overlay(self, *, legend: bool = False, alpha: float | None = None) -> np.ndarray:
+    def overlay(self, *, legend: bool = False, alpha: float | None = None, palette: Palette = None) -> np.ndarray:
         """The image with its colour mask blended in (RGB); with ``legend``, a strip naming the classes present."""
         from zoo import postprocess
 
         if self.image is None:
             raise ImageError("this label map has no image to overlay; predict on an image to get one")
-        blended = postprocess.overlay(self.image, postprocess.colorize(self.labels, self.colors),
-                                      self.alpha if alpha is None else alpha)  # fmt: skip
-        return postprocess.legend(blended, self.labels, self.names, self.colors) if legend else blended
+        return postprocess.overlay_picture(self.image, self.labels, self.names, self._colors(palette),
+                                           self.alpha if alpha is None else alpha, legend)  # fmt: skip
 
-    def save(self, folder: str | os.PathLike[str], stem: str | None = None) -> dict[str, Path]:
-        """Write ``<stem>.labels.png`` (class ids), ``.color.png`` and ``.overlay.png`` (both with a legend) and
-        ``.probabilities.npy`` when there are probabilities, into ``folder``; returns the paths by kind."""
-        import cv2
+    def save(self, folder: str | os.PathLike[str], stem: str | None = None, *, legend: bool = True,
+             palette: Palette = None) -> dict[str, Path]:  # fmt: skip
+        """Write what ``zoo run`` writes, byte for byte: ``<stem>.labels.png`` (class ids), ``.color.png`` (the colour
+        mask, the label map's size: no legend) and ``.overlay.jpg`` (with the legend strip below, unless ``legend`` is
+        False), and ``.probabilities.npy`` when there are probabilities, into ``folder``; returns the paths by kind."""
+        from zoo import postprocess
 
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         stem = stem or (Path(self.source).stem if self.source else "prediction")
-        ids = self.labels if self.labels.dtype == np.uint8 else self.labels.astype(np.uint16)
+        colors = self._colors(palette)
         paths = {"labels": out / f"{stem}.labels.png", "color": out / f"{stem}.color.png"}
-        cv2.imwrite(str(paths["labels"]), ids)
-        cv2.imwrite(str(paths["color"]), self.colorize(legend=True)[:, :, ::-1])
+        paths["labels"].write_bytes(postprocess.label_png(self.labels))
+        paths["color"].write_bytes(postprocess.color_png(self.labels, colors))
         if self.image is not None:
-            paths["overlay"] = out / f"{stem}.overlay.png"
-            cv2.imwrite(str(paths["overlay"]), self.overlay(legend=True)[:, :, ::-1])
+            paths["overlay"] = out / f"{stem}.overlay.jpg"
+            picture = postprocess.overlay_picture(self.image, self.labels, self.names, colors, self.alpha, legend)
+            try:
+                paths["overlay"].write_bytes(postprocess.jpeg_bytes(picture))
+            except ValueError as exc:
+                raise ImageError(f"{paths['overlay']}: {exc}") from None
         if self.probabilities is not None:
             paths["probabilities"] = out / f"{stem}.probabilities.npy"
             np.save(paths["probabilities"], self.probabilities)
         return paths
+
+    def _colors(self, palette: Palette) -> tuple[tuple[int, int, int], ...]:
+        """The model's colours, or ``palette``'s (padded with PaddleSeg's pseudo-colours past its end): one per class,
+        as ``zoo run --palette`` draws."""
+        from zoo.registry import model_facts, presets
+
+        if palette is None:
+            return self.colors
+        if isinstance(palette, (str, os.PathLike)):
+            given = model_facts.read_palette(str(palette), option="palette")
+        else:
+            given = tuple((int(c[0]), int(c[1]), int(c[2])) for c in palette)
+        n = max(len(self.names), 1)
+        return (given + presets.paddleseg_palette(n)[len(given) : n])[:n]
 
 
 def images_of(x: Any) -> tuple[list[tuple[np.ndarray, str | None]], bool]:

@@ -274,7 +274,7 @@ def _architecture_from(meta: dict[str, Any], path: Path) -> Architecture:
     from zoo.errors import PluginError
 
     if not meta.get("architecture") and not meta.get("labels"):
-        defaults = ["Cityscapes class names", "PaddleSeg's pseudo-colour palette"]
+        defaults = ["Cityscapes class names and colours"]
         if "input" not in meta:
             defaults.insert(0, "PaddleSeg's preprocessing ((x/255 - 0.5) / 0.5, no resize)")
         warnings.warn(

@@ -75,36 +75,28 @@ def labels_of(model: Model, output: np.ndarray, size: tuple[int, int]) -> np.nda
 
 def label_png(labels: np.ndarray) -> bytes:
     """zoo run's ``<stem>.labels.png``: 8-bit class ids, 16-bit past 255 classes."""
-    import numpy as np
+    from zoo import postprocess
 
-    from zoo.postprocess import png_bytes
-
-    return png_bytes(labels if labels.dtype == np.uint8 else labels.astype(np.uint16))
+    return postprocess.label_png(labels)
 
 
 def color_png(model: Model, labels: np.ndarray) -> bytes:
     """zoo run's ``<stem>.color.png``: paletted for up to 256 classes, else an RGB PNG of the mask."""
-    import cv2
-    import numpy as np
+    from zoo import postprocess
 
-    from zoo.postprocess import png_bytes
-
-    arch = model.architecture
-    if labels.dtype == np.uint8:
-        colors = np.asarray(arch.colors(), np.uint8).reshape(-1, 3)
-        return png_bytes(labels, colors[np.arange(256) % len(colors)])
-    return _encode(".png", arch.colorize(labels)[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    return postprocess.color_png(labels, model.colors)
 
 
 def overlay_jpg(model: Model, rgb: np.ndarray, labels: np.ndarray) -> bytes:
-    """zoo run's ``<stem>.overlay.jpg``: the mask blended over the image, JPEG quality 90."""
-    import cv2
-
+    """zoo run's ``<stem>.overlay.jpg``: the mask blended over the image, the legend strip below, JPEG quality 90."""
     from zoo import postprocess
 
     arch = model.architecture
-    blended = postprocess.overlay(rgb, arch.colorize(labels), arch.overlay_alpha)
-    return _encode(".jpg", blended[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    picture = postprocess.overlay_picture(rgb, labels, model.labels, model.colors, arch.overlay_alpha)
+    try:
+        return postprocess.jpeg_bytes(picture)
+    except ValueError as exc:  # e.g. JPEG's 65535-pixel side limit
+        raise RequestError(422, f"the overlay result: {exc}") from None
 
 
 def summary(model: Model, labels: np.ndarray) -> bytes:
@@ -146,15 +138,3 @@ def tensors(model: Model, wanted: dict[str, bool], size: tuple[int, int], output
     if "labels_png" in wanted:
         results["labels_png"] = label_png(labels)
     return results
-
-
-def _encode(ext: str, image: np.ndarray, params: list[int]) -> bytes:
-    import cv2
-
-    try:
-        ok, data = cv2.imencode(ext, image, params)
-    except cv2.error as exc:  # e.g. JPEG's 65535-pixel side limit
-        raise RequestError(422, f"OpenCV cannot encode the {ext[1:]} result: {str(exc).strip().splitlines()[-1]}")
-    if not ok:
-        raise RequestError(422, f"OpenCV cannot encode the {ext[1:]} result")
-    return data.tobytes()
