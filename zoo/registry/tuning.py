@@ -90,9 +90,10 @@ def versions() -> dict[str, str]:
 def model_identity(name: str, choice: Choice) -> dict[str, Any]:
     """The Paddle model's cache key, and the sha256 of the ONNX variant the choice runs (when it runs one)."""
     from zoo.registry import backends
+    from zoo.store import artifacts
 
     ref = cache.get_ref(name)
-    ident: dict[str, Any] = {"paddle": (ref.get("paddle") or {}).get("key")}
+    ident: dict[str, Any] = {artifacts.ROOT: (ref.get(artifacts.ROOT) or {}).get("key")}  # the Paddle model's key
     try:
         formats = backends.get(choice.backend).formats
     except Exception:  # a backend that is gone: the versions part already differs
