@@ -93,9 +93,7 @@ def render(doc: dict) -> str:
         f"{doc['rounds']} runs of `zoo bench NAME` with no flags, whose rows — the tuned default, ONNX Runtime float32 "
         "(the default before tuning) and Paddle float32 — each run in their own process, back to back. Ratios are of "
         "p50 latency (preprocess + inference + postprocess) within one bench run, median over runs; \"fastest\" uses "
-        "each row's fastest image. **The machine was shared with other work** while this ran: the load average "
-        "and the largest share of the CPUs other processes took during the benches are in the last columns, so "
-        "absolute times are inflated and only same-run ratios mean anything."
+        "each row's fastest image. " + _machine(doc)
     )
     out += ["", "| model | tuned choice | labels (≥ threshold) | before: ORT fp32 ÷ Paddle fp32 | after: tuned ÷ Paddle fp32 "
             "| tuned ÷ ORT fp32 (p50) | tuned ÷ ORT fp32 (fastest) | ≤ 0.5× ORT fp32 | tune wall time | load avg | others |",
@@ -108,8 +106,40 @@ def render(doc: dict) -> str:
         out.append(f"| {name} | {s['choice']} | {labels} | {_x(s['before_vs_paddle'])} | {_x(s['after_vs_paddle'])} | "
                    f"{_x(s['after_vs_onnx'])} | {_x(s['after_vs_onnx_fastest'])} | {target} | "
                    f"{m['tune_seconds']:.0f} s | {s['load']:.1f} | {s['others']:.0%} |")  # fmt: skip
-    out += ["", END]
+    out += _misses(doc) + ["", END]
     return "\n".join(out)
+
+
+def _machine(doc: dict) -> str:
+    """What else ran while this was measured, from the shares recorded beside the numbers."""
+    others = max([summarize(m)["others"] for m in doc["models"].values()]
+                 + [m.get("tune_others", 0.0) for m in doc["models"].values()], default=0.0)  # fmt: skip
+    if others <= 0.1:
+        return (f"Nothing else ran: other processes took at most {others:.0%} of the CPUs during the tunes and the "
+                "benches (the last columns: load average and that share, per model's benches).")
+    return ("**The machine was shared with other work** while this ran: the load average and the largest share of "
+            "the CPUs other processes took during the benches are in the last columns, so absolute times are "
+            "inflated and only same-run ratios mean anything.")
+
+
+def _misses(doc: dict) -> list[str]:
+    """For each model over the target: the candidates faster than the chosen one, with tune's reason for each."""
+    lines = []
+    for name, m in doc["models"].items():
+        s = summarize(m)
+        if s["precision"] == "fp32" or (s["after_vs_onnx"] or 9) <= TARGET:
+            continue
+        rows = m["tune"]["candidates"]
+        ort = min((c["fastest_ms"] for c in rows if c["backend"] == "onnx" and c["precision"] == "fp32"
+                   and c.get("fastest_ms")), default=None)  # fmt: skip
+        chosen = next(c for c in rows if c.get("chosen"))
+        faster = sorted((c for c in rows if c.get("fastest_ms") and c["fastest_ms"] < chosen["fastest_ms"]),
+                        key=lambda c: c["fastest_ms"])  # fmt: skip
+        said = "; ".join(f"{c['key']} at {c['fastest_ms'] / ort:.2f}× ORT fp32 (tune's fastest images): {c['why']}"
+                         for c in faster) if ort else "none"  # fmt: skip
+        lines.append(f"- **{name} misses ≤ {TARGET}×**: tune chose {chosen['key']}, the fastest configuration that "
+                     f"passes; every faster one failed its criteria — {said}.")  # fmt: skip
+    return ["", *lines] if lines else []
 
 
 def _x(v: float | None) -> str:

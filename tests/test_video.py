@@ -15,6 +15,7 @@ import onnxruntime as ort
 import zoo
 from tests.conftest import run_zoo
 from tests.terminal import run_on_terminal
+from zoo import postprocess
 from zoo.runners.runtime import preprocess
 from zoo.synthetic import street_scene
 
@@ -49,7 +50,15 @@ def test_video_every_second_frame_with_label_maps(models, tmp_path):
     assert summary["frames_read"] == FRAMES and summary["frames_segmented"] == FRAMES // 2
     assert summary["frames_per_second"] > 0 and summary["source_fps"] == 10.0
     overlay = _decoded(out / "clip.overlay.mp4")
-    assert len(overlay) == FRAMES // 2 and overlay[0].shape == (64, 128, 3)
+    names = zoo.load(NAME).labels
+    strip = postprocess.legend_rows(128, names) * postprocess.LEGEND_ROW + postprocess.LEGEND_PAD
+    assert strip > postprocess.LEGEND_PAD and len(names) > 1
+    # every frame: the picture, then one legend strip of the same height (white, with swatches and names)
+    assert len(overlay) == FRAMES // 2 and {f.shape for f in overlay} == {(64 + strip, 128, 3)}
+    for frame in overlay:
+        band = frame[64:].astype(int)
+        assert (band.min(axis=2) > 200).mean() > 0.6, "the strip is mostly white paper"
+        assert (band.max(axis=2) < 80).any(), "dark text and swatch outlines are drawn on it"
     session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
     spec = zoo.architecture("unet").input
     frames = _decoded(clip)
@@ -63,8 +72,9 @@ def test_video_every_second_frame_with_label_maps(models, tmp_path):
 def test_video_progress_in_frames_on_a_terminal(models, tmp_path):
     models.install_converted(NAME)
     clip = _clip(tmp_path / "clip.mp4")
-    code, out, screen = run_on_terminal("run", NAME, str(clip), "--out", str(tmp_path / "out"))
+    code, out, screen = run_on_terminal("run", NAME, str(clip), "--out", str(tmp_path / "out"), "--no-legend")
     assert code == 0, screen
     assert re.search(rf"clip\.mp4: \d/{FRAMES} frames \[", screen), screen
     assert re.search(rf"clip\.mp4: {FRAMES} of {FRAMES} frames in [\d.]+ s \([\d.]+ frames/s\)", " ".join(out.split())), out
     assert (tmp_path / "out" / "clip.overlay.mp4").is_file() and not (tmp_path / "out" / "clip.labels").exists()
+    assert {f.shape for f in _decoded(tmp_path / "out" / "clip.overlay.mp4")} == {(64, 128, 3)}  # --no-legend

@@ -67,32 +67,52 @@ def png_bytes(ids: np.ndarray, palette: np.ndarray | None = None) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + body
 
 
-def legend(image: np.ndarray, labels: np.ndarray, names: Sequence[str], colors: Sequence[Sequence[int]]) -> np.ndarray:
+LEGEND_FONT, LEGEND_SCALE, LEGEND_ROW, LEGEND_PAD = 0, 0.45, 22, 6  # cv2.FONT_HERSHEY_SIMPLEX is 0
+
+
+def _legend_layout(texts: Sequence[str], width: int) -> tuple[list[tuple[int, int]], int]:
+    """Where each legend item goes, ``(x, row)``, wrapping at ``width``; and how many rows that takes."""
+    import cv2
+
+    places, x, row = [], LEGEND_PAD, 0
+    for text in texts:
+        item_w = 14 + 4 + cv2.getTextSize(text, LEGEND_FONT, LEGEND_SCALE, 1)[0][0] + 12
+        if x + item_w > width and x > LEGEND_PAD:
+            x, row = LEGEND_PAD, row + 1
+        places.append((x, row))
+        x += item_w
+    return places, row + 1
+
+
+def legend_rows(width: int, names: Sequence[str]) -> int:
+    """Rows a legend of ``width`` needs at most: every class present, each at its widest share (100%). A video's
+    frames keep one size with a legend this tall, whichever classes each frame shows."""
+    return _legend_layout([f"{name} 100%" for name in names], width)[1]
+
+
+def legend(image: np.ndarray, labels: np.ndarray, names: Sequence[str], colors: Sequence[Sequence[int]],
+           rows: int | None = None) -> np.ndarray:  # fmt: skip
     """``image`` (RGB) with a legend strip below it: a swatch and the name of each class present in ``labels``,
-    largest share first, wrapped into as many rows as the image's width needs."""
+    largest share first, wrapped into as many rows as the image's width needs (``rows``: exactly that many, for
+    pictures that must keep one size; :func:`legend_rows` says how many always suffice)."""
     import cv2
 
     shares = class_shares(labels, names)
     lut = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
     index = {name: i for i, name in enumerate(names)}
-    font, scale, thick, row_h, pad = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1, 22, 6
-    items, x, rows = [], pad, 0
-    width = image.shape[1]
-    for name, share in shares.items():
-        text = f"{name} {share:.0%}"
-        text_w = cv2.getTextSize(text, font, scale, thick)[0][0]
-        item_w = 14 + 4 + text_w + 12
-        if x + item_w > width and x > pad:
-            x, rows = pad, rows + 1
+    texts = [f"{name} {share:.0%}" for name, share in shares.items()]
+    places, needed = _legend_layout(texts, image.shape[1])
+    rows = needed if rows is None else rows
+    strip = np.full((rows * LEGEND_ROW + LEGEND_PAD, image.shape[1], 3), 255, np.uint8)
+    for name, text, (x0, row) in zip(shares, texts, places):
+        if row >= rows:
+            break
         cid = index.get(name, int(name.split("_")[-1]) if name.startswith("class_") else 0)
-        items.append((x, rows, text, tuple(int(c) for c in lut[cid % len(lut)])))
-        x += item_w
-    strip = np.full(((rows + 1) * row_h + pad, width, 3), 255, np.uint8)
-    for x0, row, text, color in items:
-        y0 = pad + row * row_h
+        color = tuple(int(c) for c in lut[cid % len(lut)])
+        y0 = LEGEND_PAD + row * LEGEND_ROW
         cv2.rectangle(strip, (x0, y0 + 2), (x0 + 14, y0 + 16), color, -1)
         cv2.rectangle(strip, (x0, y0 + 2), (x0 + 14, y0 + 16), (0, 0, 0), 1)
-        cv2.putText(strip, text, (x0 + 18, y0 + 14), font, scale, (0, 0, 0), thick, cv2.LINE_AA)
+        cv2.putText(strip, text, (x0 + 18, y0 + 14), LEGEND_FONT, LEGEND_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([np.asarray(image, np.uint8), strip], axis=0)
 
 

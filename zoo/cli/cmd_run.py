@@ -95,7 +95,7 @@ def run(
     if any(video.is_video(i) for i in inputs):
         return run_videos(model, inputs, out, backend=backend, device=device.value, threads=threads,
                           precision=precision, offline=offline, every=every, label_maps=label_maps, json_=json_,
-                          palette=colours)
+                          palette=colours, legend=legend)
     from zoo import images, progress
     from zoo.engines import segment
 
@@ -169,7 +169,7 @@ def load(model: str, backend: str, device: str, threads: int | None, precision: 
 
 def run_videos(model: str, inputs: list[str], out: Path, *, backend: str, device: str, threads: int | None,
                precision: str, offline: bool, every: int, label_maps: bool, json_: bool,
-               palette: tuple[tuple[int, int, int], ...] | None = None) -> None:  # fmt: skip
+               palette: tuple[tuple[int, int, int], ...] | None = None, legend: bool = True) -> None:  # fmt: skip
     """``zoo run`` on video files (zoo/engines/video.py): one result line per video, with frames/s."""
     from zoo.engines import video
 
@@ -179,7 +179,7 @@ def run_videos(model: str, inputs: list[str], out: Path, *, backend: str, device
         loaded = with_palette(load(model, backend, device, threads, precision, offline), palette)
         summaries = []
         for clip in inputs:
-            done = video.segment_video(loaded, Path(clip), out, every=every, label_maps=label_maps)
+            done = video.segment_video(loaded, Path(clip), out, every=every, label_maps=label_maps, legend=legend)
             summaries.append(done)
             if not json_:
                 say(f"{Path(clip).name}: {done['frames_segmented']} of {done['frames_read']} frames in "

@@ -22,8 +22,10 @@ def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def segment_video(model: Model, path: Path, out: Path, *, every: int = 1, label_maps: bool = False) -> dict[str, Any]:
-    """Segment ``path`` frame by frame into ``out``: ``<stem>.overlay.mp4`` (the segmented frames, blended), with
+def segment_video(model: Model, path: Path, out: Path, *, every: int = 1, label_maps: bool = False,
+                  legend: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Segment ``path`` frame by frame into ``out``: ``<stem>.overlay.mp4`` (the segmented frames, blended; with
+    ``legend`` a strip below each naming the classes in that frame, of one height for the whole video), with
     ``label_maps`` a folder ``<stem>.labels/`` of ``<frame>.png`` class-id maps, and ``<stem>.json``. Returns that
     summary: frames read and segmented, the source's frame rate and the frames segmented per second."""
     import cv2
@@ -45,6 +47,8 @@ def segment_video(model: Model, path: Path, out: Path, *, every: int = 1, label_
         files["labels"] = out / f"{stem}.labels"
         files["labels"].mkdir(exist_ok=True)
     arch = model.architecture
+    names, colors = model.labels, arch.colors(model.num_classes)
+    rows = 0  # legend rows: enough for every class, so every frame has the same size
     counts = np.zeros(max(model.num_classes, 1), np.int64)
     writer = None
     read = segmented = 0
@@ -61,9 +65,13 @@ def segment_video(model: Model, path: Path, out: Path, *, every: int = 1, label_
                     continue
                 rgb = np.ascontiguousarray(bgr[:, :, ::-1])
                 labels = model.to_labels(model.infer(model.prepare(rgb)), rgb.shape[:2])
-                blended = postprocess.overlay(rgb, arch.colorize(labels), arch.overlay_alpha)
+                blended = postprocess.overlay(rgb, postprocess.colorize(labels, colors), arch.overlay_alpha)
                 if writer is None:
-                    h, w = rgb.shape[:2]
+                    rows = postprocess.legend_rows(rgb.shape[1], names) if legend else 0
+                if rows:
+                    blended = postprocess.legend(blended, labels, names, colors, rows=rows)
+                if writer is None:
+                    h, w = blended.shape[:2]
                     writer = cv2.VideoWriter(str(files["overlay"]), cv2.VideoWriter_fourcc(*"mp4v"), fps / every, (w, h))
                 writer.write(np.ascontiguousarray(blended[:, :, ::-1]))
                 if label_maps:
