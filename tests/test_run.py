@@ -393,6 +393,7 @@ class OrderedModel:
     name, source, backend, providers, num_classes = "ordered", Path("ordered.onnx"), "onnx", ["CPUExecutionProvider"], 2
     labels = ("sky", "road")
     architecture = Architecture("ordered", "fake", labels=labels)
+    colors = architecture.colors(2)[:2]  # Model.colors: one per class
     runner = SimpleNamespace(device="cpu", threads=1)
     device, threads = "cpu", 1  # Model's own fields since backends are plugins (runners need only run/describe)
 

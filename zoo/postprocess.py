@@ -132,11 +132,11 @@ def color_png(labels: np.ndarray, colors: Sequence[Sequence[int]]) -> bytes:
 
 
 def overlay_picture(rgb: np.ndarray, labels: np.ndarray, names: Sequence[str], colors: Sequence[Sequence[int]],
-                    alpha: float, with_legend: bool = True) -> np.ndarray:  # fmt: skip
+                    alpha: float, with_legend: bool = True, rows: int | None = None) -> np.ndarray:  # fmt: skip
     """``<stem>.overlay.jpg``'s picture (RGB): the colour mask blended over the image and, ``with_legend``, the
-    :func:`legend` strip below it (only the classes present, name and colour)."""
+    :func:`legend` strip below it (only the classes present, name and colour; ``rows``: :func:`legend`'s)."""
     blended = overlay(rgb, colorize(labels, colors), alpha)
-    return legend(blended, labels, names, colors) if with_legend else blended
+    return legend(blended, labels, names, colors, rows) if with_legend else blended
 
 
 def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:

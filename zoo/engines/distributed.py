@@ -201,7 +201,8 @@ def run(model: ShippedModel | str | os.PathLike[str], inputs: Sequence[str | os.
     results: list[Result] = []
     started = time.perf_counter()
     if todo.todo:
-        ds = ray_cluster.dataset(handle, todo.todo, Segmenter, {"handle": handle, "out": str(out), "legend": legend}, options)
+        kwargs = {"handle": handle, "out": str(out), "legend": legend}
+        ds = ray_cluster.dataset(handle, todo.todo, Segmenter, kwargs, options)
         order = {}
         meter = ray_cluster.Meter(len(todo.todo), progress)  # a bar on a terminal: closed below
         try:
@@ -277,7 +278,8 @@ def score(model: ShippedModel | str | os.PathLike[str], pairs: Sequence[tuple[st
     rows = [{"image": str(i), "label": str(lab)} for i, lab in pairs]
     if not rows:
         raise ImageError("no (image, label) pairs to score")
-    ds = ray_cluster.dataset(handle, rows, Scorer, {"handle": handle, "accumulate": accumulate, "read_label": read_label}, options)
+    kwargs = {"handle": handle, "accumulate": accumulate, "read_label": read_label}
+    ds = ray_cluster.dataset(handle, rows, Scorer, kwargs, options)
     total, n, errors = None, 0, []
     try:
         with ray_cluster.quiet():

@@ -146,8 +146,7 @@ def _write(model: Model, item: _Prepared, output: np.ndarray, out: Path, stem: s
     h, w = item.rgb.shape[:2]
     labels = model.to_labels(output, (h, w))
     arch = model.architecture
-    n = len(model.labels)
-    colors = arch.colors(n)[:n]  # one per class (Model.colors), as Segmentation.save draws: the same files
+    colors = model.colors  # one per class, as Segmentation.save and zoo serve draw: the same files
     overlay = postprocess.overlay_picture(item.rgb, labels, model.labels, colors, arch.overlay_alpha, legend)
     shares = postprocess.class_shares(labels, model.labels)
     item.ms["postprocess"] = _ms(started)

@@ -47,7 +47,7 @@ def segment_video(model: Model, path: Path, out: Path, *, every: int = 1, label_
         files["labels"] = out / f"{stem}.labels"
         files["labels"].mkdir(exist_ok=True)
     arch = model.architecture
-    names, colors = model.labels, arch.colors(model.num_classes)
+    names, colors = model.labels, model.colors
     rows = 0  # legend rows: enough for every class, so every frame has the same size
     counts = np.zeros(max(model.num_classes, 1), np.int64)
     writer = None
@@ -65,11 +65,9 @@ def segment_video(model: Model, path: Path, out: Path, *, every: int = 1, label_
                     continue
                 rgb = np.ascontiguousarray(bgr[:, :, ::-1])
                 labels = model.to_labels(model.infer(model.prepare(rgb)), rgb.shape[:2])
-                blended = postprocess.overlay(rgb, postprocess.colorize(labels, colors), arch.overlay_alpha)
                 if writer is None:
                     rows = postprocess.legend_rows(rgb.shape[1], names) if legend else 0
-                if rows:
-                    blended = postprocess.legend(blended, labels, names, colors, rows=rows)
+                blended = postprocess.overlay_picture(rgb, labels, names, colors, arch.overlay_alpha, legend, rows)
                 if writer is None:
                     h, w = blended.shape[:2]
                     writer = cv2.VideoWriter(str(files["overlay"]), cv2.VideoWriter_fourcc(*"mp4v"), fps / every, (w, h))

@@ -139,8 +139,8 @@ def _handle(catalog: Catalog, entry: ModelEntry) -> ModelHandle:
 
 
 def _unregistered(catalog: Catalog, name: str) -> ModelHandle:
-    """A name no registry defines: the model the cache describes (:func:`zoo.registry.remembered.cached_description`), else
-    UnknownModelError with close matches."""
+    """A name no registry defines: the model the cache describes
+    (:func:`zoo.registry.remembered.cached_description`), else UnknownModelError with close matches."""
     import difflib
 
     from zoo.registry import entries, remembered

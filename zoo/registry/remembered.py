@@ -1,7 +1,8 @@
 """What the cache knows of a model without its registry: ``zoo pull`` records the registry entry in each record of
 the model's ref (``refs/<name>.json``, key ``entry``), and :func:`cached_description` gives it back — or, for models
 cached before that, what the export's provenance or the converted ONNX file's ``zoo.*`` metadata say — for
-:func:`zoo.registry.entries.from_record` to rebuild the entry (this module stays below the entries it describes). So a model in
+:func:`zoo.registry.entries.from_record` to rebuild the entry (this module stays below the entries it
+describes). So a model in
 the cache stays usable by name after the registry file that named it is gone (a demo's, a colleague's, a bundle's).
 """
 
