@@ -176,3 +176,29 @@ def test_dry_run_lists_the_candidates_and_makes_nothing(models):
     assert any("onnx/int8" in line and "spin" in line for line in lines)
     assert "make the onnx-int8 variant first" in proc.stdout
     assert "onnx-int8" not in cache.variants(NAME) and not (cache.root() / "tuned").exists()
+
+
+@pytest.mark.slow  # a tune and a verify, each loading paddle
+def test_a_bf16_run_that_falls_short_gets_a_float32_tail_judged_like_every_candidate(models):
+    """Seeded deeplabv3p at 64x128: OpenVINO bf16 alone flips more than 0.5% of one scene's labels. Tune searches
+    the layers to keep in f32 and adds that configuration, which passes zoo verify's comparison and is chosen."""
+    pytest.importorskip("openvino")
+    import openvino
+
+    if "BF16" not in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no bfloat16 for OpenVINO")
+    models.install_converted("deeplabv3p")
+    proc = run_zoo("tune", "deeplabv3p", "--backend", "paddle,openvino", "--precision", "fp32,bf16", *FAST, "--json",
+                   check=True)  # fmt: skip
+    doc = json.loads(proc.stdout)
+    rows = [r for r in doc["candidates"] if r["backend"] == "openvino" and r["precision"] == "bf16"]
+    plain = next(r for r in rows if not r["options"])
+    tail = next(r for r in rows if r["options"])
+    assert plain["passed"] is False and plain["why"].startswith("fails:")
+    assert tail["options"]["f32_layers"].endswith("-70") and "layers in f32" in tail["note"]
+    assert tail["ran"]["options"]["f32_layers"] == tail["options"]["f32_layers"]  # what the child actually ran
+    assert tail["passed"] is True and tail["agreement"] >= 0.995 and tail["agreement"] > plain["agreement"]
+    assert doc["chosen"]["key"] == tail["key"] and "which layers must stay in f32" in proc.stderr
+    # zoo verify --tuned runs the recorded choice, option included, through the same comparison
+    again = json.loads(run_zoo("verify", "deeplabv3p", "--tuned", "--json", check=True).stdout)
+    assert again["passed"] is True and again["overall"]["agreement"] == tail["agreement"]

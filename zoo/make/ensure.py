@@ -78,6 +78,27 @@ def prepare(model: Any, backend: str | None, precision: str = "fp32", *, fetch: 
 # ---- the makers, by the command the table names ---------------------------------------------------------------------
 
 
+def variant(handle: ModelHandle, precision: str, size: tuple[int, int], calib_synthetic: int) -> None:
+    """The ``onnx-<precision>`` variant ``zoo tune`` measures, made (calibrated on ``calib_synthetic`` seeded scenes
+    of ``size``) if it is missing or derives from an older Paddle model than the cached one."""
+    import warnings
+
+    from zoo.make.quantize import quantize_model
+
+    record = cache.variants(handle.name).get(cache.variant_for(precision))
+    paddle_key = (cache.get_ref(handle.name).get("paddle") or {}).get("key")
+    if record is not None and record.get("derived_from") in (None, paddle_key):
+        try:
+            cache.variant_path(handle.name, cache.variant_for(precision))
+            return
+        except NotCachedError:
+            pass
+    with warnings.catch_warnings():  # onnxconverter's per-constant truncation notes would bury the progress lines
+        warnings.simplefilter("ignore")
+        quantize_model(handle, cache.variant_path(handle.name), precision=precision, calib_synthetic=calib_synthetic,
+                       size=size)  # fmt: skip
+
+
 def _pull(handle: ModelHandle, kind: str, fetch: bool, say: Progress) -> None:
     """``zoo pull`` the Paddle model (or the published ``kind``), unless downloading is forbidden."""
     from zoo import config

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from zoo.errors import BackendError, NotCachedError, QuantizationError, ZooError
+from zoo.measure import tune_mixed
 from zoo.measure.verify import DEFAULT_MIN_AGREEMENT, reference_pair
 from zoo.store.tuned import Choice
 
@@ -58,6 +59,7 @@ class Row:
     error: str | None = None  # why it could not run
     why: str = ""  # why it was (not) chosen
     chosen: bool = False
+    note: str = ""  # how tune came to it (the f32 layers a search found)
 
     @property
     def fastest(self) -> float | None:  # other work only adds time: the fastest image is the least disturbed
@@ -73,7 +75,7 @@ class Row:
             **self.choice.as_dict(), "reference": self.reference, "fastest_ms": self.fastest, "p50_ms": self.p50,
             "ms": self.ms, "inference_ms": self.inference_ms, "load_ms": self.load_ms, "others_share": self.others,
             "agreement": self.agreement, "passed": self.passed, "verdict": self.verdict, "miou": self.miou,
-            "miou_drop": self.miou_drop, "error": self.error, "chosen": self.chosen, "why": self.why,
+            "miou_drop": self.miou_drop, "error": self.error, "chosen": self.chosen, "why": self.why, "note": self.note,
             "ran": {k: (self.described or {}).get(k) for k in ("engine", "version", "precision", "threads", "options")},
         }  # fmt: skip
 
@@ -114,6 +116,10 @@ class Plan:
         lines = [f"{len(self.candidates)} candidates × {c.rounds} rounds, each in its own process "
                  f"({c.warmup} warm-up + {c.runs} timed images at {c.size[0]}x{c.size[1]})"]  # fmt: skip
         lines += [f"make the onnx-{p} variant first" for p in self.make]
+        searchable = sorted({f"{ch.backend}/{ch.precision}" for ch in self.candidates
+                             if not ch.options and tune_mixed.search_of(ch.backend, ch.precision)})
+        lines += [f"if {key} falls short of {c.min_agreement:.2%} of the labels, search for layers to keep in f32 "
+                  "(a candidate more)" for key in searchable]  # fmt: skip
         if not any(ch.precision in OPT_IN for ch in self.candidates):
             lines.append(f"left out: {', '.join(OPT_IN)} (no faster on CPUs; add it with --precision)")
         lines += [f"  {ch.key}{' (reference)' if i == 0 else ''}" for i, ch in enumerate(self.candidates)]
@@ -200,30 +206,6 @@ def _tunable(spec: Any) -> list[dict[str, Any]]:
     return list(getattr(importlib.import_module(spec.runner.partition(":")[0]), "TUNE_OPTIONS", ()))
 
 
-def make_variant(handle: ModelHandle, precision: str, size: tuple[int, int]) -> None:
-    """The ``onnx-<precision>`` variant a candidate runs, made if it is missing or derives from an older model.
-
-    The one place tune makes artifacts: it becomes ``zoo.make.ensure.ensure(handle, kind)`` when that door exists.
-    """
-    from zoo.make.quantize import quantize_model
-    from zoo.store import cache
-
-    record = cache.variants(handle.name).get(cache.variant_for(precision))
-    paddle_key = (cache.get_ref(handle.name).get("paddle") or {}).get("key")
-    if record is not None and record.get("derived_from") in (None, paddle_key):
-        try:
-            cache.variant_path(handle.name, cache.variant_for(precision))
-            return
-        except NotCachedError:
-            pass
-    import warnings
-
-    with warnings.catch_warnings():  # onnxconverter's per-constant truncation notes would bury the progress lines
-        warnings.simplefilter("ignore")
-        quantize_model(handle, cache.variant_path(handle.name), precision=precision,
-                       calib_synthetic=CALIB_IMAGES if precision == "int8" else 0, size=size)  # fmt: skip
-
-
 def _runs_onnx(backend: str) -> bool:
     from zoo.registry import backends as registered
     return "onnx" in registered.get(backend).formats
@@ -242,11 +224,15 @@ def _execute(p: Plan, progress: Callable[[str], None]) -> TuneResult:
     for precision in p.make:
         progress(f"tune {name}: making the onnx-{precision} variant")
         try:
-            make_variant(handle, precision, crit.size)
+            ensure.variant(handle, precision, crit.size, CALIB_IMAGES if precision == "int8" else 0)
         except (QuantizationError, BackendError, NotCachedError) as exc:
             for row in rows:
                 if row.choice.precision == precision and _runs_onnx(row.choice.backend):
                     row.error = f"could not make the onnx-{precision} variant: {exc}"
+    for after, sibling, note in tune_mixed.siblings([r.choice for r in rows if not r.error], handle, crit.size,
+                                                    crit.count, crit.min_agreement, _judge_of(handle, crit),
+                                                    progress):  # fmt: skip
+        rows.insert(next(i for i, r in enumerate(rows) if r.choice == after) + 1, Row(sibling, note=note))
     registries = [str(path) for path in catalog.extra_registries()]
     total = len(rows) * crit.rounds
     outputs: dict[int, str] = {}
@@ -291,12 +277,29 @@ def _execute(p: Plan, progress: Callable[[str], None]) -> TuneResult:
     return TuneResult(name, tuple(rows), chosen, crit, time.perf_counter() - started, record, str(where))
 
 
+def _comparisons(handle: ModelHandle, crit: Criteria) -> Callable[[str, list[Any], list[Any]], tuple[Any, list[Any]]]:
+    """``(precision, references, outputs) → (tolerance, per-image comparisons)``: zoo verify's, at tune's threshold."""
+    from zoo.measure.compare import compare
+    from zoo.measure.verify import tolerance_for
+
+    def comparisons(precision: str, refs: list[Any], outs: list[Any]) -> tuple[Any, list[Any]]:
+        tol = tolerance_for(precision, crit.min_agreement)
+        return tol, [compare(a, b, tol, handle.architecture.labels) for a, b in zip(refs, outs)]
+
+    return comparisons
+
+
+def _judge_of(handle: ModelHandle, crit: Criteria) -> Callable[[str], Callable[[list[Any], list[Any]], float]]:
+    """For a precision: the worst image's label agreement, as :func:`_judge` compares (the f32-layer search's aim)."""
+    each = _comparisons(handle, crit)
+    return lambda precision: lambda refs, outs: min(c.agreement for c in each(precision, refs, outs)[1])
+
+
 def _judge(rows: list[Row], outputs: dict[int, str], handle: ModelHandle, crit: Criteria) -> None:
     """Each candidate's outputs against the reference's, per image and combined, as zoo verify judges them."""
     import numpy as np
 
-    from zoo.measure.compare import combine, compare
-    from zoo.measure.verify import tolerance_for
+    from zoo.measure.compare import combine
 
     if 0 not in outputs:
         why = rows[0].error or "it gave no outputs"
@@ -304,18 +307,14 @@ def _judge(rows: list[Row], outputs: dict[int, str], handle: ModelHandle, crit: 
                            f"'{handle.name}': {why}; check it with 'zoo run {handle.name} IMAGE --backend paddle'")  # fmt: skip
     with np.load(outputs[0]) as ref_file:
         reference = [ref_file[k] for k in sorted(ref_file.files, key=lambda k: int(k[5:]))]
-    labels = handle.architecture.labels
+    each = _comparisons(handle, crit)
     for i, row in enumerate(rows):
         if i not in outputs:
             continue
-        tol = tolerance_for(row.choice.precision, crit.min_agreement)
         with np.load(outputs[i]) as f:
-            got = [f[k] for k in sorted(f.files, key=lambda k: int(k[5:]))]
-        comparisons = [compare(a, b, tol, labels) for a, b in zip(reference, got)]
+            tol, comparisons = each(row.choice.precision, reference, [f[k] for k in sorted(f.files, key=lambda k: int(k[5:]))])
         overall = combine(comparisons, tol)
-        row.agreement = overall.agreement
-        row.passed = all(c.passed for c in comparisons)
-        row.verdict = overall.summary(tol)
+        row.agreement, row.passed, row.verdict = overall.agreement, all(c.passed for c in comparisons), overall.summary(tol)
 
 
 def _judge_miou(rows: list[Row], handle: ModelHandle, crit: Criteria, progress: Callable[[str], None]) -> None:

@@ -86,7 +86,8 @@ def page(doc: dict[str, Any], png: str) -> str:
         p50 = f"{r['p50_ms']:,.1f}" if r.get("p50_ms") else None
         style = ' style="font-weight:bold;background:#fff3d6"' if r.get("chosen") else ""
         cells = [r["key"] + (" (reference)" if r.get("reference") else ""), fastest, p50, agreement, r.get("passed"),
-                 r.get("miou_drop"), f"{r.get('others_share', 0):.0%}", r.get("why")]  # fmt: skip
+                 r.get("miou_drop"), f"{r.get('others_share', 0):.0%}",
+                 r.get("why") + (f" — {r['note']}" if r.get("note") else "")]  # fmt: skip
         rows.append(f"<tr{style}>" + "".join(cell(c) for c in cells) + "</tr>")
     crit = doc["criteria"]
     return (

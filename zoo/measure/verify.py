@@ -111,6 +111,7 @@ def verify_model(
     backends: tuple[str, str] | None = None,
     precision: str = "fp32",
     device: str | None = None,
+    runner_options: dict[str, Any] | None = None,
 ) -> VerifyResult:
     """Run two backends on the same preprocessed inputs and compare their outputs; the first is the reference.
 
@@ -121,6 +122,7 @@ def verify_model(
     ONNX uses the cached conversion (``zoo.verify_model`` and ``zoo verify`` pull and convert what is missing first);
     one converted from an older Paddle model is converted again (``convert=False``: NotCachedError).
     ``precision``: what the second backend (the candidate) runs, e.g. the int8 variant; the reference stays float32.
+    ``runner_options``: the candidate's runner options (a tuned choice's, e.g. OpenVINO's ``f32_layers``).
     """
     from zoo.registry import backends as registered, catalog
     from zoo.runners import runtime
@@ -143,8 +145,9 @@ def verify_model(
         paths.append(runtime.model_file(handle, spec, p))
 
     started = time.perf_counter()
-    runners = [registered.open_runner(s, path, device=d, threads=threads, precision=p)
-               for s, path, d, p in zip(specs, paths, devices, precisions)]  # fmt: skip
+    options = (None, runner_options)
+    runners = [registered.open_runner(s, path, device=d, threads=threads, precision=p, options=o)
+               for s, path, d, p, o in zip(specs, paths, devices, precisions, options)]  # fmt: skip
     paddle_dir = next((p for s, p in zip(specs, paths) if "paddle" in s.formats), None)
     for i, (spec, runner) in enumerate(zip(specs, runners)):
         source_key = (getattr(runner, "metadata", None) or {}).get("zoo.paddle_key")
@@ -162,7 +165,7 @@ def verify_model(
 
             paths[i] = Path(convert_model(handle).path)
             runners[i] = registered.open_runner(spec, paths[i], device=devices[i], threads=threads,
-                                                precision=precisions[i])  # fmt: skip
+                                                precision=precisions[i], options=options[i])  # fmt: skip
     report = Path(report_dir) if report_dir is not None else None
     if report is not None:
         report.mkdir(parents=True, exist_ok=True)
@@ -275,4 +278,4 @@ def verify_tuned(model: ModelHandle | str, **kwargs: Any) -> Any:
     options.update(kwargs)
     tol = tolerance_for(c.precision, float(crit.get("min_agreement", DEFAULT_MIN_AGREEMENT)))
     return verify_model(handle, backends=(reference_pair()[0], c.backend), precision=c.precision, tolerance=tol,
-                        **options)  # fmt: skip
+                        runner_options=dict(c.options) or None, **options)  # fmt: skip

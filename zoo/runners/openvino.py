@@ -31,6 +31,17 @@ if TYPE_CHECKING:
 
 INSTALL = "pip install 'zoo[openvino]'"
 PRECISIONS = ("fp32", "bf16", "int8")
+# runner options `zoo tune` may set: f32_layers="56-63" keeps those layers of a bf16 run in f32 (openvino_mixed)
+OPTIONS = ("f32_layers",)
+TUNE_SEARCH_PRECISIONS = ("bf16",)  # the precisions tune_search looks for f32 layers in
+
+
+def tune_search(*args: Any, **kwargs: Any) -> Any:
+    """What ``zoo tune`` calls when this backend's bf16 falls short of the labels asked for: which layers to keep in
+    f32 (:func:`zoo.runners.openvino_mixed.search`)."""
+    from zoo.runners import openvino_mixed
+
+    return openvino_mixed.search(*args, **kwargs)
 _HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # zoo precision → OpenVINO INFERENCE_PRECISION_HINT
 _KEEP_SHAPES = 4  # compiled models kept, one per input shape (zoo run over a folder of mixed sizes)
 
@@ -62,10 +73,11 @@ def _import_openvino() -> Any:
     return openvino
 
 
-def open_runner(model_path: Path, *, device: str = "cpu", threads: int | None = None,
-                precision: str = "fp32") -> OpenVinoRunner:  # fmt: skip
-    """A runner for one ONNX file on OpenVINO's CPU plugin (the ``zoo.backends`` runner callable)."""
-    return OpenVinoRunner(Path(model_path), device=device, threads=threads, precision=precision)
+def open_runner(model_path: Path, *, device: str = "cpu", threads: int | None = None, precision: str = "fp32",
+                options: dict[str, Any] | None = None) -> OpenVinoRunner:  # fmt: skip
+    """A runner for one ONNX file on OpenVINO's CPU plugin (the ``zoo.backends`` runner callable; ``options``: see
+    :data:`OPTIONS`)."""
+    return OpenVinoRunner(Path(model_path), device=device, threads=threads, precision=precision, options=options)
 
 
 def open_paddle_runner(model_path: Path, *, device: str = "cpu", threads: int | None = None,
@@ -97,8 +109,21 @@ class OpenVinoRunner:
 
     backend = "openvino"
 
-    def __init__(self, path: Path, *, device: str = "cpu", threads: int | None = None, precision: str = "fp32"):
+    def __init__(self, path: Path, *, device: str = "cpu", threads: int | None = None, precision: str = "fp32",
+                 options: dict[str, Any] | None = None):  # fmt: skip
         ov = _import_openvino()
+        unknown = sorted(set(options or {}) - set(OPTIONS))
+        if unknown:
+            raise BackendError(f"the openvino backend has no option {', '.join(unknown)}; "
+                               f"it takes {', '.join(OPTIONS)}")  # fmt: skip
+        self.f32_layers: tuple[tuple[int, int], ...] = ()
+        if (options or {}).get("f32_layers"):
+            from zoo.runners import openvino_mixed
+
+            if precision != "bf16":
+                raise BackendError(f"f32_layers keeps layers of a bf16 run in f32; with --precision {precision} "
+                                   "leave it out")  # fmt: skip
+            self.f32_layers = openvino_mixed.parse((options or {})["f32_layers"])
         if device != "cpu":
             raise BackendError(f"the openvino backend runs on the CPU only, not '{device}'; use --device cpu")
         if precision not in PRECISIONS:
@@ -141,43 +166,72 @@ class OpenVinoRunner:
             model = self._model.clone()
             model.reshape({self.input_name: list(shape)})
             try:
-                compiled = self._core.compile_model(model, "CPU", self.config)
+                if self.f32_layers:
+                    from zoo.runners import openvino_mixed
+
+                    pieces = openvino_mixed.compile_pieces(self._core, model, self.f32_layers, "bf16", self.config,
+                                                           self._ov)  # fmt: skip
+                    entry = (pieces.compiled, pieces)
+                else:
+                    compiled = self._core.compile_model(model, "CPU", self.config)
+                    entry = ([compiled], compiled.create_infer_request())
+            except BackendError:
+                raise
             except Exception as exc:
                 raise BackendError(f"OpenVINO cannot compile {self.path} for input {list(shape)}: "
                                    f"{first_line(exc)}") from exc  # fmt: skip
             if len(self._compiled) >= _KEEP_SHAPES:
                 self._compiled.pop(next(iter(self._compiled)))
-            self._compiled[shape] = (compiled, compiled.create_infer_request())
+            self._compiled[shape] = entry
         self._last = self._compiled[shape][0]
         return self._compiled[shape][1]
 
     def run(self, x: np.ndarray) -> np.ndarray:
         request = self._request(tuple(x.shape))
         try:
+            if self.f32_layers:
+                return request.run(x)
             request.infer({0: x})
         except Exception as exc:
             raise BackendError(f"OpenVINO failed on an input of shape {list(x.shape)}: {first_line(exc)}") from exc
         return request.get_output_tensor(0).data.copy()
 
     def compiled(self, shape: tuple[int, ...] = (1, 3, 64, 64)) -> Any:
-        """The compiled model of the last run (or one compiled for ``shape``)."""
+        """The compiled model of the last run (or one compiled for ``shape``); its first piece when it runs in
+        pieces (:meth:`pieces` has them all)."""
+        return self.pieces(shape)[0]
+
+    def pieces(self, shape: tuple[int, ...] = (1, 3, 64, 64)) -> list[Any]:
+        """Every compiled model of the last run (or of one compiled for ``shape``): one, or the f32_layers pieces."""
         if self._last is None:
             self._request(shape)
-        return self._last
+        return list(self._last)
+
+    def layer_count(self, shape: tuple[int, ...]) -> int:
+        """How many layers (convolutions, matrix products) ``f32_layers`` counts in this model at ``shape``."""
+        from zoo.runners import openvino_mixed
+
+        model = self._model.clone()
+        model.reshape({self.input_name: list(shape)})
+        return len(openvino_mixed.layer_positions(openvino_mixed.folded(model)))
 
     def describe(self) -> dict[str, Any]:
         """What ran: engine, version, threads, the precision the compiled model runs, and its convolutions'
         execution precisions (``runtimePrecision`` of the executable graph)."""
         compiled = self.compiled()
         hint = _zoo_precision(compiled.get_property("INFERENCE_PRECISION_HINT").to_string())
+        if self.f32_layers:
+            hint = self.precision  # the first piece's hint is whichever precision the model starts in
         conv: dict[str, int] = {}
-        for op in compiled.get_runtime_model().get_ordered_ops():
-            info = op.get_rt_info()
-            if "layerType" in info and info["layerType"].astype(str) == "Convolution":
-                key = _zoo_precision(info["runtimePrecision"].astype(str)) if "runtimePrecision" in info else "?"
-                conv[key] = conv.get(key, 0) + 1
+        for piece in self.pieces():
+            for op in piece.get_runtime_model().get_ordered_ops():
+                info = op.get_rt_info()
+                if "layerType" in info and info["layerType"].astype(str) == "Convolution":
+                    key = _zoo_precision(info["runtimePrecision"].astype(str)) if "runtimePrecision" in info else "?"
+                    conv[key] = conv.get(key, 0) + 1
         # what the convolutions (nearly all of the work) run in; the hint where the graph has none
         ran = max(conv, key=lambda k: conv[k]) if conv else hint
+        mixed = {"f32_layers": _ranges_text(self.f32_layers)} if self.f32_layers else {}
         return {
             "engine": "openvino", "version": self._ov.get_version(), "providers": ["openvino-CPU"], "device": self.device,
             "model_format": "paddle" if self.path.suffix == ".pdmodel" else "onnx",
@@ -186,8 +240,13 @@ class OpenVinoRunner:
             "precision": ran, "inference_precision_hint": hint,
             "requested_precision": self.precision,
             "convolution_precisions": dict(sorted(conv.items())),
-            "options": {k: str(v) for k, v in self.config.items()},
+            "options": {**{k: str(v) for k, v in self.config.items()}, **mixed},
+            **({"pieces": len(self.pieces())} if self.f32_layers else {}), **mixed,
         }  # fmt: skip
+
+
+def _ranges_text(ranges: tuple[tuple[int, int], ...]) -> str:
+    return ",".join(f"{lo}-{hi}" for lo, hi in ranges)
 
 
 def _zoo_precision(ov_name: str) -> str:
