@@ -115,3 +115,22 @@ def test_the_search_keeps_the_shortest_tail_that_reaches_the_aim(models):
                                                                      reverse=True)  # growing tails  # fmt: skip
     again = agreement(refs, [make("bf16", found.options).run(x) for x in xs])  # measured afresh
     assert again == 1.0
+
+
+def test_zoo_load_and_the_paddle_frontend_runner_take_the_option_too(models):
+    """The Python API passes runner options on, and ``openvino-paddle`` (a legacy program, no ONNX) runs pieces as
+    the ONNX runner does: all of bisenet's layers kept in f32 give its float32 labels."""
+    import zoo
+
+    _needs_bf16()
+    models.install_converted("deeplabv3p")
+    loaded = zoo.load("deeplabv3p", backend="openvino", precision="bf16", options={"f32_layers": "60-70"})
+    assert loaded.runner.describe()["f32_layers"] == "60-70"
+
+    folder = models.get("bisenet", legacy=True)
+    x = _scenes("bisenet", 1)[0]
+    fp32 = backend.open_paddle_runner(folder, threads=1)
+    count = fp32.layer_count(x.shape)
+    kept = backend.open_paddle_runner(folder, threads=1, precision="bf16", options={"f32_layers": f"0-{count}"})
+    np.testing.assert_array_equal(kept.run(x), fp32.run(x))
+    assert kept.describe()["convolution_precisions"] == {"fp32": fp32.describe()["convolution_precisions"]["fp32"]}

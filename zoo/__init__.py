@@ -111,16 +111,18 @@ def architecture(name: str) -> Architecture:
 
 
 def load(model: Any, *, backend: str | None = None, device: str = "cpu", threads: int | None = None,
-         precision: str | None = None):  # fmt: skip
+         precision: str | None = None, options: dict[str, Any] | None = None):  # fmt: skip
     """A registered model (name or handle; pulled and converted first when missing), a .onnx file or a Paddle model
     folder, ready to ``predict(rgb)``. Without ``backend`` and ``precision``: the model's tuned choice (``zoo tune``)
-    when valid here, else the default backend (``zoo plugins``) in fp32."""
+    when valid here, else the default backend (``zoo plugins``) in fp32. ``options``: the backend runner's own
+    settings (ONNX Runtime's ``allow_spinning``, OpenVINO's ``f32_layers``)."""
     from zoo.make import ensure
     from zoo.runners import runtime
 
     chosen = runtime.choose(model, backend, precision)  # the tuned choice when no flag says otherwise
     target = ensure.prepare(model, chosen.backend, chosen.precision)  # the one door: ZOO_OFFLINE=1 refuses a download
-    return runtime.load(target, backend=backend, device=device, threads=threads, precision=precision)
+    return runtime.load(target, backend=backend, device=device, threads=threads, precision=precision,
+                        options=options)  # fmt: skip
 
 
 def verify_model(name: Any, **kwargs):

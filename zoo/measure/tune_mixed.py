@@ -66,9 +66,10 @@ def siblings(choices: list[Choice], handle: ModelHandle, size: tuple[int, int], 
                      "which layers must stay in f32?")  # fmt: skip
             try:
                 found_for[pair] = search(make, xs, judge(c.precision), target, c.precision)
-            except ZooError as exc:
+            except Exception as exc:  # a backend's own failure (a plugin's search too): the candidate stays as it is
                 found_for[pair] = None
-                progress(f"tune {handle.name}: {c.backend}/{c.precision}: the search failed — {first_line(exc)}")
+                why = first_line(exc) if isinstance(exc, ZooError) else f"{type(exc).__name__}: {first_line(exc)}"
+                progress(f"tune {handle.name}: {c.backend}/{c.precision}: the search failed — {why}")
             if found_for[pair] is not None:
                 progress(f"tune {handle.name}: {c.backend}/{c.precision}: {found_for[pair].note}")
         found = found_for[pair]

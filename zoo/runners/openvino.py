@@ -12,6 +12,10 @@ ONNX conversion. OpenVINO 2026.4 reads legacy ``model.pdmodel`` programs (what p
 Paddle 3's PIR ``model.json``. On all five architectures its labels equal Paddle Inference's (tests/test_openvino.py
 checks bisenet and fcn).
 
+A bf16 run can keep some layers in f32 (runner option ``f32_layers``, :mod:`zoo.runners.openvino_mixed`): the model
+then runs as pieces compiled in the two precisions. ``zoo tune`` finds those layers through :func:`tune_search` when
+bf16 alone flips too many labels.
+
 Registered under the ``zoo.backends`` entry-point group as ``openvino = "zoo.runners.openvino:BACKEND"`` and
 ``openvino-paddle = "zoo.runners.openvino:PADDLE_BACKEND"``.
 """
@@ -35,13 +39,6 @@ PRECISIONS = ("fp32", "bf16", "int8")
 OPTIONS = ("f32_layers",)
 TUNE_SEARCH_PRECISIONS = ("bf16",)  # the precisions tune_search looks for f32 layers in
 
-
-def tune_search(*args: Any, **kwargs: Any) -> Any:
-    """What ``zoo tune`` calls when this backend's bf16 falls short of the labels asked for: which layers to keep in
-    f32 (:func:`zoo.runners.openvino_mixed.search`)."""
-    from zoo.runners import openvino_mixed
-
-    return openvino_mixed.search(*args, **kwargs)
 _HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # zoo precision → OpenVINO INFERENCE_PRECISION_HINT
 _KEEP_SHAPES = 4  # compiled models kept, one per input shape (zoo run over a folder of mixed sizes)
 
@@ -64,6 +61,14 @@ PADDLE_BACKEND = Backend(**{
 })  # fmt: skip
 
 
+def tune_search(*args: Any, **kwargs: Any) -> Any:
+    """What ``zoo tune`` calls when this backend's bf16 falls short of the labels asked for: which layers to keep in
+    f32 (:func:`zoo.runners.openvino_mixed.search`)."""
+    from zoo.runners import openvino_mixed
+
+    return openvino_mixed.search(*args, **kwargs)
+
+
 def _import_openvino() -> Any:
     try:
         import openvino
@@ -81,7 +86,7 @@ def open_runner(model_path: Path, *, device: str = "cpu", threads: int | None = 
 
 
 def open_paddle_runner(model_path: Path, *, device: str = "cpu", threads: int | None = None,
-                       precision: str = "fp32") -> OpenVinoRunner:  # fmt: skip
+                       precision: str = "fp32", options: dict[str, Any] | None = None) -> OpenVinoRunner:  # fmt: skip
     """A runner for a Paddle model folder's legacy program on OpenVINO's CPU plugin (``openvino-paddle``)."""
     from zoo.runners import paddle_config
     from zoo.store import cache
@@ -99,7 +104,7 @@ def open_paddle_runner(model_path: Path, *, device: str = "cpu", threads: int | 
     if precision not in PADDLE_BACKEND.precisions:
         raise BackendError(f"the openvino-paddle backend runs {', '.join(PADDLE_BACKEND.precisions)}, not "
                            f"'{precision}'; int8 variants are ONNX files: use --backend openvino")  # fmt: skip
-    runner = OpenVinoRunner(program, device=device, threads=threads, precision=precision)
+    runner = OpenVinoRunner(program, device=device, threads=threads, precision=precision, options=options)
     runner.backend = PADDLE_BACKEND.name
     return runner
 
@@ -218,6 +223,8 @@ class OpenVinoRunner:
     def describe(self) -> dict[str, Any]:
         """What ran: engine, version, threads, the precision the compiled model runs, and its convolutions'
         execution precisions (``runtimePrecision`` of the executable graph)."""
+        from zoo.runners import openvino_mixed
+
         compiled = self.compiled()
         hint = _zoo_precision(compiled.get_property("INFERENCE_PRECISION_HINT").to_string())
         if self.f32_layers:
@@ -231,7 +238,7 @@ class OpenVinoRunner:
                     conv[key] = conv.get(key, 0) + 1
         # what the convolutions (nearly all of the work) run in; the hint where the graph has none
         ran = max(conv, key=lambda k: conv[k]) if conv else hint
-        mixed = {"f32_layers": _ranges_text(self.f32_layers)} if self.f32_layers else {}
+        mixed = {"f32_layers": openvino_mixed.text(self.f32_layers)} if self.f32_layers else {}
         return {
             "engine": "openvino", "version": self._ov.get_version(), "providers": ["openvino-CPU"], "device": self.device,
             "model_format": "paddle" if self.path.suffix == ".pdmodel" else "onnx",
@@ -243,10 +250,6 @@ class OpenVinoRunner:
             "options": {**{k: str(v) for k, v in self.config.items()}, **mixed},
             **({"pieces": len(self.pieces())} if self.f32_layers else {}), **mixed,
         }  # fmt: skip
-
-
-def _ranges_text(ranges: tuple[tuple[int, int], ...]) -> str:
-    return ",".join(f"{lo}-{hi}" for lo, hi in ranges)
 
 
 def _zoo_precision(ov_name: str) -> str:

@@ -206,7 +206,7 @@ def search(make: Any, inputs: list[Any], agreement: Any, target: float, precisio
         tried.append((options["f32_layers"], value))
         if value >= target:
             note = (f"bf16 alone keeps {whole:.2%} of float32's labels; with the last {kept} of {count} layers in f32, "
-                    f"{value:.2%} ({len(tried)} tails tried)")  # fmt: skip
+                    f"{value:.2%} ({len(tried)} tail{'' if len(tried) == 1 else 's'} tried)")  # fmt: skip
             return Found(options, value, note, tuple(tried))
     return Found(None, None, f"bf16 alone keeps {whole:.2%} of float32's labels, and with the last {steps[-1]} of "
                              f"{count} layers in f32 still under {target:.2%}", tuple(tried))  # fmt: skip
