@@ -109,6 +109,7 @@ def compile_pieces(core: Any, model: Any, ranges: tuple[tuple[int, int], ...], p
     hints.append("f32" if ranges[-1][1] >= len(positions) else precision)
     cuts.append(len(folded_model.get_ordered_ops()))
     names = [f"{i}" for i in range(cuts[-1])]
+    types = [op.get_type_name() for op in folded_model.get_ordered_ops()]
     piece_of = {name: p for p in range(len(cuts) - 1) for name in names[cuts[p]:cuts[p + 1]]}
     last = len(cuts) - 2
     for i, op in enumerate(folded_model.get_ordered_ops()):
@@ -118,6 +119,9 @@ def compile_pieces(core: Any, model: Any, ranges: tuple[tuple[int, int], ...], p
     for p in range(len(cuts) - 1):
         graph = folded_model.clone()
         ops = graph.get_ordered_ops()
+        if [op.get_type_name() for op in ops] != types:  # the cuts are positions in this order
+            raise BackendError("f32_layers: OpenVINO orders a copy of this model differently; run it without "
+                               "f32_layers")  # fmt: skip
         for i, op in enumerate(ops):
             op.set_friendly_name(names[i])
         params, reads, results, makes = [], [], [], []
