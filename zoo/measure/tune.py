@@ -277,8 +277,10 @@ def _execute(p: Plan, progress: Callable[[str], None]) -> TuneResult:
     return TuneResult(name, tuple(rows), chosen, crit, time.perf_counter() - started, record, str(where))
 
 
-def _comparisons(handle: ModelHandle, crit: Criteria) -> Callable[[str, list[Any], list[Any]], tuple[Any, list[Any]]]:
-    """``(precision, references, outputs) → (tolerance, per-image comparisons)``: zoo verify's, at tune's threshold."""
+def _comparisons(handle: ModelHandle,
+                 crit: Criteria) -> Callable[[str, list[Any], list[Any]], tuple[Any, list[Any]]]:  # fmt: skip
+    """``(precision, references, outputs) → (tolerance, per-image comparisons)``: zoo verify's, at tune's
+    threshold."""
     from zoo.measure.compare import compare
     from zoo.measure.verify import tolerance_for
 
@@ -312,9 +314,11 @@ def _judge(rows: list[Row], outputs: dict[int, str], handle: ModelHandle, crit: 
         if i not in outputs:
             continue
         with np.load(outputs[i]) as f:
-            tol, comparisons = each(row.choice.precision, reference, [f[k] for k in sorted(f.files, key=lambda k: int(k[5:]))])
+            got = [f[k] for k in sorted(f.files, key=lambda k: int(k[5:]))]
+        tol, comparisons = each(row.choice.precision, reference, got)
         overall = combine(comparisons, tol)
-        row.agreement, row.passed, row.verdict = overall.agreement, all(c.passed for c in comparisons), overall.summary(tol)
+        row.agreement, row.verdict = overall.agreement, overall.summary(tol)
+        row.passed = all(c.passed for c in comparisons)
 
 
 def _judge_miou(rows: list[Row], handle: ModelHandle, crit: Criteria, progress: Callable[[str], None]) -> None:
