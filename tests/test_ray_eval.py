@@ -87,6 +87,33 @@ def test_ray_eval_equals_local_eval_report_json_and_skip_bad(cluster, unet, tmp_
     assert bad[0] in strict[1].stderr and "--skip-bad" in strict[1].stderr
 
 
+@pytest.mark.ray
+def test_both_ray_paths_run_the_tuned_choice_with_its_runner_options(cluster, unet, tmp_path: Path):
+    """With no flags, `zoo eval` and `zoo run` on Ray take zoo tune's choice as the local engine does: its runner
+    options reach the workers (ONNX Runtime's session, read back on a worker, has spinning on; zoo's default is off)
+    and the JSON says the choice was tuned. An explicit --backend runs the defaults."""
+    from zoo.registry import tuning
+    from zoo.store import tuned
+    from zoo.synthetic import write_labelled_dataset
+
+    c = tuned.Choice("onnx", "fp32", 1, (("allow_spinning", 1),))
+    tuned.write(NAME, {"name": NAME, "tuned_at": "2026-12-06T10:00:00Z", "choice": c.as_dict(),
+                       "fingerprint": tuning.fingerprint(NAME, c), "criteria": {},
+                       "summary": {"speedup_vs_paddle": 0.5, "agreement": 0.999}, "candidates": []})  # fmt: skip
+    data = write_labelled_dataset(tmp_path / "data", 2, 48, 64, layout="folders", num_classes=4)
+    ray = ["--engine", "ray", "--address", cluster, "--workers", "1", "--batch-size", "2"]
+
+    doc = json.loads(run_zoo("eval", NAME, "--data", str(data), *ray, "--json", check=True).stdout)
+    assert doc["backends"]["onnx"]["options"]["allow_spinning"] == 1 and doc["config"]["tuned"] is not None
+    runs = json.loads(run_zoo("run", NAME, str(data / "images"), "--out", str(tmp_path / "out"), *ray, "--json",
+                              check=True).stdout)  # fmt: skip
+    assert len(runs) == 2
+    assert all(r["config"]["tuned"] is not None and r["config"]["options"] == {"allow_spinning": 1} for r in runs)
+    doc = json.loads(run_zoo("eval", NAME, "--data", str(data), "--backend", "onnx", *ray, "--json",
+                             check=True).stdout)  # fmt: skip
+    assert doc["backends"]["onnx"]["options"]["allow_spinning"] == 0 and doc["config"]["tuned"] is None
+
+
 def test_an_option_one_engine_cannot_honour_is_refused_by_name(tmp_path: Path):
     """Refused before Ray starts or any model loads: these need no cluster."""
     from zoo.synthetic import write_labelled_dataset

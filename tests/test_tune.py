@@ -154,6 +154,74 @@ def test_bundles_carry_the_choice_and_the_importer_checks_its_fingerprint(models
     assert tuning.read(NAME) is None and "the machine" in tuning.status(NAME)[1]
 
 
+def test_eval_runs_the_tuned_threads_and_runner_options_and_says_what_ran(models, tmp_path: Path):
+    """A tuned choice is more than a backend and a precision: `zoo eval` with no flags runs its thread count and its
+    runner options (read back from ONNX Runtime's session per column); --threads and --backend win over them."""
+    from zoo.store import tuned
+    from zoo.synthetic import write_labelled_dataset
+
+    models.install_converted(NAME)
+    data = write_labelled_dataset(tmp_path / "data", 2, 32, 64, layout="folders")
+    tuned.write(NAME, _record({"backend": "onnx", "precision": "fp32", "threads": 1, "options": {"allow_spinning": 1}}))
+
+    def column(*flags: str) -> tuple[dict, dict]:
+        doc = json.loads(run_zoo("eval", NAME, "--data", str(data), "--json", *flags, check=True).stdout)
+        assert list(doc["backends"]) == ["onnx"]
+        return doc["backends"]["onnx"], doc["config"]
+
+    ran, config = column()
+    assert (ran["threads"], ran["options"]["allow_spinning"]) == (1, 1) and config["tuned"] is not None
+    ran, _ = column("--threads", "2")
+    assert (ran["threads"], ran["options"]["allow_spinning"]) == (2, 1)
+    ran, config = column("--backend", "onnx")
+    assert ran["options"]["allow_spinning"] == 0 and config["tuned"] is None  # zoo's default: spinning off
+
+
+@pytest.mark.slow  # a tune and two evals, each loading paddle
+def test_data_bounds_the_miou_drop_on_the_users_images_with_progress_per_candidate(models, tmp_path: Path):
+    """--data: the labels are float32 Paddle's own predictions, so Paddle scores IoU 1 on every class present and
+    every candidate that flips a pixel loses some. With no agreement bound and --max-miou-drop 0, exactly the candidates that lose nothing
+    pass; the int8 variant (1-6% of labels flipped) fails on its drop. Each mIoU is zoo eval's on the same data, the
+    agreement zoo verify's on the --images given, and every candidate gets a progress line."""
+    import re
+
+    import zoo
+    from zoo.synthetic import write_labelled_dataset
+
+    models.install_converted(NAME)
+    data = write_labelled_dataset(tmp_path / "data", 2, 64, 128, layout="folders")
+    paddle = zoo.load(NAME, backend="paddle", threads=2)  # as tune's reference runs it (--threads 2)
+    present: set[int] = set()
+    for image in sorted((data / "images").iterdir()):
+        labels = paddle.predict(str(image)).labels.astype("uint8")
+        cv2.imwrite(str(data / "labels" / image.name), labels)
+        present |= {int(v) for v in set(labels.ravel().tolist())}
+    perfect = round(100 * len(present) / 19, 4)  # IoU 1 for each class present, 0 for the absent (zoo eval's default)
+    proc = run_zoo("tune", NAME, *FAST, "--backend", "onnx", "--precision", "fp32,int8", "--threads", "2",
+                   "--data", str(data), "--images", str(data / "images"), "--min-agreement", "0.0001",
+                   "--max-miou-drop", "0", "--json", check=True)  # fmt: skip
+    doc = json.loads(proc.stdout)
+    rows = {r["key"]: r for r in doc["candidates"]}
+    assert rows["paddle/fp32 t2"]["miou"] == perfect and rows["paddle/fp32 t2"]["miou_drop"] == 0.0
+    int8 = rows["onnx/int8 t2"]
+    assert int8["miou_drop"] > 0 and int8["passed"] is False and "mIoU drop" in int8["why"]
+    for row in doc["candidates"]:
+        assert row["passed"] is (row["miou_drop"] <= 0), row
+    assert doc["chosen"]["key"] in rows and rows[doc["chosen"]["key"]]["passed"] is True
+
+    evaluated = json.loads(run_zoo("eval", NAME, "--data", str(data), "--precision", "int8", "--json",
+                                   check=True).stdout)  # fmt: skip
+    assert round(evaluated["backends"]["onnx/int8"]["miou"] * 100, 4) == int8["miou"]
+    verify = json.loads(run_zoo("verify", NAME, "--precision", "int8", "--image", str(data / "images"), "--json",
+                                check=True).stdout)  # fmt: skip
+    assert verify["overall"]["agreement"] == int8["agreement"]
+
+    steps = re.findall(r"\[(\d+)/(\d+)\] (.+?): fastest", proc.stderr)
+    assert sorted(key for _, _, key in steps) == sorted(rows)  # one line per candidate (one round)
+    assert [int(k) for k, _, _ in steps] == list(range(1, len(rows) + 1))
+    assert {n for _, n, _ in steps} == {str(len(rows))}
+
+
 def test_onnx_runner_takes_the_spinning_option_tune_measures(models):
     from zoo.errors import BackendError
     from zoo.runners import runtime
@@ -179,17 +247,21 @@ def test_dry_run_lists_the_candidates_and_makes_nothing(models):
 
 
 @pytest.mark.slow  # a tune and a verify, each loading paddle
-def test_a_bf16_run_that_falls_short_gets_a_float32_tail_judged_like_every_candidate(models):
+def test_a_bf16_run_that_falls_short_gets_a_float32_tail_judged_like_every_candidate(models, tmp_path: Path):
     """Seeded deeplabv3p at 64x128: OpenVINO bf16 alone flips more than 0.5% of one scene's labels. Tune searches
-    the layers to keep in f32 and adds that configuration, which passes zoo verify's comparison and is chosen."""
+    the layers to keep in f32 and adds that configuration, which passes zoo verify's comparison and is chosen; its
+    mIoU (--data) is its own, and `zoo eval` with no flags runs it, f32 layers included, to the same number."""
     pytest.importorskip("openvino")
     import openvino
+
+    from zoo.synthetic import write_labelled_dataset
 
     if "BF16" not in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         pytest.skip("this CPU has no bfloat16 for OpenVINO")
     models.install_converted("deeplabv3p")
+    data = write_labelled_dataset(tmp_path / "data", 2, 64, 128, layout="folders")
     proc = run_zoo("tune", "deeplabv3p", "--backend", "paddle,openvino", "--precision", "fp32,bf16", *FAST, "--json",
-                   check=True)  # fmt: skip
+                   "--data", str(data), "--max-miou-drop", "100", check=True)  # fmt: skip
     doc = json.loads(proc.stdout)
     rows = [r for r in doc["candidates"] if r["backend"] == "openvino" and r["precision"] == "bf16"]
     plain = next(r for r in rows if not r["options"])
@@ -202,3 +274,7 @@ def test_a_bf16_run_that_falls_short_gets_a_float32_tail_judged_like_every_candi
     # zoo verify --tuned runs the recorded choice, option included, through the same comparison
     again = json.loads(run_zoo("verify", "deeplabv3p", "--tuned", "--json", check=True).stdout)
     assert again["passed"] is True and again["overall"]["agreement"] == tail["agreement"]
+    evaluated = json.loads(run_zoo("eval", "deeplabv3p", "--data", str(data), "--json", check=True).stdout)
+    ran = evaluated["backends"]["openvino/bf16"]
+    assert ran["options"]["f32_layers"] == tail["options"]["f32_layers"] and evaluated["config"]["tuned"] is not None
+    assert tail["miou"] is not None and round(ran["miou"] * 100, 4) == tail["miou"]

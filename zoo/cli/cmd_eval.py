@@ -131,11 +131,14 @@ def eval_(
                 try:
                     start_ray(ray)
                     result = ray_eval.evaluate(target, dataset, backends=names, precisions=precisions,
-                                               device=device, ray=ray, announce=info, **shared)  # fmt: skip
+                                               device=device, ray=ray, announce=info, chosen=chosen,
+                                               **shared)  # fmt: skip
                 finally:
                     ray_cluster.disconnect()
             else:
-                loaded = [runtime.load(target, backend=name, device=device, threads=threads, precision=p)
+                # a tuned choice's thread count (an explicit --threads wins) and runner options too
+                loaded = [runtime.load(target, backend=name, device=device, threads=threads or chosen.threads,
+                                       precision=p, options=chosen.options or None)
                           for name in names for p in precisions]  # fmt: skip
                 count = min(limit or len(dataset.samples), len(dataset.samples))
                 of = f"{count} of {len(dataset.samples)}" if count < len(dataset.samples) else f"all {count}"

@@ -89,7 +89,7 @@ def run(
         with stdout_to_stderr() if json_ else contextlib.nullcontext():
             target = provisioned(model, backend, precision, offline)
         return run_on_ray(target, inputs, out, backend=backend, precision=precision, device=device.value, json_=json_,
-                          ray=ray, palette=colours, legend=legend)  # fmt: skip
+                          ray=ray, palette=colours, legend=legend, chosen=chosen)  # fmt: skip
     from zoo.engines import video
 
     if any(video.is_video(i) for i in inputs):
@@ -202,12 +202,13 @@ def _without_outputs(paths: list[Path], out: Path) -> list[Path]:
 
 
 def run_on_ray(model: Any, inputs: list[str], out: Path, *, backend: str, precision: str, device: str, json_: bool,
-               ray: Any, palette: tuple[tuple[int, int, int], ...] | None = None,
-               legend: bool = True) -> None:  # fmt: skip
+               ray: Any, palette: tuple[tuple[int, int, int], ...] | None = None, legend: bool = True,
+               chosen: Any = None) -> None:  # fmt: skip
     """``zoo run --engine ray``: the same outputs and exit codes as the local engine, on a Ray cluster
     (zoo/engines/distributed.py). Verify the model here, segment on the workers, print per image and images/s; exit 1
     on failures. ``model`` is what zoo run resolved and brought into the cache (as for the local engine); ``ray`` its
-    RayOptions; ``palette`` and ``legend`` what --palette and --legend/--no-legend gave, as for the local engine."""
+    RayOptions; ``palette`` and ``legend`` what --palette and --legend/--no-legend gave, as for the local engine;
+    ``chosen`` the Selection that named backend and precision (a tuned one brings its runner options)."""
     from zoo.engines import distributed, ray_cluster, shipping
 
     summaries: list[dict[str, Any]] = []
@@ -218,7 +219,7 @@ def run_on_ray(model: Any, inputs: list[str], out: Path, *, backend: str, precis
     with stdout_to_stderr() if json_ else contextlib.nullcontext():
         start_ray(ray)
         handle = shipping.resolve_model(model, backend=backend, precision=precision, device=device,
-                                        threads=ray.threads_per_worker, ship=ray.ship)  # fmt: skip
+                                        threads=ray.threads_per_worker, ship=ray.ship, chosen=chosen)  # fmt: skip
         handle = with_palette(handle, palette)
         info(f"{handle.name} ({handle.architecture.name}, {handle.num_classes} classes) on {handle.backend}, Ray: "
              f"{ray.workers} worker(s) x {handle.threads} thread(s), batches of {ray.batch_size} → {out}")  # fmt: skip

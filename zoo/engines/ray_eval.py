@@ -53,7 +53,7 @@ class Evaluator:
                 record = {"areas": [s.areas for s in scores], "seconds": [s.seconds for s in scores],
                           "confusion": [s.confusion for s in scores],  # sparse: a few cells per image
                           "preds": [pack(s.pred) if self.keep_preds else None for s in scores],
-                          "providers": [m.providers for m in self.models], "unknown": item.unknown}  # fmt: skip
+                          "ran": [evaluation.ran(m) for m in self.models], "unknown": item.unknown}  # fmt: skip
             rows["index"].append(int(index))
             rows["record"].append(pickle.dumps(record))
         return rows
@@ -77,11 +77,12 @@ def evaluate(model: str | os.PathLike[str] | ModelHandle, dataset: Dataset, *, b
              precisions: Sequence[str] = ("fp32",), device: str = "cpu", options: Options | None = None,
              limit: int | None = None, skip_bad: bool = False, absent: str = "zero", progress: bool = False,
              keep_worst: int = 0, reference_miou: float | None = None, ray: RayOptions | None = None,
-             announce: Callable[[str], None] | None = None) -> EvalResult:  # fmt: skip
+             announce: Callable[[str], None] | None = None, chosen: Any = None) -> EvalResult:  # fmt: skip
     """:func:`zoo.measure.evaluation.run` on Ray: the same checks, numbers, skips and worst images.
 
     ``backends`` default to the Ray engine's default backend; each backend and precision is one column, as locally.
     ``announce`` gets one line saying what runs where, once the models are verified. Ctrl-C returns a partial result.
+    ``chosen``: the tuned choice (a Selection) that named the one backend and precision, its runner options included.
     """
     from zoo.make import ensure
     from zoo.measure import evaluation
@@ -91,7 +92,7 @@ def evaluate(model: str | os.PathLike[str] | ModelHandle, dataset: Dataset, *, b
     ray_cluster.connect(ray.address)
     names = list(backends or [shipping.default_backend()])
     handles = [shipping.resolve_model(ensure.prepare(model, b, p), backend=b, precision=p, device=device,
-                                      threads=ray.threads_per_worker, ship=ray.ship)
+                                      threads=ray.threads_per_worker, ship=ray.ship, chosen=chosen)
                for b in names for p in precisions]  # fmt: skip  (ensure: the one door into the cache)
     tally = evaluation.Tally(handles, dataset, options=options, limit=limit, skip_bad=skip_bad, absent=absent,
                              progress=progress, keep_worst=keep_worst, reference_miou=reference_miou,
@@ -130,8 +131,8 @@ def _count(tally: Any, index: int, record: dict[str, Any], failed: list[tuple[in
         tally.bad(record["error"])
         failed.append((index, record["error"]))
         return
-    for s, providers in zip(tally.scored, record["providers"]):
-        tally.providers[s.key] = list(providers)  # what ran on the workers, not the driver's check
+    for s, said in zip(tally.scored, record["ran"]):
+        tally.ran[s.key] = said  # what ran on the workers, not the driver's check
     scores = [ImageScore(unpack(pred), areas, seconds, confusion)  # type: ignore[arg-type]
               for areas, seconds, pred, confusion in zip(record["areas"], record["seconds"], record["preds"],
                                                          record["confusion"])]  # fmt: skip

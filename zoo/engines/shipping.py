@@ -99,8 +99,12 @@ def default_backend() -> str:
 
 
 def resolve_model(model: str | os.PathLike[str] | ModelHandle, *, backend: str | None = None, precision: str = "fp32",
-                  device: str = "cpu", threads: int = 1, ship: str = "object") -> ShippedModel:  # fmt: skip
+                  device: str = "cpu", threads: int = 1, ship: str = "object",
+                  chosen: Any = None) -> ShippedModel:  # fmt: skip
     """Resolve and verify a model on the driver (as ``zoo run`` loads it) into a handle for the workers.
+
+    ``chosen``: the driver's :class:`zoo.runners.choice.Selection` when ``zoo tune``'s choice decided the backend and
+    precision; its runner options go to the workers with it (its thread count does not: ``threads`` is the layout's).
 
     ``ship="object"`` puts the file's bytes into Ray's object store (Ray must be initialised); ``"path"`` sends only
     the path, for clusters whose nodes share the filesystem.
@@ -120,7 +124,9 @@ def resolve_model(model: str | os.PathLike[str] | ModelHandle, *, backend: str |
     # only opens (the callers bring the model into the cache through zoo.make.ensure, the one door)
     from zoo.registry import catalog
 
-    loaded = runtime.load(catalog.resolve_target(model), backend=spec.name, device=here, threads=1, precision=precision)
+    tuned = chosen if chosen is not None and chosen.tuned else None
+    loaded = runtime.load(catalog.resolve_target(model), backend=spec.name, device=here, threads=1, precision=precision,
+                          options=tuned.options if tuned else None)  # fmt: skip
     source = Path(loaded.source)
     if not source.is_file():
         raise EngineError(f"--engine ray ships one model file to its workers, but backend '{spec.name}' runs the "
@@ -139,4 +145,4 @@ def resolve_model(model: str | os.PathLike[str] | ModelHandle, *, backend: str |
         blob = ray.put(data)
     return ShippedModel(loaded.name, str(source), expected, source.stat().st_size, loaded.architecture,
                         loaded.num_classes, device, int(threads), blob, spec.name, precision,
-                        tuple(loaded.providers), loaded.selection)  # fmt: skip
+                        tuple(loaded.providers), tuned or loaded.selection)  # fmt: skip

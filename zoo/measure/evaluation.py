@@ -149,6 +149,12 @@ def load_sample(sample: Sample, models: Sequence[Model], options: Options | None
         return Loaded(sample, error=str(exc))
 
 
+def ran(model: Any) -> dict[str, Any]:
+    """What ran a column, as its runner says: providers, threads, and runner options (a tuned choice's among them)."""
+    said = getattr(model, "described", None) or {}
+    return {"providers": list(model.providers), "threads": said.get("threads"), "options": said.get("options") or {}}
+
+
 @dataclass
 class ImageScore:
     """One model's result on one image."""
@@ -216,7 +222,7 @@ class Tally:
             while key in {s.key for s in self.scored}:
                 key, n = f"{base}-{n}", n + 1
             self.scored.append(Scored(key, model, metrics.Areas(self.num_classes)))
-        self.providers = {s.key: list(s.model.providers) for s in self.scored}
+        self.ran = {s.key: ran(s.model) for s in self.scored}  # the Ray engine puts the workers' own here
         self.images = 0
         self.unknown: dict[int, int] = {}  # --ignore-unknown-ids: label id → pixels ignored, over the images counted
         self.unknown_images = 0
@@ -266,7 +272,7 @@ class Tally:
         for s in self.scored:
             summary = s.areas.summary(absent=self.absent)
             summary["images_per_second"] = round(self.images / s.seconds, 3) if s.seconds else None
-            summary["providers"] = self.providers[s.key]
+            summary.update(self.ran[s.key])
             summary["model_path"] = str(s.model.source)
             backends[s.key] = summary
         worst = {s.key: [t[-1] for t in sorted(s.worst, key=lambda t: (-t[0], t[1]))] for s in self.scored}

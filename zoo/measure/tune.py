@@ -322,22 +322,29 @@ def _judge(rows: list[Row], outputs: dict[int, str], handle: ModelHandle, crit: 
 
 
 def _judge_miou(rows: list[Row], handle: ModelHandle, crit: Criteria, progress: Callable[[str], None]) -> None:
-    """The eval mIoU of each (backend, precision) that passed on labels, and its drop from float32 Paddle's."""
+    """The eval mIoU of each configuration that passed on labels, and its drop from float32 Paddle's. Options that
+    only trade CPU for latency (a runner's TUNE_OPTIONS) share one evaluation; others (f32 layers) get their own."""
     from zoo.measure.evaluation import evaluate
+    from zoo.registry import backends as registered
     from zoo.runners import runtime
 
-    scores: dict[tuple[str, str], float] = {}
+    def key_of(c: Choice) -> tuple[str, str, tuple[Any, ...]]:
+        latency = {k for o in _tunable(registered.get(c.backend)) for k in o}
+        return c.backend, c.precision, tuple(sorted((k, v) for k, v in dict(c.options).items() if k not in latency))
+
+    scores: dict[tuple[str, str, tuple[Any, ...]], float] = {}
     for row in rows:
-        key = (row.choice.backend, row.choice.precision)
+        key = key_of(row.choice)
         if not (row.passed or row.reference) or key in scores:
             continue
-        progress(f"tune {handle.name}: eval {key[0]}/{key[1]} on {crit.data}")
-        model = runtime.load(handle, backend=key[0], precision=key[1], threads=row.choice.threads)
+        progress(f"tune {handle.name}: eval {row.choice.key} on {crit.data}")
+        model = runtime.load(handle, backend=key[0], precision=key[1], threads=row.choice.threads,
+                             options=dict(key[2]) or None)  # fmt: skip
         result = evaluate([model], crit.data)
         scores[key] = float(next(iter(result.backends.values()))["miou"]) * 100.0
-    base = scores.get(reference_pair())
+    base = scores.get((*reference_pair(), ()))
     for row in rows:
-        score = scores.get((row.choice.backend, row.choice.precision))
+        score = scores.get(key_of(row.choice))
         if score is None or base is None:
             continue
         row.miou, row.miou_drop = round(score, 4), round(base - score, 4)
